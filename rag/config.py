@@ -1,0 +1,97 @@
+"""All defaults in one place: the frozen `RagConfig`.
+
+Every CLI flag maps to one field here and takes its default from it. Nothing runs at import.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["dense", "bm25", "hybrid"]
+MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_DIM = 384
+MODEL_MAX_TOKENS = 256  # the model's word-piece window, [CLS] and [SEP] included
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    """Settings for indexing, retrieval and answering.
+
+    Example:
+        >>> cfg = RagConfig(top_k=3, mode="bm25")
+        >>> cfg.replace(top_k=8).top_k
+        8
+    """
+
+    # --- index -----------------------------------------------------------------------------
+    index_dir: str = "index"
+    model_name: str = MODEL_NAME
+    model_dim: int = MODEL_DIM
+    # A chunk holds whole sentences up to this many word pieces (special tokens excluded).
+    chunk_tokens: int = 200
+    # Sentences repeated from the end of one chunk at the start of the next.
+    chunk_overlap_sentences: int = 1
+    embed_batch_size: int = 32
+    max_file_mb: float = 20.0
+    max_chunks_per_document: int = 20_000
+    # --- retrieval -------------------------------------------------------------------------
+    mode: Mode = "hybrid"
+    top_k: int = 5
+    # Candidates each retriever contributes before reciprocal-rank fusion.
+    candidates: int = 50
+    rrf_k: int = 60
+    # --- answer ----------------------------------------------------------------------------
+    answer_max_sentences: int = 2
+    answer_max_words: int = 60
+    # Hits whose sentences compete to be the answer.
+    answer_hits: int = 5
+    # Weight of the embedding similarity against IDF-weighted lexical overlap in sentence scores.
+    semantic_weight: float = 0.5
+    # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
+    abstain_threshold: float = 0.5
+    # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
+    confidence_weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    # --- input limits ----------------------------------------------------------------------
+    max_question_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("top_k", "candidates", "rrf_k", "chunk_tokens", "embed_batch_size",
+                     "answer_max_sentences", "answer_max_words", "answer_hits",
+                     "max_question_chars", "max_chunks_per_document"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
+        _check(self.chunk_tokens <= MODEL_MAX_TOKENS - 2,
+               f"chunk_tokens must be <= {MODEL_MAX_TOKENS - 2} (the model window less [CLS] and [SEP]), "
+               f"got {self.chunk_tokens}")
+        _check(self.chunk_overlap_sentences >= 0,
+               f"chunk_overlap_sentences must be >= 0, got {self.chunk_overlap_sentences}")
+        _check(0.0 <= self.semantic_weight <= 1.0,
+               f"semantic_weight must be within [0, 1], got {self.semantic_weight}")
+        _check(0.0 <= self.abstain_threshold <= 1.0,
+               f"abstain_threshold must be within [0, 1], got {self.abstain_threshold}")
+        _check(self.max_file_mb > 0, f"max_file_mb must be > 0, got {self.max_file_mb}")
+
+    def replace(self, **changes: Any) -> "RagConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def index_params(self) -> dict[str, Any]:
+        """The settings an index is built with; loading refuses an index whose values differ."""
+        return {
+            "model_name": self.model_name,
+            "model_dim": self.model_dim,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_overlap_sentences": self.chunk_overlap_sentences,
+        }
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)

@@ -1,0 +1,106 @@
+"""The records that flow between stages. Small, frozen, plain."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of a paged document (PDF): `text[start:end]` of the document is the page."""
+
+    number: int  # 1-based, as a reader counts
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """One file's extracted text.
+
+    `source` is the path relative to the ingested root, with forward slashes.
+    `sha256` is the hash of the file's bytes (what incremental indexing compares).
+    """
+
+    source: str
+    text: str
+    sha256: str
+    pages: tuple[Page, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The page number holding character `offset`, or None for unpaged documents."""
+        for page in self.pages:
+            if page.start <= offset < page.end:
+                return page.number
+        return self.pages[-1].number if self.pages and offset >= self.pages[-1].end else None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Whole sentences of one document. `document.text[start:end] == text`.
+
+    `sentences` holds (start, end) offsets into the document text, one pair per sentence.
+    """
+
+    id: int
+    source: str
+    start: int
+    end: int
+    text: str
+    page: int | None
+    sentences: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk. `score` orders hits (best first); `dense` is the cosine to the query."""
+
+    chunk: Chunk
+    score: float
+    dense: float = 0.0
+    bm25: float = 0.0
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One quoted sentence: `document.text[start:end] == quote`; `passage` is its chunk."""
+
+    n: int
+    source: str
+    start: int
+    end: int
+    page: int | None
+    quote: str
+    passage: str
+    score: float
+    passage_start: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("passage_start")
+        return data
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `ask` returns: the answer text with `[n]` markers and the citations they point to."""
+
+    question: str
+    text: str
+    abstained: bool
+    confidence: float
+    citations: tuple[Citation, ...]
+    hits: tuple[Hit, ...] = ()
+    query: str = ""  # the retrieval query actually used (differs from `question` for follow-ups)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `rag ask --json` contract."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "confidence": round(self.confidence, 4),
+            "citations": [c.to_json() for c in self.citations],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
