@@ -50,10 +50,16 @@ class RagConfig:
     answer_hits: int = 5
     # Weight of the embedding similarity against IDF-weighted lexical overlap in sentence scores.
     semantic_weight: float = 0.5
+    # Bonus for a sentence holding what the question type asks for (a number for "how many"...).
+    cue_weight: float = 0.1
+    # Penalty per retrieval rank of the hit a sentence comes from.
+    rank_penalty: float = 0.02
+    # A second sentence joins the answer when its score is at least this share of the best one's.
+    second_sentence_ratio: float = 0.9
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
     abstain_threshold: float = 0.5
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    confidence_weights: tuple[float, ...] = (-6.0, 6.0, 0.0, 6.0, 0.0, 0.0)
     # --- input limits ----------------------------------------------------------------------
     max_question_chars: int = 2000
 

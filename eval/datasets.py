@@ -1,0 +1,526 @@
+"""Dataset adapters: standard formats (SQuAD v2, ClapNQ, BEIR, our JSONL) into plain records.
+
+Every loader reads files as they are published and returns frozen records; nothing is copied
+or rewritten. `source_hash` lets a report name exactly which bytes were evaluated: for one file
+it is the file's sha256 (what `sha256sum` prints); for several files it is the sha256 of the
+lines `"<file sha256>  <name relative to the dataset folder>\\n"` sorted by name.
+
+Calibration and reporting never share rows: `split_items` divides a dataset once, thresholds
+are chosen on the calibration rows only, and the report rows are the only ones reported.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+SPLIT_SALT = "rag-eval-v1"
+CLAPNQ_FILES = ("clapnq_dev_answerable.jsonl", "clapnq_dev_unanswerable.jsonl")
+_QA_JSONL_KEYS = ("id", "question", "answers", "evidence")
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question with its reference answers and supporting evidence.
+
+    `answers` empty means the question cannot be answered from the documents (the system
+    should abstain). `evidence` holds verbatim substrings of a document that support the answer.
+
+    Example:
+        >>> QAItem("q1", "Where is Normandy?", ("France",), ("Normandy is in France.",)).answerable
+        True
+    """
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    evidence: tuple[str, ...]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass(frozen=True)
+class QADataset:
+    """Documents to index plus the questions asked about them.
+
+    `documents` maps a relative file name (e.g. "Normans.txt") to the document's full text.
+
+    Example:
+        >>> ds = QADataset("tiny", {"a.txt": "Paris is in France."}, [], source_hash="0" * 64)
+        >>> sorted(ds.documents)
+        ['a.txt']
+    """
+
+    name: str
+    documents: dict[str, str]
+    items: list[QAItem]
+    source_hash: str
+
+
+@dataclass(frozen=True)
+class BeirDataset:
+    """A BEIR retrieval benchmark: corpus (id -> (title, text)), queries and graded qrels.
+
+    Example:
+        >>> ds = BeirDataset("tiny", {"d1": ("T", "text")}, {"q1": "claim"}, {"q1": {"d1": 1}}, "0" * 64)
+        >>> ds.qrels["q1"]["d1"]
+        1
+    """
+
+    name: str
+    corpus: dict[str, tuple[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    source_hash: str
+
+
+# --- our own JSONL ----------------------------------------------------------------------------
+
+
+def load_qa_jsonl(path: str | Path) -> list[QAItem]:
+    """Read our QA format: one JSON object per line with exactly the keys
+    `id`, `question`, `answers` (list of strings, empty = unanswerable) and `evidence`
+    (list of strings). Blank lines are skipped; ids must be unique.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file, the line
+    number and the problem for a malformed line.
+
+    Example:
+        >>> items = load_qa_jsonl("eval/data/seed_qa.jsonl")  # doctest: +SKIP
+        >>> items[0].question  # doctest: +SKIP
+        'How many North Korean soldiers arrived in Kursk?'
+    """
+    path = _existing_file(path)
+    items: list[QAItem] = []
+    seen: dict[str, int] = {}
+    for line_no, line in _numbered_lines(path):
+        where = f"{path}, line {line_no}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        missing = [key for key in _QA_JSONL_KEYS if key not in row]
+        if missing:
+            raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+        unknown = sorted(set(row) - set(_QA_JSONL_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} "
+                             f"(expected {', '.join(_QA_JSONL_KEYS)})")
+        for key in ("id", "question"):
+            if not isinstance(row[key], str) or not row[key].strip():
+                raise ValueError(f"{where}: {key!r} must be a non-empty string, got {row[key]!r}")
+        for key in ("answers", "evidence"):
+            value = row[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ValueError(f"{where}: {key!r} must be a list of non-empty strings, got {value!r}")
+        item_id = row["id"]
+        if item_id in seen:
+            raise ValueError(f"{where}: duplicate id {item_id!r} (first on line {seen[item_id]})")
+        seen[item_id] = line_no
+        items.append(QAItem(item_id, row["question"].strip(), tuple(row["answers"]), tuple(row["evidence"])))
+    return items
+
+
+def load_qa_dataset(path: str | Path, documents_dir: str | Path, *, name: str | None = None) -> QADataset:
+    """Our JSONL questions (see `load_qa_jsonl`) plus every `.txt`/`.md` file under
+    `documents_dir` as the documents (names relative to that folder, forward slashes).
+
+    `name` defaults to the JSONL file's stem.
+
+    Example:
+        >>> ds = load_qa_dataset("eval/data/seed_qa.jsonl", "seeds")  # doctest: +SKIP
+        >>> ds.name  # doctest: +SKIP
+        'seed_qa'
+    """
+    path = _existing_file(path)
+    folder = _existing_dir(documents_dir)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md"))
+    if not files:
+        raise ValueError(f"no .txt or .md documents under {folder}")
+    documents = {p.relative_to(folder).as_posix(): _read_text(p) for p in files}
+    items = load_qa_jsonl(path)
+    hashed = {p.relative_to(folder).as_posix(): p for p in files}
+    hashed[f"../{path.name}"] = path  # the questions file counts too; '..' keeps the names apart
+    return QADataset(name or path.stem, documents, items, _hash_files(hashed))
+
+
+# --- SQuAD v2 ---------------------------------------------------------------------------------
+
+
+def load_squad(path: str | Path, *, name: str | None = None) -> QADataset:
+    """Read a SQuAD (v2 or v1.1) JSON file.
+
+    One document per article: file name from the title made filesystem-safe plus `.txt`, text =
+    the article's paragraph contexts joined by a blank line. Answers are the distinct answer
+    texts in annotation order (empty for `is_impossible`); evidence is the paragraph context that
+    holds the answer, or () for unanswerable questions. Questions are stripped of surrounding
+    whitespace. `name` defaults to the file's folder name (e.g. "squad2-dev").
+
+    Example:
+        >>> ds = load_squad("../shared/datasets/squad2-dev/dev-v2.0.json")  # doctest: +SKIP
+        >>> len(ds.documents), len(ds.items)  # doctest: +SKIP
+        (16, 6078)
+    """
+    path = _existing_file(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise ValueError(f"{path}: expected a SQuAD object with a 'data' list of articles")
+    documents: dict[str, str] = {}
+    items: list[QAItem] = []
+    seen_ids: set[str] = set()
+    for a_no, article in enumerate(articles):
+        try:
+            title = article["title"]
+            paragraphs = article["paragraphs"]
+            contexts = [paragraph["context"] for paragraph in paragraphs]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: article {a_no} lacks {exc} (needs title, paragraphs[].context)") from None
+        file_name = _unique_name(_safe_stem(title), documents, contexts)
+        documents[file_name] = "\n\n".join(contexts)
+        for paragraph in paragraphs:
+            for qa in paragraph.get("qas", []):
+                item = _squad_item(qa, paragraph["context"], where=f"{path}: article {title!r}")
+                if item.id in seen_ids:
+                    raise ValueError(f"{path}: duplicate question id {item.id!r}")
+                seen_ids.add(item.id)
+                items.append(item)
+    return QADataset(name or path.parent.name, documents, items, _hash_files({path.name: path}))
+
+
+def _squad_item(qa: Any, context: str, *, where: str) -> QAItem:
+    try:
+        qid, question, answers = str(qa["id"]), qa["question"].strip(), qa["answers"]
+        impossible = bool(qa.get("is_impossible", not answers))
+        texts = () if impossible else tuple(dict.fromkeys(a["text"] for a in answers))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{where}: malformed question {qa!r:.120} ({type(exc).__name__}: {exc}); "
+                         "needs id, question, answers[].text") from None
+    if not impossible and not texts:
+        raise ValueError(f"{where}: question {qid!r} is answerable but has no answers")
+    return QAItem(qid, question, texts, (context,) if texts else ())
+
+
+# --- ClapNQ -----------------------------------------------------------------------------------
+
+
+def load_clapnq(directory: str | Path, *, name: str | None = None) -> QADataset:
+    """Read ClapNQ JSONL files (`clapnq_dev_answerable.jsonl`, `clapnq_dev_unanswerable.jsonl`).
+
+    Documents are the gold passages, one file per distinct passage text named
+    `<safe title>_<8 hex of the text's sha256>.txt`; the text is the passage text exactly as
+    published (the title lives only in the file name) so evidence sentences are verbatim
+    substrings. Answers are `(output[0].answer,)` when non-empty, else (). Evidence is the
+    selected sentences of `output[0]` (strings, or indices into the passage's `sentences`),
+    or the whole passage text when an answerable row selects none. Unanswerable rows keep their
+    passage among the documents: a near-miss passage is what makes them hard.
+    `name` defaults to the folder name (e.g. "clapnq-dev").
+
+    Example:
+        >>> ds = load_clapnq("../shared/datasets/clapnq-dev")  # doctest: +SKIP
+        >>> sum(item.answerable for item in ds.items)  # doctest: +SKIP
+        300
+    """
+    folder = _existing_dir(directory)
+    files = [folder / f for f in CLAPNQ_FILES if (folder / f).is_file()]
+    if not files:
+        raise FileNotFoundError(f"no ClapNQ files ({', '.join(CLAPNQ_FILES)}) in {folder}")
+    documents: dict[str, str] = {}
+    name_of_text: dict[str, str] = {}
+    items: list[QAItem] = []
+    seen_ids: set[str] = set()
+    for path in files:
+        for line_no, line in _numbered_lines(path):
+            where = f"{path}, line {line_no}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+            item, passages = _clapnq_item(row, where=where)
+            if item.id in seen_ids:
+                raise ValueError(f"{where}: duplicate id {item.id!r}")
+            seen_ids.add(item.id)
+            for title, text in passages:
+                if text not in name_of_text:
+                    file_name = f"{_safe_stem(title)}_{hashlib.sha256(text.encode()).hexdigest()[:8]}.txt"
+                    if file_name in documents:  # same title and hash prefix, different text
+                        raise ValueError(f"{where}: passage file name {file_name!r} collides")
+                    name_of_text[text] = file_name
+                    documents[file_name] = text
+            items.append(item)
+    return QADataset(name or folder.name, documents, items,
+                     _hash_files({p.name: p for p in files}))
+
+
+def _clapnq_item(row: Any, *, where: str) -> tuple[QAItem, list[tuple[str, str]]]:
+    try:
+        qid, question, passages = str(row["id"]), row["input"].strip(), row["passages"]
+        texts = [(p["title"], p["text"]) for p in passages]
+        first = row["output"][0] if row["output"] else {}
+        answer = (first.get("answer") or "").strip()
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{where}: malformed row ({type(exc).__name__}: {exc}); needs id, input, "
+                         "passages[].title/text, output[].answer") from None
+    if not texts:
+        raise ValueError(f"{where}: row {qid!r} has no passages")
+    if not answer:
+        return QAItem(qid, question, (), ()), texts
+    passage = passages[0]
+    evidence: list[str] = []
+    for selected in first.get("selected_sentences") or []:
+        if isinstance(selected, int):  # the format documents indices; the dev files hold texts
+            sentences = passage.get("sentences") or []
+            if not 0 <= selected < len(sentences):
+                raise ValueError(f"{where}: selected sentence index {selected} out of range "
+                                 f"(passage has {len(sentences)} sentences)")
+            selected = sentences[selected]
+        sentence = str(selected).strip()
+        if not any(sentence in text for _, text in texts):
+            raise ValueError(f"{where}: evidence sentence is not in the passage: {sentence[:80]!r}")
+        evidence.append(sentence)
+    if not evidence:
+        evidence.append(passage["text"].strip())
+    return QAItem(qid, question, (answer,), tuple(dict.fromkeys(evidence))), texts
+
+
+# --- BEIR -------------------------------------------------------------------------------------
+
+
+def load_beir(directory: str | Path, *, name: str | None = None) -> BeirDataset:
+    """Read a BEIR folder: `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`)
+    and `qrels/test.tsv` (header `query-id corpus-id score`). Only the test qrels are read and
+    queries are restricted to those judged there. `name` defaults to the folder name.
+
+    Raises ValueError when a judgement names a query or document that does not exist.
+
+    Example:
+        >>> ds = load_beir("../shared/datasets/scifact")  # doctest: +SKIP
+        >>> len(ds.corpus), len(ds.queries)  # doctest: +SKIP
+        (5183, 300)
+    """
+    folder = _existing_dir(directory)
+    corpus_path = _existing_file(folder / "corpus.jsonl")
+    queries_path = _existing_file(folder / "queries.jsonl")
+    qrels_path = _existing_file(folder / "qrels" / "test.tsv")
+    corpus = {row["_id"]: (row.get("title") or "", row["text"])
+              for row in _jsonl_rows(corpus_path, ("_id", "text"))}
+    all_queries = {row["_id"]: row["text"] for row in _jsonl_rows(queries_path, ("_id", "text"))}
+    qrels = _read_qrels(qrels_path)
+    missing_queries = sorted(set(qrels) - set(all_queries))
+    if missing_queries:
+        raise ValueError(f"{qrels_path}: judged queries missing from {queries_path.name}: "
+                         f"{', '.join(missing_queries[:10])}")
+    missing_docs = sorted({d for judged in qrels.values() for d in judged} - set(corpus))
+    if missing_docs:
+        raise ValueError(f"{qrels_path}: judged documents missing from {corpus_path.name}: "
+                         f"{', '.join(missing_docs[:10])}")
+    queries = {qid: all_queries[qid] for qid in all_queries if qid in qrels}
+    paths = {"corpus.jsonl": corpus_path, "queries.jsonl": queries_path, "qrels/test.tsv": qrels_path}
+    return BeirDataset(name or folder.name, corpus, queries, qrels, _hash_files(paths))
+
+
+def _jsonl_rows(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    for line_no, line in _numbered_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {line_no}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), str) for k in required):
+            raise ValueError(f"{path}, line {line_no}: needs string field(s) {', '.join(required)}")
+        yield row
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for line_no, row in enumerate(reader, start=1):
+            if not row or (line_no == 1 and row[:1] == ["query-id"]):
+                continue
+            if len(row) != 3:
+                raise ValueError(f"{path}, line {line_no}: expected 3 tab-separated columns, got {row!r}")
+            query_id, doc_id, score = row
+            try:
+                qrels.setdefault(query_id, {})[doc_id] = int(score)
+            except ValueError:
+                raise ValueError(f"{path}, line {line_no}: score must be an integer, got {score!r}") from None
+    return qrels
+
+
+# --- splitting and sampling -------------------------------------------------------------------
+
+
+def split_items(items: Iterable[QAItem], *, calibration_share: float = 0.5,
+                salt: str = SPLIT_SALT) -> tuple[list[QAItem], list[QAItem]]:
+    """Split items into (calibration, report) rows, deterministically.
+
+    Calibration rows are used to choose thresholds (e.g. the abstention threshold); report rows
+    are the only ones whose scores are reported, so a reported score never saw its own tuning.
+    Within the answerable and the unanswerable items separately, items are ranked by
+    sha256(salt + id) and the first round(share * n) go to calibration: the split depends only
+    on the set of ids and the salt (not on input order or run), and the answerable/unanswerable
+    mix of each side matches the whole. Both lists keep the input order.
+
+    Example:
+        >>> items = [QAItem(str(i), "q?", ("a",) if i % 2 else (), ()) for i in range(12)]
+        >>> calibration, report = split_items(items)
+        >>> len(calibration), len(report)
+        (6, 6)
+    """
+    if not 0.0 <= calibration_share <= 1.0:
+        raise ValueError(f"calibration_share must be within [0, 1], got {calibration_share}")
+    items = list(items)
+    _check_unique_ids(items)
+    calibration_ids: set[str] = set()
+    for answerable in (True, False):
+        stratum = sorted((item.id for item in items if item.answerable == answerable),
+                         key=lambda item_id: hashlib.sha256((salt + item_id).encode()).hexdigest())
+        calibration_ids.update(stratum[:math.floor(calibration_share * len(stratum) + 0.5)])
+    return ([item for item in items if item.id in calibration_ids],
+            [item for item in items if item.id not in calibration_ids])
+
+
+def sample_items(items: Iterable[QAItem], *, limit: int, seed: int,
+                 unanswerable_share: float | None = None) -> list[QAItem]:
+    """A reproducible sample of at most `limit` items, drawn with `random.Random(seed)`.
+
+    Items are ordered by id before drawing, so the sample depends only on the set of items and
+    the seed. With `unanswerable_share`, the sample is stratified: round(limit * share)
+    unanswerable items and the rest answerable (ValueError if either group is too small).
+    Without it, `limit` is a cap: fewer items than `limit` are all returned. The sample keeps
+    the input order.
+
+    Example:
+        >>> items = [QAItem(str(i), "q?", ("a",) if i < 6 else (), ()) for i in range(10)]
+        >>> sample = sample_items(items, limit=5, seed=0, unanswerable_share=0.4)
+        >>> sum(not item.answerable for item in sample)
+        2
+    """
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be an integer >= 1, got {limit!r}")
+    items = list(items)
+    _check_unique_ids(items)
+    rng = random.Random(seed)
+    by_id = sorted(items, key=lambda item: item.id)
+    if unanswerable_share is None:
+        chosen = rng.sample(by_id, min(limit, len(by_id)))
+    else:
+        if not 0.0 <= unanswerable_share <= 1.0:
+            raise ValueError(f"unanswerable_share must be within [0, 1], got {unanswerable_share}")
+        n_unanswerable = math.floor(limit * unanswerable_share + 0.5)
+        wanted = {False: n_unanswerable, True: limit - n_unanswerable}
+        chosen = []
+        for answerable in (True, False):
+            stratum = [item for item in by_id if item.answerable == answerable]
+            if len(stratum) < wanted[answerable]:
+                kind = "answerable" if answerable else "unanswerable"
+                raise ValueError(f"need {wanted[answerable]} {kind} items for limit={limit} and "
+                                 f"unanswerable_share={unanswerable_share}, only {len(stratum)} available")
+            chosen.extend(rng.sample(stratum, wanted[answerable]))
+    chosen_ids = {item.id for item in chosen}
+    return [item for item in items if item.id in chosen_ids]
+
+
+# --- writing documents ------------------------------------------------------------------------
+
+
+def write_documents(documents: dict[str, str], folder: str | Path) -> list[Path]:
+    """Write each document as a UTF-8 file `folder/<name>` (sub-folders created as needed),
+    text byte-for-byte (no newline translation, so offsets stay valid). Returns the paths in the
+    order of `documents`. Every name is checked before anything is written: absolute names and
+    names that would land outside `folder` (e.g. "../x.txt") raise ValueError.
+
+    Example:
+        >>> write_documents({"a.txt": "Paris is in France."}, "/tmp/docs")  # doctest: +SKIP
+        [PosixPath('/tmp/docs/a.txt')]
+    """
+    root = Path(folder).resolve()
+    targets: list[tuple[Path, str]] = []
+    for doc_name, text in documents.items():
+        relative = Path(doc_name)
+        target = (root / relative).resolve()
+        if (not doc_name or relative.is_absolute() or ".." in relative.parts
+                or target == root or not target.is_relative_to(root)):
+            raise ValueError(f"document name {doc_name!r} would be written outside {root}")
+        targets.append((target, text))
+    written = []
+    for target, text in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        written.append(target)
+    return written
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    return path
+
+
+def _existing_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {path}")
+    return path
+
+
+def _read_text(path: Path) -> str:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if line.strip():
+                yield line_no, line
+
+
+def _hash_files(paths: dict[str, Path]) -> str:
+    digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in paths.items()}
+    if len(digests) == 1:
+        return next(iter(digests.values()))
+    manifest = "".join(f"{digests[name]}  {name}\n" for name in sorted(digests))
+    return hashlib.sha256(manifest.encode("utf-8")).hexdigest()
+
+
+def _safe_stem(title: str, max_chars: int = 80) -> str:
+    """ASCII letters, digits, '.', '_' and '-' only; never empty, never a dot-file."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_title).strip("._-")[:max_chars].rstrip("._-")
+    return stem or "untitled"
+
+
+def _unique_name(stem: str, taken: dict[str, str], contents: list[str]) -> str:
+    file_name = f"{stem}.txt"
+    if file_name in taken:  # two titles that differ only in unsafe characters
+        digest = hashlib.sha256("\n\n".join(contents).encode()).hexdigest()[:8]
+        file_name = f"{stem}_{digest}.txt"
+    return file_name
+
+
+def _check_unique_ids(items: list[QAItem]) -> None:
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise ValueError(f"duplicate item id {item.id!r}")
+        seen.add(item.id)

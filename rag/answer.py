@@ -1,0 +1,181 @@
+"""Extractive answers: score the sentences of the top hits, quote the best, cite, or abstain.
+
+A sentence's score mixes three signals:
+- `semantic`: cosine between the question and the sentence's contextual vector (from indexing);
+- `lexical`: the share of the question's IDF weight (stemmed, stop words removed) the sentence holds,
+  which finds the sentence that carries the answer where cosine alone prefers the one that restates
+  the topic;
+- `cue`: whether the sentence has what the question type asks for (a number for "how many", a
+  name for "who", a date for "when").
+Confidence is a logistic function of evidence features (see `FEATURES`) whose weights and the
+abstention threshold are fitted on calibration data by `rag eval --calibrate`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from rag.config import RagConfig
+from rag.types import Answer, Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.store import Index
+
+ABSTAIN_TEXT = "The documents do not contain an answer to this question."
+FEATURES = ("bias", "top_dense", "best_semantic", "best_lexical", "cue", "best_score")
+
+_NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|" \
+                r"hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half|percent"
+_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
+_DATE = re.compile(r"\d|\b(january|february|march|april|may|june|july|august|september|october|november|"
+                   r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|yesterday|"
+                   r"century|decade|year|years|ago|since|until|during)\b", re.I)
+_NAME = re.compile(r"(?<=[\w,;:)”\"’] )[A-Z][\w’'-]+")
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    hit_rank: int
+    hit: Hit
+    start: int
+    end: int
+    semantic: float
+    lexical: float
+    cue: float
+    score: float
+
+
+def question_type(question: str) -> str:
+    """'number', 'date', 'name', 'place' or 'other', from the question's wording."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much|long|far|old|large|big|often)\b|\bwhat (number|percentage|amount)\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|day|date|month|time)\b|\bwhich (year|day|date|month)\b", q):
+        return "date"
+    if re.search(r"\bwho(m|se)?\b", q):
+        return "name"
+    if re.search(r"\bwhere\b|\bwhich (country|city|region|place)\b", q):
+        return "place"
+    return "other"
+
+
+def _cue(kind: str, sentence: str, question: str) -> float:
+    if kind == "number":
+        return 1.0 if _NUMBER.search(sentence) else 0.0
+    if kind == "date":
+        return 1.0 if _DATE.search(sentence) else 0.0
+    if kind in ("name", "place"):
+        q_words = set(re.findall(r"[\w’'-]+", question.lower()))
+        return 1.0 if any(m.group(0).lower() not in q_words for m in _NAME.finditer(sentence)) else 0.0
+    return 0.0
+
+
+def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", *,
+                    config: RagConfig) -> list[ScoredSentence]:
+    """Every distinct sentence of the top `answer_hits` hits with its scores, best first."""
+    from rag.retrieve import idf_weights, stem_terms
+
+    hits = list(hits[: config.answer_hits])
+    vectors = index.sentence_vectors([h.chunk.id for h in hits])
+    q_terms = set(stem_terms([question])[0])
+    idf = idf_weights(index, sorted(q_terms))
+    total_idf = sum(idf.values()) or 1.0
+    kind = question_type(question)
+    seen: set[tuple[str, int]] = set()
+    candidates: list[tuple[int, Hit, int, int, float]] = []
+    for rank, hit in enumerate(hits):
+        vecs = vectors.get(hit.chunk.id)
+        for k, (a, b) in enumerate(hit.chunk.sentences):
+            if (hit.chunk.source, a) in seen:
+                continue
+            seen.add((hit.chunk.source, a))
+            semantic = float(vecs[k] @ query_vector.reshape(-1)) if vecs is not None and k < len(vecs) else hit.dense
+            candidates.append((rank, hit, a, b, semantic))
+    texts = [h.chunk.text[a - h.chunk.start: b - h.chunk.start] for _, h, a, b, _ in candidates]
+    terms = stem_terms(texts) if texts else []
+    scored = []
+    w = config.semantic_weight
+    for (rank, hit, a, b, semantic), text, s_terms in zip(candidates, texts, terms):
+        lexical = sum(idf[t] for t in q_terms & set(s_terms)) / total_idf if q_terms else 0.0
+        cue = _cue(kind, text, question)
+        score = w * semantic + (1 - w) * lexical + config.cue_weight * cue - config.rank_penalty * rank
+        scored.append(ScoredSentence(rank, hit, a, b, semantic, lexical, cue, score))
+    scored.sort(key=lambda s: -s.score)
+    return scored
+
+
+def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]) -> list[float]:
+    """The evidence features, in `FEATURES` order, that the confidence is computed from."""
+    best = sentences[0] if sentences else None
+    return [1.0, max((h.dense for h in hits), default=0.0), best.semantic if best else 0.0,
+            best.lexical if best else 0.0, best.cue if best else 0.0, best.score if best else 0.0]
+
+
+def confidence(features: Sequence[float], weights: Sequence[float]) -> float:
+    if len(weights) != len(features):
+        raise ValueError(f"confidence_weights must have {len(features)} values ({', '.join(FEATURES)}), "
+                         f"got {len(weights)}")
+    z = sum(f * w for f, w in zip(features, weights))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+def _trim_words(text: str, start: int, end: int, q_terms: set[str], max_words: int) -> tuple[int, int]:
+    """A window of at most `max_words` words of `text[start:end]`, where the question's terms are densest."""
+    from rag.retrieve import stem_terms
+
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    if len(words) <= max_words:
+        return start, end
+    hits = [1 if set(t) & q_terms else 0 for t in stem_terms([text[a:b] for a, b in words])]
+    window = sum(hits[:max_words])
+    best, best_i = window, 0
+    for i in range(1, len(words) - max_words + 1):
+        window += hits[i + max_words - 1] - hits[i - 1]
+        if window > best:
+            best, best_i = window, i
+    return words[best_i][0], words[best_i + max_words - 1][1]
+
+
+def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", *,
+                   config: RagConfig) -> Answer:
+    """Pick up to `answer_max_sentences` sentences (at most `answer_max_words` words in all), cite
+    each, and abstain when the confidence is below `abstain_threshold`."""
+    from rag.retrieve import stem_terms
+
+    sentences = score_sentences(question, query_vector, hits, index, config=config) if hits else []
+    conf = confidence(confidence_features(hits, sentences), config.confidence_weights)
+    if not sentences or conf < config.abstain_threshold:
+        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf,
+                      citations=(), hits=tuple(hits))
+    q_terms = set(stem_terms([question])[0])
+    best = sentences[0]
+    chosen = [best]
+    for s in sentences[1: config.answer_max_sentences * 4]:
+        if len(chosen) >= config.answer_max_sentences:
+            break
+        if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0:
+            chosen.append(s)
+    # Read in document order when the sentences come from the same document.
+    chosen.sort(key=lambda s: (s.hit_rank if s.hit.chunk.source != best.hit.chunk.source else -1, s.start))
+    citations: list[Citation] = []
+    parts: list[str] = []
+    words_left = config.answer_max_words
+    for s in chosen:
+        chunk = s.hit.chunk
+        a, b = _trim_words(chunk.text, s.start - chunk.start, s.end - chunk.start, q_terms, words_left)
+        quote = chunk.text[a:b]
+        n_words = len(quote.split())
+        if citations and n_words > words_left:
+            break
+        words_left -= n_words
+        n = len(citations) + 1
+        citations.append(Citation(n=n, source=chunk.source, start=chunk.start + a, end=chunk.start + b,
+                                  page=chunk.page, quote=quote, passage=chunk.text,
+                                  score=round(s.score, 4), passage_start=chunk.start))
+        parts.append(f"{quote} [{n}]")
+    return Answer(question=question, text=" ".join(parts), abstained=False, confidence=conf,
+                  citations=tuple(citations), hits=tuple(hits))

@@ -1,0 +1,163 @@
+"""The `rag` command. Heavy libraries are imported inside each sub-command so `rag --help` is instant.
+
+Exit codes: 0 success, 2 bad input (one line on stderr, never a traceback), 1 unexpected failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rag.config import MODES, RagConfig
+
+DEFAULT_SOURCES = "seeds"
+
+
+class CliError(Exception):
+    """A one-line message for the user; exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = RagConfig()
+    parser = argparse.ArgumentParser(prog="rag", description="Offline question answering over your documents, "
+                                     "with every answer quoted and cited.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index files or folders (incremental: only new or changed files are embedded)")
+    p.add_argument("paths", nargs="*", default=[DEFAULT_SOURCES], metavar="PATHS",
+                   help=f"files or folders, searched recursively (default: {DEFAULT_SOURCES}/)")
+    p.add_argument("--index-dir", default=defaults.index_dir, help="index folder (default: %(default)s)")
+    p.add_argument("--add", action="store_true",
+                   help="add to the index without removing documents that are not under PATHS")
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything (after changing model or chunking)")
+    p.add_argument("--chunk-tokens", type=int, default=defaults.chunk_tokens)
+    p.add_argument("--chunk-overlap", type=int, default=defaults.chunk_overlap_sentences,
+                   help="sentences shared by consecutive chunks (default: %(default)s)")
+
+    p = sub.add_parser("ask", help="answer a question from the index")
+    p.add_argument("question")
+    p.add_argument("--index-dir", default=defaults.index_dir)
+    p.add_argument("--top-k", type=int, default=defaults.top_k)
+    p.add_argument("--mode", choices=MODES, default=defaults.mode)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("serve", help="start the chat UI")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--index-dir", default=defaults.index_dir)
+
+    p = sub.add_parser("eval", help="evaluate on a question set (see eval/README)")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "index":
+            return _index(args)
+        if args.command == "ask":
+            return _ask(args)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "eval":
+            from eval.cli import main as eval_main
+
+            return eval_main(args.args)
+    except CliError as exc:
+        print(f"rag {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rag {args.command}: interrupted; the index is as it was before this run", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _config(args: argparse.Namespace, **extra: object) -> RagConfig:
+    try:
+        return RagConfig(index_dir=args.index_dir, **extra)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _index(args: argparse.Namespace) -> int:
+    config = _config(args, chunk_tokens=args.chunk_tokens, chunk_overlap_sentences=args.chunk_overlap)
+    for path in args.paths:
+        if not Path(path).exists():
+            raise CliError(f"path does not exist: {path}")
+    from tqdm import tqdm
+
+    from rag.embed import Embedder
+    from rag.pipeline import BadInput, build_index
+    from rag.store import IndexError_
+
+    embedder = Embedder.load()
+    bar = tqdm(desc="embedding", unit="chunk", disable=None, file=sys.stderr)
+    try:
+        report = build_index(args.paths, index_dir=args.index_dir, embedder=embedder, config=config,
+                             rebuild=args.rebuild, remove_missing=not args.add, progress=bar.update)
+    except (BadInput, IndexError_, FileNotFoundError) as exc:
+        raise CliError(str(exc).strip('"')) from None
+    finally:
+        bar.close()
+    s = report.stats
+    rate = f", {s.chunks_embedded / s.embed_seconds:.0f} chunks/s" if s.embed_seconds else ""
+    print(f"indexed into {args.index_dir}: {len(s.added)} added, {len(s.changed)} changed, "
+          f"{len(s.removed)} removed, {len(s.unchanged)} unchanged; {s.chunks_embedded} chunks embedded"
+          f"{rate}; {s.n_chunks} chunks in the index ({s.seconds:.1f}s)")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} file(s):")
+        for item in report.skipped:
+            print(f"  {item.source}: {item.reason}")
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    config = _config(args, top_k=args.top_k, mode=args.mode)
+    from rag.pipeline import BadInput, validate_question
+
+    try:
+        validate_question(args.question, config=config)
+    except BadInput as exc:
+        raise CliError(str(exc)) from None
+    from rag.pipeline import RAG
+    from rag.store import IndexError_
+
+    try:
+        rag = RAG.open(args.index_dir, config=config)
+        answer = rag.ask(args.question)
+    except (BadInput, IndexError_) as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        return 0
+    print(answer.text)
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            page = f", page {c.page}" if c.page is not None else ""
+            print(f"  [{c.n}] {c.source}{page}, characters {c.start}-{c.end} (score {c.score:.2f})")
+    elif answer.abstained and answer.hits:
+        print("\nNearest passages (not an answer):")
+        for h in answer.hits[:3]:
+            print(f"  - {h.chunk.source}: {h.chunk.text[:100]}…")
+    print(f"\nconfidence {answer.confidence:.2f} · {answer.timings_ms['total']:.0f} ms")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    print("rag serve: the chat UI is not built yet; use `rag ask` meanwhile", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

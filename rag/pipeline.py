@@ -1,0 +1,164 @@
+"""The one entry point the CLI, UI and evaluation call: `build_index` and `ask`.
+
+Example:
+    >>> from rag.pipeline import RAG
+    >>> rag = RAG.open("index")  # doctest: +SKIP
+    >>> rag.ask("How many North Korean soldiers are in Kursk?").text  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from rag.config import RagConfig
+from rag.embed import Embedder
+from rag.load import Skipped, find_files, load_documents
+from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
+from rag.types import Answer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+Turn = tuple[str, str]  # (user question, assistant answer)
+
+
+class BadInput(ValueError):
+    """Input a user can fix; the message names the bad value."""
+
+
+@dataclass
+class BuildReport:
+    stats: UpdateStats
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def validate_question(question: object, *, config: RagConfig) -> str:
+    if not isinstance(question, str):
+        raise BadInput(f"question must be text, got {type(question).__name__}")
+    cleaned = question.replace("\x00", " ").strip()
+    if not cleaned:
+        raise BadInput("question is empty")
+    if len(question) > config.max_question_chars:
+        raise BadInput(f"question is {len(question)} characters, over the limit of {config.max_question_chars}")
+    return cleaned
+
+
+_FOLLOW_UP = re.compile(r"^(what|how) about\b|^and\b|\b(it|its|they|them|their|this|that|these|those|he|she|"
+                        r"his|her)\b", re.I)
+
+
+def condense_query(question: str, history: Sequence[Turn] = ()) -> str:
+    """The retrieval query for a question asked after `history`.
+
+    A follow-up that leans on earlier turns ("What about China?", "Where are they?") is searched
+    together with the previous question, so retrieval sees the conversation's topic; a
+    self-contained question is searched as it is.
+
+    Example:
+        >>> condense_query("What about China?", [("What do US officials say about Russia?", "...")])
+        'What do US officials say about Russia? What about China?'
+    """
+    if not history:
+        return question
+    short = len(question.split()) <= 6
+    if _FOLLOW_UP.search(question) or short:
+        previous = history[-1][0].strip()
+        return f"{previous} {question}" if previous else question
+    return question
+
+
+def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.PathLike[str],
+                embedder: Embedder, config: RagConfig | None = None, rebuild: bool = False,
+                remove_missing: bool = True, remove: Sequence[str] = (),
+                progress: Callable[[int], None] | None = None,
+                on_skip: Callable[[Skipped], None] | None = None) -> BuildReport:
+    """Index the files under `paths` into `index_dir`, re-embedding only new or changed files.
+
+    With `remove_missing`, documents in the index that are no longer found under `paths` are
+    removed (the index mirrors the folder); otherwise the files are added to what is there.
+    Raises FileNotFoundError for a path that does not exist and BadInput when nothing readable
+    was found (the existing index is left as it was).
+    """
+    config = config or RagConfig()
+    paths = list(paths)
+    files, skipped = find_files(paths)
+    max_bytes = int(config.max_file_mb * 1024 * 1024)
+    report = BuildReport(UpdateStats(), list(skipped))
+
+    def documents():
+        for item in load_documents(files, max_bytes=max_bytes):
+            if isinstance(item, Skipped):
+                report.skipped.append(item)
+                if on_skip:
+                    on_skip(item)
+            else:
+                yield item
+
+    with IndexWriter(index_dir, config, rebuild=rebuild) as writer:
+        current = writer.current_documents()
+        listed = {source for _, source in files}
+        to_remove = set(remove) | ({s for s in current if s not in listed} if remove_missing else set())
+        try:
+            report.stats = writer.apply(documents(), sorted(to_remove), embedder=embedder, progress=progress,
+                                        empty_corpus_error="" if remove else _empty_message(paths, report.skipped))
+        except EmptyCorpus:
+            raise BadInput(_empty_message(paths, report.skipped)) from None
+    return report
+
+
+def _empty_message(paths: Iterable[object], skipped: list[Skipped]) -> str:
+    where = ", ".join(str(p) for p in paths)
+    return f"no readable documents in {where}" + (f" ({len(skipped)} skipped)" if skipped else "")
+
+
+class RAG:
+    """A loaded model and index, shared by every question. Thread-safe for asking; `reload()`
+    swaps in a new index generation after an update."""
+
+    def __init__(self, index: Index, embedder: Embedder, config: RagConfig) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.config = config
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike[str] | None = None, *, config: RagConfig | None = None,
+             embedder: Embedder | None = None) -> "RAG":
+        config = config or RagConfig()
+        index = Index.load(index_dir or config.index_dir, config=config)
+        return cls(index, embedder or Embedder.load(), config)
+
+    def reload(self) -> None:
+        fresh = Index.load(self.index.dir, config=self.config)
+        with self._lock:
+            self.index = fresh
+
+    def ask(self, question: str, *, history: Sequence[Turn] = (), config: RagConfig | None = None) -> Answer:
+        """Answer `question` from the index, with citations, or abstain. See `rag.answer`."""
+        from rag.answer import compose_answer
+        from rag.retrieve import search
+
+        config = config or self.config
+        started = time.perf_counter()
+        question = validate_question(question, config=config)
+        query = condense_query(question, history)
+        index = self.index
+        query_vector = self.embedder.encode_queries([query])[0]
+        hits = search(index, query, query_vector, config=config, top_k=max(config.top_k, config.answer_hits))
+        retrieved = time.perf_counter()
+        answer = compose_answer(question, query_vector, hits, index, config=config)
+        done = time.perf_counter()
+        timings = {"retrieve": (retrieved - started) * 1000, "answer": (done - retrieved) * 1000,
+                   "total": (done - started) * 1000}
+        return Answer(question=answer.question, text=answer.text, abstained=answer.abstained,
+                      confidence=answer.confidence, citations=answer.citations,
+                      hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
+
+
+def index_exists(index_dir: str | os.PathLike[str]) -> bool:
+    return read_manifest(Path(index_dir)) is not None

@@ -1,0 +1,127 @@
+"""Dense (FAISS inner product), lexical (BM25 via bm25s) and fused (reciprocal-rank) search."""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.config import RagConfig
+from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.store import Index
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def bm25_tokenize(texts: list[str]) -> Any:
+    """The one tokenisation used for BM25 at index and query time: lower case, English stop words
+    removed, Snowball-stemmed."""
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
+
+
+def dense_search(index: "Index", query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """(chunk id, cosine) best first."""
+    if index.faiss.ntotal == 0:
+        return []
+    scores, ids = index.faiss.search(np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32),
+                                     min(k, index.faiss.ntotal))
+    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+
+def bm25_search(index: "Index", query: str, k: int) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out."""
+    if index.bm25 is None or not len(index.bm25_ids):
+        return []
+    import bm25s
+
+    tokens = bm25s.tokenize([query], stopwords="en", stemmer=_stemmer(), show_progress=False,
+                            return_ids=False)
+    vocab = index.bm25.vocab_dict
+    known = [[t for t in tokens[0] if t in vocab]]
+    if not known[0]:
+        return []
+    rows, scores = index.bm25.retrieve(known, k=min(k, len(index.bm25_ids)), show_progress=False,
+                                       n_threads=1)
+    return [(int(index.bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], *, k: int = 60) -> list[tuple[int, float]]:
+    """Fuse ranked lists: score(d) = sum over lists of 1 / (k + rank), rank from 1; best first.
+
+    Ties keep the order in which ids first appear (dense list first).
+
+    Example:
+        >>> reciprocal_rank_fusion([[(1, .9), (2, .8)], [(2, 7.0), (3, 5.0)]], k=60)[0][0]
+        2
+    """
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (doc, _) in enumerate(ranking, start=1):
+            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
+           config: RagConfig | None = None, top_k: int | None = None) -> list[Hit]:
+    """The top hits for a query in the configured mode (`dense`, `bm25` or `hybrid`), best first.
+
+    Every hit carries its dense cosine to the query (also for chunks found by BM25 alone) and its
+    BM25 score (0 when BM25 did not find it), which the answer stage uses as evidence features.
+    """
+    config = config or RagConfig()
+    k = top_k or config.top_k
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1, got {k}")
+    n_candidates = max(config.candidates, k)
+    dense = dense_search(index, query_vector, n_candidates) if config.mode != "bm25" else []
+    lexical = bm25_search(index, query, n_candidates) if config.mode != "dense" else []
+    if config.mode == "dense":
+        ranked = dense
+    elif config.mode == "bm25":
+        ranked = lexical
+    else:
+        ranked = reciprocal_rank_fusion([dense, lexical], k=config.rrf_k)
+    ranked = ranked[:k]
+    ids = [i for i, _ in ranked]
+    chunks = index.chunks(ids)
+    dense_scores = dict(dense)
+    missing = [i for i in ids if i not in dense_scores]
+    if missing and query_vector is not None:
+        vectors = index.chunk_vectors(missing)
+        for i, vec in vectors.items():
+            dense_scores[i] = float(vec @ query_vector.reshape(-1))
+    bm25_scores = dict(lexical)
+    return [Hit(chunks[i], float(s), dense_scores.get(i, 0.0), bm25_scores.get(i, 0.0))
+            for i, s in ranked if i in chunks]
+
+
+def stem_terms(texts: list[str]) -> list[list[str]]:
+    """The BM25 terms of each text (lower case, stop words out, stemmed), for lexical overlap."""
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)
+
+
+def idf_weights(index: "Index", terms: list[str]) -> dict[str, float]:
+    """BM25 inverse document frequency of each term over the index's chunks (unseen terms get the
+    highest weight: they are the rarest)."""
+    n = len(index.bm25_ids)
+    if index.bm25 is None or n == 0:
+        return {t: 1.0 for t in terms}
+    vocab = index.bm25.vocab_dict
+    indptr = index.bm25.scores["indptr"]
+    out = {}
+    for t in terms:
+        df = int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0
+        out[t] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    return out
