@@ -147,10 +147,11 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     from rag.retrieve import stem_terms
 
     sentences = score_sentences(question, query_vector, hits, index, config=config) if hits else []
-    conf = confidence(confidence_features(hits, sentences), config.confidence_weights)
+    features = confidence_features(hits, sentences)
+    conf = confidence(features, config.confidence_weights)
     if not sentences or conf < config.abstain_threshold:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf,
-                      citations=(), hits=tuple(hits))
+                      citations=(), hits=tuple(hits), features=tuple(features))
     q_terms = set(stem_terms([question])[0])
     best = sentences[0]
     chosen = [best]
@@ -178,4 +179,4 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
                                   score=round(s.score, 4), passage_start=chunk.start))
         parts.append(f"{quote} [{n}]")
     return Answer(question=question, text=" ".join(parts), abstained=False, confidence=conf,
-                  citations=tuple(citations), hits=tuple(hits))
+                  citations=tuple(citations), hits=tuple(hits), features=tuple(features))

@@ -49,14 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--index-dir", default=defaults.index_dir)
 
-    p = sub.add_parser("eval", help="evaluate on a question set (see eval/README)")
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)",
+                   add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:  # its own parser: its options would confuse this one
+        from eval.cli import main as eval_main
+
+        return eval_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -69,10 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ask(args)
         if args.command == "serve":
             return _serve(args)
-        if args.command == "eval":
-            from eval.cli import main as eval_main
-
-            return eval_main(args.args)
     except CliError as exc:
         print(f"rag {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -157,7 +157,8 @@ class RAG:
                    "total": (done - started) * 1000}
         return Answer(question=answer.question, text=answer.text, abstained=answer.abstained,
                       confidence=answer.confidence, citations=answer.citations,
-                      hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
+                      hits=answer.hits[: config.top_k], query=query, timings_ms=timings,
+                      features=answer.features)
 
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:

@@ -93,6 +93,7 @@ class Answer:
     hits: tuple[Hit, ...] = ()
     query: str = ""  # the retrieval query actually used (differs from `question` for follow-ups)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    features: tuple[float, ...] = ()  # the evidence features the confidence came from
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract."""

@@ -1,0 +1,120 @@
+"""Writes a report three ways: OUT.json (machine), OUT.md (a person), OUT.png (refusal trade-off)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from eval.metrics import threshold_sweep
+
+LATEST_DIR = Path(__file__).resolve().parent / "reports"
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    base = report.get("baseline", {})
+    rows = []
+    for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "index"):
+        for key, value in report.get(group, {}).items():
+            rows.append((group, key, value, base.get(group, {}).get(key, "")))
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Evaluation: {report['dataset']}", "",
+             f"{report['n_questions']} questions ({report['n_unanswerable']} unanswerable); "
+             f"mode `{report['config']['mode']}`, top_k {report['config']['top_k']}, "
+             f"abstain below {report['config']['abstain_threshold']}; commit `{report['versions']['git_commit'][:10]}`.", ""]
+    has_base = "baseline" in report
+    lines.append("| group | metric | ours |" + (" langchain baseline |" if has_base else ""))
+    lines.append("|---|---|---|" + ("---|" if has_base else ""))
+    for group, key, ours, base in _rows(report):
+        lines.append(f"| {group} | {key} | {_fmt(ours)} |" + (f" {_fmt(base)} |" if has_base else ""))
+    if report.get("evidence_unlocated"):
+        lines += ["", f"{report['evidence_unlocated']} evidence string(s) could not be located verbatim "
+                      "in the documents; their questions count as having no relevant chunk."]
+    if report.get("targets"):
+        lines += ["", "## Targets", "", "| metric | target | measured | met |", "|---|---|---|---|"]
+        for t in report["targets"]:
+            lines.append(f"| {t['metric']} | {t['op']} {t['target']} | {_fmt(t['value'])} | "
+                         f"{'yes' if t['met'] else 'no, by ' + _fmt(abs(t['value'] - t['target']))} |")
+    worst = _worst(report["per_question"])
+    if worst:
+        lines += ["", "## The 10 worst questions", ""]
+        for q in worst:
+            lines.append(f"### {q['id']}: {_md(q['question'])}")
+            gold = "; ".join(q.get("answers") or []) or "(unanswerable)"
+            lines.append(f"- gold: {_md(gold)}")
+            if "prediction" in q:
+                lines.append(f"- answer ({'abstained' if q['abstained'] else 'answered'}, confidence "
+                             f"{q['confidence']:.2f}): {_md(q['prediction'])}")
+            for r in q.get("retrieved", [])[:3]:
+                text = r.get("text", "")
+                lines.append(f"- retrieved `{r['source']}`" + (f": {_md(text[:200])}…" if text else ""))
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _worst(per_question: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def badness(q: dict[str, Any]) -> float:
+        if "ndcg@10" in q:
+            return -(q["ndcg@10"] or 0.0)
+        if not q["answerable"]:
+            return q["confidence"] if not q["abstained"] else -1.0
+        return -((q.get("containment") or 0.0) + (q.get("hit@5") or 0.0) + (q.get("f1") or 0.0))
+    return sorted(per_question, key=badness, reverse=True)[:10]
+
+
+def _md(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per = report["per_question"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    if per and "confidence" in per[0] and any(not q["answerable"] for q in per):
+        conf = [q["confidence"] for q in per]
+        answerable = [q["answerable"] for q in per]
+        thresholds = [i / 100 for i in range(101)]
+        sweep = threshold_sweep(conf, answerable, thresholds)
+        ax.plot(thresholds, [r["answered_answerable"] for r in sweep], label="answered answerable")
+        ax.plot(thresholds, [r["refused_unanswerable"] for r in sweep], label="refused unanswerable")
+        ax.plot(thresholds, [r["balanced_accuracy"] for r in sweep], "--", label="balanced accuracy")
+        ax.axvline(report["config"]["abstain_threshold"], color="k", lw=1, ls=":",
+                   label=f"configured threshold {report['config']['abstain_threshold']:.2f}")
+        ax.set_xlabel("abstain when confidence is below")
+        ax.set_ylabel("share of questions")
+        ax.legend(loc="lower left", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no unanswerable questions: no refusal trade-off to plot", ha="center", va="center")
+        ax.set_axis_off()
+    ax.set_title(f"Refusal trade-off: {report['dataset']} ({report['n_questions']} questions)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], out: str | Path, *, latest: bool = True) -> list[Path]:
+    """Write OUT.json, OUT.md and OUT.png beside each other; copy them to eval/reports/latest.*"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path, md_path, png_path = out.with_suffix(".json"), out.with_suffix(".md"), out.with_suffix(".png")
+    json_path.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    md_path.write_text(markdown(report), encoding="utf-8")
+    plot(report, png_path)
+    if latest:
+        LATEST_DIR.mkdir(exist_ok=True)
+        for p in (json_path, md_path, png_path):
+            target = LATEST_DIR / ("latest" + p.suffix)
+            if p.resolve() != target.resolve():
+                shutil.copyfile(p, target)
+    return [json_path, md_path, png_path]

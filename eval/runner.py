@@ -1,0 +1,253 @@
+"""Runs a question set through the same `RAG.ask` a user gets, and scores it.
+
+`run_qa` builds a fresh index over the dataset's documents (with the real `build_index`), asks every
+question, and returns a report dict (see `eval/report.py` for the files written from it).
+`run_beir` does the same for retrieval-only BEIR data.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from tqdm import tqdm
+
+from eval.datasets import BeirDataset, QADataset, QAItem, write_documents
+from eval.metrics import (EvidenceLocator, Span, abstention_metrics, answer_metrics, beir_metrics,
+                          citation_precision, percentiles, retrieval_metrics)
+from rag.config import RagConfig
+from rag.embed import Embedder
+from rag.pipeline import RAG, build_index
+from rag.store import Index, library_versions
+
+REPORT_KEYS = ("dataset", "n_questions", "n_unanswerable", "retrieval", "answer", "citations", "abstention",
+               "latency_ms", "index", "config", "versions", "per_question")
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextmanager
+def _folder(path: str | Path | None) -> Iterator[Path]:
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+    else:
+        with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+            yield Path(tmp)
+
+
+def build_eval_index(documents: dict[str, str], *, work_dir: Path, index_dir: Path, config: RagConfig,
+                     embedder: Embedder) -> dict[str, float]:
+    """Write the documents as files and index them like a user would; return build cost."""
+    docs_dir = work_dir / "docs"
+    if not docs_dir.exists():
+        write_documents(documents, docs_dir)
+    bar = tqdm(desc="indexing", unit="chunk", disable=None, leave=False)
+    started = time.perf_counter()
+    report = build_index([docs_dir], index_dir=index_dir, embedder=embedder, config=config, progress=bar.update)
+    seconds = time.perf_counter() - started
+    bar.close()
+    embedded = report.stats.chunks_embedded
+    return {"seconds": round(seconds, 2), "chunks": report.stats.n_chunks,
+            "chunks_per_s": round(embedded / seconds, 1) if embedded and seconds else 0.0,
+            "reused": embedded == 0}
+
+
+def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents: dict[str, str]) -> dict[str, Any]:
+    """Metrics over one system's per-question results (each: answer JSON + retrieved spans)."""
+    locator = EvidenceLocator(documents)
+    relevant: list[list[Span]] = []
+    unlocated = 0
+    for item in items:
+        spans: list[Span] = []
+        for evidence in item.evidence:
+            found = locator.locate(evidence)
+            unlocated += not found
+            spans.extend(found)
+        relevant.append(spans)
+    retrieved = [[Span(*s) for s in r["retrieved"]] for r in results]
+    cited = [[Span(c["source"], c["start"], c["end"]) for c in r["citations"]] for r in results]
+    quotes = [[c["quote"] for c in r["citations"]] for r in results]
+    golds = [list(item.answers) for item in items]
+    answered = [not r["abstained"] for r in results]
+    retrieval = retrieval_metrics(retrieved, relevant, ks=(1, 5))
+    answer = answer_metrics([r["answer"] if not r["abstained"] else "" for r in results], golds, answered)
+    citations = citation_precision(cited, quotes, relevant, golds)
+    abstention = abstention_metrics([r["abstained"] for r in results], [item.answerable for item in items],
+                                    [r["confidence"] for r in results])
+    latency = percentiles([r["timings_ms"]["total"] for r in results], ps=(50, 95))
+    per_question = []
+    for i, (item, r) in enumerate(zip(items, results)):
+        per_question.append({
+            "id": item.id, "question": item.question, "answers": list(item.answers),
+            "answerable": item.answerable, "prediction": r["answer"], "abstained": r["abstained"],
+            "confidence": r["confidence"], "features": r.get("features", []),
+            "hit@5": retrieval["hit@5"].individual_scores[i], "rr": retrieval["mrr"].individual_scores[i],
+            "containment": answer["containment"].individual_scores[i], "f1": answer["f1"].individual_scores[i],
+            "citation_precision": citations.individual_scores[i],
+            "retrieved": [{"source": s[0], "start": s[1], "end": s[2], "text": s[3][:300]} for s in r["retrieved_text"]],
+            "latency_ms": round(r["timings_ms"]["total"], 1),
+        })
+    return {
+        "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
+        "answer": {k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
+        "citations": {"precision": round(citations.score, 4)},
+        "abstention": {k: round(abstention[k].score, 4)
+                       for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
+        "latency_ms": {k: round(v, 1) for k, v in latency.items()},
+        "evidence_unlocated": unlocated,
+        "per_question": per_question,
+    }
+
+
+def _ours(rag: RAG, item: QAItem) -> dict[str, Any]:
+    answer = rag.ask(item.question)
+    out = answer.to_json()
+    out["features"] = [round(f, 4) for f in answer.features]
+    out["retrieved"] = [(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
+    out["retrieved_text"] = [(h.chunk.source, h.chunk.start, h.chunk.end, h.chunk.text) for h in answer.hits]
+    return out
+
+
+def _baseline(baseline: Any, item: QAItem) -> dict[str, Any]:
+    out = baseline.ask(item.question)
+    out["retrieved"] = [(c["source"], c["start"], c["end"]) for c in out["citations"]]
+    out["retrieved_text"] = [(c["source"], c["start"], c["end"], c["passage"]) for c in out["citations"]]
+    out["citations"] = out["citations"][:1]  # the answer is the top chunk: that is its one citation
+    return out
+
+
+def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, embedder: Embedder,
+           index_dir: str | Path | None = None, baseline: str | None = None,
+           ask: Callable[[RAG, QAItem], dict[str, Any]] = _ours) -> dict[str, Any]:
+    """Index `dataset.documents`, ask `items`, and score. Returns the report dict."""
+    with _folder(index_dir) as work:
+        cost = build_eval_index(dataset.documents, work_dir=work, index_dir=work / "index", config=config,
+                                embedder=embedder)
+        rag = RAG(Index.load(work / "index", config=config), embedder, config)
+        documents = {d.source: rag.index.document(d.source).text for d in rag.index.documents()}
+        results = [ask(rag, item) for item in tqdm(items, desc=dataset.name, unit="q", disable=None, leave=False)]
+        rag.index.close()
+    scored = _score(items, results, documents)
+    report: dict[str, Any] = {
+        "dataset": dataset.name,
+        "n_questions": len(items),
+        "n_unanswerable": sum(not item.answerable for item in items),
+        **{k: scored[k] for k in ("retrieval", "answer", "citations", "abstention", "latency_ms")},
+        "index": {"seconds": cost["seconds"], "chunks_per_s": cost["chunks_per_s"], "chunks": cost["chunks"]},
+        "config": config.to_dict(),
+        "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
+        "per_question": scored["per_question"],
+    }
+    report["evidence_unlocated"] = scored["evidence_unlocated"]
+    if baseline == "langchain":
+        report["baseline"] = run_langchain_baseline(dataset, items, documents, top_k=config.top_k)
+    return report
+
+
+def run_langchain_baseline(dataset: QADataset, items: Sequence[QAItem], documents: dict[str, str], *,
+                           top_k: int) -> dict[str, Any]:
+    from eval.baseline import LangChainBaseline
+
+    started = time.perf_counter()
+    system = LangChainBaseline.build(dataset.documents, top_k=top_k)
+    seconds = time.perf_counter() - started
+    results = [_baseline(system, item) for item in tqdm(items, desc="langchain", unit="q", disable=None, leave=False)]
+    scored = _score(items, results, dataset.documents)
+    scored.pop("per_question")
+    scored["index"] = {"seconds": round(seconds, 2), "chunks_per_s": round(system.n_chunks / seconds, 1),
+                       "chunks": system.n_chunks}
+    scored["name"] = "langchain: RecursiveCharacterTextSplitter 1000/200 + FAISS, top chunk"
+    return scored
+
+
+# ---------------------------------------------------------------------------------------------
+# BEIR (retrieval only)
+
+
+def beir_documents(dataset: BeirDataset) -> dict[str, str]:
+    """One file per corpus document: `<id>.txt` holding the title, a blank line and the text."""
+    return {f"{doc_id}.txt": (f"{title}\n\n{text}" if title else text)
+            for doc_id, (title, text) in dataset.corpus.items()}
+
+
+def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, index_dir: str | Path | None = None,
+             baseline: str | None = None, depth: int = 100) -> dict[str, Any]:
+    from rag.retrieve import search
+
+    documents = beir_documents(dataset)
+    with _folder(index_dir) as work:
+        cost = build_eval_index(documents, work_dir=work, index_dir=work / "index", config=config,
+                                embedder=embedder)
+        index = Index.load(work / "index", config=config)
+        run: dict[str, dict[str, float]] = {}
+        latencies = []
+        for qid, query in tqdm(dataset.queries.items(), desc=dataset.name, unit="q", disable=None, leave=False):
+            t0 = time.perf_counter()
+            vector = embedder.encode_queries([query])[0]
+            hits = search(index, query, vector, config=config, top_k=depth * 3)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            run[qid] = _doc_run(((h.chunk.source, h.score) for h in hits), depth)
+        index.close()
+    scores = beir_metrics(run, dataset.qrels)
+    report: dict[str, Any] = {
+        "dataset": dataset.name, "n_questions": len(dataset.queries), "n_unanswerable": 0,
+        "retrieval": {k: round(scores[k].score, 4) for k in ("ndcg@10", "recall@100")},
+        "answer": {}, "citations": {}, "abstention": {},
+        "latency_ms": {k: round(v, 1) for k, v in percentiles(latencies, ps=(50, 95)).items()},
+        "index": {"seconds": cost["seconds"], "chunks_per_s": cost["chunks_per_s"], "chunks": cost["chunks"]},
+        "config": config.to_dict(),
+        "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
+        "per_question": [{"id": qid, "question": dataset.queries[qid], "ndcg@10": scores["ndcg@10"].individual_scores[i],
+                          "retrieved": [{"source": d, "score": s} for d, s in list(run.get(qid, {}).items())[:5]]}
+                         for i, qid in enumerate(dataset.qrels)],
+    }
+    if baseline == "langchain":
+        report["baseline"] = run_beir_langchain(dataset, documents, depth=depth)
+    return report
+
+
+def _doc_run(scored_sources: Any, depth: int) -> dict[str, float]:
+    """Chunk hits -> document scores: a document ranks where its best chunk ranks."""
+    out: dict[str, float] = {}
+    rank = 0
+    for source, _ in scored_sources:
+        doc_id = source.rsplit("/", 1)[-1].removesuffix(".txt")
+        if doc_id not in out:
+            out[doc_id] = float(depth * 10 - rank)  # decreasing scores keep the fused order
+            rank += 1
+            if len(out) >= depth:
+                break
+    return out
+
+
+def run_beir_langchain(dataset: BeirDataset, documents: dict[str, str], *, depth: int) -> dict[str, Any]:
+    from eval.baseline import LangChainBaseline
+
+    started = time.perf_counter()
+    system = LangChainBaseline.build(documents, top_k=depth * 3)
+    seconds = time.perf_counter() - started
+    run = {}
+    for qid, query in tqdm(dataset.queries.items(), desc="langchain", unit="q", disable=None, leave=False):
+        out = system.ask(query)
+        run[qid] = _doc_run(((c["source"], c["score"]) for c in out["citations"]), depth)
+    scores = beir_metrics(run, dataset.qrels)
+    return {"name": "langchain: RecursiveCharacterTextSplitter 1000/200 + FAISS",
+            "retrieval": {k: round(scores[k].score, 4) for k in ("ndcg@10", "recall@100")},
+            "index": {"seconds": round(seconds, 2), "chunks_per_s": round(system.n_chunks / seconds, 1),
+                      "chunks": system.n_chunks}}
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
