@@ -134,21 +134,26 @@ def _print_summary(report: dict[str, Any]) -> None:
 # Calibration
 
 
-def fit_logistic(x: Any, y: Any, *, l2: float = 1e-3, steps: int = 4000, lr: float = 0.5) -> Any:
-    """Weights w (first feature is the bias column) of p = sigmoid(x @ w), by gradient descent on
-    the class-balanced log loss."""
+def fit_logistic(x: Any, y: Any, *, l2: float = 1e-4, steps: int = 50) -> Any:
+    """Weights w (the first column of x is the bias) of p = sigmoid(x @ w), fitted by Newton's
+    method on the class-balanced log loss with a small L2 penalty (bias not penalised)."""
     import numpy as np
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    pos = max(y.sum(), 1.0)
-    neg = max(len(y) - y.sum(), 1.0)
+    pos, neg = max(y.sum(), 1.0), max(len(y) - y.sum(), 1.0)
     sample_w = np.where(y > 0, 0.5 / pos, 0.5 / neg)
+    penalty = np.full(x.shape[1], l2)
+    penalty[0] = 0.0
     w = np.zeros(x.shape[1])
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -50, 50)))
-        grad = x.T @ (sample_w * (p - y)) + l2 * np.r_[0.0, w[1:]]
-        w -= lr * grad
+        grad = x.T @ (sample_w * (p - y)) + penalty * w
+        hess = (x * (sample_w * p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
     return w
 
 
@@ -169,10 +174,13 @@ def calibrate(args: argparse.Namespace) -> int:
     for name, dataset, limit in sources:
         calibration, _ = split_items(dataset.items)
         items = sample_items(calibration, limit=limit, seed=args.seed) if limit else calibration
-        report = run_qa(dataset, items, config=config, embedder=embedder)
+        report = run_qa(dataset, items, config=config, embedder=embedder,
+                        index_dir=args.index_dir and Path(args.index_dir) / name)
         for q in report["per_question"]:
             rows.append((q["features"], q["answerable"], name))
         print(f"{name}: {len(items)} calibration questions")
+    if args.index_dir:  # keep the rows so feature work can be redone without asking again
+        Path(args.index_dir, "calibration_rows.json").write_text(json.dumps(rows))
     x = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows], dtype=float)
     # Each dataset weighs the same: duplicate nothing, just fit on the pooled rows.

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from rag.store import Index
 
 ABSTAIN_TEXT = "The documents do not contain an answer to this question."
-FEATURES = ("bias", "top_dense", "best_semantic", "best_lexical", "cue", "best_score")
+FEATURES = ("bias", "top_dense", "best_semantic", "best_lexical", "cue", "best_score", "chunk_coverage",
+            "missing_rare")
 
 _NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|" \
                 r"hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half|percent"
@@ -74,16 +75,40 @@ def _cue(kind: str, sentence: str, question: str) -> float:
     return 0.0
 
 
+@dataclass(frozen=True)
+class QuestionTerms:
+    """The question's BM25 terms with their IDF over the index."""
+
+    terms: frozenset[str]
+    idf: dict[str, float]
+    max_idf: float
+
+    @classmethod
+    def of(cls, question: str, index: "Index") -> "QuestionTerms":
+        from rag.retrieve import idf_weights, stem_terms
+
+        terms = frozenset(stem_terms([question])[0])
+        n = max(len(index.bm25_ids), 1)
+        return cls(terms, idf_weights(index, sorted(terms)), math.log(1.0 + (n + 0.5) / 0.5))
+
+    def coverage(self, terms: set[str]) -> float:
+        """Share of the question's IDF weight found among `terms`."""
+        total = sum(self.idf.values())
+        return sum(self.idf[t] for t in self.terms & terms) / total if total else 0.0
+
+    def missing_rare(self, terms: set[str]) -> float:
+        """The highest IDF (as a share of the highest possible) of a question term not in `terms`."""
+        return max((self.idf[t] for t in self.terms - terms), default=0.0) / self.max_idf
+
+
 def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", *,
-                    config: RagConfig) -> list[ScoredSentence]:
+                    config: RagConfig, terms: QuestionTerms | None = None) -> list[ScoredSentence]:
     """Every distinct sentence of the top `answer_hits` hits with its scores, best first."""
-    from rag.retrieve import idf_weights, stem_terms
+    from rag.retrieve import stem_terms
 
     hits = list(hits[: config.answer_hits])
     vectors = index.sentence_vectors([h.chunk.id for h in hits])
-    q_terms = set(stem_terms([question])[0])
-    idf = idf_weights(index, sorted(q_terms))
-    total_idf = sum(idf.values()) or 1.0
+    terms = terms or QuestionTerms.of(question, index)
     kind = question_type(question)
     seen: set[tuple[str, int]] = set()
     candidates: list[tuple[int, Hit, int, int, float]] = []
@@ -96,11 +121,11 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit]
             semantic = float(vecs[k] @ query_vector.reshape(-1)) if vecs is not None and k < len(vecs) else hit.dense
             candidates.append((rank, hit, a, b, semantic))
     texts = [h.chunk.text[a - h.chunk.start: b - h.chunk.start] for _, h, a, b, _ in candidates]
-    terms = stem_terms(texts) if texts else []
+    sentence_terms = stem_terms(texts) if texts else []
     scored = []
     w = config.semantic_weight
-    for (rank, hit, a, b, semantic), text, s_terms in zip(candidates, texts, terms):
-        lexical = sum(idf[t] for t in q_terms & set(s_terms)) / total_idf if q_terms else 0.0
+    for (rank, hit, a, b, semantic), text, s_terms in zip(candidates, texts, sentence_terms):
+        lexical = terms.coverage(set(s_terms))
         cue = _cue(kind, text, question)
         score = w * semantic + (1 - w) * lexical + config.cue_weight * cue - config.rank_penalty * rank
         scored.append(ScoredSentence(rank, hit, a, b, semantic, lexical, cue, score))
@@ -108,11 +133,21 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit]
     return scored
 
 
-def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]) -> list[float]:
-    """The evidence features, in `FEATURES` order, that the confidence is computed from."""
+def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence],
+                        terms: QuestionTerms) -> list[float]:
+    """The evidence features, in `FEATURES` order, that the confidence is computed from.
+
+    Beyond similarity, two features look for what adversarial unanswerable questions do: ask
+    about a rare term that the best passage does not contain.
+    """
+    from rag.retrieve import stem_terms
+
     best = sentences[0] if sentences else None
-    return [1.0, max((h.dense for h in hits), default=0.0), best.semantic if best else 0.0,
-            best.lexical if best else 0.0, best.cue if best else 0.0, best.score if best else 0.0]
+    if best is None:
+        return [1.0, max((h.dense for h in hits), default=0.0), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    chunk_terms = set(stem_terms([best.hit.chunk.text])[0])
+    return [1.0, max(h.dense for h in hits), best.semantic, best.lexical, best.cue, best.score,
+            terms.coverage(chunk_terms), terms.missing_rare(chunk_terms)]
 
 
 def confidence(features: Sequence[float], weights: Sequence[float]) -> float:
@@ -146,13 +181,14 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     each, and abstain when the confidence is below `abstain_threshold`."""
     from rag.retrieve import stem_terms
 
-    sentences = score_sentences(question, query_vector, hits, index, config=config) if hits else []
-    features = confidence_features(hits, sentences)
+    terms = QuestionTerms.of(question, index)
+    sentences = score_sentences(question, query_vector, hits, index, config=config, terms=terms) if hits else []
+    features = confidence_features(hits, sentences, terms)
     conf = confidence(features, config.confidence_weights)
     if not sentences or conf < config.abstain_threshold:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf,
                       citations=(), hits=tuple(hits), features=tuple(features))
-    q_terms = set(stem_terms([question])[0])
+    q_terms = set(terms.terms)
     best = sentences[0]
     chosen = [best]
     for s in sentences[1: config.answer_max_sentences * 4]:

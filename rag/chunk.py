@@ -89,7 +89,7 @@ def _split_long(text: str, span: tuple[int, int], n_tokens: int, budget: int,
     """Cut an over-long sentence at word boundaries into pieces of at most `budget` word pieces."""
     a, b = span
     words = [(m.start() + a, m.end() + a) for m in re.finditer(r"\S+", text[a:b])]
-    counts = [len(ids) for ids in tokenizer([text[s:e] for s, e in words], add_special_tokens=False)["input_ids"]]
+    counts = [len(ids) for ids in tokenizer([text[s:e] for s, e in words], add_special_tokens=False, verbose=False)["input_ids"]]
     pieces: list[tuple[tuple[int, int], int]] = []
     i = 0
     while i < len(words):
@@ -99,14 +99,21 @@ def _split_long(text: str, span: tuple[int, int], n_tokens: int, budget: int,
             j += 1
         piece_start, piece_end = words[i][0], words[j - 1][1]
         if total > budget:  # a single "word" longer than the budget: cut it by characters
-            piece_end = piece_start + max(1, (piece_end - piece_start) * budget // total)
+            # Word pieces are not spread evenly over the characters (",a,a" is one per character,
+            # "xxxx" one per hundred), so shrink the cut until the piece really fits.
+            while total > budget and piece_end - piece_start > 1:
+                piece_end = piece_start + max(1, (piece_end - piece_start) * budget // total)
+                total = _count(tokenizer, text[piece_start:piece_end])
             words[i] = (piece_end, words[i][1])
-            counts[i] = len(tokenizer([text[piece_end:words[i][1]]], add_special_tokens=False)["input_ids"][0])
-            total = budget
+            counts[i] = _count(tokenizer, text[piece_end:words[i][1]])
             j = i if words[i][0] < words[i][1] else i + 1
         pieces.append(((piece_start, piece_end), total))
         i = j
     return pieces
+
+
+def _count(tokenizer: Tokenizer, text: str) -> int:
+    return len(tokenizer([text], add_special_tokens=False, verbose=False)["input_ids"][0])
 
 
 def chunk_document(document: Document, tokenizer: Tokenizer, *, max_tokens: int,
@@ -131,7 +138,7 @@ def chunk_document(document: Document, tokenizer: Tokenizer, *, max_tokens: int,
         spans = split_sentences(text, seg_start, seg_end)
         if not spans:
             continue
-        counts = [len(ids) for ids in tokenizer([text[a:b] for a, b in spans], add_special_tokens=False)["input_ids"]]
+        counts = [len(ids) for ids in tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, verbose=False)["input_ids"]]
         units: list[tuple[tuple[int, int], int]] = []
         for span, n in zip(spans, counts):
             units.extend(_split_long(text, span, n, max_tokens, tokenizer) if n > max_tokens else [(span, n)])

@@ -156,8 +156,49 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    print("rag serve: the chat UI is not built yet; use `rag ask` meanwhile", file=sys.stderr)
-    return 2
+    """Load the model and index once, then serve the chat UI (app.py) on `--host:--port`.
+
+    RAG_MAX_FILE_MB in the environment overrides the upload size limit (`max_file_mb`).
+    """
+    extra: dict[str, object] = {}
+    if os.environ.get("RAG_MAX_FILE_MB"):
+        try:
+            extra["max_file_mb"] = float(os.environ["RAG_MAX_FILE_MB"])
+        except ValueError:
+            raise CliError(f"RAG_MAX_FILE_MB must be a number, got {os.environ['RAG_MAX_FILE_MB']!r}") from None
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port must be within 1-65535, got {args.port}")
+    config = _config(args, **extra)
+    from rag.pipeline import index_exists
+
+    if not index_exists(args.index_dir):
+        raise CliError(f"no index at {args.index_dir}: build one first with `rag index --index-dir {args.index_dir}`")
+    app = _load_app()
+    from rag.pipeline import RAG
+    from rag.store import IndexError_
+
+    try:
+        rag = RAG.open(args.index_dir, config=config)
+    except IndexError_ as exc:
+        raise CliError(str(exc)) from None
+    try:
+        app.serve(rag, host=args.host, port=args.port)
+    except OSError as exc:  # port taken, address not available
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    return 0
+
+
+def _load_app():  # type: ignore[no-untyped-def]
+    """The UI module, app.py, which sits beside the `rag` package in a source checkout."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "app.py"
+    if not path.is_file():
+        raise CliError(f"the chat UI is not installed: expected {path} (run from a source checkout)")
+    spec = importlib.util.spec_from_file_location("rag_app", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class RagConfig:
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
     abstain_threshold: float = 0.5
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (-6.0, 6.0, 0.0, 6.0, 0.0, 0.0)
+    confidence_weights: tuple[float, ...] = (-2.7536, 1.7759, 1.4813, 0.6143, -0.074, 1.1593, 0.0, 0.0)
     # --- input limits ----------------------------------------------------------------------
     max_question_chars: int = 2000
 

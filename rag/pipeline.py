@@ -163,3 +163,22 @@ class RAG:
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:
     return read_manifest(Path(index_dir)) is not None
+
+
+def remove_documents(index_dir: str | os.PathLike[str], sources: Sequence[str], *, embedder: Embedder,
+                     config: RagConfig | None = None) -> UpdateStats:
+    """Remove the documents named by `sources` from the index at `index_dir`, as one new generation.
+
+    Sources not in the index are ignored (`stats.removed` lists what went); every other document
+    is left as it is. Call `RAG.reload()` afterwards so questions no longer see them.
+
+    Example:
+        >>> remove_documents("index", ["notes.md"], embedder=Embedder.load()).removed  # doctest: +SKIP
+        ['notes.md']
+    """
+    if isinstance(sources, str):
+        raise TypeError("sources must be a sequence of source names, not one string")
+    if not sources:
+        raise BadInput("no documents given to remove")
+    return build_index([], index_dir=index_dir, embedder=embedder, config=config, remove_missing=False,
+                       remove=list(sources)).stats

@@ -79,9 +79,9 @@ def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
     BM25 score (0 when BM25 did not find it), which the answer stage uses as evidence features.
     """
     config = config or RagConfig()
-    k = top_k or config.top_k
-    if k < 1:
-        raise ValueError(f"top_k must be >= 1, got {k}")
+    k = config.top_k if top_k is None else top_k  # not `top_k or ...`: top_k=0 must be refused
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"top_k must be >= 1, got {k!r}")
     n_candidates = max(config.candidates, k)
     dense = dense_search(index, query_vector, n_candidates) if config.mode != "bm25" else []
     lexical = bm25_search(index, query, n_candidates) if config.mode != "dense" else []

@@ -244,18 +244,27 @@ class IndexWriter:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
-        self.manifest = read_manifest(self.dir)
-        if self.manifest is not None and not self.rebuild:
-            check_compatible(self.manifest, self.config, self.dir)
-        self.generation = self.manifest["generation"] if self.manifest else 0
-        self.db = sqlite3.connect(str(self.dir / DB))
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self.db.executescript(_SCHEMA)
-        self._recover()
+        self.db: sqlite3.Connection | None = None
+        try:
+            self.manifest = read_manifest(self.dir)
+            if self.manifest is not None and not self.rebuild:
+                check_compatible(self.manifest, self.config, self.dir)
+            self.generation = self.manifest["generation"] if self.manifest else 0
+            self.db = sqlite3.connect(str(self.dir / DB))
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.executescript(_SCHEMA)
+            self._recover()
+        except BaseException:
+            # `with` never calls __exit__ when __enter__ raises: release the lock here, or this
+            # process keeps it and its next writer (a retry with --rebuild) fails with IndexLocked.
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

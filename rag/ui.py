@@ -1,0 +1,263 @@
+"""Rendering for the chat UI (`app.py`): escaping, answer markdown, source cards, the document viewer.
+
+Plain functions from the core records to strings; no Gradio import, so they test fast. Document
+text is untrusted: everything taken from a document or a file name goes through `escape_html`
+(inside HTML) or `escape_markdown` (inside Chatbot markdown) before it is shown.
+
+Example:
+    >>> print(escape_markdown("<b>[x](javascript:alert(1))</b>"))
+    &lt;b&gt;\\[x\\]\\(javascript\\:alert\\(1\\)\\)&lt;/b&gt;
+"""
+from __future__ import annotations
+
+import html
+import re
+import time
+import unicodedata
+from pathlib import PurePosixPath
+from typing import Iterable, Sequence
+
+from rag.load import SUPPORTED_SUFFIXES
+from rag.types import Answer, Citation, Document, Hit
+
+MODEL_LABEL = "all-MiniLM-L6-v2"
+NOT_AN_ANSWER = "Nearest passages — not an answer"
+# A document longer than this is shown as a window around the cited span, not whole.
+VIEWER_MAX_CHARS = 400_000
+MAX_FILENAME_CHARS = 120
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:])")
+
+
+def escape_html(text: object) -> str:
+    """`text` safe to put inside HTML element content or a quoted attribute."""
+    return html.escape(str(text), quote=True)
+
+
+def escape_markdown(text: str) -> str:
+    """`text` that a Markdown renderer shows literally: no links, emphasis, HTML or LaTeX.
+
+    HTML special characters become entities and every Markdown punctuation character is
+    backslash-escaped, so `<img onerror=...>` and `[x](javascript:...)` display as typed.
+    """
+    # Backslashes first: escaping after html.escape would break the entities it writes.
+    return html.escape(_MARKDOWN_SPECIALS.sub(r"\\\1", text), quote=False)
+
+
+def citation_href(turn: int, n: int) -> str:
+    """The anchor a citation marker links to; the page script opens the document on click."""
+    return f"#cite-{int(turn)}-{int(n)}"
+
+
+def marker_markdown(turn: int, n: int) -> str:
+    return f"[\\[{int(n)}\\]]({citation_href(turn, n)})"
+
+
+def answer_pieces(answer: Answer, turn: int) -> list[str]:
+    """The answer as Markdown pieces (escaped words and citation-marker links), in order.
+
+    Joined they are the whole message; a prefix of them is a well-formed partial message, which
+    is how the chat streams an answer. A quote is found in `answer.text` followed by its `[n]`;
+    text around the quotes (none, with the extractive composer) is kept, escaped.
+    """
+    pieces: list[str] = []
+    text, pos = answer.text, 0
+    for c in answer.citations:
+        marker = f"[{c.n}]"
+        at = text.find(f"{c.quote} {marker}", pos)
+        if at < 0:
+            at = text.find(marker, pos)
+            if at < 0:
+                continue
+            quote, end = text[pos:at], at + len(marker)
+        else:
+            quote, end = text[pos:at] + c.quote, at + len(c.quote) + 1 + len(marker)
+        pieces.extend(escape_markdown(w) + " " for w in quote.split())
+        pieces.append(marker_markdown(turn, c.n) + " ")
+        pos = end
+    pieces.extend(escape_markdown(w) + " " for w in text[pos:].split())
+    if pieces:
+        pieces[-1] = pieces[-1].rstrip()
+    return pieces
+
+
+def answer_markdown(answer: Answer, turn: int) -> str:
+    """The chat message for `answer`: cited sentences with linked markers, or an abstention."""
+    if answer.abstained:
+        return abstention_markdown(answer)
+    return "".join(answer_pieces(answer, turn))
+
+
+def abstention_markdown(answer: Answer) -> str:
+    """An abstention, set apart as a quote block so it never reads like an answer."""
+    nearest = ("\n>\n> The nearest passages are listed under **Sources**; they are *not* an answer."
+               if answer.hits else "")
+    return f"> **Not found in the documents.** {escape_markdown(answer.text)}{nearest}"
+
+
+def stream_steps(pieces: Sequence[str], *, steps: int = 12) -> list[str]:
+    """Growing prefixes of `pieces` (about `steps` of them, the last the whole message)."""
+    if not pieces:
+        return [""]
+    stride = max(1, -(-len(pieces) // steps))
+    return ["".join(pieces[:i]) for i in range(stride, len(pieces) + stride, stride)][:-1] + ["".join(pieces)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sources panel
+
+
+def _highlight(text: str, start: int, end: int, *, mark_attrs: str = "") -> str:
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    if end <= start:
+        return escape_html(text)
+    return (escape_html(text[:start]) + f"<mark{mark_attrs}>" + escape_html(text[start:end]) + "</mark>"
+            + escape_html(text[end:]))
+
+
+def _quote_span(c: Citation) -> tuple[int, int]:
+    """Offsets of the quote inside the passage."""
+    a, b = c.start - c.passage_start, c.end - c.passage_start
+    if c.passage[a:b] == c.quote:
+        return a, b
+    found = c.passage.find(c.quote)
+    return (found, found + len(c.quote)) if found >= 0 else (0, 0)
+
+
+def _meta(source: str, page: int | None, score: float, *, score_label: str = "score") -> str:
+    page_part = f' · <span class="rag-page">page {int(page)}</span>' if page is not None else ""
+    return (f'<span class="rag-file">{escape_html(PurePosixPath(source).name)}</span>{page_part}'
+            f' · <span class="rag-score">{score_label} {score:.2f}</span>')
+
+
+def citation_card(c: Citation, turn: int) -> str:
+    a, b = _quote_span(c)
+    return (f'<button type="button" class="rag-card" data-turn="{int(turn)}" data-n="{int(c.n)}" '
+            f'title="Open {escape_html(c.source)} at the quoted sentence">'
+            f'<div class="rag-card-head"><span class="rag-n">[{int(c.n)}]</span> {_meta(c.source, c.page, c.score)}</div>'
+            f'<div class="rag-passage">{_highlight(c.passage, a, b)}</div></button>')
+
+
+def _hit_score(hit: Hit) -> tuple[float, str]:
+    # A fused (RRF) score is near 0.02 for every hit; the cosine says more about how close it is.
+    return (hit.dense, "similarity") if hit.dense else (hit.score, "score")
+
+
+def nearest_card(hit: Hit, turn: int, k: int) -> str:
+    score, label = _hit_score(hit)
+    return (f'<button type="button" class="rag-card rag-nearest" data-turn="{int(turn)}" data-hit="{int(k)}" '
+            f'title="Open {escape_html(hit.chunk.source)} at this passage">'
+            f'<div class="rag-card-head">{_meta(hit.chunk.source, hit.chunk.page, score, score_label=label)}</div>'
+            f'<div class="rag-passage">{escape_html(hit.chunk.text)}</div></button>')
+
+
+def sources_html(answer: Answer | None, turn: int, *, nearest: int = 3) -> str:
+    """The Sources panel for `answer`: the retrieval query, then one card per citation, or the
+    nearest passages under a heading that says they are not an answer."""
+    if answer is None:
+        return ('<div class="rag-sources rag-empty">Ask a question: the passages each answer quotes '
+                'appear here. Click a card or a <b>[n]</b> marker to open the document.</div>')
+    query = f'<div class="rag-query">Retrieval query: <q>{escape_html(answer.query or answer.question)}</q></div>'
+    if not answer.abstained:
+        cards = "".join(citation_card(c, turn) for c in answer.citations)
+        return f'<div class="rag-sources">{query}{cards}</div>'
+    hits = answer.hits[:nearest]
+    if not hits:
+        return f'<div class="rag-sources">{query}<p class="rag-abstain">No passages found.</p></div>'
+    cards = "".join(nearest_card(h, turn, k) for k, h in enumerate(hits))
+    return (f'<div class="rag-sources">{query}<div class="rag-abstain" role="note">{NOT_AN_ANSWER}: '
+            f'the documents do not answer this question; these are only the closest matches.</div>{cards}</div>')
+
+
+# ----------------------------------------------------------------------------------------------
+# Document viewer
+
+
+def document_html(document: Document, start: int, end: int, *, label: str = "quoted sentence",
+                  nonce: int | None = None) -> str:
+    """The whole document, escaped, with `text[start:end]` in `<mark id="rag-cited">`.
+
+    A document over `VIEWER_MAX_CHARS` is shown as a window around the span, with a note.
+    `nonce` makes two openings of the same span differ, so the viewer scrolls again.
+    """
+    text = document.text
+    lo, hi = 0, len(text)
+    if len(text) > VIEWER_MAX_CHARS:
+        half = VIEWER_MAX_CHARS // 2
+        lo = max(0, min(start - half, len(text) - VIEWER_MAX_CHARS))
+        hi = min(len(text), lo + VIEWER_MAX_CHARS)
+    page = document.page_at(start)
+    head = (f'<div class="rag-doc-head"><span class="rag-file">{escape_html(document.source)}</span>'
+            + (f" · page {int(page)}" if page is not None else "")
+            + f' · {len(text):,} characters · <span class="rag-legend"><mark>highlighted</mark>: {escape_html(label)}'
+            f'</span></div>')
+    note = (f'<div class="rag-doc-note">Showing characters {lo:,}–{hi:,} of {len(text):,}.</div>'
+            if (lo, hi) != (0, len(text)) else "")
+    body = _highlight(text[lo:hi], start - lo, end - lo, mark_attrs=' id="rag-cited" class="rag-cited"')
+    stamp = f' data-opened="{int(nonce)}"' if nonce is not None else ""
+    return f'<div class="rag-doc"{stamp}>{head}{note}<div class="rag-doc-text">{body}</div></div>'
+
+
+def viewer_placeholder(message: str = "Click a citation marker or a source card to open its document here.") -> str:
+    return f'<div class="rag-doc rag-empty">{escape_html(message)}</div>'
+
+
+# ----------------------------------------------------------------------------------------------
+# Uploads and the document table
+
+
+def sanitize_filename(name: str) -> str:
+    """A safe file name for an upload: the last path part, no traversal, hidden or odd characters.
+
+    Example:
+        >>> sanitize_filename("../../etc/passwd.md")
+        'passwd.md'
+        >>> sanitize_filename("..\\\\notes <1>.TXT")
+        'notes _1_.TXT'
+    """
+    name = unicodedata.normalize("NFC", str(name)).replace("\\", "/").split("/")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control, format chars
+    name = re.sub(r"[^\w.\- ()]", "_", name).strip(" .")
+    name = re.sub(r"\s+", " ", name)
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    stem = stem.strip(" .") or "upload"
+    suffix = suffix.strip()[:16]
+    keep = MAX_FILENAME_CHARS - len(suffix) - 1
+    return f"{stem[:keep].rstrip(' .')}.{suffix}" if suffix else stem[:MAX_FILENAME_CHARS]
+
+
+def upload_problem(name: str, size: int, *, max_mb: float) -> str | None:
+    """Why an upload named `name` of `size` bytes is refused before reading it, or None."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        return (f"unsupported file type {suffix or '(none)'}; supported: "
+                + " ".join(SUPPORTED_SUFFIXES))
+    limit = int(max_mb * 1024 * 1024)
+    if size > limit:
+        return f"file is {format_size(size)}, over the {format_size(limit)} upload limit"
+    if size == 0:
+        return "empty file"
+    return None
+
+
+def format_size(n: int) -> str:
+    """Bytes for people: `format_size(1536)` is '1.5 KB'."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KB"
+    return f"{n} bytes"
+
+
+def document_rows(documents: Iterable[object]) -> list[list[object]]:
+    """Rows for the documents table: name, chunks, added (local time), from `Index.documents()`."""
+    return [[d.source, int(d.n_chunks), time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))]  # type: ignore[attr-defined]
+            for d in documents]
+
+
+def footer_markdown(n_documents: int, n_chunks: int) -> str:
+    docs = f"{n_documents} document{'s' if n_documents != 1 else ''}"
+    return (f"Model: **{MODEL_LABEL}** (sentence-transformers, runs locally, offline) · "
+            f"Index: **{docs}**, **{n_chunks} chunks**")
