@@ -7,6 +7,7 @@ question, and returns a report dict (see `eval/report.py` for the files written 
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import tempfile
 import time
@@ -82,7 +83,11 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     golds = [list(item.answers) for item in items]
     answered = [not r["abstained"] for r in results]
     retrieval = retrieval_metrics(retrieved, relevant, ks=(1, 5))
-    answer = answer_metrics([r["answer"] if not r["abstained"] else "" for r in results], golds, answered)
+    # Answer quality is scored on the answer the evidence pointed to, before the abstention
+    # decision (which the abstention metrics score); `*_strict` counts abstentions as misses.
+    candidates = [_strip_markers(r.get("candidate", r["answer"])) for r in results]
+    answer = answer_metrics(candidates, golds, [True] * len(results))
+    strict = answer_metrics([c if ok else "" for c, ok in zip(candidates, answered)], golds, answered)
     citations = citation_precision(cited, quotes, relevant, golds)
     abstention = abstention_metrics([r["abstained"] for r in results], [item.answerable for item in items],
                                     [r["confidence"] for r in results])
@@ -91,7 +96,8 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     for i, (item, r) in enumerate(zip(items, results)):
         per_question.append({
             "id": item.id, "question": item.question, "answers": list(item.answers),
-            "answerable": item.answerable, "prediction": r["answer"], "abstained": r["abstained"],
+            "answerable": item.answerable, "prediction": r["answer"], "candidate": candidates[i],
+            "abstained": r["abstained"],
             "confidence": r["confidence"], "features": r.get("features", []),
             "hit@5": retrieval["hit@5"].individual_scores[i], "rr": retrieval["mrr"].individual_scores[i],
             "containment": answer["containment"].individual_scores[i], "f1": answer["f1"].individual_scores[i],
@@ -101,7 +107,9 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
         })
     return {
         "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
-        "answer": {k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
+        "answer": {**{k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
+                   "containment_strict": round(strict["containment"].score, 4),
+                   "f1_strict": round(strict["f1"].score, 4)},
         "citations": {"precision": round(citations.score, 4)},
         "abstention": {k: round(abstention[k].score, 4)
                        for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
@@ -111,9 +119,14 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     }
 
 
+def _strip_markers(text: str) -> str:
+    return re.sub(r"\s*\[\d+\]", "", text)
+
+
 def _ours(rag: RAG, item: QAItem) -> dict[str, Any]:
     answer = rag.ask(item.question)
     out = answer.to_json()
+    out["candidate"] = answer.candidate
     out["features"] = [round(f, 4) for f in answer.features]
     out["retrieved"] = [(h.chunk.source, h.chunk.start, h.chunk.end) for h in answer.hits]
     out["retrieved_text"] = [(h.chunk.source, h.chunk.start, h.chunk.end, h.chunk.text) for h in answer.hits]

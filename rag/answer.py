@@ -185,7 +185,7 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     sentences = score_sentences(question, query_vector, hits, index, config=config, terms=terms) if hits else []
     features = confidence_features(hits, sentences, terms)
     conf = confidence(features, config.confidence_weights)
-    if not sentences or conf < config.abstain_threshold:
+    if not sentences:
         return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf,
                       citations=(), hits=tuple(hits), features=tuple(features))
     q_terms = set(terms.terms)
@@ -214,5 +214,9 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
                                   page=chunk.page, quote=quote, passage=chunk.text,
                                   score=round(s.score, 4), passage_start=chunk.start))
         parts.append(f"{quote} [{n}]")
-    return Answer(question=question, text=" ".join(parts), abstained=False, confidence=conf,
-                  citations=tuple(citations), hits=tuple(hits), features=tuple(features))
+    text = " ".join(parts)
+    if conf < config.abstain_threshold:
+        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf, citations=(),
+                      hits=tuple(hits), features=tuple(features), candidate=text)
+    return Answer(question=question, text=text, abstained=False, confidence=conf, citations=tuple(citations),
+                  hits=tuple(hits), features=tuple(features), candidate=text)

@@ -131,8 +131,18 @@ def _ask(args: argparse.Namespace) -> int:
     except BadInput as exc:
         raise CliError(str(exc)) from None
     from rag.pipeline import RAG
-    from rag.store import IndexError_
+    from rag.store import IndexError_, read_manifest
 
+    # Chunking belongs to the index (`rag index --chunk-tokens/--chunk-overlap`) and `ask` has no
+    # flags for it: ask with the index's own values, or such an index could never be asked.
+    # The model is still checked against the config.
+    built = (read_manifest(args.index_dir) or {}).get("params", {})
+    chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
+    if chunking:
+        try:
+            config = config.replace(**chunking)
+        except ValueError as exc:
+            raise CliError(f"index at {args.index_dir} has unusable parameters: {exc}") from None
     try:
         rag = RAG.open(args.index_dir, config=config)
         answer = rag.ask(args.question)

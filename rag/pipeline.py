@@ -158,7 +158,7 @@ class RAG:
         return Answer(question=answer.question, text=answer.text, abstained=answer.abstained,
                       confidence=answer.confidence, citations=answer.citations,
                       hits=answer.hits[: config.top_k], query=query, timings_ms=timings,
-                      features=answer.features)
+                      features=answer.features, candidate=answer.candidate)
 
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:

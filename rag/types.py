@@ -94,6 +94,9 @@ class Answer:
     query: str = ""  # the retrieval query actually used (differs from `question` for follow-ups)
     timings_ms: dict[str, float] = field(default_factory=dict)
     features: tuple[float, ...] = ()  # the evidence features the confidence came from
+    # The extractive answer the evidence pointed to, kept when abstaining (for evaluation and
+    # for showing "nearest passages"); equal to `text` when not abstaining.
+    candidate: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract."""

@@ -15,10 +15,13 @@ import re
 import time
 import unicodedata
 from pathlib import PurePosixPath
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from rag.load import SUPPORTED_SUFFIXES
 from rag.types import Answer, Citation, Document, Hit
+
+if TYPE_CHECKING:
+    from rag.store import DocumentInfo
 
 MODEL_LABEL = "all-MiniLM-L6-v2"
 NOT_AN_ANSWER = "Nearest passages — not an answer"
@@ -26,7 +29,7 @@ NOT_AN_ANSWER = "Nearest passages — not an answer"
 VIEWER_MAX_CHARS = 400_000
 MAX_FILENAME_CHARS = 120
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:])")
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:=])")
 
 
 def escape_html(text: object) -> str:
@@ -111,8 +114,8 @@ def _highlight(text: str, start: int, end: int, *, mark_attrs: str = "") -> str:
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     if end <= start:
         return escape_html(text)
-    return (escape_html(text[:start]) + f"<mark{mark_attrs}>" + escape_html(text[start:end]) + "</mark>"
-            + escape_html(text[end:]))
+    return (text[:start] + f"<mark{mark_attrs}>" + text[start:end] + "</mark>"
+            + text[end:])
 
 
 def _quote_span(c: Citation) -> tuple[int, int]:
@@ -134,8 +137,9 @@ def citation_card(c: Citation, turn: int) -> str:
     a, b = _quote_span(c)
     return (f'<button type="button" class="rag-card" data-turn="{int(turn)}" data-n="{int(c.n)}" '
             f'title="Open {escape_html(c.source)} at the quoted sentence">'
-            f'<div class="rag-card-head"><span class="rag-n">[{int(c.n)}]</span> {_meta(c.source, c.page, c.score)}</div>'
-            f'<div class="rag-passage">{_highlight(c.passage, a, b)}</div></button>')
+            f'<span class="rag-card-head"><span class="rag-n">[{int(c.n)}]</span> '
+            f'{_meta(c.source, c.page, c.score)}</span>'
+            f'<span class="rag-passage">{_highlight(c.passage, a, b)}</span></button>')
 
 
 def _hit_score(hit: Hit) -> tuple[float, str]:
@@ -147,8 +151,8 @@ def nearest_card(hit: Hit, turn: int, k: int) -> str:
     score, label = _hit_score(hit)
     return (f'<button type="button" class="rag-card rag-nearest" data-turn="{int(turn)}" data-hit="{int(k)}" '
             f'title="Open {escape_html(hit.chunk.source)} at this passage">'
-            f'<div class="rag-card-head">{_meta(hit.chunk.source, hit.chunk.page, score, score_label=label)}</div>'
-            f'<div class="rag-passage">{escape_html(hit.chunk.text)}</div></button>')
+            f'<span class="rag-card-head">{_meta(hit.chunk.source, hit.chunk.page, score, score_label=label)}</span>'
+            f'<span class="rag-passage">{escape_html(hit.chunk.text)}</span></button>')
 
 
 def sources_html(answer: Answer | None, turn: int, *, nearest: int = 3) -> str:
@@ -251,9 +255,9 @@ def format_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def document_rows(documents: Iterable[object]) -> list[list[object]]:
+def document_rows(documents: Iterable[DocumentInfo]) -> list[list[object]]:
     """Rows for the documents table: name, chunks, added (local time), from `Index.documents()`."""
-    return [[d.source, int(d.n_chunks), time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))]  # type: ignore[attr-defined]
+    return [[d.source, int(d.n_chunks), time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))]
             for d in documents]
 
 

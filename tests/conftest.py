@@ -1,0 +1,100 @@
+"""Shared fixtures: the real embedding model (loaded once per session) and file makers.
+
+The environment is set before anything imports transformers or gradio, so no test can reach the
+network or send analytics.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable, Sequence  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2 model, loaded once for the whole session."""
+    from rag.embed import Embedder
+
+    return Embedder.load()
+
+
+@pytest.fixture(scope="session")
+def seed_path() -> Path:
+    assert SEED.is_file(), SEED
+    return SEED
+
+
+def write_pdf(path: Path, pages: Sequence[str]) -> Path:
+    """A real PDF with one page per string (fpdf2, core Helvetica font: Latin-1 text only)."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 8, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+def write_docx(path: Path, paragraphs: Sequence[str]) -> Path:
+    """A real .docx with one paragraph per string (python-docx)."""
+    import docx
+
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_pdf() -> Callable[[Path, Sequence[str]], Path]:
+    return write_pdf
+
+
+@pytest.fixture(scope="session")
+def make_docx() -> Callable[[Path, Sequence[str]], Path]:
+    return write_docx
+
+
+def rag_command() -> list[str]:
+    """The installed `rag` script next to this interpreter, or `python -m rag.cli`."""
+    script = Path(sys.executable).with_name("rag")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
+
+
+def run_rag(args: Sequence[str], *, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would: a subprocess in `cwd`, with this process's environment."""
+    return subprocess.run([*rag_command(), *args], cwd=cwd, env=dict(os.environ), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def rag_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_rag
+
+
+@pytest.fixture(scope="session")
+def copy_seed(seed_path: Path) -> Callable[[Path], Path]:
+    """Copy the seed article into a folder (created if missing); returns the copy's path."""
+    def copy(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy(seed_path, folder / seed_path.name))
+
+    return copy
