@@ -191,6 +191,9 @@ def _serve(args: argparse.Namespace) -> int:
         rag = RAG.open(args.index_dir, config=config)
     except IndexError_ as exc:
         raise CliError(str(exc)) from None
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"rag serve: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
+              f"can ask questions and upload or remove documents", file=sys.stderr)
     try:
         app.serve(rag, host=args.host, port=args.port)
     except OSError as exc:  # port taken, address not available

@@ -50,7 +50,7 @@ def find_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path
         if not root.exists() and not root.is_symlink():
             raise FileNotFoundError(f"path does not exist: {raw}")
         if root.is_file() and not root.is_symlink():
-            found.setdefault(root.name, root)
+            _claim(found, skipped, root.name, root)
             continue
         if root.is_symlink():
             skipped.append(Skipped(root.name, "symbolic link: not followed"))
@@ -68,8 +68,18 @@ def find_files(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path
                 if path.is_symlink():
                     skipped.append(Skipped(source, "symbolic link: not followed"))
                     continue
-                found.setdefault(source, path)
+                _claim(found, skipped, source, path)
     return [(path, source) for source, path in sorted(found.items())], skipped
+
+
+def _claim(found: dict[str, Path], skipped: list[Skipped], source: str, path: Path) -> None:
+    """Record `path` under `source`, unless another file already has that name (two folders
+    given together can both hold `notes.txt`); the second is skipped, not silently dropped."""
+    if source in found and found[source].resolve() != path.resolve():
+        skipped.append(Skipped(source, f"same relative path as {found[source]}; index the folders separately "
+                                       "or rename one"))
+    else:
+        found.setdefault(source, path)
 
 
 def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> Document:

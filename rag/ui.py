@@ -114,8 +114,8 @@ def _highlight(text: str, start: int, end: int, *, mark_attrs: str = "") -> str:
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     if end <= start:
         return escape_html(text)
-    return (text[:start] + f"<mark{mark_attrs}>" + text[start:end] + "</mark>"
-            + text[end:])
+    return (escape_html(text[:start]) + f"<mark{mark_attrs}>" + escape_html(text[start:end]) + "</mark>"
+            + escape_html(text[end:]))
 
 
 def _quote_span(c: Citation) -> tuple[int, int]:

@@ -152,3 +152,16 @@ def test_build_index_indexes_the_readable_files_and_returns_the_skipped(tmp_path
     index = Index.load(tmp_path / "index")
     assert [d.source for d in index.documents()] == ["sub/owls.txt"]
     index.close()
+
+
+def test_two_folders_with_the_same_file_name_skip_the_second_with_a_reason(tmp_path):
+    from rag.load import find_files
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text(f"Notes from {name}.", encoding="utf-8")
+    files, skipped = find_files([tmp_path / "a", tmp_path / "b"])
+    assert [source for _, source in files] == ["notes.txt"]
+    assert files[0][0] == tmp_path / "a" / "notes.txt"
+    assert len(skipped) == 1 and skipped[0].source == "notes.txt"
+    assert "same relative path" in skipped[0].reason

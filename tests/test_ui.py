@@ -1,0 +1,245 @@
+"""Unit tests of the UI's rendering, escaping and upload checks (rag/ui.py). No model, no server."""
+from __future__ import annotations
+
+import html
+import re
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rag import ui
+from rag.types import Answer, Chunk, Citation, Document, Hit, Page
+
+HOSTILE = ('<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
+           '[click](javascript:window.__pwned=3) **bold** `code` $x^2$ <a href="javascript:alert(1)">a</a>')
+TAGS = re.compile(r"<(?!/?p>)[a-z!/]", re.I)  # any tag but the paragraph markdown always writes
+
+
+def _markdown():
+    markdown_it = pytest.importorskip("markdown_it")
+    # html=True: raw HTML passes through, as in a chat renderer that trusts its input; the escaping
+    # alone must keep the text literal.
+    return markdown_it.MarkdownIt("commonmark", {"html": True})
+
+
+def _rendered_text(rendered: str) -> str:
+    return html.unescape(re.sub(r"</?p>", "", rendered)).strip()
+
+
+def _citation(n: int, doc: str, quote: str, *, source: str = "a.txt", passage_start: int = 0) -> Citation:
+    start = doc.index(quote)
+    passage = doc[passage_start:]
+    return Citation(n=n, source=source, start=start, end=start + len(quote), page=None, quote=quote,
+                    passage=passage, score=0.71, passage_start=passage_start)
+
+
+def _hit(text: str, *, source: str = "a.txt", start: int = 0, dense: float = 0.31) -> Hit:
+    chunk = Chunk(id=1, source=source, start=start, end=start + len(text), text=text, page=None,
+                  sentences=((start, start + len(text)),))
+    return Hit(chunk=chunk, score=0.016, dense=dense)
+
+
+# --- escaping ---------------------------------------------------------------------------------
+
+
+def test_escape_markdown_renders_hostile_text_literally_and_without_tags() -> None:
+    rendered = _markdown().render(ui.escape_markdown(HOSTILE))
+    assert not TAGS.search(rendered), rendered
+    assert _rendered_text(rendered) == HOSTILE
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=80))
+def test_escape_markdown_round_trips_any_single_line(text: str) -> None:
+    text = text.strip()
+    rendered = _markdown().render(ui.escape_markdown(text))
+    assert not TAGS.search(rendered), rendered
+    assert _rendered_text(rendered) == text.strip()
+
+
+def test_escape_markdown_keeps_entities_intact() -> None:
+    # Escaping backslashes after html.escape would turn &#x27; into &\#x27;.
+    assert ui.escape_markdown("it's <b> & \"q\"") == "it's &lt;b&gt; &amp; \"q\""
+
+
+def test_escape_html_escapes_quotes_for_attributes() -> None:
+    assert ui.escape_html('"><img src=x onerror=alert(1)>') == "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"
+
+
+# --- answers in the chat ----------------------------------------------------------------------
+
+
+def _answer(doc: str, quotes: list[str], **kw) -> Answer:
+    citations = tuple(_citation(n, doc, q) for n, q in enumerate(quotes, start=1))
+    text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
+    return Answer(question="q?", text=text, abstained=False, confidence=0.8, citations=citations,
+                  query=kw.get("query", "q?"))
+
+
+def test_answer_markdown_links_each_marker_to_its_citation() -> None:
+    doc = "Alpha is first. Beta has 8,000 soldiers. Gamma is last."
+    answer = _answer(doc, ["Beta has 8,000 soldiers.", "Gamma is last."])
+    md = ui.answer_markdown(answer, turn=3)
+    assert md == ("Beta has 8,000 soldiers\\. [\\[1\\]](#cite-3-1) Gamma is last\\. [\\[2\\]](#cite-3-2)")
+    rendered = _markdown().render(md)
+    assert re.findall(r'<a href="([^"]+)">\[(\d)\]</a>', rendered) == [("#cite-3-1", "1"), ("#cite-3-2", "2")]
+
+
+def test_answer_markdown_escapes_a_hostile_quote_but_keeps_the_marker() -> None:
+    doc = f"Intro. The banner reads {HOSTILE} today."
+    quote = doc[doc.index("The banner"):]
+    rendered = _markdown().render(ui.answer_markdown(_answer(doc, [quote]), turn=0))
+    assert re.findall(r"<a\b[^>]*>", rendered) == ['<a href="#cite-0-1">']
+    assert "<script" not in rendered and "<img" not in rendered and "<strong" not in rendered
+    assert HOSTILE in html.unescape(rendered)
+
+
+def test_quote_containing_bracketed_numbers_is_not_mistaken_for_a_marker() -> None:
+    doc = "Earlier work [2] found 40 cases. Nothing else."
+    answer = _answer(doc, ["Earlier work [2] found 40 cases."])
+    pieces = ui.answer_pieces(answer, 0)
+    assert "".join(pieces).count("(#cite-0-") == 1
+    assert "".join(pieces).startswith("Earlier work \\[2\\] found")
+
+
+def test_stream_steps_are_growing_prefixes_ending_with_the_whole_message() -> None:
+    doc = " ".join(f"word{i}" for i in range(50)) + "."
+    pieces = ui.answer_pieces(_answer(doc, [doc]), 0)
+    steps = ui.stream_steps(pieces, steps=8)
+    assert 2 <= len(steps) <= 9
+    assert steps[-1] == "".join(pieces)
+    assert all(b.startswith(a.rstrip()) and len(b) > len(a) for a, b in zip(steps, steps[1:]))
+    assert ui.stream_steps([]) == [""]
+
+
+def test_abstention_says_so_and_never_shows_a_marker() -> None:
+    answer = Answer(question="Capital of Peru?", text="The documents do not contain an answer to this question.",
+                    abstained=True, confidence=0.01, citations=(), hits=(_hit("Some passage."),))
+    md = ui.answer_markdown(answer, turn=0)
+    assert md.startswith("> **Not found in the documents.**")
+    assert "not* an answer" in md and "#cite-" not in md
+
+
+# --- sources panel ----------------------------------------------------------------------------
+
+
+def test_citation_card_highlights_the_quote_inside_the_passage() -> None:
+    doc = "Intro sentence. Up to 8,000 soldiers have arrived. Outro <b>bold</b>."
+    answer = _answer(doc, ["Up to 8,000 soldiers have arrived."], query="earlier question? how many")
+    panel = ui.sources_html(answer, turn=2)
+    assert "<mark>Up to 8,000 soldiers have arrived.</mark>" in panel
+    assert 'data-turn="2" data-n="1"' in panel
+    assert "Outro &lt;b&gt;bold&lt;/b&gt;." in panel and "<b>bold" not in panel
+    assert "Retrieval query: <q>earlier question? how many</q>" in panel
+    assert ui.NOT_AN_ANSWER not in panel
+
+
+def test_citation_card_uses_passage_offsets() -> None:
+    doc = "Same. Same. Other text here."
+    c = Citation(n=1, source="dir/a.txt", start=6, end=11, page=4, quote="Same.", passage=doc[6:], score=0.5,
+                 passage_start=6)
+    card = ui.citation_card(c, 0)
+    assert "<mark>Same.</mark> Other text here." in card
+    assert "page 4" in card and ">a.txt<" in card and "score 0.50" in card
+
+
+def test_sources_panel_for_an_abstention_labels_nearest_passages_as_not_an_answer() -> None:
+    hostile = _hit(HOSTILE, source="evil<img src=x onerror=alert(1)>.md")
+    answer = Answer(question="q", text="The documents do not contain an answer to this question.", abstained=True,
+                    confidence=0.1, citations=(), hits=(hostile, _hit("Two."), _hit("Three."), _hit("Four.")),
+                    query="q")
+    panel = ui.sources_html(answer, turn=0)
+    assert ui.NOT_AN_ANSWER in panel
+    assert panel.count('class="rag-card rag-nearest"') == 3
+    assert "<mark" not in panel
+    assert not re.search(r"<(script|img|a)\b", panel), panel
+    assert "similarity 0.31" in panel
+
+
+def test_empty_sources_panel_invites_a_question() -> None:
+    assert "Ask a question" in ui.sources_html(None, 0)
+
+
+# --- document viewer --------------------------------------------------------------------------
+
+
+def test_document_viewer_marks_the_span_and_escapes_the_rest() -> None:
+    text = "<h1>Title</h1>\nFirst line.\nThe quoted <i>sentence</i>.\nLast."
+    start = text.index("The quoted")
+    end = text.index("\nLast")
+    doc = Document(source="notes/<x>.md", text=text, sha256="0")
+    out = ui.document_html(doc, start, end, nonce=7)
+    assert '<mark id="rag-cited" class="rag-cited">The quoted &lt;i&gt;sentence&lt;/i&gt;.</mark>' in out
+    assert "&lt;h1&gt;Title&lt;/h1&gt;" in out and "notes/&lt;x&gt;.md" in out
+    assert 'data-opened="7"' in out
+    assert not re.search(r"<(h1|i|x)\b", out)
+
+
+def test_document_viewer_shows_the_page_and_a_window_of_a_long_document() -> None:
+    text = "x" * (ui.VIEWER_MAX_CHARS * 2)
+    start = ui.VIEWER_MAX_CHARS + 5
+    doc = Document(source="big.pdf", text=text, sha256="0",
+                   pages=(Page(1, 0, ui.VIEWER_MAX_CHARS), Page(2, ui.VIEWER_MAX_CHARS, len(text))))
+    out = ui.document_html(doc, start, start + 10)
+    assert "page 2" in out and "Showing characters" in out
+    assert len(out) < ui.VIEWER_MAX_CHARS + 2000
+    assert out.count("<mark") == 2  # the legend and the span
+    assert ui.document_html(Document("a.txt", "short", "0"), 0, 5).count("Showing characters") == 0
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw, safe", [
+    ("notes.md", "notes.md"),
+    ("../../etc/passwd.md", "passwd.md"),
+    ("..\\..\\windows\\evil.txt", "evil.txt"),
+    (".hidden.md", "hidden.md"),
+    ("..", "upload"),
+    ("", "upload"),
+    ("a\x00b\u202e.md", "ab.md"),
+    ('<img src=x onerror="a">.md', "_img src_x onerror__a__.md"),
+    ("Résumé 2024 (final).docx", "Résumé 2024 (final).docx"),
+    ("report.PDF", "report.PDF"),
+])
+def test_sanitize_filename(raw: str, safe: str) -> None:
+    assert ui.sanitize_filename(raw) == safe
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_sanitized_names_stay_inside_the_uploads_folder(raw: str) -> None:
+    name = ui.sanitize_filename(raw)
+    assert name and not name.startswith((".", " ")) and "/" not in name and "\\" not in name
+    assert name not in (".", "..") and len(name) <= ui.MAX_FILENAME_CHARS
+    assert re.fullmatch(r"[\w.\- ()]+", name), name
+    assert ui.sanitize_filename(name) == name
+
+
+def test_long_names_keep_their_suffix() -> None:
+    name = ui.sanitize_filename("a" * 500 + ".docx")
+    assert name.endswith(".docx") and len(name) == ui.MAX_FILENAME_CHARS
+
+
+@pytest.mark.parametrize("name, size, problem", [
+    ("a.md", 10, None),
+    ("a.PDF", 10, None),
+    ("a.exe", 10, "unsupported file type .exe"),
+    ("noext", 10, "unsupported file type (none)"),
+    ("a.txt", 3 * 1024 * 1024, "file is 3.0 MB, over the 2.0 MB upload limit"),
+    ("a.txt", 0, "empty file"),
+])
+def test_upload_problem(name: str, size: int, problem: str | None) -> None:
+    found = ui.upload_problem(name, size, max_mb=2)
+    assert (found is None) if problem is None else (found is not None and found.startswith(problem)), found
+
+
+def test_document_rows_and_footer() -> None:
+    docs = [SimpleNamespace(source="a.md", n_chunks=3, added_at=0.0)]
+    rows = ui.document_rows(docs)
+    assert rows[0][:2] == ["a.md", 3] and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", rows[0][2])
+    assert "1 document**, **7 chunks" in ui.footer_markdown(1, 7)
+    assert "2 documents" in ui.footer_markdown(2, 9) and "all-MiniLM-L6-v2" in ui.footer_markdown(2, 9)
+    assert ui.format_size(1536) == "1.5 KB" and ui.format_size(12) == "12 bytes"

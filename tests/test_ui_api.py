@@ -1,0 +1,222 @@
+"""The UI server's `ask` API: `rag serve` as a real subprocess, called with gradio_client.
+
+The server runs over a temporary index built by `rag index` from a copy of seeds/, on a free
+loopback port. Also here: `rag serve` refusing a missing index, the Evaluation tab's report
+loading, and `remove_documents`, the core function the Documents tab removes with.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+RAG = str(Path(sys.executable).with_name("rag"))
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+KURSK = "How many North Korean soldiers have arrived in Kursk?"
+ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
+CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def seed_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ui_api")
+    shutil.copytree(ROOT / "seeds", root / "seeds")
+    subprocess.run([RAG, "index", str(root / "seeds"), "--index-dir", str(root / "index")], env=ENV, check=True,
+                   capture_output=True, timeout=300)
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def server(seed_index: Path) -> Iterator[tuple[str, int]]:
+    port = _free_port()
+    log_path = seed_index.parent / "serve.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([RAG, "serve", "--index-dir", str(seed_index), "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"rag serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"rag serve did not answer within 180 s:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def client(server: tuple[str, int]):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False, download_files=False)
+
+
+def _check_contract(data: dict) -> None:
+    assert set(data) == ANSWER_KEYS
+    assert isinstance(data["answer"], str) and isinstance(data["abstained"], bool)
+    assert 0.0 <= data["confidence"] <= 1.0
+    assert set(data["timings_ms"]) >= {"retrieve", "answer", "total"}
+    for n, c in enumerate(data["citations"], start=1):
+        assert set(c) == CITATION_KEYS and c["n"] == n
+        assert c["quote"] in c["passage"] and f"[{n}]" in data["answer"]
+        assert c["end"] - c["start"] == len(c["quote"])
+
+
+def test_ask_endpoint_returns_the_rag_ask_json_contract(client) -> None:
+    data = client.predict(KURSK, api_name="/ask")
+    _check_contract(data)
+    assert data["question"] == KURSK and not data["abstained"]
+    assert data["citations"] and any("8,000" in c["quote"] for c in data["citations"])
+    assert "8,000" in data["answer"]
+
+
+def test_ask_endpoint_matches_the_cli_json(client, seed_index: Path) -> None:
+    cli = subprocess.run([RAG, "ask", KURSK, "--json", "--index-dir", str(seed_index)], env=ENV, check=True,
+                         capture_output=True, text=True, timeout=300)
+    expected = json.loads(cli.stdout)
+    got = client.predict(KURSK, api_name="/ask")
+    expected.pop("timings_ms"), got.pop("timings_ms")
+    assert got == expected
+
+
+def test_ask_endpoint_takes_top_k_and_mode(client) -> None:
+    data = client.predict(KURSK, 2, "bm25", api_name="/ask")
+    _check_contract(data)
+    assert any("8,000" in c["quote"] for c in data["citations"])
+    named = client.predict(question=KURSK, mode="dense", api_name="/ask")
+    _check_contract(named)
+
+
+def test_ask_endpoint_abstains_off_topic(client) -> None:
+    data = client.predict("What is the boiling point of liquid nitrogen in Kelvin?", api_name="/ask")
+    _check_contract(data)
+    assert data["abstained"] and data["citations"] == []
+    assert "do not contain" in data["answer"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("",), "question is empty"),
+    (("x" * 3000,), "over the limit"),
+    ((KURSK, 3, "fuzzy"), "mode must be one of"),
+    ((KURSK, 0), "top_k must be >= 1"),
+])
+def test_ask_endpoint_reports_bad_input(client, args: tuple, message: str) -> None:
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/ask")
+
+
+def test_only_the_ask_endpoint_is_public(client) -> None:
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/ask"}
+    assert not api["unnamed_endpoints"]
+
+
+def test_concurrent_requests_queue_and_all_complete(client) -> None:
+    questions = [KURSK, "Who met Chinese diplomats at Ambassador Shi Feng's residence?", "What did Blinken warn?"] * 2
+    jobs = [client.submit(q, api_name="/ask") for q in questions]
+    results = [job.result(timeout=120) for job in jobs]
+    assert [r["question"] for r in results] == questions
+    for first, again in zip(results[:3], results[3:]):
+        assert first["answer"] == again["answer"]  # answers do not bleed between concurrent requests
+    assert "8,000" in results[0]["answer"] and "Shi Feng" in results[1]["answer"]
+
+
+def test_server_listens_on_loopback_only(server: tuple[str, int]) -> None:
+    _, port = server
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))  # no packet is sent; this picks the outward interface
+            address = probe.getsockname()[0]
+        except OSError:
+            address = ""
+    if not address or address.startswith("127."):
+        pytest.skip("this machine has no non-loopback address to try")
+    with pytest.raises(OSError):
+        socket.create_connection((address, port), timeout=2).close()
+
+
+def test_serve_without_an_index_exits_2_with_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = subprocess.run([RAG, "serve", "--index-dir", str(missing)], env=ENV, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "rag index" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_rejects_a_bad_upload_limit(tmp_path: Path) -> None:
+    result = subprocess.run([RAG, "serve", "--index-dir", str(tmp_path)], env={**ENV, "RAG_MAX_FILE_MB": "lots"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "RAG_MAX_FILE_MB must be a number" in result.stderr
+
+
+def test_evaluation_tab_reads_the_latest_report(tmp_path: Path) -> None:
+    from rag.cli import _load_app
+
+    app = _load_app()
+    text, image = app._eval_report(tmp_path)
+    assert "No evaluation report yet" in text and "rag eval" in text and image is None
+    (tmp_path / "latest.md").write_text("# Eval\n\nrecall@5 0.93\n", encoding="utf-8")
+    from PIL import Image
+
+    Image.new("RGB", (4, 3), "white").save(tmp_path / "latest.png")
+    text, image = app._eval_report(tmp_path)
+    assert "recall@5 0.93" in text and image.size == (4, 3)
+
+
+def test_remove_documents_removes_only_the_named_sources(tmp_path: Path) -> None:
+    from rag.config import RagConfig
+    from rag.embed import Embedder
+    from rag.pipeline import BadInput, build_index, remove_documents
+    from rag.store import Index
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("Apples grow on trees in the orchard.\n", encoding="utf-8")
+    (docs / "b.md").write_text("Bananas grow in bunches in the tropics.\n", encoding="utf-8")
+    embedder, config, index_dir = Embedder.load(), RagConfig(), tmp_path / "index"
+    build_index([docs], index_dir=index_dir, embedder=embedder, config=config)
+
+    stats = remove_documents(index_dir, ["a.md", "not-there.md"], embedder=embedder, config=config)
+    assert stats.removed == ["a.md"] and stats.chunks_embedded == 0
+    index = Index.load(index_dir, config=config)
+    assert [d.source for d in index.documents()] == ["b.md"] and index.document("a.md") is None
+    assert (docs / "a.md").exists()  # the index forgets the document; the file is the caller's
+    with pytest.raises(BadInput):
+        remove_documents(index_dir, [], embedder=embedder, config=config)
+    assert remove_documents(index_dir, ["b.md"], embedder=embedder, config=config).n_chunks == 0
