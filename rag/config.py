@@ -57,9 +57,9 @@ class RagConfig:
     # A second sentence joins the answer when its score is at least this share of the best one's.
     second_sentence_ratio: float = 0.9
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
-    abstain_threshold: float = 0.5
+    abstain_threshold: float = 0.491
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (-2.7536, 1.7759, 1.4813, 0.6143, -0.074, 1.1593, 0.0, 0.0)
+    confidence_weights: tuple[float, ...] = (-2.2686, 2.2177, 1.2062, 0.1978, -0.1303, 1.754, -0.4294, -0.7153)
     # --- input limits ----------------------------------------------------------------------
     max_question_chars: int = 2000
 
