@@ -65,6 +65,13 @@ def build_eval_index(documents: dict[str, str], *, work_dir: Path, index_dir: Pa
             "reused": embedded == 0}
 
 
+def _index_cost(cost: dict[str, Any]) -> dict[str, Any]:
+    out = {"seconds": cost["seconds"], "chunks_per_s": cost["chunks_per_s"], "chunks": cost["chunks"]}
+    if cost["reused"]:  # an index kept with --index-dir: nothing was embedded, so no throughput
+        out["reused_index"] = True
+    return out
+
+
 def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents: dict[str, str]) -> dict[str, Any]:
     """Metrics over one system's per-question results (each: answer JSON + retrieved spans)."""
     locator = EvidenceLocator(documents)
@@ -158,7 +165,7 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
         "n_questions": len(items),
         "n_unanswerable": sum(not item.answerable for item in items),
         **{k: scored[k] for k in ("retrieval", "answer", "citations", "abstention", "latency_ms")},
-        "index": {"seconds": cost["seconds"], "chunks_per_s": cost["chunks_per_s"], "chunks": cost["chunks"]},
+        "index": _index_cost(cost),
         "config": config.to_dict(),
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
         "per_question": scored["per_question"],
@@ -219,7 +226,7 @@ def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, ind
         "retrieval": {k: round(scores[k].score, 4) for k in ("ndcg@10", "recall@100")},
         "answer": {}, "citations": {}, "abstention": {},
         "latency_ms": {k: round(v, 1) for k, v in percentiles(latencies, ps=(50, 95)).items()},
-        "index": {"seconds": cost["seconds"], "chunks_per_s": cost["chunks_per_s"], "chunks": cost["chunks"]},
+        "index": _index_cost(cost),
         "config": config.to_dict(),
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
         "per_question": [{"id": qid, "question": dataset.queries[qid], "ndcg@10": scores["ndcg@10"].individual_scores[i],

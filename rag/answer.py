@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 ABSTAIN_TEXT = "The documents do not contain an answer to this question."
 FEATURES = ("bias", "top_dense", "best_semantic", "best_lexical", "cue", "best_score", "chunk_coverage",
-            "missing_rare")
+            "missing_rare", "cue_missing")
 
 _NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|" \
                 r"hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half|percent"
@@ -82,6 +82,7 @@ class QuestionTerms:
     terms: frozenset[str]
     idf: dict[str, float]
     max_idf: float
+    kind: str = "other"  # see `question_type`
 
     @classmethod
     def of(cls, question: str, index: "Index") -> "QuestionTerms":
@@ -89,7 +90,8 @@ class QuestionTerms:
 
         terms = frozenset(stem_terms([question])[0])
         n = max(len(index.bm25_ids), 1)
-        return cls(terms, idf_weights(index, sorted(terms)), math.log(1.0 + (n + 0.5) / 0.5))
+        return cls(terms, idf_weights(index, sorted(terms)), math.log(1.0 + (n + 0.5) / 0.5),
+                   question_type(question))
 
     def coverage(self, terms: set[str]) -> float:
         """Share of the question's IDF weight found among `terms`."""
@@ -109,7 +111,7 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit]
     hits = list(hits[: config.answer_hits])
     vectors = index.sentence_vectors([h.chunk.id for h in hits])
     terms = terms or QuestionTerms.of(question, index)
-    kind = question_type(question)
+    kind = terms.kind
     seen: set[tuple[str, int]] = set()
     candidates: list[tuple[int, Hit, int, int, float]] = []
     for rank, hit in enumerate(hits):
@@ -144,10 +146,12 @@ def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]
 
     best = sentences[0] if sentences else None
     if best is None:
-        return [1.0, max((h.dense for h in hits), default=0.0), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+        return [1.0, max((h.dense for h in hits), default=0.0), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     chunk_terms = set(stem_terms([best.hit.chunk.text])[0])
+    # A typed question ("how many", "when", "who") whose best sentence lacks that type of answer.
+    cue_missing = 1.0 if terms.kind != "other" and best.cue == 0.0 else 0.0
     return [1.0, max(h.dense for h in hits), best.semantic, best.lexical, best.cue, best.score,
-            terms.coverage(chunk_terms), terms.missing_rare(chunk_terms)]
+            terms.coverage(chunk_terms), terms.missing_rare(chunk_terms), cue_missing]
 
 
 def confidence(features: Sequence[float], weights: Sequence[float]) -> float:

@@ -43,6 +43,8 @@ class RagConfig:
     # Candidates each retriever contributes before reciprocal-rank fusion.
     candidates: int = 50
     rrf_k: int = 60
+    # Weight of the BM25 ranking against the dense one (1.0) in the fusion.
+    bm25_weight: float = 1.0
     # --- answer ----------------------------------------------------------------------------
     answer_max_sentences: int = 2
     answer_max_words: int = 60
@@ -57,9 +59,9 @@ class RagConfig:
     # A second sentence joins the answer when its score is at least this share of the best one's.
     second_sentence_ratio: float = 0.9
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
-    abstain_threshold: float = 0.491
+    abstain_threshold: float = 0.466
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (-2.2686, 2.2177, 1.2062, 0.1978, -0.1303, 1.754, -0.4294, -0.7153)
+    confidence_weights: tuple[float, ...] = (-2.2303, 2.1653, 1.2783, 0.1758, -0.1571, 1.7851, -0.4514, -0.7469, -0.2836)
     # --- input limits ----------------------------------------------------------------------
     max_question_chars: int = 2000
 
@@ -79,6 +81,7 @@ class RagConfig:
                f"semantic_weight must be within [0, 1], got {self.semantic_weight}")
         _check(0.0 <= self.abstain_threshold <= 1.0,
                f"abstain_threshold must be within [0, 1], got {self.abstain_threshold}")
+        _check(self.bm25_weight >= 0, f"bm25_weight must be >= 0, got {self.bm25_weight}")
         _check(self.max_file_mb > 0, f"max_file_mb must be > 0, got {self.max_file_mb}")
 
     def replace(self, **changes: Any) -> "RagConfig":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -55,8 +55,9 @@ def bm25_search(index: "Index", query: str, k: int) -> list[tuple[int, float]]:
     return [(int(index.bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
 
 
-def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], *, k: int = 60) -> list[tuple[int, float]]:
-    """Fuse ranked lists: score(d) = sum over lists of 1 / (k + rank), rank from 1; best first.
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], *, k: int = 60,
+                           weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+    """Fuse ranked lists: score(d) = sum over lists of weight / (k + rank), rank from 1; best first.
 
     Ties keep the order in which ids first appear (dense list first).
 
@@ -64,10 +65,13 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], *, k: int = 
         >>> reciprocal_rank_fusion([[(1, .9), (2, .8)], [(2, 7.0), (3, 5.0)]], k=60)[0][0]
         2
     """
+    weights = [1.0] * len(rankings) if weights is None else list(weights)
+    if len(weights) != len(rankings):
+        raise ValueError(f"need one weight per ranking ({len(rankings)}), got {len(weights)}")
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, weight in zip(rankings, weights):
         for rank, (doc, _) in enumerate(ranking, start=1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+            scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
@@ -90,7 +94,7 @@ def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
     elif config.mode == "bm25":
         ranked = lexical
     else:
-        ranked = reciprocal_rank_fusion([dense, lexical], k=config.rrf_k)
+        ranked = reciprocal_rank_fusion([dense, lexical], k=config.rrf_k, weights=(1.0, config.bm25_weight))
     ranked = ranked[:k]
     ids = [i for i, _ in ranked]
     chunks = index.chunks(ids)

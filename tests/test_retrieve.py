@@ -129,3 +129,14 @@ def test_reciprocal_rank_fusion_k_and_ties() -> None:
     assert fused == [(7, pytest.approx(2.0)), (8, pytest.approx(1.0)), (9, pytest.approx(1.0))]
     assert reciprocal_rank_fusion([[(5, 0.1)], [(6, 0.2)]], k=60) == [(5, 1 / 61), (6, 1 / 61)]
     assert reciprocal_rank_fusion([[], []]) == []
+
+
+def test_weighted_fusion_lets_one_ranking_dominate() -> None:
+    from rag.retrieve import reciprocal_rank_fusion
+
+    dense = [(1, 0.9), (2, 0.8)]
+    lexical = [(2, 9.0), (1, 3.0)]
+    assert reciprocal_rank_fusion([dense, lexical], k=60, weights=(1.0, 0.5))[0][0] == 1
+    assert reciprocal_rank_fusion([dense, lexical], k=60, weights=(0.5, 1.0))[0][0] == 2
+    with pytest.raises(ValueError, match="one weight per ranking"):
+        reciprocal_rank_fusion([dense, lexical], weights=(1.0,))
