@@ -179,6 +179,25 @@ def _trim_words(text: str, start: int, end: int, q_terms: set[str], max_words: i
     return words[best_i][0], words[best_i + max_words - 1][1]
 
 
+def _adjacent(candidate: ScoredSentence, chosen: Sequence[ScoredSentence]) -> bool:
+    """Whether `candidate` is the sentence right before or after one already chosen."""
+    for s in chosen:
+        if s.hit.chunk.source != candidate.hit.chunk.source:
+            continue
+        spans = candidate.hit.chunk.sentences
+        starts = [a for a, _ in spans]
+        if candidate.start in starts:
+            k = starts.index(candidate.start)
+            neighbours = {spans[k - 1][0] if k > 0 else None, spans[k + 1][0] if k + 1 < len(spans) else None}
+            if s.start in neighbours:
+                return True
+        gap = candidate.hit.chunk.text  # neighbours across chunks: nothing but whitespace between them
+        lo, hi = (s.end, candidate.start) if s.end <= candidate.start else (candidate.end, s.start)
+        if 0 <= hi - lo <= 3 and candidate.hit.chunk.start <= lo and hi <= candidate.hit.chunk.end:
+            return not gap[lo - candidate.hit.chunk.start: hi - candidate.hit.chunk.start].strip()
+    return False
+
+
 def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", *,
                    config: RagConfig) -> Answer:
     """Pick up to `answer_max_sentences` sentences (at most `answer_max_words` words in all), cite
@@ -198,7 +217,8 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     for s in sentences[1: config.answer_max_sentences * 4]:
         if len(chosen) >= config.answer_max_sentences:
             break
-        if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0:
+        if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0 and \
+                (not config.adjacent_only or _adjacent(s, chosen)):
             chosen.append(s)
     # Read in document order when the sentences come from the same document.
     chosen.sort(key=lambda s: (s.hit_rank if s.hit.chunk.source != best.hit.chunk.source else -1, s.start))

@@ -122,6 +122,19 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_index_chunking(config: RagConfig, index_dir: str) -> RagConfig:
+    """Chunking belongs to the index (`rag index --chunk-tokens/--chunk-overlap`); `ask` and `serve`
+    have no flags for it, so they read with the index's own values (the model is still checked)."""
+    from rag.store import read_manifest
+
+    built = (read_manifest(index_dir) or {}).get("params", {})
+    chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
+    try:
+        return config.replace(**chunking) if chunking else config
+    except ValueError as exc:
+        raise CliError(f"index at {index_dir} has unusable parameters: {exc}") from None
+
+
 def _ask(args: argparse.Namespace) -> int:
     config = _config(args, top_k=args.top_k, mode=args.mode)
     from rag.pipeline import BadInput, validate_question
@@ -131,18 +144,9 @@ def _ask(args: argparse.Namespace) -> int:
     except BadInput as exc:
         raise CliError(str(exc)) from None
     from rag.pipeline import RAG
-    from rag.store import IndexError_, read_manifest
+    from rag.store import IndexError_
 
-    # Chunking belongs to the index (`rag index --chunk-tokens/--chunk-overlap`) and `ask` has no
-    # flags for it: ask with the index's own values, or such an index could never be asked.
-    # The model is still checked against the config.
-    built = (read_manifest(args.index_dir) or {}).get("params", {})
-    chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
-    if chunking:
-        try:
-            config = config.replace(**chunking)
-        except ValueError as exc:
-            raise CliError(f"index at {args.index_dir} has unusable parameters: {exc}") from None
+    config = _with_index_chunking(config, args.index_dir)
     try:
         rag = RAG.open(args.index_dir, config=config)
         answer = rag.ask(args.question)
@@ -183,6 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not index_exists(args.index_dir):
         raise CliError(f"no index at {args.index_dir}: build one first with `rag index --index-dir {args.index_dir}`")
+    config = _with_index_chunking(config, args.index_dir)
     app = _load_app()
     from rag.pipeline import RAG
     from rag.store import IndexError_

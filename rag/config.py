@@ -58,6 +58,9 @@ class RagConfig:
     rank_penalty: float = 0.02
     # A second sentence joins the answer when its score is at least this share of the best one's.
     second_sentence_ratio: float = 0.9
+    # ... and only when it is the sentence right before or after the best one (a continuation of
+    # the same passage, not a second claim from elsewhere).
+    adjacent_only: bool = True
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
     abstain_threshold: float = 0.466
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
