@@ -220,21 +220,28 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
         if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0 and \
                 (not config.adjacent_only or _adjacent(s, chosen)):
             chosen.append(s)
-    # Read in document order when the sentences come from the same document.
-    chosen.sort(key=lambda s: (s.hit_rank if s.hit.chunk.source != best.hit.chunk.source else -1, s.start))
-    citations: list[Citation] = []
-    parts: list[str] = []
+    # Fit by rank (the best sentence is cut to the word limit if it must be; a continuation has to
+    # fit whole), then read in document order.
+    spans: list[tuple[ScoredSentence, int, int]] = []
     words_left = config.answer_max_words
     for s in chosen:
         chunk = s.hit.chunk
-        a, b = _trim_words(chunk.text, s.start - chunk.start, s.end - chunk.start, q_terms, words_left)
-        quote = chunk.text[a:b]
-        n_words = len(quote.split())
-        if citations and n_words > words_left:
-            break
+        lo, hi = s.start - chunk.start, s.end - chunk.start
+        if not spans:
+            lo, hi = _trim_words(chunk.text, lo, hi, q_terms, words_left)
+        n_words = len(chunk.text[lo:hi].split())
+        if spans and n_words > words_left:
+            continue
         words_left -= n_words
+        spans.append((s, lo, hi))
+    spans.sort(key=lambda t: (t[0].hit_rank if t[0].hit.chunk.source != best.hit.chunk.source else -1, t[0].start))
+    citations: list[Citation] = []
+    parts: list[str] = []
+    for s, lo, hi in spans:
+        chunk = s.hit.chunk
+        quote = chunk.text[lo:hi]
         n = len(citations) + 1
-        citations.append(Citation(n=n, source=chunk.source, start=chunk.start + a, end=chunk.start + b,
+        citations.append(Citation(n=n, source=chunk.source, start=chunk.start + lo, end=chunk.start + hi,
                                   page=chunk.page, quote=quote, passage=chunk.text,
                                   score=round(s.score, 4), passage_start=chunk.start))
         parts.append(f"{quote} [{n}]")

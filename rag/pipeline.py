@@ -48,7 +48,8 @@ def validate_question(question: object, *, config: RagConfig) -> str:
     return cleaned
 
 
-_FOLLOW_UP = re.compile(r"^(what|how) about\b|^and\b|\b(it|its|they|them|their|this|that|these|those|he|she|"
+# "that" is left out: it is far more often a conjunction than a pointer back.
+_FOLLOW_UP = re.compile(r"^(what|how) about\b|^and\b|\b(it|its|they|them|their|this|these|those|he|she|"
                         r"his|her)\b", re.I)
 
 

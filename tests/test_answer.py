@@ -1,0 +1,94 @@
+"""The answer stage: question types, sentence choice, confidence, follow-up queries."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.answer import ABSTAIN_TEXT, FEATURES, confidence, question_type
+from rag.config import RagConfig
+from rag.pipeline import RAG, build_index, condense_query
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("How many soldiers arrived?", "number"),
+    ("When did the meeting happen?", "date"),
+    ("What year was it founded?", "date"),
+    ("Who met the diplomats?", "name"),
+    ("Where did the talks take place?", "place"),
+    ("Why is China concerned?", "other"),
+])
+def test_question_type(question: str, kind: str) -> None:
+    assert question_type(question) == kind
+
+
+def test_confidence_is_a_probability_and_checks_the_weight_count() -> None:
+    features = [1.0] + [0.5] * (len(FEATURES) - 1)
+    assert 0.0 < confidence(features, [0.0] * len(FEATURES)) == pytest.approx(0.5)
+    assert confidence(features, [10.0] * len(FEATURES)) > 0.99
+    with pytest.raises(ValueError, match=f"must have {len(FEATURES)} values"):
+        confidence(features, [1.0, 2.0])
+
+
+def test_default_weights_match_the_features() -> None:
+    assert len(RagConfig().confidence_weights) == len(FEATURES)
+
+
+def test_follow_up_is_searched_with_the_previous_question() -> None:
+    history = [("What do US officials say about North Korean troops?", "…")]
+    assert condense_query("What about China?", history).startswith("What do US officials say")
+    assert condense_query("What about China?", []) == "What about China?"
+    standalone = "Which newspaper reported that American officials talked with Chinese diplomats in Washington?"
+    assert condense_query(standalone, history) == standalone
+
+
+@pytest.fixture(scope="module")
+def seed_rag(tmp_path_factory, embedder, seed_path: Path) -> RAG:
+    base = tmp_path_factory.mktemp("answer")
+    (base / "docs").mkdir()
+    shutil.copy(seed_path, base / "docs" / seed_path.name)
+    build_index([base / "docs"], index_dir=base / "index", embedder=embedder)
+    opened = RAG.open(base / "index", embedder=embedder)
+    yield opened
+    opened.index.close()
+
+
+QUESTIONS = ("How many North Korean soldiers have arrived in Kursk?", "Who attended the meeting with Chinese "
+             "diplomats?", "What is Russia training the troops in?", "Why does the US turn to China?",
+             "What did the New York Times report?", "What does the alliance between Russia and North Korea mean "
+             "for China?")
+
+
+def _pairs(rag: RAG, config: RagConfig) -> list[str]:
+    """The text between the two quotes of each two-sentence answer."""
+    gaps = []
+    for question in QUESTIONS:
+        answer = rag.ask(question, config=config)
+        assert 1 <= len(answer.citations) <= 2
+        assert sum(len(c.quote.split()) for c in answer.citations) <= config.answer_max_words
+        if len(answer.citations) == 2:
+            first, second = answer.citations
+            assert first.source == second.source and first.end <= second.start
+            gaps.append(rag.index.document(first.source).text[first.end:second.start])
+    return gaps
+
+
+def test_a_second_sentence_only_continues_the_first(seed_rag: RAG) -> None:
+    loose = seed_rag.config.replace(abstain_threshold=0.0, second_sentence_ratio=0.0, adjacent_only=False)
+    assert any(gap.strip() for gap in _pairs(seed_rag, loose))  # without the rule, distant sentences join
+    assert all(not gap.strip() for gap in _pairs(seed_rag, loose.replace(adjacent_only=True)))
+
+
+def test_abstention_keeps_the_candidate_but_cites_nothing(seed_rag: RAG) -> None:
+    answer = seed_rag.ask("How many North Korean soldiers have arrived in Kursk?",
+                          config=seed_rag.config.replace(abstain_threshold=1.0))
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == ()
+    assert "8,000" in answer.candidate
+    assert answer.hits  # the nearest passages stay available to show, labelled as not an answer
+
+
+def test_follow_up_retrieval_uses_the_history(seed_rag: RAG) -> None:
+    first = "What are US officials talking to China about?"
+    answer = seed_rag.ask("What about its stance?", history=[(first, "…")])
+    assert answer.query.startswith(first)
