@@ -252,7 +252,7 @@ def check(only: Sequence[str] | None = None) -> int:
 def run_conditions(conditions: Sequence[dict[str, Any]]) -> list[str]:
     failures: list[str] = []
     for cond in conditions:
-        args = _parser().parse_args(cond["args"])
+        args = _parser().parse_args([str(a) for a in cond["args"]])
         config = RagConfig(mode=args.mode, top_k=args.top_k)
         report = evaluate(_resolve(args), config)
         for metric, spec in cond["expect"].items():
