@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -202,8 +202,6 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
                    config: RagConfig) -> Answer:
     """Pick up to `answer_max_sentences` sentences (at most `answer_max_words` words in all), cite
     each, and abstain when the confidence is below `abstain_threshold`."""
-    from rag.retrieve import stem_terms
-
     terms = QuestionTerms.of(question, index)
     sentences = score_sentences(question, query_vector, hits, index, config=config, terms=terms) if hits else []
     features = confidence_features(hits, sentences, terms)

@@ -5,7 +5,7 @@ Every CLI flag maps to one field here and takes its default from it. Nothing run
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -14,6 +14,9 @@ MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_DIM = 384
 MODEL_MAX_TOKENS = 256  # the model's word-piece window, [CLS] and [SEP] included
+
+EmbedBackend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+EMBED_BACKENDS: tuple[str, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,18 @@ class RagConfig:
     # Sentences repeated from the end of one chunk at the start of the next.
     chunk_overlap_sentences: int = 1
     embed_batch_size: int = 32
+    # How the encoder runs (see rag/embed.py and BENCHMARKS.md): "torch" (float32), "torch-bf16"
+    # (bfloat16 autocast, fast only on CPUs with AVX512-BF16/AMX), "onnx" (ONNX Runtime, float32)
+    # or "onnx-int8" (ONNX Runtime, int8 weights); the last two need the `onnxruntime` and `onnx`
+    # packages.
+    embed_backend: EmbedBackend = "torch"
+    # Exact search (IndexFlatIP) up to this many chunks; above it, an HNSW graph is built
+    # instead (chosen at build time, recorded in the manifest as `faiss_index`).
+    approximate_above: int = 200_000
+    # HNSW graph degree, build-time and search-time beam widths (see BENCHMARKS.md for recall).
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 128
     max_file_mb: float = 20.0
     max_chunks_per_document: int = 20_000
     # --- retrieval -------------------------------------------------------------------------
@@ -72,9 +87,12 @@ class RagConfig:
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         for name in ("top_k", "candidates", "rrf_k", "chunk_tokens", "embed_batch_size",
                      "answer_max_sentences", "answer_max_words", "answer_hits",
-                     "max_question_chars", "max_chunks_per_document"):
+                     "max_question_chars", "max_chunks_per_document", "approximate_above", "hnsw_m",
+                     "hnsw_ef_construction", "hnsw_ef_search"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
+        _check(self.embed_backend in EMBED_BACKENDS,
+               f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, got {self.embed_backend!r}")
         _check(self.chunk_tokens <= MODEL_MAX_TOKENS - 2,
                f"chunk_tokens must be <= {MODEL_MAX_TOKENS - 2} (the model window less [CLS] and [SEP]), "
                f"got {self.chunk_tokens}")

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from eval.cli import balanced_threshold, fit_logistic, main as eval_main, run_conditions, write_calibration
-from eval.report import write_report
 from eval.runner import REPORT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]

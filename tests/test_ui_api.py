@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -22,58 +18,21 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-RAG = str(Path(sys.executable).with_name("rag"))
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+from serving import ENV, RAG, build_seed_index, serving  # noqa: E402
 KURSK = "How many North Korean soldiers have arrived in Kursk?"
 ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def seed_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ui_api")
-    shutil.copytree(ROOT / "seeds", root / "seeds")
-    subprocess.run([RAG, "index", str(root / "seeds"), "--index-dir", str(root / "index")], env=ENV, check=True,
-                   capture_output=True, timeout=300)
-    return root / "index"
+    return build_seed_index(tmp_path_factory.mktemp("ui_api"), ROOT / "seeds")
 
 
 @pytest.fixture(scope="module")
 def server(seed_index: Path) -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    log_path = seed_index.parent / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([RAG, "serve", "--index-dir", str(seed_index), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=ENV)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"rag serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"rag serve did not answer within 180 s:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield url, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving(seed_index) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -27,7 +21,7 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-RAG = str(Path(sys.executable).with_name("rag"))
+from serving import ENV, build_seed_index, serving  # noqa: E402
 MAX_UPLOAD_MB = "0.05"  # 50 KB, so the oversized upload below is refused
 TIMEOUT_MS = 30_000
 
@@ -46,48 +40,12 @@ except ImportError:  # pragma: no cover - depends on the machine
     _missing("the playwright package is not installed: pip install playwright")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("ui_browser")
-    shutil.copytree(ROOT / "seeds", root / "seeds")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "RAG_MAX_FILE_MB": MAX_UPLOAD_MB}
-    subprocess.run([RAG, "index", str(root / "seeds"), "--index-dir", str(root / "index")], env=env, check=True,
-                   capture_output=True, timeout=300)
-    port = _free_port()
-    log_path = root / "serve.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([RAG, "serve", "--index-dir", str(root / "index"), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"rag serve exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"rag serve did not answer within 180 s:\n{log_path.read_text()}")
-            time.sleep(0.5)
+    env = {**ENV, "RAG_MAX_FILE_MB": MAX_UPLOAD_MB}
+    index_dir = build_seed_index(tmp_path_factory.mktemp("ui_browser"), ROOT / "seeds", env=env)
+    with serving(index_dir, env=env) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
