@@ -116,7 +116,7 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
         raise ValueError("no questions selected (check --split and --limit)")
     report = run_qa(dataset, items, config=config, embedder=embedder, index_dir=args.index_dir,
                     baseline=args.baseline)
-    report["selection"] = {"split": args.split or ("all" if args.qa else "report"), "limit": args.limit,
+    report["config"]["selection"] = {"split": args.split or ("all" if args.qa else "report"), "limit": args.limit,
                            "seed": args.seed, "unanswerable_share": args.unanswerable_share}
     return report
 

@@ -170,7 +170,7 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
         "per_question": scored["per_question"],
     }
-    report["evidence_unlocated"] = scored["evidence_unlocated"]
+    report["retrieval"]["evidence_unlocated"] = scored["evidence_unlocated"]
     if baseline == "langchain":
         report["baseline"] = run_langchain_baseline(dataset, items, documents, top_k=config.top_k)
     return report

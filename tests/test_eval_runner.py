@@ -35,7 +35,7 @@ def test_report_has_exactly_the_contract_keys(seed_report: tuple[dict, Path]) ->
     report, out = seed_report
     expected = set(REPORT_KEYS)
     assert expected <= set(report)
-    assert set(report) - expected <= {"evidence_unlocated", "selection"}
+    assert set(report) - expected <= {"baseline"}  # the LangChain column, only with --baseline
     assert report["n_questions"] == 20
     assert set(report["retrieval"]) == {"hit@1", "hit@5", "mrr"}
     assert {"containment", "f1", "exact_match", "mean_words"} <= set(report["answer"])
@@ -50,6 +50,7 @@ def test_report_writes_markdown_and_plot(seed_report: tuple[dict, Path]) -> None
     _, out = seed_report
     md = out.with_suffix(".md").read_text()
     assert "| retrieval | hit@5 |" in md and "The 10 worst questions" in md
+    assert "## Targets" in md and "| retrieval.hit@5 | >= 0.95 |" in md
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
 
