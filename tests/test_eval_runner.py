@@ -37,7 +37,8 @@ def test_report_has_exactly_the_contract_keys(seed_report: tuple[dict, Path]) ->
     assert expected <= set(report)
     assert set(report) - expected <= {"baseline"}  # the LangChain column, only with --baseline
     assert report["n_questions"] == 20
-    assert set(report["retrieval"]) == {"hit@1", "hit@5", "mrr"}
+    assert set(report["retrieval"]) == {"hit@1", "hit@5", "mrr", "evidence_unlocated"}
+    assert report["retrieval"]["evidence_unlocated"] == 0  # every seed evidence string is verbatim
     assert {"containment", "f1", "exact_match", "mean_words"} <= set(report["answer"])
     assert set(report["abstention"]) >= {"refused_unanswerable", "answered_answerable", "auroc"}
     assert set(report["latency_ms"]) == {"p50", "p95"}
