@@ -200,7 +200,12 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
     def upload(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         lines: list[str] = []
         accepted: dict[str, Path] = {}
-        for item in files or []:
+        files = list(files or [])
+        too_many = ui.upload_count_problem(len(files), limit=defaults.max_files_per_upload)
+        if too_many:
+            rows, sources, footer = _index_summary(rag)
+            return None, _status([f"✗ {too_many}"]), rows, gr.update(choices=sources, value=None), footer
+        for item in files:
             path = Path(item)
             name = ui.sanitize_filename(path.name)
             problem = ui.upload_problem(name, path.stat().st_size, max_mb=defaults.max_file_mb)
@@ -294,12 +299,12 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
         try:
             changes: dict[str, Any] = {}
             if top_k is not None:
-                changes["top_k"] = int(top_k)
+                changes["top_k"] = _whole_number(top_k, "top_k")
             if mode:
                 changes["mode"] = mode
             return rag.ask(question, config=defaults.replace(**changes)).to_json()
         except (BadInput, ValueError, TypeError) as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(str(exc), print_exception=False) from None  # bad input is no server fault
 
     # --- layout --------------------------------------------------------------------------------
     rows, sources_list, footer_text = _index_summary(rag)
@@ -376,6 +381,18 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
         demo.load(refresh, outputs=refresh_outputs, show_progress="hidden", **private)
         gr.api(ask, api_name="ask")
     return demo
+
+
+def _whole_number(value: object, name: str) -> int:
+    """An API argument as an int: 7, 7.0 and "7" pass; "many", 2.5, NaN and Infinity (which raw JSON
+    can carry) are BadInput naming the argument, not an OverflowError from the server."""
+    try:
+        number = float(value) if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or number != int(number):
+            raise ValueError(value)
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput(f"{name} must be a whole number, got {value!r}") from None
 
 
 def _int(value: object) -> int:

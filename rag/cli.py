@@ -118,7 +118,7 @@ def _index(args: argparse.Namespace) -> int:
     if report.skipped:
         print(f"skipped {len(report.skipped)} file(s):")
         for item in report.skipped:
-            print(f"  {item.source}: {item.reason}")
+            print(f"  {_printable(item.source)}: {item.reason}")
     return 0
 
 
@@ -133,6 +133,11 @@ def _with_index_chunking(config: RagConfig, index_dir: str) -> RagConfig:
         return config.replace(**chunking) if chunking else config
     except ValueError as exc:
         raise CliError(f"index at {index_dir} has unusable parameters: {exc}") from None
+
+
+def _printable(text: str) -> str:
+    """A file name on one line: control characters (a newline in a name) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _ask(args: argparse.Namespace) -> int:

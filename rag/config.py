@@ -51,6 +51,7 @@ class RagConfig:
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
     max_file_mb: float = 20.0
+    max_files_per_upload: int = 50
     max_chunks_per_document: int = 20_000
     # --- retrieval -------------------------------------------------------------------------
     mode: Mode = "hybrid"

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import re
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +90,15 @@ def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> D
         raise UnreadableFile(f"unsupported file type {suffix or '(none)'!r}; supported: "
                              + " ".join(SUPPORTED_SUFFIXES))
     try:
-        size = path.stat().st_size
-        if max_bytes is not None and size > max_bytes:
-            raise UnreadableFile(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # reading a FIFO or a device would block or never end
+            raise UnreadableFile("not a regular file (a pipe, socket or device)")
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise UnreadableFile(f"file is {_mb(info.st_size)}, over the {_mb(max_bytes)} limit")
+        with open(path, "rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:  # it grew after the size check
+            raise UnreadableFile(f"file is over the {_mb(max_bytes)} limit")
     except OSError as exc:
         raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from None
     if not data.strip():
@@ -124,6 +130,11 @@ def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None =
             yield Skipped(source, f"could not be parsed ({type(exc).__name__}: {_one_line(str(exc))})")
 
 
+def _mb(n_bytes: int) -> str:
+    """Sizes in the unit `max_file_mb` is set in (MiB), so a 20 MB limit reads "20 MB", not "21 MB"."""
+    return f"{n_bytes / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+
+
 def _one_line(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -139,25 +150,49 @@ def _decode_text(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+_DROPPED_TAGS = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
 _BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
                "section", "article", "header", "footer", "blockquote", "pre", "title", "dd", "dt"}
 
 
 def _html_text(html: str) -> str:
-    """Visible text only: scripts, styles and hidden templates dropped; blocks become paragraphs."""
+    """Visible text only: scripts, styles and hidden templates dropped; blocks become paragraphs.
+
+    One iterative walk over the parsed tree: time stays linear and the stack flat however deeply
+    the tags nest (a page of 10,000 nested <div>s is hostile input, not a reason to stall).
+    """
     from bs4 import BeautifulSoup
+    from bs4.element import CData, NavigableString, Tag
 
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head", "svg", "iframe", "object"]):
-        title = tag.find("title") if tag.name == "head" else None
-        title_text = title.get_text(" ", strip=True) if title else ""
-        tag.replace_with(title_text + "\n\n" if title_text else "")
-    for tag in soup.find_all(_BLOCK_TAGS):
-        tag.insert_before("\n\n")
-        tag.insert_after("\n\n")
-    text = soup.get_text()
-    lines = [" ".join(line.split()) for line in text.split("\n")]
+    parts: list[str] = []
+    stack: list[object] = [soup]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _Emit):
+            parts.append(node.text)
+        elif isinstance(node, Tag):
+            if node.name in _DROPPED_TAGS:
+                title = node.find("title") if node.name == "head" else None
+                title_text = title.get_text(" ", strip=True) if title else ""
+                if title_text:
+                    parts.append(title_text + "\n\n")
+                continue
+            if node.name in _BLOCK_TAGS:
+                parts.append("\n\n")
+                stack.append(_Emit("\n\n"))
+            stack.extend(reversed(node.contents))
+        elif type(node) in (NavigableString, CData):  # not comments, doctypes, processing instructions
+            parts.append(str(node))
+    lines = [" ".join(line.split()) for line in "".join(parts).split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+@dataclass(frozen=True)
+class _Emit:
+    """A closing block tag's paragraph break, waiting on the walk's stack."""
+
+    text: str
 
 
 def _pdf_text(data: bytes) -> tuple[str, tuple[Page, ...]]:
@@ -191,8 +226,8 @@ def _docx_text(data: bytes) -> str:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
             if unpacked > MAX_DOCX_UNPACKED_BYTES:
-                raise UnreadableFile(f"docx unpacks to {unpacked / 1e6:.0f} MB, over the "
-                                     f"{MAX_DOCX_UNPACKED_BYTES / 1e6:.0f} MB limit (zip bomb?)")
+                raise UnreadableFile(f"docx unpacks to {_mb(unpacked)}, over the "
+                                     f"{_mb(MAX_DOCX_UNPACKED_BYTES)} limit (zip bomb?)")
     except zipfile.BadZipFile:
         raise UnreadableFile("corrupt .docx (not a zip archive)") from None
     import docx

@@ -45,6 +45,11 @@ def validate_question(question: object, *, config: RagConfig) -> str:
         raise BadInput("question is empty")
     if len(question) > config.max_question_chars:
         raise BadInput(f"question is {len(question)} characters, over the limit of {config.max_question_chars}")
+    try:
+        cleaned.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (or an undecodable argv byte): the tokenizer fails on it
+        raise BadInput(f"question is not valid Unicode text (a lone surrogate or undecodable byte at character "
+                       f"{exc.start})") from None
     return cleaned
 
 

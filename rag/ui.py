@@ -265,3 +265,11 @@ def footer_markdown(n_documents: int, n_chunks: int) -> str:
     docs = f"{n_documents} document{'s' if n_documents != 1 else ''}"
     return (f"Model: **{MODEL_LABEL}** (sentence-transformers, runs locally, offline) · "
             f"Index: **{docs}**, **{n_chunks} chunks**")
+
+
+def upload_count_problem(n_files: int, *, limit: int) -> str | None:
+    """Why an upload of `n_files` files is refused as a whole, or None when the count is fine."""
+    if n_files <= limit:
+        return None
+    return (f"{n_files} files in one upload, over the limit of {limit}; nothing was added. Upload them in "
+            "smaller groups, or index a folder with `rag index`.")

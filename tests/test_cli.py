@@ -159,3 +159,10 @@ def test_an_index_built_with_other_chunking_can_still_be_asked(tmp_path: Path, m
     assert main(["ask", "What is the best recipe for sourdough bread?", "--index-dir", "idx"]) == 0
     out = capsys.readouterr().out
     assert "Nearest passages (not an answer):" in out and "[1]" not in out
+
+
+def test_skipped_file_names_print_on_one_line() -> None:
+    from rag.cli import _printable
+
+    assert _printable("a\nb.txt") == "a\\nb.txt"
+    assert _printable("naïve ünïcode.md") == "naïve ünïcode.md"

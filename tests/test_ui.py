@@ -243,3 +243,13 @@ def test_document_rows_and_footer() -> None:
     assert "1 document**, **7 chunks" in ui.footer_markdown(1, 7)
     assert "2 documents" in ui.footer_markdown(2, 9) and "all-MiniLM-L6-v2" in ui.footer_markdown(2, 9)
     assert ui.format_size(1536) == "1.5 KB" and ui.format_size(12) == "12 bytes"
+
+
+def test_an_upload_over_the_file_count_limit_is_refused_whole() -> None:
+    from rag.config import RagConfig
+    from rag.ui import upload_count_problem
+
+    limit = RagConfig().max_files_per_upload
+    assert upload_count_problem(limit, limit=limit) is None
+    message = upload_count_problem(limit + 1, limit=limit)
+    assert message is not None and f"over the limit of {limit}" in message and "nothing was added" in message

@@ -1,0 +1,455 @@
+"""Load on the chat UI: concurrent users asking while the index is updated through the UI.
+
+    python -m bench.load --users 16 --seconds 60 --url http://127.0.0.1:7860
+    python -m bench.load --users 4 --seconds 15 --index-dir /tmp/scratch-index   # starts its own `rag serve`
+
+N users (gradio_client) ask a mix of seed questions through the public `ask` API for a bounded
+time (and at most `--max-requests` each). One more user, a browser session speaking Gradio's
+queue protocol, does what a person on the Documents tab does: it uploads a document before the
+users start, and a third of the way in uploads another and removes the first through the upload
+and remove handlers (the UI's own path: staging, `build_index`, `remove_documents`, reload).
+
+Every answer is checked against the `rag ask --json` contract; answers to questions asked after
+the update finished must reflect it: the question only the added document answers is answered
+from it, the one only the removed document answered abstains. The report (throughput,
+p50/p95/p99 latency, errors, checks) goes to bench/results/load-<users>u-<seconds>s.json; the
+exit code is 0 only with no error and every check passed. Only a loopback URL is accepted:
+this tool floods a server and uploads files to it.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlparse
+
+ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
+CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
+# (question, a string the answer must contain, or None to only check the contract)
+SEED_QUESTIONS: list[tuple[str, str | None]] = [
+    ("How many North Korean soldiers have arrived in Kursk?", "8,000"),
+    ("What did Blinken warn?", None),
+    ("Who met Chinese diplomats at Ambassador Shi Feng's residence?", "Shi Feng"),
+    ("How many North Korean troops are believed to have entered Russia?", None),
+    ("What is the boiling point of liquid nitrogen in Kelvin?", None),
+    ("Who won the 1998 football world cup?", None),
+]
+ADDED_FACT = "The Quenby Marsh heron colony counted {n:,} nesting pairs in the spring survey of the wetlands."
+ADDED_QUESTION = "How many nesting pairs did the Quenby Marsh heron colony count?"
+REMOVED_FACT = "The Tollerton clockworks repaired {n:,} tower clocks for the cathedral towns that winter."
+REMOVED_QUESTION = "How many tower clocks did the Tollerton clockworks repair?"
+
+
+class NotLoopback(ValueError):
+    pass
+
+
+def check_loopback(url: str) -> str:
+    """`url` without a trailing slash, or NotLoopback unless every address of its host is loopback.
+
+    Example:
+        >>> check_loopback("http://127.0.0.1:7860/")
+        'http://127.0.0.1:7860'
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise NotLoopback(f"--url must be http://HOST:PORT, got {url!r}")
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise NotLoopback(f"cannot resolve {parsed.hostname!r}: {exc}") from None
+    addresses = {info[4][0] for info in infos}
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
+        raise NotLoopback(f"refusing {url}: {parsed.hostname} is not a loopback address "
+                          f"({', '.join(sorted(addresses))}); this tool floods a server and uploads to it, "
+                          "so it only runs against this machine")
+    return url.rstrip("/")
+
+
+def check_answer(data: Any, question: str) -> str | None:
+    """Why `data` breaks the `rag ask --json` contract, or None when it keeps it."""
+    if not isinstance(data, dict) or set(data) != ANSWER_KEYS:
+        return f"keys {sorted(data) if isinstance(data, dict) else type(data).__name__}"
+    if data["question"] != question.replace("\x00", " ").strip():
+        return f"question echoed as {data['question']!r}"
+    if not isinstance(data["answer"], str) or not data["answer"] or not isinstance(data["abstained"], bool):
+        return "answer or abstained of the wrong type"
+    if not 0.0 <= data["confidence"] <= 1.0:
+        return f"confidence {data['confidence']}"
+    if data["abstained"] == bool(data["citations"]):
+        return "an abstention with citations, or an answer without"
+    for n, c in enumerate(data["citations"], start=1):
+        if not isinstance(c, dict) or set(c) != CITATION_KEYS or c["n"] != n:
+            return f"citation {n} malformed"
+        if c["quote"] not in c["passage"] or c["end"] - c["start"] != len(c["quote"]) or f"[{n}]" not in data["answer"]:
+            return f"citation {n} does not match its quote"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# The Documents tab, spoken the way the browser speaks it
+
+
+class BrowserSession:
+    """One browser tab: calls the UI's event handlers (which are not part of the public API) by
+    their function index over Gradio's queue protocol, with this tab's session state.
+
+    Example:
+        >>> tab = BrowserSession("http://127.0.0.1:7860")  # doctest: +SKIP
+        >>> tab.upload_documents([Path("notes.txt")])  # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, *, timeout: float = 300.0) -> None:
+        import httpx
+
+        self.url = check_loopback(url)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.session_hash = uuid.uuid4().hex
+        self.config = self.http.get("/config").raise_for_status().json()
+        self._ids = {c["props"]["elem_id"]: c["id"] for c in self.config["components"]
+                     if c.get("props", {}).get("elem_id")}
+
+    def close(self) -> None:
+        self.http.close()
+
+    def component(self, elem_id: str) -> dict:
+        return next(c for c in self.config["components"] if c["id"] == self._ids[elem_id])
+
+    def handler(self, elem_id: str | int, event: str) -> tuple[int, int]:
+        """(function index, trigger id) of the handler listening to `event` on the component with
+        this elem_id (or this component id: 0 is the page itself, for "load")."""
+        target = elem_id if isinstance(elem_id, int) else self._ids[elem_id]
+        for dep in self.config["dependencies"]:
+            if [target, event] in [list(t) for t in dep["targets"]]:
+                return dep["id"], target
+        raise LookupError(f"no handler for {event} on {elem_id!r}")
+
+    def call(self, elem_id: str | int, event: str, data: list[Any], *,
+             event_data: Any = None) -> tuple[list[Any], list[str]]:
+        """Run a handler to completion: (its final outputs, every raw server message on the way)."""
+        fn_index, trigger = self.handler(elem_id, event)
+        joined = self.http.post("/gradio_api/queue/join", json={
+            "data": data, "fn_index": fn_index, "trigger_id": trigger, "session_hash": self.session_hash,
+            "event_data": event_data}).raise_for_status().json()
+        raw: list[str] = []
+        with self.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session_hash}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                raw.append(line[5:])
+                message = json.loads(line[5:])
+                if message.get("event_id") != joined["event_id"] or message.get("msg") != "process_completed":
+                    continue
+                if not message.get("success", True):
+                    raise RuntimeError(f"{elem_id} {event} failed: {message.get('output', {}).get('error')}")
+                return message["output"]["data"], raw
+        raise RuntimeError(f"{elem_id} {event}: the stream ended before the handler completed")
+
+    def upload_documents(self, paths: Sequence[Path]) -> str:
+        """Upload files as the Documents tab does; the status markdown it shows."""
+        files = [("files", (p.name, p.read_bytes(), "text/plain")) for p in paths]
+        stored = self.http.post("/gradio_api/upload", files=files).raise_for_status().json()
+        payload = [{"path": s, "orig_name": p.name, "size": p.stat().st_size, "mime_type": "text/plain",
+                    "meta": {"_type": "gradio.FileData"}} for s, p in zip(stored, paths)]
+        outputs, _ = self.call("upload", "upload", [payload])
+        return outputs[1]
+
+    def remove_document(self, source: str) -> str:
+        """Pick `source` in the remove list and press Remove; the status markdown it shows."""
+        outputs, _ = self.call("remove", "click", [source])
+        return outputs[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class Record:
+    question: str
+    started: float
+    seconds: float
+    error: str | None = None
+    data: dict | None = None
+
+
+@dataclass
+class Update:
+    added: str = ""
+    removed: str = ""
+    done_at: float | None = None
+    seconds: float = 0.0
+    statuses: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_load(url: str, *, users: int, seconds: float, max_requests: int = 10_000, update: bool = True,
+             seed: int = 0) -> dict[str, Any]:
+    """Drive the server at `url`; the report as a dict (see the module docstring)."""
+    from gradio_client import Client
+
+    url = check_loopback(url)
+    run_id = uuid.uuid4().hex[:8]
+    rng = random.Random(seed)
+    work = Path(tempfile.mkdtemp(prefix="rag-load-"))
+    added = work / f"bench-added-{run_id}.txt"
+    removed = work / f"bench-removed-{run_id}.txt"
+    added.write_text(ADDED_FACT.format(n=rng.randint(2000, 9000)) + "\n", encoding="utf-8")
+    removed.write_text(REMOVED_FACT.format(n=rng.randint(2000, 9000)) + "\n", encoding="utf-8")
+    added_figure = added.read_text().split(" counted ")[1].split(" ")[0]
+    removed_figure = removed.read_text().split(" repaired ")[1].split(" ")[0]
+    questions = [*SEED_QUESTIONS, (ADDED_QUESTION, None), (REMOVED_QUESTION, None)]
+
+    tab = BrowserSession(url)
+    documents_before = _documents(tab)
+    upd = Update(added=added.name, removed=removed.name)
+    if update:
+        upd.statuses.append(tab.upload_documents([removed]))  # the document the update will remove
+    clients = [Client(url + "/", verbose=False, download_files=False) for _ in range(users)]
+    records: list[Record] = []
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+
+    def user(k: int) -> None:
+        client = clients[k]
+        order = list(range(len(questions)))
+        random.Random(seed + 1 + k).shuffle(order)
+        for i in range(max_requests):
+            if time.monotonic() >= deadline:
+                return
+            question = questions[order[i % len(order)]][0]
+            started = time.monotonic()
+            try:
+                data = client.predict(question, api_name="/ask")
+                problem = check_answer(data, question)
+                record = Record(question, started - t0, time.monotonic() - started, problem, data)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                record = Record(question, started - t0, time.monotonic() - started,
+                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            with lock:
+                records.append(record)
+
+    def updater() -> None:
+        time.sleep(min(seconds / 3, 20))  # a third of the way in: users are asking at full tilt
+        started = time.monotonic()
+        try:
+            upd.statuses.append(tab.upload_documents([added]))
+            upd.statuses.append(tab.remove_document(removed.name))
+            upd.done_at = time.monotonic() - t0
+        except Exception as exc:  # noqa: BLE001
+            upd.error = f"{type(exc).__name__}: {exc}"
+        upd.seconds = time.monotonic() - started
+
+    threads = [threading.Thread(target=user, args=(k,), daemon=True) for k in range(users)]
+    if update:
+        threads.append(threading.Thread(target=updater, daemon=True))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(0.0, deadline + 300 - time.monotonic()))
+    elapsed = time.monotonic() - t0
+    hung = sum(t.is_alive() for t in threads)  # a request still waiting 5 minutes after the end
+
+    checks = _update_checks(records, upd, clients[0], added.name, removed.name, added_figure, removed_figure) \
+        if update else {}
+    if update:  # leave the index holding what it held
+        with contextlib.suppress(Exception):
+            upd.statuses.append(tab.remove_document(added.name))
+    checks["documents_before"], checks["documents_after"] = documents_before, _documents(tab)
+    tab.close()
+    for c in clients:
+        with contextlib.suppress(Exception):
+            c.close()
+    shutil.rmtree(work, ignore_errors=True)
+    return _report(records, upd if update else None, checks, users=users, seconds=seconds, elapsed=elapsed,
+                   wrong=_wrong_answers(records, questions), hung=hung)
+
+
+def _documents(tab: BrowserSession) -> list[str]:
+    """The sources the Documents tab lists (what the page load shows)."""
+    (table, *_), _ = tab.call(0, "load", [])
+    return sorted(row[0] for row in table["data"])
+
+
+def _wrong_answers(records: list[Record], questions: list[tuple[str, str | None]]) -> list[str]:
+    expected = dict(questions)
+    return [f"{r.question!r}: {r.data['answer'][:120]!r}" for r in records
+            if r.error is None and r.data and expected.get(r.question) and expected[r.question] not in r.data["answer"]]
+
+
+def _update_checks(records: list[Record], upd: Update, client: Any, added: str, removed: str,
+                   added_figure: str, removed_figure: str) -> dict[str, Any]:
+    """After the update finished: the added document answers, the removed one is gone."""
+    if upd.done_at is None:
+        return {"update_finished": False}
+    after = [r for r in records if r.error is None and r.started > upd.done_at]
+    stale = []
+    for r in after:
+        sources = {c["source"] for c in r.data["citations"]}  # type: ignore[index]
+        if r.question == ADDED_QUESTION and (r.data["abstained"] or added not in sources):  # type: ignore[index]
+            stale.append(f"added question not answered from {added}: {r.data['answer'][:100]!r}")  # type: ignore[index]
+        if r.question == REMOVED_QUESTION and (not r.data["abstained"] or removed in sources):  # type: ignore[index]
+            stale.append(f"removed question still answered: {r.data['answer'][:100]!r}")  # type: ignore[index]
+    final_added = client.predict(ADDED_QUESTION, api_name="/ask")
+    final_removed = client.predict(REMOVED_QUESTION, api_name="/ask")
+    return {
+        "update_finished": True,
+        "asked_after_update": len(after),
+        "added_or_removed_question_asked_after_update": sum(r.question in (ADDED_QUESTION, REMOVED_QUESTION)
+                                                            for r in after),
+        "stale_answers_after_update": stale[:20],
+        "added_question_answered": (not final_added["abstained"] and added_figure in final_added["answer"]
+                                    and added in {c["source"] for c in final_added["citations"]}),
+        "removed_question_abstains": bool(final_removed["abstained"]) and removed_figure not in final_removed["answer"],
+    }
+
+
+def _report(records: list[Record], upd: Update | None, checks: dict[str, Any], *, users: int, seconds: float,
+            elapsed: float, wrong: list[str], hung: int) -> dict[str, Any]:
+    import numpy as np
+
+    ok = [r for r in records if r.error is None]
+    errors = [r for r in records if r.error is not None]
+    latencies = np.array([r.seconds * 1000 for r in ok]) if ok else np.array([float("nan")])
+    update_ok = upd is None or (upd.error is None and checks.get("update_finished") and not
+                                checks.get("stale_answers_after_update") and checks.get("added_question_answered")
+                                and checks.get("removed_question_abstains")
+                                and checks["documents_before"] == checks["documents_after"])
+    return {
+        "users": users, "seconds": seconds, "elapsed_s": round(elapsed, 2),
+        "requests": len(records) + hung, "answered": len(ok), "errors": len(errors) + hung, "hung": hung,
+        "throughput_rps": round(len(ok) / elapsed, 2) if elapsed else 0.0,
+        "latency_ms": {f"p{p}": round(float(np.percentile(latencies, p)), 1) for p in (50, 95, 99)}
+                      | {"max": round(float(latencies.max()), 1)},
+        "abstained": sum(bool(r.data and r.data["abstained"]) for r in ok),
+        "wrong_answers": wrong[:20], "n_wrong_answers": len(wrong),
+        "error_samples": sorted({r.error for r in errors if r.error})[:20],
+        "documents_before": checks.pop("documents_before"), "documents_after": checks.pop("documents_after"),
+        "update": None if upd is None else {"added": upd.added, "removed": upd.removed, "done_at_s": upd.done_at,
+                                            "seconds": round(upd.seconds, 2), "error": upd.error,
+                                            "statuses": upd.statuses, **checks},
+        "passed": bool(not errors and not hung and not wrong and update_ok),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# A server to run against
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+    def peak_rss_mb(self) -> float | None:
+        """The server process's peak resident memory so far (Linux VmHWM), in MiB."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        line = next((ln for ln in status.splitlines() if ln.startswith("VmHWM:")), None)
+        return round(int(line.split()[1]) / 1024, 1) if line else None
+
+
+@contextlib.contextmanager
+def rag_server(index_dir: str | os.PathLike[str], *, log: Path | None = None, timeout: float = 240) -> Iterator[Server]:
+    """`rag serve` on `index_dir` at a free loopback port for the duration."""
+    port = free_port()
+    script = Path(sys.executable).with_name("rag")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    log = log or Path(index_dir).parent / f"serve-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*command, "serve", "--index-dir", str(index_dir), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        started = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"rag serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(url + "/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() - started > timeout:
+                raise RuntimeError(f"rag serve did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Server(url, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="a running `rag serve` on this machine, e.g. http://127.0.0.1:7860")
+    target.add_argument("--index-dir", help="start `rag serve` on this index folder for the run (use a copy: "
+                                            "the run adds and removes documents)")
+    p.add_argument("--users", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--max-requests", type=int, default=10_000, help="per user (default: %(default)s)")
+    p.add_argument("--no-update", action="store_true", help="only ask; do not upload or remove documents")
+    p.add_argument("--out", help="report path (default: bench/results/load-<users>u-<seconds>s.json)")
+    args = p.parse_args(argv)
+    if not 1 <= args.users <= 256 or not 0 < args.seconds <= 3600 or args.max_requests < 1:
+        print("bench.load: error: --users must be 1-256, --seconds 0-3600, --max-requests >= 1", file=sys.stderr)
+        return 2
+    try:
+        if args.url:
+            check_loopback(args.url)
+        with (contextlib.nullcontext(None) if args.url else rag_server(args.index_dir)) as server:
+            report = run_load(args.url or server.url, users=args.users, seconds=args.seconds,
+                              max_requests=args.max_requests, update=not args.no_update)
+            if server is not None:
+                report["server_peak_rss_mb"] = server.peak_rss_mb()
+    except NotLoopback as exc:
+        print(f"bench.load: error: {exc}", file=sys.stderr)
+        return 2
+    name = f"load-{args.users}u-{args.seconds:g}s"
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        from bench.common import write_result
+
+        write_result(name, report)
+    lat = report["latency_ms"]
+    print(f"{report['users']} users, {report['elapsed_s']:.0f} s: {report['answered']} answered, "
+          f"{report['errors']} errors, "
+          f"{report['throughput_rps']} req/s, p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; "
+          f"update {'ok' if report['update'] is None or report['passed'] else report['update']}; "
+          f"{'PASSED' if report['passed'] else 'FAILED'}")
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
