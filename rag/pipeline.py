@@ -114,6 +114,11 @@ def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.
                                         empty_corpus_error="" if remove else _empty_message(paths, report.skipped))
         except EmptyCorpus:
             raise BadInput(_empty_message(paths, report.skipped)) from None
+    for source, reason in report.stats.too_large:
+        skipped = Skipped(source, reason)
+        report.skipped.append(skipped)
+        if on_skip:
+            on_skip(skipped)
     return report
 
 

@@ -1,4 +1,5 @@
-"""Dense (FAISS inner product), lexical (BM25 via bm25s) and fused (reciprocal-rank) search."""
+"""Dense (FAISS inner product: exact or HNSW, see rag/store.py), lexical (BM25 via bm25s) and fused
+(reciprocal-rank) search."""
 from __future__ import annotations
 
 import math
@@ -89,13 +90,20 @@ def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
     n_candidates = max(config.candidates, k)
     dense = dense_search(index, query_vector, n_candidates) if config.mode != "bm25" else []
     lexical = bm25_search(index, query, n_candidates) if config.mode != "dense" else []
+    return fuse(index, dense, lexical, query_vector, config=config, top_k=k)
+
+
+def fuse(index: "Index", dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
+         query_vector: np.ndarray | None, *, config: RagConfig, top_k: int) -> list[Hit]:
+    """The top `top_k` hits from the dense and BM25 rankings in the configured mode, with their
+    chunks read from the store and each hit's dense cosine and BM25 score filled in."""
     if config.mode == "dense":
         ranked = dense
     elif config.mode == "bm25":
         ranked = lexical
     else:
         ranked = reciprocal_rank_fusion([dense, lexical], k=config.rrf_k, weights=(1.0, config.bm25_weight))
-    ranked = ranked[:k]
+    ranked = ranked[:top_k]
     ids = [i for i, _ in ranked]
     chunks = index.chunks(ids)
     dense_scores = dict(dense)

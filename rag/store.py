@@ -4,7 +4,8 @@ Layout of an index folder::
 
     manifest.json        the commit point: generation, model, chunk parameters, versions, documents
     chunks.sqlite        documents and chunks (text, offsets, sentence offsets, vectors), versioned
-    vectors-<gen>.faiss  IndexIDMap2 over inner-product search; ids are chunk ids
+    vectors-<gen>.faiss  IndexIDMap2 over inner-product search, ids are chunk ids: exact (IndexFlatIP)
+                         up to `approximate_above` chunks, HNSW above (manifest `faiss_index`)
     bm25-<gen>/          bm25s arrays (no pickle) and the chunk id of each BM25 row
     .lock                held by the one process writing
 
@@ -112,6 +113,47 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+FLAT = "IndexIDMap2(IndexFlatIP)"
+_VECTOR_BLOCK = 50_000  # vectors read from the chunk store at a time when (re)building FAISS
+
+
+def faiss_kind(n_chunks: int, config: RagConfig) -> str:
+    """The vector index an index of `n_chunks` chunks gets: exact up to `approximate_above`, HNSW
+    above (the string is what the manifest records as `faiss_index`).
+
+    Example:
+        >>> faiss_kind(10, RagConfig())
+        'IndexIDMap2(IndexFlatIP)'
+        >>> faiss_kind(11, RagConfig(approximate_above=10, hnsw_m=16))
+        'IndexIDMap2(IndexHNSWFlat,M=16,IP)'
+    """
+    if n_chunks <= config.approximate_above:
+        return FLAT
+    return f"IndexIDMap2(IndexHNSWFlat,M={config.hnsw_m},IP)"
+
+
+def new_faiss_index(kind: str, config: RagConfig) -> Any:
+    """An empty index of the kind `faiss_kind` names, for inner product over `model_dim` vectors."""
+    import faiss
+
+    if kind == FLAT:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(config.model_dim))
+    m = int(kind.split("M=")[1].split(",")[0])
+    hnsw = faiss.IndexHNSWFlat(config.model_dim, m, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = config.hnsw_ef_construction
+    hnsw.hnsw.efSearch = config.hnsw_ef_search
+    return faiss.IndexIDMap2(hnsw)
+
+
+def set_ef_search(faiss_index: Any, ef_search: int) -> None:
+    """Set the HNSW search beam width of a loaded index (does nothing for an exact index)."""
+    import faiss
+
+    inner = faiss.downcast_index(faiss_index.index) if hasattr(faiss_index, "index") else faiss_index
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efSearch = ef_search
+
+
 # ----------------------------------------------------------------------------------------------
 # Reading
 
@@ -147,6 +189,7 @@ class Index:
             raise IndexNotFound(f"no index at {path}: build one with `rag index [PATHS...] --index-dir {path}`")
         check_compatible(manifest, config, path)
         faiss_index = faiss.read_index(str(path / manifest["files"]["faiss"]))
+        set_ef_search(faiss_index, config.hnsw_ef_search)
         bm25_dir = path / manifest["files"]["bm25"]
         bm25_ids = np.load(bm25_dir / "ids.npy", allow_pickle=False)
         bm25 = bm25s.BM25.load(str(bm25_dir), mmap=False, show_progress=False) if len(bm25_ids) else None
@@ -211,6 +254,7 @@ class UpdateStats:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     generation: int = 0
+    too_large: list[tuple[str, str]] = field(default_factory=list)  # (source, reason): not indexed
 
     @property
     def changed_anything(self) -> bool:
@@ -319,8 +363,6 @@ class IndexWriter:
                             (g_new, source))
             doc_meta.pop(source, None)
 
-        new_ids: list[int] = []
-        new_vectors: list[np.ndarray] = []
         pending: list[tuple[Document, list[Chunk]]] = []
         pending_chunks = 0
         block = max(256, self.config.embed_batch_size * 8)
@@ -338,14 +380,12 @@ class IndexWriter:
             now = time.time()
             for doc, cs in pending:
                 for c in cs:
-                    cur = self.db.execute(
+                    self.db.execute(
                         'INSERT INTO chunks (source, start, "end", page, text, sentences, vector, '
                         "sentence_vectors, gen_added) VALUES (?,?,?,?,?,?,?,?,?)",
                         (c.source, c.start, c.end, c.page, c.text, json.dumps(c.sentences),
                          vectors[k].astype(np.float32).tobytes(),
                          sentence_vectors[k].astype(np.float16).tobytes(), g_new))
-                    new_ids.append(int(cur.lastrowid))
-                    new_vectors.append(vectors[k])
                     k += 1
                 self.db.execute(
                     "INSERT INTO documents (source, sha256, text, pages, n_chunks, added_at, gen_added) "
@@ -369,14 +409,18 @@ class IndexWriter:
                 if current.get(doc.source) == doc.sha256:
                     stats.unchanged.append(doc.source)
                     continue
-                (stats.changed if doc.source in current else stats.added).append(doc.source)
-                if doc.source in current:
-                    retire(doc.source)
                 chunks = chunk_document(doc, embedder.tokenizer, max_tokens=self.config.chunk_tokens,
                                         overlap_sentences=self.config.chunk_overlap_sentences)
                 if len(chunks) > self.config.max_chunks_per_document:
-                    raise ValueError(f"{doc.source} makes {len(chunks)} chunks, over max_chunks_per_document="
-                                     f"{self.config.max_chunks_per_document}")
+                    # Skipped like an unreadable file; a version already indexed stays as it was.
+                    stats.too_large.append((doc.source, f"makes {len(chunks)} chunks, over the limit of "
+                                                        f"{self.config.max_chunks_per_document} per document"))
+                    if doc.source in current:
+                        stats.unchanged.append(doc.source)
+                    continue
+                (stats.changed if doc.source in current else stats.added).append(doc.source)
+                if doc.source in current:
+                    retire(doc.source)
                 pending.append((doc, chunks))
                 pending_chunks += len(chunks)
                 if pending_chunks >= block:
@@ -389,18 +433,22 @@ class IndexWriter:
             stats.generation = self.generation
             stats.seconds = time.perf_counter() - started
             return stats
-        vectors = np.stack(new_vectors) if new_vectors else np.zeros((0, self.config.model_dim), np.float32)
-        faiss_name = self._write_faiss(g_new, removed_ids, np.asarray(new_ids, dtype=np.int64), vectors)
+        faiss_name, faiss_kind = self._write_faiss(g_new, removed_ids)
         bm25_name = self._write_bm25(g_new)
         n_chunks = self.db.execute("SELECT COUNT(*) FROM chunks WHERE gen_added <= ? AND "
                                    "(gen_removed IS NULL OR gen_removed > ?)", (g_new, g_new)).fetchone()[0]
+        # Which encoder backends made the vectors (rag/embed.py), kept across incremental updates.
+        backends = set() if self.manifest is None or self.rebuild else set(self.manifest.get("embed_backends", []))
+        if stats.chunks_embedded:
+            backends.add(str(getattr(embedder, "backend", type(embedder).__name__)))
         manifest = {
             "format_version": FORMAT_VERSION,
             "generation": g_new,
             "params": self.config.index_params(),
             "normalized": True,
             "metric": "inner_product",
-            "faiss_index": "IndexIDMap2(IndexFlatIP)",
+            "faiss_index": faiss_kind,
+            "embed_backends": sorted(backends),
             "n_chunks": int(n_chunks),
             "n_documents": len(doc_meta),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -419,23 +467,44 @@ class IndexWriter:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def _write_faiss(self, gen: int, removed_ids: list[int], new_ids: np.ndarray, vectors: np.ndarray) -> str:
+    def _write_faiss(self, gen: int, removed_ids: list[int]) -> tuple[str, str]:
+        """Write generation `gen`'s vector index; returns (file name, index description).
+
+        Up to `approximate_above` live chunks the index is exact (IndexFlatIP), above it an HNSW
+        graph. The previous generation's index is updated in place when it is of the kind wanted
+        and can apply the change (HNSW cannot remove vectors); otherwise the index is rebuilt from
+        the vectors in the chunk store, streamed in blocks so memory holds one copy of the index.
+        """
         import faiss
 
-        if self.manifest is not None and self.rebuild is False:
+        n_live = self.db.execute("SELECT COUNT(*) FROM chunks WHERE gen_added <= ? AND "
+                                 "(gen_removed IS NULL OR gen_removed > ?)", (gen, gen)).fetchone()[0]
+        kind = faiss_kind(n_live, self.config)
+        index = None
+        if self.manifest is not None and not self.rebuild and self.manifest.get("faiss_index", FLAT) == kind \
+                and not (removed_ids and kind != FLAT):
             index = faiss.read_index(str(self.dir / self.manifest["files"]["faiss"]))
             if removed_ids:
                 index.remove_ids(np.asarray(removed_ids, dtype=np.int64))
+            rows = ("SELECT id, vector FROM chunks WHERE gen_added = ? ORDER BY id", (gen,))
         else:
-            index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.config.model_dim))
-        if len(new_ids):
-            index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), new_ids)
+            index = new_faiss_index(kind, self.config)
+            rows = ("SELECT id, vector FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR "
+                    "gen_removed > ?) ORDER BY id", (gen, gen))
+        cursor = self.db.execute(*rows)
+        while True:
+            block = cursor.fetchmany(_VECTOR_BLOCK)
+            if not block:
+                break
+            ids = np.fromiter((r[0] for r in block), dtype=np.int64, count=len(block))
+            vectors = np.frombuffer(b"".join(r[1] for r in block), dtype=np.float32).reshape(len(block), -1)
+            index.add_with_ids(np.ascontiguousarray(vectors), ids)
         name = f"vectors-{gen}.faiss"
         tmp = self.dir / (name + ".tmp")
         faiss.write_index(index, str(tmp))
         _fsync_file(tmp)
         os.replace(tmp, self.dir / name)
-        return name
+        return name, kind
 
     def _write_bm25(self, gen: int) -> str:
         import bm25s

@@ -341,3 +341,17 @@ def test_sigkill_of_rag_index_mid_write_leaves_the_old_index_answering(seed_fres
     expected.update({f"bulk/{i:02d}.txt": _sha(corpus / "bulk" / f"{i:02d}.txt") for i in range(30)})
     _assert_consistent(index_dir, expected)
     assert "9,500" in _ask(index_dir, embedder)
+
+
+def test_a_document_over_the_chunk_limit_is_skipped_and_the_rest_indexed(tmp_path, embedder) -> None:
+    from rag.config import RagConfig
+    from rag.pipeline import build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "small.txt").write_text("The harbour opened in 1901.", encoding="utf-8")
+    (corpus / "big.txt").write_text(" ".join(f"Sentence number {i} is here." for i in range(400)), encoding="utf-8")
+    config = RagConfig(chunk_tokens=20, chunk_overlap_sentences=0, max_chunks_per_document=10)
+    report = build_index([corpus], index_dir=tmp_path / "index", embedder=embedder, config=config)
+    assert report.stats.added == ["small.txt"]
+    assert [(s.source, "over the limit of 10" in s.reason) for s in report.skipped] == [("big.txt", True)]
