@@ -35,7 +35,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
 ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
@@ -374,12 +374,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def rag_server(index_dir: str | os.PathLike[str], *, log: Path | None = None, timeout: float = 240) -> Iterator[Server]:
-    """`rag serve` on `index_dir` at a free loopback port for the duration."""
+def rag_server(index_dir: str | os.PathLike[str], *, log: Path | None = None, timeout: float = 240,
+               env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """`rag serve` on `index_dir` at a free loopback port for the duration (`env`: extra variables)."""
     port = free_port()
     script = Path(sys.executable).with_name("rag")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           **(env or {})}
     log = log or Path(index_dir).parent / f"serve-{port}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([*command, "serve", "--index-dir", str(index_dir), "--port", str(port)],

@@ -79,10 +79,13 @@ def ask(page: "Page", question: str) -> None:
     box = page.locator("#question textarea")
     box.fill(question)
     box.press("Enter")
+    # The Sources panel is final when it shows this question's retrieval query (after the first
+    # question a query from the previous turn is already there).
     page.wait_for_function(
-        """n => document.querySelectorAll('#chat [data-testid="bot"]').length === n + 1
+        """([n, q]) => document.querySelectorAll('#chat [data-testid="bot"]').length === n + 1
                 && document.querySelector('#sources .rag-query')
-                && !document.querySelector('#question textarea').value""", arg=bots)
+                && document.querySelector('#sources .rag-query').innerText.includes(q)
+                && !document.querySelector('#question textarea').value""", arg=[bots, question])
 
 
 def documents_in_footer(page: "Page") -> int:
