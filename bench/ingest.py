@@ -7,7 +7,9 @@
     python -m bench.ingest --ndcg onnx-int8@torch   # int8 questions on the torch-built index
     python -m bench.ingest --seed-qa torch onnx-int8           # seed question set per backend
 
-For each backend, in one process and on the same SciFact documents:
+For each backend, in one process and on the same SciFact documents, split into --rounds slices
+that go through every method back to back (order reversed every other round, times summed), so
+that the machine's changing load falls on all methods alike:
 - rag: `rag.pipeline.build_index` of the documents (written as files) into a temporary folder,
   chunks embedded per second of the whole call (loading, chunking, embedding, SQLite, FAISS, BM25);
 - bare: the same chunk texts through the encoder alone (sentence-transformers `model.encode` for
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,6 +81,7 @@ def bare_encode(embedder: Any, texts: Sequence[str], batch_size: int = 32) -> fl
     return time.perf_counter() - started
 
 
+@lru_cache(maxsize=1)
 def _sentence_transformer() -> Any:
     """The same model as sentence-transformers loads it: what a bare `model.encode` means."""
     from sentence_transformers import SentenceTransformer
@@ -93,91 +98,119 @@ def token_count(embedder: Any, texts: Sequence[str]) -> int:
     return sum(len(ids) for ids in enc["input_ids"])
 
 
-def run_backend(backend: str, documents: dict[str, str], work: Path, *, langchain: bool) -> dict[str, Any]:
-    from rag.embed import Embedder
-    from rag.pipeline import build_index
+def chunk_texts(documents: dict[str, str], tokenizer: Any) -> list[str]:
+    """The chunk texts `build_index` makes of `documents` (default chunking), in no set order."""
+    from rag.chunk import chunk_document
+    from rag.types import Document
 
-    embedder = Embedder.load(backend=backend)
-    embedder.encode_queries(["warm up the encoder and its thread pool"] * 8)
-    docs_dir = write_docs(documents, work / "docs")
-    index_dir = work / f"index-{backend}"
-    started = time.perf_counter()
-    report = build_index([docs_dir], index_dir=index_dir, embedder=embedder, config=RagConfig(embed_backend=backend))
-    rag_s = time.perf_counter() - started
-    n_chunks = report.stats.chunks_embedded
-    texts = index_texts(index_dir)
-    bare_s = bare_encode(embedder, texts)
-    tokens = token_count(embedder, texts)
-    out: dict[str, Any] = {
-        "backend": backend, "documents": len(documents), "chunks": n_chunks, "tokens": tokens,
-        "rag_seconds": round(rag_s, 2), "rag_embed_seconds": round(report.stats.embed_seconds, 2),
-        "rag_chunks_per_s": round(n_chunks / rag_s, 2), "bare_seconds": round(bare_s, 2),
-        "bare_chunks_per_s": round(len(texts) / bare_s, 2),
-        "rag_vs_bare": round((n_chunks / rag_s) / (len(texts) / bare_s), 3),
-        "flops_per_chunk": 2 * MODEL_PARAMS * tokens / max(len(texts), 1),
-    }
-    if langchain:
-        out.update(run_langchain(texts, documents))
-        out["rag_vs_langchain"] = round(out["rag_chunks_per_s"] / out["langchain_chunks_per_s"], 3)
-        out["rag_vs_langchain_docs"] = round((len(documents) / rag_s) / out["langchain_tutorial_docs_per_s"], 3)
-    return out
+    config = RagConfig()
+    return [c.text for name, text in documents.items()
+            for c in chunk_document(Document(name, text, ""), tokenizer, max_tokens=config.chunk_tokens,
+                                    overlap_sentences=config.chunk_overlap_sentences)]
 
 
-def run_langchain(texts: Sequence[str], documents: dict[str, str]) -> dict[str, Any]:
+def langchain_same_chunks(texts: Sequence[str], embeddings: Any) -> float:
+    """Seconds for LangChain's `FAISS.from_documents` over `texts` with the tutorial's embeddings."""
     import warnings
-
-    from eval.baseline import LangChainBaseline, load_embeddings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from langchain_community.vectorstores import FAISS
         from langchain_community.vectorstores.utils import DistanceStrategy
         from langchain_core.documents import Document
-    embeddings = load_embeddings()
-    embeddings.embed_documents(["warm up the encoder and its thread pool"] * 8)
     started = time.perf_counter()
     FAISS.from_documents([Document(page_content=t) for t in texts], embeddings,
                          distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
-    same_chunks_s = time.perf_counter() - started
-    started = time.perf_counter()
-    tutorial = LangChainBaseline.build(documents, embeddings=embeddings)
-    tutorial_s = time.perf_counter() - started
-    return {"langchain_seconds": round(same_chunks_s, 2),
-            "langchain_chunks_per_s": round(len(texts) / same_chunks_s, 2),
-            "langchain_tutorial_seconds": round(tutorial_s, 2), "langchain_tutorial_chunks": tutorial.n_chunks,
-            "langchain_tutorial_docs_per_s": round(len(documents) / tutorial_s, 2)}
+    return time.perf_counter() - started
 
 
-def throughput(limit: int, backends: Sequence[str]) -> None:
+def throughput(limit: int, backends: Sequence[str], rounds: int) -> None:
+    """Every method on every backend, interleaved: the documents are split into `rounds` slices and
+    each slice goes through all of them back to back (the order reversed every other round), so a
+    change in the machine's load falls on all methods alike. Times are summed over the rounds."""
+    from eval.baseline import LangChainBaseline, load_embeddings
+    from rag.embed import Embedder
+    from rag.pipeline import build_index
+
     documents = scifact_corpus(limit)
-    peak, how = peak_flops()
-    rows, results = [], []
+    names = list(documents)
+    embedders = {b: Embedder.load(backend=b) for b in backends}
+    for e in embedders.values():
+        e.encode_queries(["warm up the encoder and its thread pool"] * 8)
+    lc_embeddings = load_embeddings() if "torch" in backends else None
+    if lc_embeddings is not None:
+        lc_embeddings.embed_documents(["warm up the encoder and its thread pool"] * 8)
+    acc: dict[str, dict[str, float]] = {b: {"rag_s": 0.0, "embed_s": 0.0, "chunks": 0, "bare_s": 0.0, "texts": 0,
+                                            "tokens": 0, "lc_s": 0.0, "tutorial_s": 0.0, "tutorial_chunks": 0}
+                                        for b in backends}
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        for backend in backends:
-            r = run_backend(backend, documents, Path(tmp), langchain=backend == "torch")
-            r["rag_flops_per_s"] = r["flops_per_chunk"] * r["rag_chunks_per_s"]
-            r["rag_share_of_peak"] = round(r["rag_flops_per_s"] / peak, 4)
-            r["bare_share_of_peak"] = round(r["flops_per_chunk"] * r["bare_chunks_per_s"] / peak, 4)
-            results.append(r)
-            print(json.dumps(r), flush=True)
+        for r in range(rounds):
+            part = {n: documents[n] for n in names[r::rounds]}
+            docs_dir = write_docs(part, Path(tmp) / f"docs-{r}")
+            texts = chunk_texts(part, next(iter(embedders.values())).tokenizer)
+            for b in (backends if r % 2 == 0 else list(backends)[::-1]):
+                a, emb = acc[b], embedders[b]
+                steps = ["rag", "bare"] + (["langchain", "tutorial"] if b == "torch" else [])
+                for step in (steps if r % 2 == 0 else steps[::-1]):
+                    if step == "rag":
+                        started = time.perf_counter()
+                        report = build_index([docs_dir], index_dir=Path(tmp) / f"index-{b}-{r}", embedder=emb,
+                                             config=RagConfig(embed_backend=b))
+                        a["rag_s"] += time.perf_counter() - started
+                        a["embed_s"] += report.stats.embed_seconds
+                        a["chunks"] += report.stats.chunks_embedded
+                        assert sorted(index_texts(Path(tmp) / f"index-{b}-{r}")) == sorted(texts)
+                    elif step == "bare":
+                        a["bare_s"] += bare_encode(emb, texts)
+                        a["texts"] += len(texts)
+                        a["tokens"] += token_count(emb, texts)
+                    elif step == "langchain":
+                        a["lc_s"] += langchain_same_chunks(texts, lc_embeddings)
+                    else:
+                        started = time.perf_counter()
+                        a["tutorial_chunks"] += LangChainBaseline.build(part, embeddings=lc_embeddings).n_chunks
+                        a["tutorial_s"] += time.perf_counter() - started
+            load.append(os.getloadavg()[0])
+            print(f"round {r + 1}/{rounds} done, load {load[-1]:.2f}", file=sys.stderr, flush=True)
+    peak, how = peak_flops()
+    results = []
+    for b, a in acc.items():
+        r = {"backend": b, "documents": limit, "chunks": a["chunks"], "tokens": a["tokens"],
+             "rag_seconds": round(a["rag_s"], 2), "rag_embed_seconds": round(a["embed_s"], 2),
+             "rag_chunks_per_s": round(a["chunks"] / a["rag_s"], 2), "bare_seconds": round(a["bare_s"], 2),
+             "bare_chunks_per_s": round(a["texts"] / a["bare_s"], 2),
+             "flops_per_chunk": 2 * MODEL_PARAMS * a["tokens"] / max(a["texts"], 1)}
+        r["rag_vs_bare"] = round(r["rag_chunks_per_s"] / r["bare_chunks_per_s"], 3)
+        r["rag_share_of_peak"] = round(r["flops_per_chunk"] * r["rag_chunks_per_s"] / peak, 4)
+        r["bare_share_of_peak"] = round(r["flops_per_chunk"] * r["bare_chunks_per_s"] / peak, 4)
+        if a["lc_s"]:
+            r.update({"langchain_seconds": round(a["lc_s"], 2),
+                      "langchain_chunks_per_s": round(a["texts"] / a["lc_s"], 2),
+                      "langchain_tutorial_seconds": round(a["tutorial_s"], 2),
+                      "langchain_tutorial_chunks": a["tutorial_chunks"],
+                      "langchain_tutorial_docs_per_s": round(limit / a["tutorial_s"], 2)})
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    lc = next((r for r in results if "langchain_chunks_per_s" in r), None)
     torch_rate = next((r["rag_chunks_per_s"] for r in results if r["backend"] == "torch"), None)
-    lc_rate = next((r["langchain_chunks_per_s"] for r in results if "langchain_chunks_per_s" in r), None)
-    for r in results:
-        rows.append([r["backend"], r["chunks"], r["rag_chunks_per_s"], r["bare_chunks_per_s"],
-                     f"{r['rag_vs_bare']:.2f}x (>= 0.90x)",
-                     f"{r['rag_chunks_per_s'] / lc_rate:.2f}x" if lc_rate else "-",
-                     f"{r['rag_chunks_per_s'] / torch_rate:.2f}x" if torch_rate else "-",
-                     f"{r['flops_per_chunk'] / 1e9:.2f}", f"{100 * r['rag_share_of_peak']:.0f}%"])
-    print(f"\nSciFact, first {limit} documents; peak estimate {peak / 1e9:.0f} GFLOP/s = {how}")
-    print_table(["backend", "chunks", "rag chunks/s", "bare chunks/s", "rag / bare", "rag / langchain",
-                 "vs torch", "GFLOP/chunk", "rag % of peak"], rows)
-    if lc_rate:
-        r = next(r for r in results if r["backend"] == "torch")
-        print(f"LangChain FAISS.from_documents, same {r['chunks']} chunk texts: {lc_rate} chunks/s; tutorial pipeline "
-              f"(own splitter, {r['langchain_tutorial_chunks']} chunks): {r['langchain_tutorial_docs_per_s']} docs/s, "
-              f"rag {r['rag_vs_langchain_docs']:.2f}x per document")
-    write_result("ingest" + TAG["suffix"], {"limit": limit, "peak_flops": peak, "peak_flops_estimate": how,
-                                           "targets": TARGETS, "results": results})
+    rows = [[r["backend"], r["chunks"], r["rag_chunks_per_s"], r["bare_chunks_per_s"], f"{r['rag_vs_bare']:.2f}x",
+             f"{r['rag_chunks_per_s'] / lc['langchain_chunks_per_s']:.2f}x" if lc else "-",
+             f"{(limit / r['rag_seconds']) / lc['langchain_tutorial_docs_per_s']:.2f}x" if lc else "-",
+             f"{r['rag_chunks_per_s'] / torch_rate:.2f}x" if torch_rate else "-",
+             f"{r['flops_per_chunk'] / 1e9:.2f}", f"{100 * r['rag_share_of_peak']:.0f}%"] for r in results]
+    print(f"\nSciFact, first {limit} documents in {rounds} interleaved rounds; load average {min(load):.1f}-"
+          f"{max(load):.1f}; peak estimate {peak / 1e9:.0f} GFLOP/s = {how}")
+    print_table(["backend", "chunks", "rag chunks/s", "bare chunks/s", "rag / bare (>= 0.90)",
+                 "rag / langchain, same chunks", "rag / langchain tutorial, per doc", "vs torch",
+                 "GFLOP/chunk", "rag % of peak"], rows)
+    if lc:
+        print(f"LangChain FAISS.from_documents over the same chunk texts: {lc['langchain_chunks_per_s']} chunks/s; "
+              f"tutorial pipeline (its own splitter: {lc['langchain_tutorial_chunks']} chunks): "
+              f"{lc['langchain_tutorial_docs_per_s']} docs/s")
+    write_result("ingest" + TAG["suffix"], {"limit": limit, "rounds": rounds, "load_avg_during": load,
+                                           "peak_flops": peak, "peak_flops_estimate": how, "targets": TARGETS,
+                                           "results": results})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n\n")[0])
     p.add_argument("--limit", type=int, default=1000, help="SciFact documents to index (default: %(default)s)")
     p.add_argument("--backends", nargs="+", default=["torch"], choices=EMBED_BACKENDS)
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds the documents are split into")
     p.add_argument("--rss", nargs="+", type=int, metavar="N", help="peak RSS of indexing N documents, per N")
     p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ndcg", nargs="+", metavar="BACKEND[@INDEX_BACKEND]",
@@ -289,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.seed_qa:
         seed_qa(args.seed_qa)
     else:
-        throughput(args.limit, args.backends)
+        throughput(args.limit, args.backends, args.rounds)
     return 0
 
 

@@ -184,7 +184,7 @@ def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict
     return out
 
 
-def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[int] = (16, 32, 64, 128, 256)
+def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024)
                 ) -> dict[str, Any]:
     """Recall@10 (tie-tolerant) and single-query search p50 of HNSW against exact search on the
     index's own stored vectors, for each efSearch; the HNSW graph is the index's own when it has
@@ -216,6 +216,7 @@ def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[in
         approx.add_with_ids(vectors, ids)
         built = time.perf_counter() - started
     position = {int(c): i for i, c in enumerate(ids)}
+    faiss.omp_set_num_threads(1)  # as rag.retrieve.dense_search searches
     rows = []
     for ef in ef_values:
         set_ef_search(approx, ef)

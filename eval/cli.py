@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rag.config import MODES, RagConfig
+from rag.config import EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES, default=d.mode)
     p.add_argument("--top-k", type=int, default=d.top_k)
     p.add_argument("--abstain-threshold", type=float, default=d.abstain_threshold)
+    p.add_argument("--embed-backend", choices=EMBED_BACKENDS, default=d.embed_backend,
+                   help="how the embedding model runs (default: %(default)s)")
+    p.add_argument("--generator", choices=GENERATORS, default=d.generator,
+                   help="how answers are written (default: %(default)s; see rag ask --help)")
+    p.add_argument("--llm-base-url", default=d.llm_base_url, help="server URL for --generator openai/ollama")
+    p.add_argument("--llm-model", default=d.llm_model, help="model name for --generator openai/ollama")
+    p.add_argument("--llm-max-new-tokens", type=int, default=d.llm_max_new_tokens)
     p.add_argument("--only", nargs="*", help="with --check: condition names to run (default: the quick ones)")
     p.add_argument("--dry-run", action="store_true", help="with --calibrate: print, do not write rag/config.py")
     return p
@@ -57,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = RagConfig(mode=args.mode, top_k=args.top_k, abstain_threshold=args.abstain_threshold,
-                           **({"index_dir": args.index_dir} if args.index_dir else {}))
+                           **_run_settings(args), **({"index_dir": args.index_dir} if args.index_dir else {}))
         if args.calibrate:
             return calibrate(args)
         if args.check:
@@ -99,10 +106,16 @@ def load_items(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     return dataset, items
 
 
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the run flags set (embedding backend and answer generator)."""
+    return {"embed_backend": args.embed_backend, "generator": args.generator, "llm_base_url": args.llm_base_url,
+            "llm_model": args.llm_model, "llm_max_new_tokens": args.llm_max_new_tokens}
+
+
 def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
     from rag.embed import Embedder
 
-    embedder = Embedder.load()
+    embedder = Embedder.load(backend=config.embed_backend)
     if args.beir:
         from eval.datasets import load_beir
         from eval.runner import run_beir
@@ -166,7 +179,7 @@ def calibrate(args: argparse.Namespace) -> int:
     from rag.answer import FEATURES, confidence
     from rag.embed import Embedder
 
-    embedder = Embedder.load()
+    embedder = Embedder.load(backend=args.embed_backend)
     config = RagConfig(abstain_threshold=0.0)  # answer everything: we want every question's features
     rows: list[tuple[list[float], bool, str]] = []
     sources = [("squad2-dev", load_squad(SHARED / "squad2-dev" / "dev-v2.0.json"), 1000),
@@ -253,7 +266,7 @@ def run_conditions(conditions: Sequence[dict[str, Any]]) -> list[str]:
     failures: list[str] = []
     for cond in conditions:
         args = _parser().parse_args([str(a) for a in cond["args"]])
-        config = RagConfig(mode=args.mode, top_k=args.top_k)
+        config = RagConfig(mode=args.mode, top_k=args.top_k, **_run_settings(args))
         report = evaluate(_resolve(args), config)
         for metric, spec in cond["expect"].items():
             group, key = metric.split(".", 1)

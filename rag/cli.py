@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rag.config import MODES, RagConfig
+from rag.config import EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
 DEFAULT_SOURCES = "seeds"
 
@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-tokens", type=int, default=defaults.chunk_tokens)
     p.add_argument("--chunk-overlap", type=int, default=defaults.chunk_overlap_sentences,
                    help="sentences shared by consecutive chunks (default: %(default)s)")
+    _backend_flag(p, defaults)
 
     p = sub.add_parser("ask", help="answer a question from the index")
     p.add_argument("question")
@@ -43,15 +44,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=defaults.top_k)
     p.add_argument("--mode", choices=MODES, default=defaults.mode)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _backend_flag(p, defaults)
+    _generator_flags(p, defaults)
 
     p = sub.add_parser("serve", help="start the chat UI")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--index-dir", default=defaults.index_dir)
+    _backend_flag(p, defaults)
+    _generator_flags(p, defaults)
 
     sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)",
                    add_help=False)
     return parser
+
+
+def _backend_flag(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
+    p.add_argument("--embed-backend", choices=EMBED_BACKENDS, default=defaults.embed_backend,
+                   help="how the embedding model runs (default: %(default)s; BENCHMARKS.md compares them)")
+
+
+def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
+    p.add_argument("--generator", choices=GENERATORS, default=defaults.generator,
+                   help="extractive: quoted sentences, no language model (default); local: SmolLM2-135M in "
+                        "this process; openai: an OpenAI-compatible server; ollama: an Ollama server")
+    p.add_argument("--llm-base-url", default=defaults.llm_base_url,
+                   help="server URL for --generator openai/ollama (e.g. http://127.0.0.1:8080/v1)")
+    p.add_argument("--llm-model", default=defaults.llm_model, help="model name for --generator openai/ollama")
+    p.add_argument("--llm-max-new-tokens", type=int, default=defaults.llm_max_new_tokens,
+                   help="longest generated answer, in tokens (default: %(default)s)")
+
+
+def _generator_config(args: argparse.Namespace) -> dict[str, object]:
+    return {"generator": args.generator, "llm_base_url": args.llm_base_url, "llm_model": args.llm_model,
+            "llm_max_new_tokens": args.llm_max_new_tokens}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +117,8 @@ def _config(args: argparse.Namespace, **extra: object) -> RagConfig:
 
 
 def _index(args: argparse.Namespace) -> int:
-    config = _config(args, chunk_tokens=args.chunk_tokens, chunk_overlap_sentences=args.chunk_overlap)
+    config = _config(args, chunk_tokens=args.chunk_tokens, chunk_overlap_sentences=args.chunk_overlap,
+                     embed_backend=args.embed_backend)
     for path in args.paths:
         if not Path(path).exists():
             raise CliError(f"path does not exist: {path}")
@@ -101,7 +128,7 @@ def _index(args: argparse.Namespace) -> int:
     from rag.pipeline import BadInput, build_index
     from rag.store import IndexError_
 
-    embedder = Embedder.load()
+    embedder = Embedder.load(backend=config.embed_backend)
     bar = tqdm(desc="embedding", unit="chunk", disable=None, file=sys.stderr)
     try:
         report = build_index(args.paths, index_dir=args.index_dir, embedder=embedder, config=config,
@@ -141,7 +168,8 @@ def _printable(text: str) -> str:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    config = _config(args, top_k=args.top_k, mode=args.mode)
+    config = _config(args, top_k=args.top_k, mode=args.mode, embed_backend=args.embed_backend,
+                     **_generator_config(args))
     from rag.pipeline import BadInput, validate_question
 
     try:
@@ -187,7 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise CliError(f"RAG_MAX_FILE_MB must be a number, got {os.environ['RAG_MAX_FILE_MB']!r}") from None
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be within 1-65535, got {args.port}")
-    config = _config(args, **extra)
+    config = _config(args, embed_backend=args.embed_backend, **_generator_config(args), **extra)
     from rag.pipeline import index_exists
 
     if not index_exists(args.index_dir):

@@ -5,8 +5,8 @@ embedding) and a vector per sentence (the mean of that sentence's contextual tok
 so sentence scoring at query time costs no extra model call.
 
 The encoder runs on one of four backends (`RagConfig.embed_backend`, measured in BENCHMARKS.md):
-"torch" (float32, the default), "torch-bf16" (bfloat16 autocast), "onnx" (ONNX Runtime, float32)
-and "onnx-int8" (ONNX Runtime with int8 MatMul weights, per channel). The ONNX files are exported
+"torch" (float32), "torch-bf16" (bfloat16 autocast), "onnx" (ONNX Runtime, float32) and
+"onnx-int8" (ONNX Runtime with int8 MatMul weights, per channel: the default). The ONNX files are exported
 once from the local model folder with `torch.onnx.export` and cached (see `onnx_model_path`).
 """
 from __future__ import annotations
@@ -264,8 +264,12 @@ def export_onnx(backend: str) -> Path:
         import subprocess
         import sys
 
-        subprocess.run([sys.executable, "-c", f"from rag.embed import _export_fp32; _export_fp32({str(tmp)!r})"],
-                       check=True, capture_output=True)
+        done = subprocess.run([sys.executable, "-c", f"from rag.embed import _export_fp32; _export_fp32({str(tmp)!r})"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"exporting the embedding model to ONNX ({path}) failed: "
+                               f"{done.stderr.strip().splitlines()[-1:] or done.returncode}")
     os.replace(tmp, path)
     return path
 

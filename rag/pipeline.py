@@ -142,7 +142,7 @@ class RAG:
              embedder: Embedder | None = None) -> "RAG":
         config = config or RagConfig()
         index = Index.load(index_dir or config.index_dir, config=config)
-        return cls(index, embedder or Embedder.load(), config)
+        return cls(index, embedder or Embedder.load(backend=config.embed_backend), config)
 
     def reload(self) -> None:
         fresh = Index.load(self.index.dir, config=self.config)
