@@ -507,22 +507,18 @@ class IndexWriter:
         return name, kind
 
     def _write_bm25(self, gen: int) -> str:
-        import bm25s
+        """Write generation `gen`'s BM25 index, streaming the live chunks from the store in blocks
+        (rag/bm25_build.py: memory holds one block and the vocabulary, not every text and token)."""
+        from rag.bm25_build import build_bm25
 
-        from rag.retrieve import bm25_tokenize
-
-        rows = self.db.execute("SELECT id, text FROM chunks WHERE gen_added <= ? AND "
-                               "(gen_removed IS NULL OR gen_removed > ?) ORDER BY id", (gen, gen)).fetchall()
+        cursor = self.db.execute("SELECT id, text FROM chunks WHERE gen_added <= ? AND "
+                                 "(gen_removed IS NULL OR gen_removed > ?) ORDER BY id", (gen, gen))
         name = f"bm25-{gen}"
         tmp = self.dir / (name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
-        if len(rows):
-            retriever = bm25s.BM25()
-            retriever.index(bm25_tokenize([r[1] for r in rows]), show_progress=False)
-            retriever.save(str(tmp), show_progress=False)
-        np.save(tmp / "ids.npy", ids, allow_pickle=False)
+        built = build_bm25(cursor, tmp)  # writes bm25s's files unless there are no chunks
+        np.save(tmp / "ids.npy", built.ids, allow_pickle=False)
         for f in tmp.iterdir():
             _fsync_file(f)
         os.replace(tmp, self.dir / name)
