@@ -137,7 +137,7 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
 def _print_summary(report: dict[str, Any]) -> None:
     base = report.get("baseline", {})
     print(f"{report['dataset']}: {report['n_questions']} questions ({report['n_unanswerable']} unanswerable)")
-    for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "index"):
+    for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "generation", "index"):
         for key, value in report.get(group, {}).items():
             b = base.get(group, {}).get(key)
             print(f"  {group:<11} {key:<22} {value!s:>10}" + (f"   langchain {b}" if b is not None else ""))

@@ -25,7 +25,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
 def _rows(report: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
     base = report.get("baseline", {})
     rows = []
-    for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "index"):
+    for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "generation", "index"):
         for key, value in report.get(group, {}).items():
             rows.append((group, key, value, base.get(group, {}).get(key, "")))
     return rows

@@ -99,6 +99,7 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     abstention = abstention_metrics([r["abstained"] for r in results], [item.answerable for item in items],
                                     [r["confidence"] for r in results])
     latency = percentiles([r["timings_ms"]["total"] for r in results], ps=(50, 95))
+    generation = generation_metrics(results)
     per_question = []
     for i, (item, r) in enumerate(zip(items, results)):
         per_question.append({
@@ -111,6 +112,7 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
             "citation_precision": citations.individual_scores[i],
             "retrieved": [{"source": s[0], "start": s[1], "end": s[2], "text": s[3][:300]} for s in r["retrieved_text"]],
             "latency_ms": round(r["timings_ms"]["total"], 1),
+            **({"sentences": r["sentences"]} if generation else {}),
         })
     return {
         "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
@@ -121,9 +123,41 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
         "abstention": {k: round(abstention[k].score, 4)
                        for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
         "latency_ms": {k: round(v, 1) for k, v in latency.items()},
+        "generation": generation,
         "evidence_unlocated": unlocated,
         "per_question": per_question,
     }
+
+
+def generation_metrics(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What verification did to generated answers ({} for extractive runs).
+
+    `asked_model`: share of questions the chat model was asked (the others abstained on the
+    evidence first); `sentences_per_answer`: sentences the model wrote per asked question;
+    `removed_share`: share of those sentences removed as unsupported by their cited passages;
+    `answers_with_removal`: share of asked questions that lost at least one sentence;
+    `fallback_extractive`: share of asked questions where no sentence survived and the extractive
+    answer was shown instead; `generate_ms_p50`: time to write the draft.
+    """
+    generated = [r for r in results if r.get("generator", "extractive") != "extractive"]
+    if not generated:
+        return {}
+    asked = [r for r in generated if "generate" in r["timings_ms"]]
+    sentences = [s for r in asked for s in r.get("sentences", [])]
+    removed = [s for s in sentences if not s["supported"]]
+    with_removal = [r for r in asked if any(not s["supported"] for s in r.get("sentences", []))]
+    fallback = [r for r in asked if r.get("sentences") and not any(s["supported"] for s in r["sentences"])
+                and not r["abstained"]]
+    out = {
+        "asked_model": round(len(asked) / len(results), 4),
+        "sentences_per_answer": round(len(sentences) / len(asked), 2) if asked else 0.0,
+        "removed_share": round(len(removed) / len(sentences), 4) if sentences else 0.0,
+        "answers_with_removal": round(len(with_removal) / len(asked), 4) if asked else 0.0,
+        "fallback_extractive": round(len(fallback) / len(asked), 4) if asked else 0.0,
+    }
+    if asked:
+        out["generate_ms_p50"] = round(percentiles([r["timings_ms"]["generate"] for r in asked], ps=(50,))["p50"], 1)
+    return out
 
 
 def _strip_markers(text: str) -> str:
@@ -165,6 +199,7 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
         "n_questions": len(items),
         "n_unanswerable": sum(not item.answerable for item in items),
         **{k: scored[k] for k in ("retrieval", "answer", "citations", "abstention", "latency_ms")},
+        **({"generation": scored["generation"]} if scored["generation"] else {}),
         "index": _index_cost(cost),
         "config": config.to_dict(),
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},

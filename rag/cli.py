@@ -180,15 +180,40 @@ def _ask(args: argparse.Namespace) -> int:
     from rag.store import IndexError_
 
     config = _with_index_chunking(config, args.index_dir)
+    from rag.types import Answer
+
+    # A generated draft streams to the terminal (stderr, dimmed) as it is written; the verified
+    # answer, which keeps only the sentences its sources support, is what goes to stdout.
+    show_draft = config.generator != "extractive" and not args.json and sys.stderr.isatty()
+    answer = None
     try:
         rag = RAG.open(args.index_dir, config=config)
-        answer = rag.ask(args.question)
+        for item in rag.ask_stream(args.question):
+            if isinstance(item, Answer):
+                answer = item
+            elif show_draft:
+                sys.stderr.write(f"\x1b[2m{item}\x1b[0m")
+                sys.stderr.flush()
     except (BadInput, IndexError_) as exc:
         raise CliError(str(exc)) from None
+    except Exception as exc:  # the chat model is missing or its server failed: one line, not a traceback
+        from rag.generate import GeneratorError, GeneratorUnavailable
+
+        if isinstance(exc, (GeneratorUnavailable, GeneratorError)):
+            raise CliError(str(exc)) from None
+        raise
+    if show_draft:
+        sys.stderr.write("\n\n")
+    assert answer is not None
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
         return 0
     print(answer.text)
+    removed = [s.text for s in answer.sentences if not s.supported]
+    if removed:
+        print(f"\nRemoved, not supported by the sources ({answer.generator} generator):")
+        for text in removed:
+            print(f"  ✗ {text}")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:

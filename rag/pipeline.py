@@ -11,15 +11,15 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.load import Skipped, find_files, load_documents
 from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
-from rag.types import Answer
+from rag.types import Answer, CheckedSentence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -127,6 +127,13 @@ def _empty_message(paths: Iterable[object], skipped: list[Skipped]) -> str:
     return f"no readable documents in {where}" + (f" ({len(skipped)} skipped)" if skipped else "")
 
 
+def rewrites(config: RagConfig) -> bool:
+    """Whether follow-ups are rewritten by the chat model. Not by the local SmolLM2-135M: in every
+    try it repeated the earlier question or wrote no question (then `condense_query` was used
+    anyway, 1.6 s later), so it keeps `condense_query`."""
+    return config.rewrite_with_llm and config.generator not in ("extractive", "local")
+
+
 class RAG:
     """A loaded model and index, shared by every question. Thread-safe for asking; `reload()`
     swaps in a new index generation after an update."""
@@ -150,26 +157,87 @@ class RAG:
             self.index = fresh
 
     def ask(self, question: str, *, history: Sequence[Turn] = (), config: RagConfig | None = None) -> Answer:
-        """Answer `question` from the index, with citations, or abstain. See `rag.answer`."""
+        """Answer `question` from the index, with citations, or abstain. See `rag.answer`, and
+        `rag.generate` / `rag.verify` for `config.generator` other than "extractive"."""
+        for item in self.ask_stream(question, history=history, config=config):
+            if isinstance(item, Answer):
+                return item
+        raise RuntimeError("ask_stream ended without an answer")  # cannot happen: it always ends with one
+
+    def ask_stream(self, question: str, *, history: Sequence[Turn] = (),
+                   config: RagConfig | None = None) -> Iterator[str | Answer]:
+        """Answer `question` as `ask` does, yielding the generated text pieces as the model writes
+        them and the verified `Answer` last (for the extractive generator: only the Answer).
+
+        The pieces are the model's unverified draft: the final answer keeps only its supported
+        sentences, with markers renumbered to its citations. With a generator other than
+        "extractive" and `rewrite_with_llm`, a follow-up is rewritten by the model into a
+        self-contained question before retrieval (`Answer.query`); otherwise `condense_query`.
+        When the evidence is too weak for the extractive answer (it abstains), no model is asked.
+        Raises BadInput for a bad question, and `rag.generate.GeneratorUnavailable` /
+        `GeneratorError` when the chat model is not installed or its server fails.
+
+        Example:
+            >>> for item in rag.ask_stream("What did Blinken warn?", config=cfg):  # doctest: +SKIP
+            ...     print(item if isinstance(item, str) else item.text)
+        """
         from rag.answer import compose_answer
         from rag.retrieve import search
 
         config = config or self.config
         started = time.perf_counter()
         question = validate_question(question, config=config)
-        query = condense_query(question, history)
+        timings: dict[str, float] = {}
+        model = None
+        if config.generator == "extractive":
+            query = condense_query(question, history)
+        else:
+            from rag.generate import chat_model, rewrite_question
+
+            loading = time.perf_counter()
+            model = chat_model(config)  # loads the local model on first use: counted as generating
+            timings["generate"] = (time.perf_counter() - loading) * 1000
+            if history and rewrites(config):
+                rewriting = time.perf_counter()
+                query = rewrite_question(model, question, history)
+                timings["rewrite"] = (time.perf_counter() - rewriting) * 1000
+            else:
+                query = condense_query(question, history)
         index = self.index
         query_vector = self.embedder.encode_queries([query])[0]
-        hits = search(index, query, query_vector, config=config, top_k=max(config.top_k, config.answer_hits))
+        n_hits = max(config.top_k, config.answer_hits)
+        hits = search(index, query, query_vector, config=config,
+                      top_k=max(n_hits, config.generate_passages) if model is not None else n_hits)
         retrieved = time.perf_counter()
-        answer = compose_answer(question, query_vector, hits, index, config=config)
+        # The same hits as the extractive generator sees, so both agree on confidence and abstention.
+        answer = compose_answer(question, query_vector, hits[:n_hits], index, config=config)
+        answered = time.perf_counter()
+        model_ms = timings.get("rewrite", 0.0) + timings.get("generate", 0.0)
+        timings.update(retrieve=(retrieved - started) * 1000 - model_ms, answer=(answered - retrieved) * 1000)
+        if model is None or answer.abstained:
+            sentences = tuple(CheckedSentence(c.quote, (c.n,), True, 1.0) for c in answer.citations)
+            timings.pop("generate", None)  # no model was asked (loading it stays in "total")
+            timings["total"] = (answered - started) * 1000
+            yield replace(answer, hits=answer.hits[: config.top_k], query=query, timings_ms=timings,
+                          sentences=sentences)
+            return
+        from rag.generate import build_messages, stream_tokens
+        from rag.verify import verify_answer
+
+        passages = hits[: config.generate_passages]
+        # A rewritten follow-up stands on its own; `condense_query`'s joined questions do not read well.
+        prompt_question = query if history and rewrites(config) else question
+        pieces: list[str] = []
+        for piece in stream_tokens(model, build_messages(prompt_question, passages, config)):
+            pieces.append(piece)
+            yield piece
+        generated = time.perf_counter()
+        verified = verify_answer(question, "".join(pieces), passages, index, self.embedder, config=config,
+                                 extractive=answer, generator=config.generator)
         done = time.perf_counter()
-        timings = {"retrieve": (retrieved - started) * 1000, "answer": (done - retrieved) * 1000,
-                   "total": (done - started) * 1000}
-        return Answer(question=answer.question, text=answer.text, abstained=answer.abstained,
-                      confidence=answer.confidence, citations=answer.citations,
-                      hits=answer.hits[: config.top_k], query=query, timings_ms=timings,
-                      features=answer.features, candidate=answer.candidate)
+        timings.update(generate=timings["generate"] + (generated - answered) * 1000,
+                       verify=(done - generated) * 1000, total=(done - started) * 1000)
+        yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
 
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:

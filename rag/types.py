@@ -82,8 +82,41 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class CheckedSentence:
+    """One sentence of an answer as the verifier judged it (see `rag.verify`).
+
+    `text` is the sentence without its `[n]` markers. `citations` are its numbers in
+    `Answer.citations` when it is shown (`supported`), and () when it was removed: the numbers
+    the model wrote point into the prompt's passages, not into the answer's citations.
+    `support` is the support score in [0, 1] (1.0 for an extractive quote, which is its own source).
+
+    Example:
+        >>> CheckedSentence("Paris is in France.", (1,), True, 0.93).supported
+        True
+    """
+
+    text: str
+    citations: tuple[int, ...]
+    supported: bool
+    support: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "citations": list(self.citations), "supported": self.supported,
+                "support": round(self.support, 4)}
+
+
+@dataclass(frozen=True)
 class Answer:
-    """What `ask` returns: the answer text with `[n]` markers and the citations they point to."""
+    """What `ask` returns: the answer text with `[n]` markers and the citations they point to.
+
+    `generator` names what was run to write the answer: "extractive", or the chat model backend
+    ("local", "openai", "ollama"); "extractive" too when a model was configured but the evidence
+    was too weak to ask it (the answer abstains). For a generated answer, `sentences` lists every
+    sentence the model wrote, kept (supported) or removed; when none was supported, `text` is the
+    extractive answer (or an abstention) while `generator` still names the model; when the model
+    refused, the answer abstains with no sentences. For an extractive answer, `sentences` holds
+    each quote (supported, support 1.0).
+    """
 
     question: str
     text: str
@@ -97,6 +130,8 @@ class Answer:
     # The extractive answer the evidence pointed to, kept when abstaining (for evaluation and
     # for showing "nearest passages"); equal to `text` when not abstaining.
     candidate: str = ""
+    generator: str = "extractive"
+    sentences: tuple[CheckedSentence, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract."""
@@ -107,4 +142,6 @@ class Answer:
             "confidence": round(self.confidence, 4),
             "citations": [c.to_json() for c in self.citations],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "generator": self.generator,
+            "sentences": [s.to_json() for s in self.sentences],
         }

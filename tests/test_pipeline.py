@@ -111,7 +111,8 @@ def test_json_contract_and_timings(rag: RAG) -> None:
     answer = rag.ask(KURSK_QUESTION)
     data = json.loads(json.dumps(answer.to_json()))
 
-    assert set(data) == {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
+    assert set(data) == {"question", "answer", "abstained", "confidence", "citations", "timings_ms", "generator",
+                         "sentences"}
     assert data["question"] == KURSK_QUESTION and data["answer"] == answer.text
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}
     assert 0 < data["timings_ms"]["retrieve"] <= data["timings_ms"]["total"]

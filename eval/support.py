@@ -1,0 +1,369 @@
+"""`python -m eval.support`: measure the support score of `rag.verify` and choose its threshold.
+
+Data: ClapNQ dev, answerable rows (written answers grounded in a gold Wikipedia passage). The
+gold passages of all 600 rows are indexed with the real `build_index`, so sentence vectors and
+IDF weights are those the verifier reads at run time. Each answer sentence that is a statement
+(`rag.verify.is_statement`: 4 words or more, closing punctuation) makes one positive and up to
+three negatives:
+
+- positive: the sentence against the chunks of its gold passage;
+- `retrieved` negative: the same sentence against the best-ranked chunk that is not from its
+  gold passage (hybrid search with the question: a passage on the same topic);
+- `swapped` negative: the sentence with one fact changed (a number, else a name, that the gold
+  passage holds, replaced by one from another passage that it does not) against its gold chunks,
+  the way a model gets one detail wrong while copying the rest;
+- `in_passage` negative (reported, not fitted on): the same, but the replacement comes from the
+  gold passage itself, so every word is in the passage and only the relation is wrong ("the
+  Deputy Secretary is Blinken" from a passage naming both). Word overlap and sentence embeddings
+  cannot see this well; its numbers show the limit of the score.
+
+Fragments (a short answer such as "8,000" or a name, checked together with its question: see
+`rag.verify.best_evidence`) are measured on SQuAD 2.0 dev (all 16 articles indexed, 800 answerable
+questions sampled): positive, the question and its answer against the chunks of its paragraph
+holding the answer; `retrieved`, the same against the best-ranked chunk without the answer;
+`wrong_answer`, the question with the answer of another question on the same paragraph.
+
+Rows are split in two halves with `eval.datasets.split_items` (by question). On the calibration
+half the logistic weights (`rag.verify.SUPPORT_FEATURES`) are fitted, one set for statements
+(`SUPPORT_WEIGHTS`) and one for fragments (`FRAGMENT_WEIGHTS`), and the threshold chosen on the
+statements (balanced accuracy, `eval.metrics.best_threshold`); the fragment weights' bias is moved
+so that their own best threshold falls on the same value; on the report half AUROC, precision and
+recall at the threshold are reported, for the fitted weights and for the ones shipped in
+`rag/verify.py`. The table is printed and the report written to eval/reports/support.json.
+
+Example:
+    python -m eval.support --index-dir .cache/eval-support
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+REPORT = ROOT / "eval" / "reports" / "support.json"
+FRAGMENT_SAMPLE = 800
+# Negative kinds per form, and those the weights are fitted on (the others are only reported).
+KINDS = {"statement": ("retrieved", "swapped", "in_passage"), "fragment": ("retrieved", "wrong_answer")}
+FITTED_KINDS = {"statement": ("gold", "retrieved", "swapped"), "fragment": ("gold", "retrieved", "wrong_answer")}
+_NUMBER = re.compile(r"\d[\d,.]*\d|\d")
+_NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval.support", description=__doc__.split("\n")[0])
+    p.add_argument("--clapnq", default=str(SHARED / "clapnq-dev"), help="ClapNQ dev folder (default: %(default)s)")
+    p.add_argument("--squad", default=str(SHARED / "squad2-dev" / "dev-v2.0.json"),
+                   help="SQuAD 2.0 dev JSON (default: %(default)s)")
+    p.add_argument("--index-dir", help="index folder to build in, kept for reruns (default: a temporary folder)")
+    p.add_argument("--report", default=str(REPORT), help="where to write the JSON report (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the swapped facts (default: %(default)s)")
+    return p
+
+
+def _swap(sentence: str, passage: str, donors: Sequence[str], rng: random.Random, *,
+          from_passage: bool = False) -> str | None:
+    """`sentence` with one number (else one name) that `passage` holds replaced by one from a donor
+    passage that `passage` does not hold (`from_passage`: by another one of the passage's own, not
+    in the sentence); None when the sentence has neither."""
+    for pattern in (_NUMBER, _NAME):
+        own = [m for m in pattern.finditer(sentence) if m.group(0) in passage]
+        if not own:
+            continue
+        target = own[0]
+        for donor in rng.sample(list(donors), min(20, len(donors))):
+            options = sorted({m.group(0) for m in pattern.finditer(donor)} - {target.group(0)})
+            options = [o for o in options if (o not in sentence if from_passage else o not in passage)]
+            if options:
+                return sentence[:target.start()] + rng.choice(options) + sentence[target.end():]
+    return None
+
+
+def _chunk_ids(index: Any, source: str) -> list[int]:
+    # The eval index is built once, so every stored chunk is live; the store has no public lookup by source.
+    return [row[0] for row in index._db.execute("SELECT id FROM chunks WHERE source = ? AND gen_removed IS NULL",
+                                                (source,))]
+
+
+def statement_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> list[dict[str, Any]]:
+    """The (sentence, passages, label, kind, half) rows to score, from ClapNQ's answerable items."""
+    from eval.datasets import split_items
+    from rag.chunk import split_sentences
+    from rag.config import RagConfig
+    from rag.retrieve import search
+    from rag.types import Hit
+    from rag.verify import is_statement
+
+    answerable = [item for item in dataset.items if item.answerable]
+    calibration, _ = split_items(answerable)
+    half_of = {item.id: "calibration" for item in calibration}
+    source_of = {text: name for name, text in dataset.documents.items()}
+    texts = list(dataset.documents.values())
+    rng = random.Random(seed)
+    config = RagConfig()
+    vectors = embedder.encode_queries([item.question for item in answerable])
+    units: list[dict[str, Any]] = []
+    for item, vector in zip(answerable, vectors):
+        gold_text = next((t for t in texts if all(e in t for e in item.evidence)), None)
+        if gold_text is None:
+            continue
+        gold = source_of[gold_text]
+        gold_hits = [Hit(c, 0.0) for c in index.chunks(_chunk_ids(index, gold)).values()]
+        other = next((h for h in search(index, item.question, vector, config=config, top_k=10)
+                      if h.chunk.source != gold), None)
+        half = half_of.get(item.id, "report")
+        answer = item.answers[0]
+        for a, b in split_sentences(answer):
+            sentence = answer[a:b]
+            if not is_statement(sentence):  # fragments are checked with their question: not measured here
+                continue
+            base = {"id": item.id, "half": half, "form": "statement"}
+            units.append({**base, "sentence": sentence, "hits": gold_hits, "label": 1, "kind": "gold"})
+            if other is not None:
+                units.append({**base, "sentence": sentence, "hits": [other], "label": 0, "kind": "retrieved"})
+            swapped = _swap(sentence, gold_text, [t for t in rng.sample(texts, 40) if t != gold_text], rng)
+            if swapped is not None:
+                units.append({**base, "sentence": swapped, "hits": gold_hits, "label": 0, "kind": "swapped"})
+            shuffled = _swap(sentence, gold_text, [gold_text], rng, from_passage=True)
+            if shuffled is not None:
+                units.append({**base, "sentence": shuffled, "hits": gold_hits, "label": 0, "kind": "in_passage"})
+    return units
+
+
+def fragment_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> list[dict[str, Any]]:
+    """The (question and answer, passages, label, kind, half) rows to score, from SQuAD answerable items."""
+    from eval.datasets import sample_items, split_items
+    from rag.config import RagConfig
+    from rag.retrieve import search
+    from rag.types import Hit
+
+    answerable = [item for item in dataset.items if item.answerable]
+    answers_of: dict[str, list[str]] = {}
+    for item in answerable:
+        answers_of.setdefault(item.evidence[0], []).append(item.answers[0])
+    items = sample_items(answerable, limit=FRAGMENT_SAMPLE, seed=seed)
+    calibration, _ = split_items(items)
+    half_of = {item.id: "calibration" for item in calibration}
+    rng = random.Random(seed)
+    config = RagConfig()
+    chunks_of = {name: list(index.chunks(_chunk_ids(index, name)).values()) for name in dataset.documents}
+    vectors = embedder.encode_queries([item.question for item in items])
+    units: list[dict[str, Any]] = []
+    for item, vector in zip(items, vectors):
+        answer, context = item.answers[0], item.evidence[0]
+        name = next(n for n, text in dataset.documents.items() if context in text)
+        start = dataset.documents[name].find(context)
+        gold = [Hit(c, 0.0) for c in chunks_of[name]
+                if c.start < start + len(context) and start < c.end and answer in c.text]
+        if not gold:
+            continue
+        base = {"id": item.id, "half": half_of.get(item.id, "report"), "form": "fragment"}
+        base["question"] = item.question
+        units.append({**base, "sentence": answer, "hits": gold, "label": 1, "kind": "gold"})
+        other = next((h for h in search(index, item.question, vector, config=config, top_k=10)
+                      if answer not in h.chunk.text), None)
+        if other is not None:
+            units.append({**base, "sentence": answer, "hits": [other], "label": 0, "kind": "retrieved"})
+        wrong = sorted({a for a in answers_of[context]
+                        if a not in answer and answer not in a and a not in item.answers})
+        if wrong:
+            units.append({**base, "sentence": rng.choice(wrong), "hits": gold, "label": 0, "kind": "wrong_answer"})
+    return units
+
+
+def _best_rows(spans: list[list[Any]], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the features and score of its best span (over all its passages) under `weights`."""
+    rows, scores = [], []
+    for per_passage in spans:
+        feats = np.array([s.features for spans_j in per_passage for s in spans_j], dtype=np.float64)
+        if not len(feats):
+            feats = np.zeros((1, len(weights)))
+            feats[0, 0] = 1.0
+        z = feats @ weights
+        k = int(np.argmax(z))
+        rows.append(feats[k])
+        scores.append(1.0 / (1.0 + np.exp(-np.clip(z[k], -50, 50))))
+    return np.array(rows), np.array(scores)
+
+
+def fit_weights(spans: list[list[Any]], labels: np.ndarray, start: Sequence[float], *, rounds: int = 6) -> np.ndarray:
+    """Logistic weights fitted on the best span of each unit, re-choosing the best spans with the
+    new weights each round (the score of a claim is its best span's)."""
+    from eval.cli import fit_logistic
+
+    weights = np.asarray(start, dtype=np.float64)
+    for _ in range(rounds):
+        rows, _ = _best_rows(spans, weights)
+        fitted = fit_logistic(rows, labels)
+        if np.abs(fitted - weights).max() < 1e-3:
+            return fitted
+        weights = fitted
+    return weights
+
+
+def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from eval.metrics import abstention_metrics
+
+    return abstention_metrics([False] * len(labels), labels.astype(bool).tolist(), scores.tolist())["auroc"].score
+
+
+def metrics(scores: np.ndarray, labels: np.ndarray, kinds: np.ndarray, threshold: float, *,
+            form: str) -> dict[str, Any]:
+    """AUROC, and precision / recall / balanced accuracy of "supported when score >= threshold",
+    over the rows of the kinds fitted on, and per negative kind (each against all positives)."""
+    per_kind = {}
+    for kind in KINDS[form]:
+        mask = (labels == 1) | (kinds == kind)
+        neg = kinds == kind
+        per_kind[kind] = {"n": int(neg.sum()), "auroc": round(_auroc(scores[mask], labels[mask]), 4),
+                          "unsupported_caught": round(float((scores[neg] < threshold).mean()) if neg.any() else 0.0, 4)}
+    fitted = np.isin(kinds, FITTED_KINDS[form])
+    scores, labels = scores[fitted], labels[fitted]
+    kept = scores >= threshold
+    pos = labels == 1
+    out: dict[str, Any] = {"n_positive": int(pos.sum()), "n_negative": int((~pos).sum()),
+                           "auroc": round(_auroc(scores, labels), 4)}
+    tp = int((kept & pos).sum())
+    out["precision"] = round(tp / max(int(kept.sum()), 1), 4)
+    out["recall"] = round(tp / max(int(pos.sum()), 1), 4)
+    out["unsupported_caught"] = round(float((~kept[~pos]).mean()) if (~pos).any() else 0.0, 4)
+    out["balanced_accuracy"] = round((out["recall"] + out["unsupported_caught"]) / 2, 4)
+    return {**out, **per_kind}
+
+
+def _indexed(documents: dict[str, str], work: Path, embedder: Any, config: Any) -> tuple[Any, dict[str, Any]]:
+    from eval.runner import build_eval_index
+    from rag.store import Index
+
+    work.mkdir(parents=True, exist_ok=True)
+    cost = build_eval_index(documents, work_dir=work, index_dir=work / "index", config=config, embedder=embedder)
+    return Index.load(work / "index", config=config), {"seconds": cost["seconds"], "chunks": cost["chunks"]}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import tempfile
+
+    from eval.datasets import load_clapnq, load_squad
+    from eval.metrics import best_threshold
+    from rag.config import RagConfig
+    from rag.embed import Embedder
+    from rag.store import library_versions
+    from rag.verify import FRAGMENT_WEIGHTS, SUPPORT_FEATURES, SUPPORT_WEIGHTS, evidence_spans
+
+    started = time.perf_counter()
+    embedder = Embedder.load()
+    config = RagConfig()
+    datasets = {"statement": load_clapnq(args.clapnq), "fragment": load_squad(args.squad)}
+    makers = {"statement": statement_units, "fragment": fragment_units}
+    units: list[dict[str, Any]] = []
+    spans: list[Any] = []
+    indexes: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rag-support-") as tmp:
+        root = Path(args.index_dir) if args.index_dir else Path(tmp)
+        for form, dataset in datasets.items():
+            index, indexes[form] = _indexed(dataset.documents, root / dataset.name, embedder, config)
+            try:
+                made = makers[form](dataset, index, embedder, seed=args.seed)
+                spans += evidence_spans([u["sentence"] for u in made], [u["hits"] for u in made], index, embedder,
+                                        questions=[u.get("question") for u in made])
+                units += made
+            finally:
+                index.close()
+    scored = time.perf_counter()
+    labels = np.array([u["label"] for u in units])
+    kinds = np.array([u["kind"] for u in units])
+    forms = np.array([u["form"] for u in units])
+    cal = np.array([u["half"] == "calibration" for u in units])
+    fit_rows = cal & np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units])
+    shipped = {"statement": SUPPORT_WEIGHTS, "fragment": FRAGMENT_WEIGHTS}
+    fitted = {}
+    best = {}
+    for form in datasets:
+        rows = fit_rows & (forms == form)
+        fitted[form] = fit_weights([s for s, r in zip(spans, rows) if r], labels[rows], shipped[form])
+        _, scores = _best_rows([s for s, r in zip(spans, rows) if r], fitted[form])
+        best[form] = best_threshold(scores.tolist(), (labels[rows] == 1).tolist())
+    # One threshold serves both forms (`RagConfig.support_threshold`, the statements' best): the
+    # fragment bias is moved so that the fragments' own best threshold lands on it.
+    logit = lambda p: float(np.log(p / (1.0 - p)))  # noqa: E731
+    fitted["fragment"][0] += logit(best["statement"]) - logit(best["fragment"])
+    results: dict[str, Any] = {"best_threshold_per_form": {f: round(t, 4) for f, t in best.items()}}
+    for name, weights in (("fitted", fitted), ("shipped", shipped)):
+        scores = np.zeros(len(units))
+        for form in datasets:
+            mask = forms == form
+            _, scores[mask] = _best_rows([s for s, m in zip(spans, mask) if m], np.asarray(weights[form], float))
+        statement_rows = fit_rows & (forms == "statement")
+        threshold = best_threshold(scores[statement_rows].tolist(), (labels[statement_rows] == 1).tolist())
+        results[name] = {"threshold": round(threshold, 4)}
+        for form in datasets:
+            results[name][form] = {"weights": [round(float(w), 4) for w in weights[form]]}
+            for half, rows in (("calibration", cal), ("report", ~cal)):
+                m = rows & (forms == form)
+                results[name][form][half] = metrics(scores[m], labels[m], kinds[m], threshold, form=form)
+        if name == "fitted":  # how the threshold trades kept supported claims for caught unsupported ones
+            report_fit = ~cal & np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units])
+            results["threshold_sweep_report"] = [
+                {"threshold": t, "recall": round(float((scores[report_fit & (labels == 1)] >= t).mean()), 4),
+                 "unsupported_caught": round(float((scores[report_fit & (labels == 0)] < t).mean()), 4)}
+                for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    return {
+        "datasets": {form: {"name": d.name, "source_hash": d.source_hash} for form, d in datasets.items()},
+        "units": {form: {half: {kind: int(((kinds == kind) & (forms == form) & (cal == (half == "calibration"))).sum())
+                                for kind in ("gold", *KINDS[form])} for half in ("calibration", "report")}
+                  for form in datasets},
+        "features": list(SUPPORT_FEATURES),
+        "fitted_on": {form: list(kinds_) for form, kinds_ in FITTED_KINDS.items()},
+        **results,
+        "index": indexes,
+        "seconds": {"indexing_and_features": round(scored - started, 1),
+                    "total": round(time.perf_counter() - started, 1)},
+        "versions": library_versions(),
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = ["Support score (weights and threshold chosen on the calibration half; AUROC, precision, recall and "
+             "caught over the kinds fitted on)"]
+    for form in ("statement", "fragment"):
+        kinds = KINDS[form]
+        lines.append(f"\n{form}s ({report['datasets'][form]['name']}): "
+                     + " | ".join(f"{k}" for k in kinds) + " columns are AUROC/caught against that kind alone")
+        lines.append(f"{'weights':<8} {'half':<12} {'threshold':>9} {'AUROC':>6} {'precision':>9} {'recall':>6} "
+                     f"{'caught':>6} | " + " | ".join(f"{k:<13}" for k in kinds))
+        for name in ("fitted", "shipped"):
+            for half in ("calibration", "report"):
+                r = report[name][form][half]
+                lines.append(f"{name:<8} {half:<12} {report[name]['threshold']:>9.3f} {r['auroc']:>6.3f} "
+                             f"{r['precision']:>9.3f} {r['recall']:>6.3f} {r['unsupported_caught']:>6.3f} | "
+                             + " | ".join(f"{r[k]['auroc']:.3f}/{r[k]['unsupported_caught']:.3f}".ljust(13)
+                                          for k in kinds))
+        lines.append(f"rows: {report['units'][form]}")
+        lines.append(f"fitted weights ({', '.join(report['features'])}): {report['fitted'][form]['weights']}")
+    sweep = report["threshold_sweep_report"]
+    lines.append("\nthreshold sweep, report half, both forms (recall / caught): " + ", ".join(
+        f"{r['threshold']:.1f}: {r['recall']:.3f}/{r['unsupported_caught']:.3f}" for r in sweep))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    report = run(args)
+    out = Path(args.report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(table(report))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

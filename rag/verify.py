@@ -1,0 +1,374 @@
+"""Checking a generated answer sentence by sentence against the passages it cites.
+
+The model's reply is split into sentences (`rag.chunk.split_sentences`) and each sentence's `[n]`
+markers are read (`[1]`, `[1, 2]`, `[1][3]`, at the end of the sentence or, as the local model
+writes them, at its start). A marker naming no passage of the prompt is dropped; a sentence left
+without a valid marker is unsupported. A cited sentence gets a support score in [0, 1] against
+every sentence of each passage it cites, and against every pair of adjacent sentences; the best
+is its support, and the best sentence (or pair) becomes its `Citation` quote, with document
+offsets, as in the extractive answers. Only sentences whose support reaches
+`RagConfig.support_threshold` are kept; their markers are renumbered to the answer's citations.
+A fragment ("8,000", a name, a sentence cut off: see `is_statement`) is read as the answer to the
+question and checked together with it, with weights of its own.
+
+The support score is a logistic function of evidence features (see `SUPPORT_FEATURES`):
+- `lexical`: the share of the sentence's IDF weight (stemmed content words) found in the quote;
+- `semantic`: cosine between the sentence's embedding and the quote's (sentence vectors from the
+  index, a pair's the normalised sum of its two);
+- `passage_lexical`: the same share over the whole cited passage (words the passage never uses
+  are a sign of invention);
+- `number_missing`: 1 when the sentence holds a number that the quote does not;
+- `name_missing`: the share of the sentence's capitalised words (names) that the passage lacks;
+- `answer_lexical`: for a fragment checked with its question, the share of the fragment's own
+  words in the quote (the question's words alone do not make a wrong answer right).
+The weights are fitted by `python -m eval.support`: statements on ClapNQ, fragments on SQuAD 2.0
+(eval/reports/support.json). Word overlap and sentence embeddings see invented content well, but
+not a wrong relation between words the passage does hold ("the Deputy Secretary is Blinken" from a
+passage naming both): the report measures that too.
+
+Example:
+    >>> [(c.text, c.cited) for c in split_claims("Paris is in France [1]. It is big [7].", 2)]
+    [('Paris is in France.', (1,)), ('It is big.', ())]
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+
+from rag.chunk import split_sentences
+from rag.config import RagConfig
+from rag.types import Answer, CheckedSentence, Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.embed import Embedder
+    from rag.store import Index
+
+SUPPORT_FEATURES = ("bias", "lexical", "semantic", "passage_lexical", "number_missing", "name_missing",
+                    "answer_lexical")
+# Fitted by `python -m eval.support` on the calibration half of ClapNQ dev (eval/reports/support.json):
+# report-half AUROC 0.977 against unsupported sentences (another passage's, or one fact changed).
+SUPPORT_WEIGHTS = (-5.2966, 2.9787, 1.7907, 4.0249, -6.9835, -13.1015, 0.0)
+# For a fragment checked with its question (see `best_evidence`), fitted the same way on SQuAD 2.0 dev
+# short answers (against another answer from the same paragraph, or another passage), the bias set so
+# that the same support_threshold is best for both: report-half AUROC 0.869, weaker than for statements
+# (a wrong name from the right paragraph is caught four times in ten).
+FRAGMENT_WEIGHTS = (-8.415, 6.0513, 2.2991, -4.7598, -1.4843, -1.5153, 7.5258)
+
+_NUMBER = r"\d+(?:\s*(?:,|;|and|&)\s*(?:passage\s*)?\d+)*"
+MARKER = re.compile(rf"\[\s*(?:passage\s*)?({_NUMBER})\s*\]", re.I)
+_MARKERS = re.compile(rf"(?:\s*\[\s*(?:passage\s*)?{_NUMBER}\s*\])+", re.I)
+_END_THEN_MARKERS = re.compile(rf"([.!?…]+[\"”’')\]]*)({_MARKERS.pattern})", re.I)
+# Shorter sentences are not statements (see `is_statement`); eval/support.py measures sentences this long.
+STATEMENT_WORDS = 4
+_DIGITS = re.compile(r"\d[\d,.]*\d|\d")
+_WORD = re.compile(r"[A-Za-z][\w'’-]*")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One generated sentence: its text without markers, the passage numbers it cites that exist
+    in the prompt (`cited`), and those that do not (`dropped`)."""
+
+    text: str
+    cited: tuple[int, ...]
+    dropped: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The best quote for a claim in one passage: `document.text[start:end]` is the quote."""
+
+    hit: Hit
+    start: int
+    end: int
+    features: tuple[float, ...]
+    score: float
+
+    @property
+    def quote(self) -> str:
+        chunk = self.hit.chunk
+        return chunk.text[self.start - chunk.start: self.end - chunk.start]
+
+
+def _numbers(group: str) -> list[int]:
+    return [int(n) for n in re.findall(r"\d+", group)]
+
+
+def _clean(text: str) -> str:
+    text = MARKER.sub(" ", text)
+    text = " ".join(text.split())
+    return re.sub(r"\s+([.,;:!?…])", r"\1", text).strip()
+
+
+def is_refusal(text: str) -> bool:
+    """Whether `text` (markers aside) is the refusal sentence the prompt asks for.
+
+    Example:
+        >>> is_refusal("The passages do not answer the question.")
+        True
+    """
+    from rag.generate import REFUSAL_TEXT
+
+    def norm(s: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", MARKER.sub(" ", s.lower())))
+
+    said, refusal = norm(text), norm(REFUSAL_TEXT)
+    return bool(said) and said.startswith(refusal) and len(said) <= len(refusal) + 20
+
+
+def split_claims(text: str, n_passages: int, *, sources: Sequence[str] = ()) -> list[Claim]:
+    """The sentences of a generated answer with the passage numbers each one cites.
+
+    Markers at the end of a sentence (before or after its full stop) belong to it; when the text
+    starts with a marker (the style the local model is steered into), each marker belongs to the
+    sentence it starts. Numbers outside 1..`n_passages` are dropped. A passage's source name copied
+    from the prompt ("(notes.txt)") is removed. Repeated sentences are kept once.
+
+    Example:
+        >>> [(c.text, c.cited) for c in split_claims("[2] Rome is in Italy. It is old.", 2)]
+        [('Rome is in Italy.', (2,)), ('It is old.', ())]
+    """
+    for source in sources:
+        text = re.sub(rf"\(\s*(?:from\s+|source:\s*)?{re.escape(source)}\s*\)", " ", text, flags=re.I)
+    if not MARKER.match(text.lstrip()):
+        # "It is old. [1] Next." -> "It is old [1]. Next.": the marker stays with its sentence.
+        text = _END_THEN_MARKERS.sub(lambda m: " " + " ".join(x.group(0) for x in MARKER.finditer(m.group(2)))
+                                     + m.group(1), text)
+    claims: list[Claim] = []
+    seen: set[str] = set()
+    for a, b in split_sentences(text):
+        sentence = text[a:b]
+        numbers = list(dict.fromkeys(n for m in MARKER.finditer(sentence) for n in _numbers(m.group(1))))
+        clean = _clean(sentence)
+        key = " ".join(re.findall(r"\w+", clean.lower()))
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        claims.append(Claim(clean, tuple(n for n in numbers if 1 <= n <= n_passages),
+                            tuple(n for n in numbers if not 1 <= n <= n_passages)))
+    return claims
+
+
+def is_statement(text: str) -> bool:
+    """Whether a generated sentence says something on its own: at least `STATEMENT_WORDS` words
+    and closing punctuation. Anything else ("8,000", "The New York Times", a sentence cut off by
+    the token limit) is read as an answer to the question, and checked together with it.
+
+    Example:
+        >>> is_statement("8,000"), is_statement("Up to 8,000 soldiers arrived in Kursk.")
+        (False, True)
+    """
+    return len(text.split()) >= STATEMENT_WORDS and bool(re.search(r"[.!?…][\"”’')\]]*$", text))
+
+
+# --- the support score ------------------------------------------------------------------------
+
+
+def _number_set(text: str) -> set[str]:
+    return {m.group(0).replace(",", "").rstrip(".") for m in _DIGITS.finditer(text)}
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words that are not a sentence's first word: names, mostly."""
+    words = list(_WORD.finditer(text))
+    out = set()
+    for k, m in enumerate(words):
+        word = m.group(0)
+        if k == 0 or not word[0].isupper():
+            continue
+        before = text[:m.start()].rstrip()
+        if before.endswith((".", "!", "?", ":", "\"", "“")):
+            continue
+        out.add(word.lower().rstrip("'’s"))
+    return out
+
+
+def _share(terms: set[str], found: set[str], idf: Mapping[str, float]) -> float:
+    total = sum(idf.get(t, 1.0) for t in terms)
+    return sum(idf.get(t, 1.0) for t in terms & found) / total if total else 0.0
+
+
+def support_score(features: Sequence[float], weights: Sequence[float] = SUPPORT_WEIGHTS) -> float:
+    """The logistic support score in [0, 1] of a feature row (in `SUPPORT_FEATURES` order)."""
+    for name, values in (("support features", features), ("support weights", weights)):
+        if len(values) != len(SUPPORT_FEATURES):
+            raise ValueError(f"{name} must have {len(SUPPORT_FEATURES)} values ({', '.join(SUPPORT_FEATURES)}), "
+                             f"got {len(values)}")
+    z = sum(f * w for f, w in zip(features, weights))
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate quote in a passage (document offsets) with its support features."""
+
+    start: int
+    end: int
+    features: tuple[float, ...]
+
+
+def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], index: "Index",
+                   embedder: "Embedder", *, questions: Sequence[str | None] | None = None) -> list[list[list[Span]]]:
+    """Every candidate quote for each claim in each of its passages, with its support features.
+
+    `passages[i]` are the hits claim i is checked against; `result[i][j]` lists the spans of
+    `passages[i][j]`: each sentence, then each pair of adjacent sentences. A claim with a question
+    (`questions[i]`, for fragments: see `is_statement`) is checked as "question claim", and its
+    `answer_lexical` feature is the share of the claim's own words in the quote (0 for statements).
+    One embedding call for all claims; the passages' sentence vectors come from the index.
+    """
+    from rag.retrieve import idf_weights, stem_terms
+
+    questions = list(questions) if questions is not None else [None] * len(claims)
+    if not len(passages) == len(questions) == len(claims):
+        raise ValueError(f"passages and questions must hold one entry per claim ({len(claims)}), "
+                         f"got {len(passages)} and {len(questions)}")
+    if not claims:
+        return []
+    checked = [f"{q} {c}" if q else c for c, q in zip(claims, questions)]
+    claim_vectors = embedder.encode_queries(checked)
+    chunks = {h.chunk.id: h.chunk for hits in passages for h in hits}
+    vectors = index.sentence_vectors(list(chunks))
+    texts = {cid: [c.text[a - c.start: b - c.start] for a, b in c.sentences] for cid, c in chunks.items()}
+    flat = [t for cid in chunks for t in texts[cid]]
+    flat_terms = iter(stem_terms(flat) if flat else [])
+    terms_of = {cid: [set(next(flat_terms)) for _ in texts[cid]] for cid in chunks}
+    numbers_of = {cid: [_number_set(t) for t in texts[cid]] for cid in chunks}
+    checked_terms = [set(t) for t in stem_terms(checked)]
+    own_terms = [set(t) for t in stem_terms(list(claims))]
+    idf = idf_weights(index, sorted(set().union(*checked_terms)))
+    out: list[list[list[Span]]] = []
+    for claim, question, terms, own, vector, hits in zip(claims, questions, checked_terms, own_terms,
+                                                         claim_vectors, passages):
+        numbers, names = _number_set(claim), _names(claim)
+        row: list[list[Span]] = []
+        for hit in hits:
+            chunk = hit.chunk
+            terms_k, numbers_k, vecs = terms_of[chunk.id], numbers_of[chunk.id], vectors.get(chunk.id)
+            passage_lexical = _share(terms, set().union(*terms_k), idf)
+            passage_lower = chunk.text.lower()
+            name_missing = sum(1 for n in names if n not in passage_lower) / len(names) if names else 0.0
+            spans = []
+            n = len(terms_k)
+            for first, last in [(k, k) for k in range(n)] + [(k, k + 1) for k in range(n - 1)]:
+                if vecs is not None and last < len(vecs):
+                    v = vecs[first] + vecs[last] if last != first else vecs[first]
+                    semantic = float(v @ vector) / max(float(np.linalg.norm(v)), 1e-9)
+                else:  # no sentence vectors stored: the passage's own cosine to the query
+                    semantic = hit.dense
+                span_terms = terms_k[first] | terms_k[last]
+                features = (1.0, _share(terms, span_terms, idf), semantic, passage_lexical,
+                            1.0 if numbers - (numbers_k[first] | numbers_k[last]) else 0.0, name_missing,
+                            _share(own, span_terms, idf) if question else 0.0)
+                spans.append(Span(chunk.sentences[first][0], chunk.sentences[last][1], features))
+            row.append(spans)
+        out.append(row)
+    return out
+
+
+def best_evidence(claims: Sequence[str], passages: Sequence[Sequence[Hit]], index: "Index",
+                  embedder: "Embedder", *, question: str | None = None,
+                  threshold: float | None = None) -> list[list[Evidence]]:
+    """For each claim, the best quote (a sentence, or two adjacent ones) in each of its passages.
+
+    `result[i][j]` is the evidence for `claims[i]` in `passages[i][j]`. With `question`, a claim
+    that is not a statement (`is_statement`) is checked as the answer to it, with
+    `FRAGMENT_WEIGHTS`; statements use `SUPPORT_WEIGHTS`. With a `threshold`, the best single
+    sentence reaching it is preferred to a higher-scoring pair (the shortest quote that supports
+    the claim); without, the highest score wins.
+
+    Example:
+        >>> ev = best_evidence(["Up to 8,000 soldiers arrived."], [hits[:1]], index, embedder)  # doctest: +SKIP
+        >>> ev[0][0].quote, round(ev[0][0].score, 2)  # doctest: +SKIP
+        ('US Secretary of State Antony Blinken reported ... coming days.', 0.97)
+    """
+    questions = [None if question is None or is_statement(c) else question for c in claims]
+    out = []
+    for q, hits, rows in zip(questions, passages,
+                             evidence_spans(claims, passages, index, embedder, questions=questions)):
+        weights = SUPPORT_WEIGHTS if q is None else FRAGMENT_WEIGHTS
+        found = []
+        for hit, spans in zip(hits, rows):
+            scored = [(support_score(s.features, weights), s) for s in spans]
+            n_singles = len(hit.chunk.sentences)
+            singles = [x for x in scored[:n_singles] if threshold is not None and x[0] >= threshold]
+            score, span = max(singles or scored, key=lambda x: x[0], default=(0.0, None))
+            if span is None:  # a passage without sentences (indexed text always has some): no support
+                span = Span(hit.chunk.start, hit.chunk.start, (1.0,) + (0.0,) * (len(SUPPORT_FEATURES) - 1))
+            found.append(Evidence(hit, span.start, span.end, span.features, score))
+        out.append(found)
+    return out
+
+
+# --- the verified answer ----------------------------------------------------------------------
+
+
+def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "Index", embedder: "Embedder", *,
+                  config: RagConfig, extractive: Answer, generator: str) -> Answer:
+    """The answer made of the generated sentences that their cited passages support.
+
+    `hits` are the passages as numbered in the prompt ([1] is `hits[0]`); `extractive` is
+    `rag.answer.compose_answer`'s answer to the same question, used when the model refused (its
+    abstention, keeping `candidate`) or when no sentence is supported (the extractive answer,
+    which may itself abstain). `Answer.sentences` lists every generated sentence, kept or removed;
+    a kept sentence's `citations` are its numbers in `Answer.citations`, a removed one's are ().
+
+    Example:
+        >>> a = verify_answer(q, "Up to 8,000 soldiers arrived [1].", hits, index, embedder,  # doctest: +SKIP
+        ...                   config=config, extractive=extractive, generator="local")
+        >>> a.text, a.sentences[0].supported  # doctest: +SKIP
+        ('Up to 8,000 soldiers arrived. [1]', True)
+    """
+    from rag.answer import ABSTAIN_TEXT
+
+    hits = list(hits)
+    claims = split_claims(generated, len(hits), sources=sorted({h.chunk.source for h in hits}))
+    refusals = [c for c in claims if is_refusal(c.text)]
+    claims = [c for c in claims if not is_refusal(c.text)]
+    if refusals and not any(c.cited for c in claims):
+        return _replace(extractive, text=ABSTAIN_TEXT, abstained=True, citations=(), generator=generator,
+                        sentences=())
+    cited = [c for c in claims if c.cited]
+    evidence = dict(zip((id(c) for c in cited),
+                        best_evidence([c.text for c in cited], [[hits[n - 1] for n in c.cited] for c in cited],
+                                      index, embedder, question=question, threshold=config.support_threshold)))
+    citations: list[Citation] = []
+    by_span: dict[tuple[str, int, int], int] = {}
+    checked: list[CheckedSentence] = []
+    parts: list[str] = []
+    for claim in claims:
+        found = evidence.get(id(claim), [])
+        support = max((e.score for e in found), default=0.0)
+        if support < config.support_threshold:
+            checked.append(CheckedSentence(claim.text, (), False, round(support, 4)))
+            continue
+        numbers = []
+        for e in sorted(found, key=lambda e: -e.score):
+            if e.score < config.support_threshold:
+                continue
+            key = (e.hit.chunk.source, e.start, e.end)
+            if key not in by_span:
+                chunk = e.hit.chunk
+                by_span[key] = len(citations) + 1
+                citations.append(Citation(n=by_span[key], source=chunk.source, start=e.start, end=e.end,
+                                          page=chunk.page, quote=e.quote, passage=chunk.text,
+                                          score=round(e.score, 4), passage_start=chunk.start))
+            if by_span[key] not in numbers:
+                numbers.append(by_span[key])
+        checked.append(CheckedSentence(claim.text, tuple(numbers), True, round(support, 4)))
+        parts.append(claim.text + "".join(f" [{n}]" for n in numbers))
+    if not parts:
+        return _replace(extractive, generator=generator, sentences=tuple(checked))
+    text = " ".join(parts)
+    return _replace(extractive, text=text, abstained=False, citations=tuple(citations), candidate=text,
+                    generator=generator, sentences=tuple(checked))
+
+
+def _replace(answer: Answer, **changes: object) -> Answer:
+    import dataclasses
+
+    return dataclasses.replace(answer, **changes)
