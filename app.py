@@ -2,7 +2,10 @@
 
 Chat with cited answers streamed in, a Sources panel with the quoted passages and a document
 viewer, a Documents tab to upload and remove files, an Evaluation tab, and an `ask` API endpoint
-that returns the `rag ask --json` object:
+that returns the `rag ask --json` object. Answers are quoted sentences by default; under Settings a
+language model can write them instead ("local": SmolLM2-135M in this process, or the server's
+`rag serve --generator openai/ollama`): its text streams in as a draft, then only the sentences the
+cited passages support are kept, the others shown struck through as not supported.
 
     >>> from gradio_client import Client  # doctest: +SKIP
     >>> Client("http://127.0.0.1:7860/").predict("What did Blinken warn?", api_name="/ask")  # doctest: +SKIP
@@ -18,6 +21,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+import logging  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -28,7 +32,7 @@ from typing import Any, Iterator  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from rag import ui  # noqa: E402
-from rag.config import MODES  # noqa: E402
+from rag.config import GENERATORS, MODES, RagConfig  # noqa: E402
 from rag.pipeline import RAG, BadInput, build_index, remove_documents, validate_question  # noqa: E402
 from rag.store import IndexError_  # noqa: E402
 from rag.types import Answer  # noqa: E402
@@ -43,6 +47,8 @@ EXAMPLES = [
 ]
 STREAM_DELAY_S = 0.03
 WRITES = "index-writes"  # concurrency group: one upload or removal at a time
+LOCAL_GENERATORS = ("extractive", "local")  # always offered; "openai"/"ollama" only when `rag serve` set one up
+log = logging.getLogger("rag.app")
 
 # Clicks on a source card, or on an [n] marker in the chat, open the document in the viewer.
 # Markers are links to "#cite-<turn>-<n>"; one capturing listener on the page turns them into
@@ -114,6 +120,7 @@ CSS = """
 #chat a[href^="#cite-"] { display: inline-block; padding: 0 0.3em; border-radius: 4px; font-weight: 600;
   font-size: 0.85em; text-decoration: none; background: var(--color-accent-soft); color: var(--color-accent); }
 #chat a[href^="#cite-"]:hover { background: var(--color-accent); color: white; }
+#chat del { color: var(--body-text-color-subdued); text-decoration-color: #c0392b; }
 #rag-footer { text-align: center; color: var(--body-text-color-subdued); font-size: 0.85rem; }
 """
 
@@ -134,11 +141,14 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
     uploads_dir = Path(rag.index.dir) / UPLOADS
 
     # --- chat ----------------------------------------------------------------------------------
+    generators = generator_choices(defaults)
+
     def respond(message: str, messages: list[dict], turns: list[Answer], mode: str, top_k: float,
-                threshold: float) -> Iterator[tuple[Any, ...]]:
+                threshold: float, generator: str | None = None) -> Iterator[tuple[Any, ...]]:
         question = (message or "").strip()
         try:
-            config = defaults.replace(mode=mode, top_k=int(top_k), abstain_threshold=float(threshold))
+            config = defaults.replace(mode=mode, top_k=int(top_k), abstain_threshold=float(threshold),
+                                      generator=check_generator(generator or defaults.generator, generators))
             question = validate_question(question, config=config)
         except (BadInput, ValueError) as exc:
             gr.Warning(str(exc))
@@ -149,6 +159,10 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
             {"role": "assistant", "content": "*Searching the documents…*"}]
         yield "", messages, turns, '<div class="rag-sources rag-empty">Searching…</div>'
         history = [(a.question, a.text) for a in turns]
+        if config.generator != "extractive":
+            yield from respond_generated(rag, question, messages=messages, turns=turns, history=history,
+                                         config=config)
+            return
         try:
             answer = rag.ask(question, history=history, config=config)
         except BadInput as exc:
@@ -294,24 +308,42 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
                 gr.update(value=image, visible=image is not None))
 
     # --- API -----------------------------------------------------------------------------------
-    def ask(question: str, top_k: int | None = None, mode: str | None = None) -> dict:
-        """Answer `question` from the index: the JSON object `rag ask --json` prints."""
+    def ask(question: str, top_k: int | None = None, mode: str | None = None,
+            generator: str | None = None) -> dict:
+        """Answer `question` from the index: the JSON object `rag ask --json` prints. `generator`:
+        "extractive" (quoted sentences), "local" (SmolLM2-135M, every sentence verified), or the
+        server's configured "openai"/"ollama"; default: the server's."""
         try:
             changes: dict[str, Any] = {}
             if top_k is not None:
                 changes["top_k"] = _whole_number(top_k, "top_k")
             if mode:
                 changes["mode"] = mode
-            return rag.ask(question, config=defaults.replace(**changes)).to_json()
+            if generator:
+                changes["generator"] = check_generator(generator, generators)
+            config = defaults.replace(**changes)
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None  # bad input is no server fault
+        try:
+            return rag.ask(question, config=config).to_json()
+        except (BadInput, ValueError, TypeError) as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:  # the generator failed (server unreachable, model missing)
+            if config.generator == "extractive":
+                raise
+            log.warning("generator %s failed: %r", config.generator, exc)
+            label = ui.generator_label(config.generator, config.llm_model)
+            raise gr.Error(f"Could not write an answer with {label}: {str(exc) or type(exc).__name__}. "
+                           f"Ask with generator=extractive for an answer quoted from the documents.",
+                           print_exception=False) from None
 
     # --- layout --------------------------------------------------------------------------------
     rows, sources_list, footer_text = _index_summary(rag)
     # delete_cache: Gradio's own copies of uploads (and of the report image) go after an hour.
     with gr.Blocks(title="rag · ask your documents", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## Ask your documents\nAnswers quote the documents word for word and cite them; "
-                    "when the documents do not contain an answer, it says so.")
+                    "with a language model (*Settings → Answer generator*) only the sentences the cited "
+                    "passages support are kept. When the documents do not contain an answer, it says so.")
         turns = gr.State([])
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
@@ -335,6 +367,8 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
                             threshold = gr.Slider(0.0, 1.0, value=defaults.abstain_threshold, step=0.01,
                                                   label="Abstention threshold", elem_id="threshold",
                                                   info="answer only when the confidence reaches this")
+                            generator = gr.Radio(generators, value=defaults.generator, label="Answer generator",
+                                                 elem_id="generator", info=generator_info(defaults, generators))
                     with gr.Column(scale=2):
                         gr.Markdown("### Sources")
                         sources = gr.HTML(ui.sources_html(None, 0), elem_id="sources", js_on_load=SOURCES_JS)
@@ -365,7 +399,7 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
 
         private = {"api_visibility": "private"}
         gr.on([question.submit, ask_button.click], respond,
-              inputs=[question, chatbot, turns, mode, top_k, threshold],
+              inputs=[question, chatbot, turns, mode, top_k, threshold, generator],
               outputs=[question, chatbot, turns, sources], show_progress="minimal", **private)
         chatbot.clear(lambda: ([], ui.sources_html(None, 0), ui.viewer_placeholder()),
                       outputs=[turns, sources, viewer], **private)
@@ -381,6 +415,70 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
         demo.load(refresh, outputs=refresh_outputs, show_progress="hidden", **private)
         gr.api(ask, api_name="ask")
     return demo
+
+
+def generator_choices(defaults: RagConfig) -> list[str]:
+    """The generators the UI offers: extractive and local always, plus the server's own when
+    `rag serve --generator openai/ollama` configured one (it needs its URL and model)."""
+    extra = [defaults.generator] if defaults.generator not in LOCAL_GENERATORS else []
+    return [*LOCAL_GENERATORS, *extra]
+
+
+def check_generator(value: object, allowed: list[str]) -> str:
+    """`value` if it is one of the `allowed` generators, else BadInput naming them."""
+    if isinstance(value, str) and value.strip().lower() in allowed:
+        return value.strip().lower()
+    hint = "" if value not in GENERATORS else " (this server was not started with it: see `rag serve --generator`)"
+    raise BadInput(f"generator must be one of {', '.join(allowed)}, got {value!r}{hint}")
+
+
+def generator_info(defaults: RagConfig, allowed: list[str]) -> str:
+    parts = ["extractive: quotes sentences from the documents, no language model",
+             "local: SmolLM2-135M writes the answer on this machine, and every sentence is verified against "
+             "the passage it cites (unsupported sentences are removed and marked)"]
+    for name in allowed:
+        if name not in LOCAL_GENERATORS:
+            parts.append(f"{name}: {defaults.llm_model} at {defaults.llm_base_url or 'the default URL'}, "
+                         "verified the same way")
+    return " · ".join(parts)
+
+
+def respond_generated(rag: RAG, question: str, *, messages: list[dict], turns: list[Answer],
+                      history: list[tuple[str, str]], config: RagConfig) -> Iterator[tuple[Any, ...]]:
+    """The chat turn for a generated answer, as (question box, chat, turns, sources) updates.
+
+    The model's text streams in as an escaped draft marked as being verified; the verified answer
+    then replaces it. A failing generator leaves a message in the chat instead of the answer.
+    """
+    label = ui.generator_label(config.generator, config.llm_model)
+    turn = len(turns)
+    draft, answer = "", None
+    messages[-1] = {"role": "assistant", "content": ui.draft_markdown("", label)}
+    waiting = '<div class="rag-sources rag-empty">Writing and verifying an answer… its sources appear here.</div>'
+    yield "", messages, gr.skip(), waiting
+    try:
+        for item in rag.ask_stream(question, history=history, config=config):
+            if isinstance(item, str):
+                if not item:
+                    continue
+                draft += item
+                messages[-1] = {"role": "assistant", "content": ui.draft_markdown(draft, label)}
+                yield "", messages, gr.skip(), gr.skip()
+            else:
+                answer = item
+        if answer is None:
+            raise RuntimeError("the generator ended without an answer")
+    except BadInput as exc:
+        messages[-1] = {"role": "assistant", "content": f"**Cannot answer:** {ui.escape_markdown(str(exc))}"}
+        yield "", messages, gr.skip(), ui.sources_html(None, 0)
+        return
+    except Exception as exc:  # server unreachable, model missing, a timeout: say so, keep the app working
+        log.warning("generator %s failed: %r", config.generator, exc, exc_info=True)
+        messages[-1] = {"role": "assistant", "content": ui.generator_error_markdown(label, exc)}
+        yield "", messages, gr.skip(), ui.sources_html(None, 0)
+        return
+    messages[-1] = {"role": "assistant", "content": ui.generated_answer_markdown(answer, turn, label=label)}
+    yield "", messages, list(turns) + [answer], ui.sources_html(answer, turn)
 
 
 def _whole_number(value: object, name: str) -> int:

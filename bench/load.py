@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
-ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
+ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms", "generator", "sentences"}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 # (question, a string the answer must contain, or None to only check the contract)
 SEED_QUESTIONS: list[tuple[str, str | None]] = [

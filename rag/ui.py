@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from rag.load import SUPPORTED_SUFFIXES
-from rag.types import Answer, Citation, Document, Hit
+from rag.types import Answer, CheckedSentence, Citation, Document, Hit
 
 if TYPE_CHECKING:
     from rag.store import DocumentInfo
@@ -104,6 +104,135 @@ def stream_steps(pieces: Sequence[str], *, steps: int = 12) -> list[str]:
         return [""]
     stride = max(1, -(-len(pieces) // steps))
     return ["".join(pieces[:i]) for i in range(stride, len(pieces) + stride, stride)][:-1] + ["".join(pieces)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Generated answers (RagConfig.generator other than "extractive")
+#
+# Model output is untrusted like document text: it is escaped as a whole, whitespace collapsed (so
+# it cannot open a list, heading, code block or table either), and the only links are the UI's own
+# citation markers, made from `answer.citations`, never from anything the model wrote.
+
+NOT_SUPPORTED = "⚠ not supported by the sources"
+_MARKER = re.compile(r"\[(\d{1,4})\]")
+
+
+def generator_label(generator: str, model: str = "") -> str:
+    """Who writes the answers, for people: `generator_label("local")` is 'SmolLM2-135M (local)'."""
+    if generator == "local":
+        return "SmolLM2-135M (local)"
+    if generator == "openai":
+        return f"{model or 'model'} (OpenAI-compatible server)"
+    if generator == "ollama":
+        return f"{model or 'model'} (Ollama)"
+    return "extractive"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def draft_markdown(text: str, label: str) -> str:
+    """The chat message while a model writes: its text so far, escaped, and a note that it is an
+    unverified draft (every sentence is checked against its sources before it is kept)."""
+    note = f"*Draft by {escape_markdown(label)}, not yet checked: verifying each sentence against its sources…*"
+    draft = _one_line(text)
+    if not draft:
+        return (f"*{escape_markdown(label)} is writing an answer from the retrieved passages; each sentence "
+                "will be verified against the passage it cites…*")
+    return f"{escape_markdown(draft)}\n\n{note}"
+
+
+def _with_markers(text: str, turn: int, numbers: set[int]) -> str:
+    """`text` escaped, each `[n]` whose n is a citation turned into its marker link."""
+    out, pos = [], 0
+    for match in _MARKER.finditer(text):
+        n = int(match.group(1))
+        if n not in numbers:
+            continue
+        out.append(escape_markdown(text[pos:match.start()]))
+        out.append(marker_markdown(turn, n))
+        pos = match.end()
+    out.append(escape_markdown(text[pos:]))
+    return "".join(out)
+
+
+def _sentences(answer: Answer) -> tuple[CheckedSentence, ...]:
+    return tuple(answer.sentences)
+
+
+def removed_sentences_markdown(answer: Answer) -> str:
+    """One list item per sentence the verifier removed: struck through and marked unsupported.
+    Any `[n]` marker left in them (the prompt's passage numbers) is dropped: it is not a citation."""
+    items = []
+    for sentence in _sentences(answer):
+        if sentence.supported:
+            continue
+        text = _one_line(re.sub(r"\s*\[\d{1,4}\]", "", sentence.text))
+        if text:
+            items.append(f"- ~~{escape_markdown(text)}~~ *{NOT_SUPPORTED}*")
+    return "\n".join(items)
+
+
+def is_fallback(answer: Answer) -> bool:
+    """A generated answer none of whose sentences was supported: `answer.text` is then the
+    extractive answer (or an abstention), not the model's."""
+    return answer.generator != "extractive" and not any(s.supported for s in answer.sentences)
+
+
+def verification_line(answer: Answer, label: str) -> str:
+    """Which generator wrote the answer and how many of its sentences were verified or removed."""
+    sentences = _sentences(answer)
+    kept = sum(1 for s in sentences if s.supported)
+    removed = len(sentences) - kept
+    who = escape_markdown(label)  # no bold inside the italic line: some renderers then show neither
+    if not sentences:
+        if answer.abstained:
+            return f"*{who} found no answer in the passages.*"
+        return f"*⚠ {who} wrote no usable sentence; the answer above quotes the documents instead.*"
+    if kept == 0:
+        shown = "no answer is given" if answer.abstained else "the answer above quotes the documents instead"
+        return (f"*⚠ Written by {who}: none of its {len(sentences)} sentence{'s' if len(sentences) != 1 else ''} "
+                f"was supported by the passage it cites; all were removed, and {shown}.*")
+    removed_part = f", {removed} removed as not supported" if removed else ", none removed"
+    return (f"*✓ Written by {who}: {kept} of {len(sentences)} sentence{'s' if len(sentences) != 1 else ''} "
+            f"verified against the passages they cite{removed_part}.*")
+
+
+def generated_answer_markdown(answer: Answer, turn: int, *, label: str) -> str:
+    """The final chat message for a generated answer.
+
+    The verified sentences (`answer.text`) with linked `[n]` markers; the removed sentences
+    struck through, each marked as not supported; a line naming the generator with the counts.
+    When nothing was supported the extractive answer or the abstention is shown as for the
+    extractive generator, with the removed sentences and the line after it. When the evidence was
+    too weak to ask the model at all (`answer.generator` is "extractive"), the abstention is shown
+    with a line saying so.
+    """
+    if answer.generator == "extractive":
+        note = (f"\n\n*{escape_markdown(label)} was not asked: the retrieved passages are too weak to answer from.*"
+                if answer.abstained else "")
+        return answer_markdown(answer, turn) + note
+    if answer.abstained:
+        body = abstention_markdown(answer)
+    elif is_fallback(answer):
+        body = "".join(answer_pieces(answer, turn))
+    else:
+        body = _with_markers(_one_line(answer.text), turn, {c.n for c in answer.citations})
+    parts = [body]
+    removed = removed_sentences_markdown(answer)
+    if removed:
+        parts.append(removed)
+    parts.append(verification_line(answer, label))
+    return "\n\n".join(parts)
+
+
+def generator_error_markdown(label: str, error: BaseException) -> str:
+    """A failed generator (server unreachable, model missing) in the chat: what failed, and what to do."""
+    reason = _one_line(str(error)) or type(error).__name__
+    return (f"> **Could not write an answer with {escape_markdown(label)}.** {escape_markdown(reason[:500])}\n>\n"
+            "> Choose **extractive** under *Settings → Answer generator* to get answers quoted from the "
+            "documents without a language model, or try again.")
 
 
 # ----------------------------------------------------------------------------------------------
