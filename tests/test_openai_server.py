@@ -207,3 +207,28 @@ def test_a_follow_up_is_rewritten_by_the_server_model_before_retrieval(llm_serve
     assert answer.timings_ms.get("rewrite", 0) > 0, answer.timings_ms
     expected = rewrite_question(chat_model(config), "What about their training?", history)  # greedy: repeatable
     assert answer.query == expected and answer.query.endswith("?"), (answer.query, expected)
+
+
+def test_rag_eval_runs_with_the_openai_generator(llm_server: LlmServer, embedder, tmp_path: Path) -> None:
+    """`rag eval --generator openai`: the harness asks through the server and reports what the
+    verifier did (the `generation` group) beside the usual metrics."""
+    from eval.cli import main as eval_main
+
+    root = Path(__file__).resolve().parents[1]
+    questions = tmp_path / "qa.jsonl"
+    rows = [json.loads(line) for line in (root / "eval" / "data" / "seed_qa.jsonl").read_text().splitlines()]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] in ("seed-001", "seed-029")))
+    report_path = tmp_path / "openai.json"
+
+    code = eval_main(["--qa", str(questions), "--docs", str(root / "seeds"), "--generator", "openai",
+                      "--llm-base-url", llm_server.base_url, "--llm-model", llm_server.model,
+                      "--llm-max-new-tokens", str(MAX_NEW_TOKENS), "--report", str(report_path)])
+
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["config"]["generator"] == "openai" and report["n_questions"] == 2
+    generation = report["generation"]
+    assert generation["asked_model"] > 0, generation  # both questions have strong evidence
+    assert {"sentences_per_answer", "removed_share", "fallback_extractive", "generate_ms_p50"} <= set(generation)
+    assert all("sentences" in q for q in report["per_question"])
+    assert 0.0 <= report["answer"]["containment"] <= 1.0
