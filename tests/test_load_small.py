@@ -75,7 +75,9 @@ def test_loopback_urls_are_accepted(url: str) -> None:
 def test_the_answer_check_catches_a_broken_contract() -> None:
     good = {"question": "Q?", "answer": "It is so. [1]", "abstained": False, "confidence": 0.8,
             "citations": [{"n": 1, "source": "a.txt", "start": 3, "end": 12, "page": None, "quote": "It is so.",
-                           "passage": "x. It is so.", "score": 0.7}], "timings_ms": {"total": 1.0}}
+                           "passage": "x. It is so.", "score": 0.7}], "timings_ms": {"total": 1.0},
+            "generator": "extractive", "sentences": [{"text": "It is so.", "citations": [1], "supported": True,
+                                                      "support": 1.0}]}
     assert check_answer(good, "Q?") is None
     assert check_answer({**good, "confidence": 1.5}, "Q?")
     assert check_answer({**good, "abstained": True}, "Q?")
