@@ -290,7 +290,8 @@ def _export_fp32(target: str) -> None:
             return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
                                     token_type_ids=token_type_ids).last_hidden_state
 
-    enc = _load_tokenizer()(["an example", "a second, longer example sentence"], padding=True, return_tensors="pt")
+    enc = _load_tokenizer()(["an example", "a second, longer example sentence"], padding=True, return_tensors="np")
+    enc = {k: torch.from_numpy(v) for k, v in enc.items() if k in _ONNX_INPUTS}
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_ONNX_INPUTS, "last_hidden_state")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about values fixed at trace time
