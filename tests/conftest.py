@@ -37,6 +37,21 @@ def seed_path() -> Path:
     return SEED
 
 
+@pytest.fixture(scope="session")
+def seed_rag(tmp_path_factory, embedder, seed_path: Path):
+    """The seed article indexed once per session and opened (read-only use: do not update it)."""
+    from rag.pipeline import RAG, build_index
+
+    base = tmp_path_factory.mktemp("seed-rag")
+    corpus = base / "corpus"
+    corpus.mkdir()
+    shutil.copy(seed_path, corpus / seed_path.name)
+    build_index([corpus], index_dir=base / "index", embedder=embedder)
+    opened = RAG.open(base / "index", embedder=embedder)
+    yield opened
+    opened.index.close()
+
+
 def write_pdf(path: Path, pages: Sequence[str]) -> Path:
     """A real PDF with one page per string (fpdf2, core Helvetica font: Latin-1 text only)."""
     from fpdf import FPDF

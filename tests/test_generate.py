@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +14,7 @@ from rag.chunk import split_sentences
 from rag.config import RagConfig
 from rag.generate import (REFUSAL_TEXT, GeneratorError, GeneratorUnavailable, LocalChatModel, build_messages,
                           chat_model, rewrite_question, stream_tokens)
-from rag.pipeline import RAG, build_index, condense_query, rewrites
+from rag.pipeline import RAG, condense_query, rewrites
 from rag.types import Answer
 
 # Answerable seed questions whose evidence is strong enough for an answer (the model is asked).
@@ -30,15 +28,8 @@ _SEGMENT = re.compile(r"\s*(.+?)((?: \[\d+\])+)(?=\s|$)", re.S)
 
 
 @pytest.fixture(scope="module")
-def rag(tmp_path_factory, embedder, seed_path: Path) -> RAG:
-    base = tmp_path_factory.mktemp("generate")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    shutil.copy(seed_path, corpus / seed_path.name)
-    build_index([corpus], index_dir=base / "index", embedder=embedder)
-    opened = RAG.open(base / "index", embedder=embedder)
-    yield opened
-    opened.index.close()
+def rag(seed_rag: RAG) -> RAG:
+    return seed_rag
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
 from rag.answer import ABSTAIN_TEXT, compose_answer
 from rag.config import RagConfig
 from rag.generate import REFUSAL_TEXT
-from rag.pipeline import RAG, build_index
+from rag.pipeline import RAG
 from rag.retrieve import search
 from rag.types import Answer
 from rag.verify import best_evidence, is_refusal, split_claims, support_score, verify_answer
@@ -25,15 +23,8 @@ _MARKER = re.compile(r"\[(\d+)\]")
 
 
 @pytest.fixture(scope="module")
-def rag(tmp_path_factory, embedder, seed_path: Path) -> RAG:
-    base = tmp_path_factory.mktemp("verify")
-    corpus = base / "corpus"
-    corpus.mkdir()
-    shutil.copy(seed_path, corpus / seed_path.name)
-    build_index([corpus], index_dir=base / "index", embedder=embedder)
-    opened = RAG.open(base / "index", embedder=embedder)
-    yield opened
-    opened.index.close()
+def rag(seed_rag: RAG) -> RAG:
+    return seed_rag
 
 
 @pytest.fixture(scope="module")
