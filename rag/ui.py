@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from rag.load import SUPPORTED_SUFFIXES
-from rag.types import Answer, CheckedSentence, Citation, Document, Hit
+from rag.types import Answer, Citation, Document, Hit
 
 if TYPE_CHECKING:
     from rag.store import DocumentInfo
@@ -157,15 +157,11 @@ def _with_markers(text: str, turn: int, numbers: set[int]) -> str:
     return "".join(out)
 
 
-def _sentences(answer: Answer) -> tuple[CheckedSentence, ...]:
-    return tuple(answer.sentences)
-
-
 def removed_sentences_markdown(answer: Answer) -> str:
     """One list item per sentence the verifier removed: struck through and marked unsupported.
     Any `[n]` marker left in them (the prompt's passage numbers) is dropped: it is not a citation."""
     items = []
-    for sentence in _sentences(answer):
+    for sentence in answer.sentences:
         if sentence.supported:
             continue
         text = _one_line(re.sub(r"\s*\[\d{1,4}\]", "", sentence.text))
@@ -182,7 +178,7 @@ def is_fallback(answer: Answer) -> bool:
 
 def verification_line(answer: Answer, label: str) -> str:
     """Which generator wrote the answer and how many of its sentences were verified or removed."""
-    sentences = _sentences(answer)
+    sentences = answer.sentences
     kept = sum(1 for s in sentences if s.supported)
     removed = len(sentences) - kept
     who = escape_markdown(label)  # no bold inside the italic line: some renderers then show neither
