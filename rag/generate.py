@@ -414,14 +414,14 @@ def rewrite_question(model: BaseChatModel, question: str, history: Sequence["Tur
 
     The model's output is used only when it looks like one new question of sensible length;
     otherwise (empty, rambling, an answer instead of a question, an earlier question repeated)
-    `rag.pipeline.condense_query` is used.
+    `rag.followup.condense_query` is used.
 
     Example:
         >>> rewrite_question(model, "What about China?",  # doctest: +SKIP
         ...                  [("What do US officials say about Russia?", "...")])
         'What do US officials say about China?'
     """
-    from rag.pipeline import condense_query
+    from rag.followup import condense_query
 
     if not history:
         return question

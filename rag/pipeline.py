@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -17,14 +16,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from rag.config import RagConfig
 from rag.embed import Embedder
+from rag.followup import Turn, condense_query
 from rag.load import Skipped, find_files, load_documents
 from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
 from rag.types import Answer, CheckedSentence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-Turn = tuple[str, str]  # (user question, assistant answer)
 
 
 class BadInput(ValueError):
@@ -51,31 +49,6 @@ def validate_question(question: object, *, config: RagConfig) -> str:
         raise BadInput(f"question is not valid Unicode text (a lone surrogate or undecodable byte at character "
                        f"{exc.start})") from None
     return cleaned
-
-
-# "that" is left out: it is far more often a conjunction than a pointer back.
-_FOLLOW_UP = re.compile(r"^(what|how) about\b|^and\b|\b(it|its|they|them|their|this|these|those|he|she|"
-                        r"his|her)\b", re.I)
-
-
-def condense_query(question: str, history: Sequence[Turn] = ()) -> str:
-    """The retrieval query for a question asked after `history`.
-
-    A follow-up that leans on earlier turns ("What about China?", "Where are they?") is searched
-    together with the previous question, so retrieval sees the conversation's topic; a
-    self-contained question is searched as it is.
-
-    Example:
-        >>> condense_query("What about China?", [("What do US officials say about Russia?", "...")])
-        'What do US officials say about Russia? What about China?'
-    """
-    if not history:
-        return question
-    short = len(question.split()) <= 6
-    if _FOLLOW_UP.search(question) or short:
-        previous = history[-1][0].strip()
-        return f"{previous} {question}" if previous else question
-    return question
 
 
 def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.PathLike[str],
