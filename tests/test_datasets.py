@@ -4,16 +4,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from eval.datasets import (
+    NEWS_VALIDATION_FROM,
     QAItem,
     load_beir,
     load_clapnq,
     load_qa_dataset,
     load_qa_jsonl,
+    load_realtimeqa,
     load_squad,
     sample_items,
     split_items,
@@ -231,6 +234,101 @@ def test_load_beir_rejects_judgements_of_unknown_ids(tmp_path: Path) -> None:
         load_beir(_write_beir(tmp_path / "c", "query-id\tcorpus-id\tscore\nq1\td1\thigh\n"))
 
 
+# --- RealTime QA ------------------------------------------------------------------------------
+
+
+def _rtqa_row(qid: str, date: str, answer: str, evidence: str, results: list[tuple[str, str]]) -> dict:
+    return {"id": qid, "date": date, "source": "CNN", "question": f" question {qid}? ", "answers": [answer],
+            "choices": [answer, "other"], "evidence": evidence, "evidence_has_answer": False,
+            "search_results": [{"title": t, "text": x, "has_answer": False} for t, x in results]}
+
+
+RTQA_ROWS = [
+    # Before the validation weeks: a reader trains on it, so neither its question nor its passages appear.
+    _rtqa_row("20230630_0", "2023/06/30", "Barbie", "Barbie premiered in June.", []),
+    # In the window; the quoted answer occurs unquoted (any case) in its evidence and a search result.
+    _rtqa_row("20230804_0", "2023/08/04", "“Barbie”", "The film Barbie opened this week. Critics liked it.", [
+        ("Box office", "Last weekend BARBIE led the box office. Others trailed."),
+        ("Empty", "  "),
+        ("Weather", "Rain is expected on Friday.")]),
+    # The last answerable day; its answer is nowhere, so it is no item, but its passages are indexed
+    # (the search result repeats one of the row above and is stored once).
+    _rtqa_row("20231031_0", "2023/10/31", "Oslo", "Ministers met in Bergen on Tuesday.", [
+        ("Weather", "Rain is expected on Friday.")]),
+    # Later news: unanswerable, unless its (quoted) answer happens to be in a document.
+    _rtqa_row("20231110_0", "2023/11/10", "‘Tuesday’", "The vote is on Tuesday.", [("Vote", "Tuesday vote.")]),
+]
+
+
+def test_load_realtimeqa_selects_validation_weeks(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "qa.jsonl", RTQA_ROWS)
+    dataset = load_realtimeqa(path)
+    assert dataset.name == "realtimeqa-news"
+    assert dataset.source_hash == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert dataset.documents == {
+        "20230804_0-evidence.txt": "The film Barbie opened this week. Critics liked it.",
+        "20230804_0-result-1.txt": "Box office\n\nLast weekend BARBIE led the box office. Others trailed.",
+        "20230804_0-result-3.txt": "Weather\n\nRain is expected on Friday.",
+        "20231031_0-evidence.txt": "Ministers met in Bergen on Tuesday.",
+    }
+    # "Tuesday" (the later row's answer, unquoted) is in a document: that row might be answered, so it is left out.
+    assert dataset.items == [
+        QAItem("rtqa-20230804_0", "question 20230804_0?", ("“Barbie”", "Barbie"),
+               ("The film Barbie opened this week.", "Last weekend BARBIE led the box office.")),
+    ]
+
+    # One day earlier, the 2023/10/31 row is later news: its passages leave the index, so both
+    # later rows become unanswerable items (their answers are in no document).
+    dataset = load_realtimeqa(path, answerable_until="2023/10/30", name="news")
+    assert dataset.name == "news"
+    assert sorted(dataset.documents) == ["20230804_0-evidence.txt", "20230804_0-result-1.txt",
+                                         "20230804_0-result-3.txt"]
+    assert [(item.id, item.answers, item.evidence) for item in dataset.items] == [
+        ("rtqa-20230804_0", ("“Barbie”", "Barbie"), ("The film Barbie opened this week.",
+                                                     "Last weekend BARBIE led the box office.")),
+        ("rtqa-20231031_0", (), ()),
+        ("rtqa-20231110_0", (), ()),
+    ]
+
+
+def test_load_realtimeqa_coincidence_needs_whole_words_and_repeats_are_one_question(tmp_path: Path) -> None:
+    rows = [_rtqa_row("20230804_0", "2023/08/04", "Ford", "Stanford and Oxford met.", []),
+            _rtqa_row("20231110_0", "2023/11/10", "Ford", "Ford said no.", []),
+            _rtqa_row("20231110_1", "2023/11/10", "met", "Nothing.", [])]
+    path = _write_jsonl(tmp_path / "qa.jsonl", rows + rows[:1])  # the first row published twice
+    dataset = load_realtimeqa(path)
+    # "Ford" occurs only inside "Stanford": answerable for its own row (substring), not a
+    # coincidence for the later one; "met" is a whole word there, so that later row is left out.
+    assert [(item.id, item.evidence) for item in dataset.items] == [
+        ("rtqa-20230804_0", ("Stanford and Oxford met.",)), ("rtqa-20231110_0", ())]
+
+
+@pytest.mark.parametrize(("bad", "problem"), [
+    ({"date": "2023-08-04"}, "line 2: 'date' must be a date written YYYY/MM/DD, got '2023-08-04'"),
+    ({"date": "2023/02/30"}, "line 2: 'date' must be a date written YYYY/MM/DD"),
+    ({"answers": []}, "line 2: 'answers' must be a non-empty list"),
+    ({"question": None}, "line 2: 'question' must be a non-empty string"),
+    ({"question": "another question?"}, "line 2: duplicate id '20230804_0' (first on line 1)"),
+])
+def test_load_realtimeqa_names_file_and_line_of_a_malformed_row(tmp_path: Path, bad: dict, problem: str) -> None:
+    row = _rtqa_row("20230804_0", "2023/08/04", "Barbie", "Barbie opened.", [])
+    path = _write_jsonl(tmp_path / "qa.jsonl", [row, {**row, **bad}])
+    with pytest.raises(ValueError) as info:
+        load_realtimeqa(path)
+    assert str(path) in str(info.value) and problem in str(info.value)
+
+
+def test_load_realtimeqa_rejects_a_bad_answerable_until_and_a_missing_file(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "qa.jsonl", RTQA_ROWS)
+    for bad in ("2023-10-31", "2023/13/01", "2023/9/1", ""):
+        with pytest.raises(ValueError, match=f"answerable_until must be a date written YYYY/MM/DD, got '{bad}'"):
+            load_realtimeqa(path, answerable_until=bad)
+    with pytest.raises(ValueError, match="answerable_until must not be before NEWS_VALIDATION_FROM"):
+        load_realtimeqa(path, answerable_until="2023/06/30")
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        load_realtimeqa(tmp_path / "nope.jsonl")
+
+
 # --- split and sample -------------------------------------------------------------------------
 
 
@@ -326,6 +424,55 @@ def test_real_clapnq(shared: Path) -> None:
     assert all(bool(item.evidence) == item.answerable for item in dataset.items)
     assert len(dataset.documents) == 597  # three passages serve two questions each
     _assert_evidence_is_verbatim(dataset.items, dataset.documents)
+
+
+def _unquoted(answer: str) -> str:
+    text = answer.strip()
+    while len(text) >= 2 and text[0] in "\"'“”‘’" and text[-1] in "\"'“”‘’":
+        text = text[1:-1].strip()
+    return text
+
+
+def test_real_realtimeqa(shared: Path) -> None:
+    path = shared / "realtimeqa-2022-2023" / "qa.jsonl"
+    dataset = load_realtimeqa(path)
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dates: dict[str, set[str]] = {}
+    for row in rows:
+        dates.setdefault(row["id"], set()).add(row["date"])
+    answerable = [item for item in dataset.items if item.answerable]
+    unanswerable = [item for item in dataset.items if not item.answerable]
+    assert (len(dataset.documents), len(answerable), len(unanswerable)) == (1180, 223, 119)
+    assert len(answerable) > 100 and len(unanswerable) > 100
+    # Nothing a reader was trained on: every question and every passage is from the validation weeks.
+    assert all(min(dates[item.id.removeprefix("rtqa-")]) >= NEWS_VALIDATION_FROM for item in dataset.items)
+    assert all(NEWS_VALIDATION_FROM <= min(dates[name.split("-")[0]]) <= "2023/10/31" for name in dataset.documents)
+    assert all(min(dates[item.id.removeprefix("rtqa-")]) > "2023/10/31" for item in unanswerable)
+    _assert_evidence_is_verbatim(answerable, dataset.documents)
+    assert all(1 <= len(item.evidence) <= 3 for item in answerable)
+    assert all(any(answer.lower() in evidence.lower() for answer in item.answers)
+               for item in answerable for evidence in item.evidence)
+    # An unanswerable question's answer is in no document, not even by coincidence.
+    lowered = [text.lower() for text in dataset.documents.values()]
+    answers_of = {f"rtqa-{row['id']}": row["answers"] for row in rows}
+    coincidences = []
+    for item in unanswerable:
+        for answer in {form for a in answers_of[item.id] for form in (a.strip(), _unquoted(a))}:
+            pattern = re.compile(r"\s+".join(map(re.escape, answer.lower().split())) + r"(?!\w)")
+            if any(_whole_word_match(pattern, text) for text in lowered):
+                coincidences.append((item.id, answer))
+    assert coincidences == []
+
+
+def _whole_word_match(pattern: re.Pattern[str], text: str) -> bool:
+    """A match of `pattern` not preceded by a word character (a leading look-behind in the pattern
+    would make the search ten times slower: it starts with a literal, so it can skip ahead)."""
+    match = pattern.search(text)
+    while match:
+        if not re.match(r"\w", text[match.start() - 1: match.start()]):
+            return True
+        match = pattern.search(text, match.start() + 1)
+    return False
 
 
 def test_real_scifact(shared: Path) -> None:
