@@ -5,7 +5,9 @@ viewer, a Documents tab to upload and remove files, an Evaluation tab, and an `a
 that returns the `rag ask --json` object. Answers are quoted sentences by default; under Settings a
 language model can write them instead ("local": SmolLM2-135M in this process, or the server's
 `rag serve --generator openai/ollama`): its text streams in as a draft, then only the sentences the
-cited passages support are kept, the others shown struck through as not supported.
+cited passages support are kept, the others shown struck through as not supported. The answer scorer
+(*Settings → Answer scorer*: the trained reader or the heuristic) picks the quoted sentence and the
+confidence; a confidence just under the threshold shows the closest passage marked "Not sure".
 
     >>> from gradio_client import Client  # doctest: +SKIP
     >>> Client("http://127.0.0.1:7860/").predict("What did Blinken warn?", api_name="/ask")  # doctest: +SKIP
@@ -32,8 +34,9 @@ from typing import Any, Iterator  # noqa: E402
 import gradio as gr  # noqa: E402
 
 from rag import ui  # noqa: E402
-from rag.config import GENERATORS, MODES, RagConfig  # noqa: E402
+from rag.config import ANSWER_SCORERS, GENERATORS, MODES, RagConfig  # noqa: E402
 from rag.pipeline import RAG, BadInput, build_index, remove_documents, validate_question  # noqa: E402
+from rag.reader import ReaderUnavailable  # noqa: E402
 from rag.store import IndexError_  # noqa: E402
 from rag.types import Answer  # noqa: E402
 
@@ -111,6 +114,8 @@ CSS = """
 .rag-nearest { border-style: dashed; opacity: 0.85; }
 .rag-abstain { margin: 0 0 0.6rem 0; padding: 0.5rem 0.75rem; border-radius: 8px; background: #fff4e5;
   color: #7a4b00; border: 1px solid #f5c27a; font-weight: 600; }
+.rag-tentative { margin: 0 0 0.6rem 0; padding: 0.5rem 0.75rem; border-radius: 8px; background: #eef3ff;
+  color: #1f3b7a; border: 1px dashed #7a9bf5; font-weight: 600; }
 .rag-doc-head { padding: 0.4rem 0; border-bottom: 1px solid var(--border-color-primary); margin-bottom: 0.5rem;
   font-weight: 600; }
 .rag-doc-note { color: var(--body-text-color-subdued); margin-bottom: 0.5rem; }
@@ -144,11 +149,14 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
     generators = generator_choices(defaults)
 
     def respond(message: str, messages: list[dict], turns: list[Answer], mode: str, top_k: float,
-                threshold: float, generator: str | None = None) -> Iterator[tuple[Any, ...]]:
+                threshold: float, generator: str | None = None,
+                answer_scorer: str | None = None) -> Iterator[tuple[Any, ...]]:
         question = (message or "").strip()
         try:
-            config = defaults.replace(mode=mode, top_k=int(top_k), abstain_threshold=float(threshold),
-                                      generator=check_generator(generator or defaults.generator, generators))
+            config = defaults.replace(
+                mode=mode, top_k=int(top_k), generator=check_generator(generator or defaults.generator, generators),
+                answer_scorer=check_answer_scorer(answer_scorer or defaults.answer_scorer),
+            ).with_threshold(float(threshold))  # the chosen scorer's threshold, its "not sure" band below it
             question = validate_question(question, config=config)
         except (BadInput, ValueError) as exc:
             gr.Warning(str(exc))
@@ -165,14 +173,14 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
             return
         try:
             answer = rag.ask(question, history=history, config=config)
-        except BadInput as exc:
-            messages[-1] = {"role": "assistant", "content": f"**Cannot answer:** {ui.escape_markdown(str(exc))}"}
-            yield "", messages, turns, gr.skip()
+        except (BadInput, ReaderUnavailable) as exc:
+            messages[-1] = {"role": "assistant", "content": cannot_answer_markdown(exc)}
+            yield "", messages, turns, ui.sources_html(None, 0)
             return
         turn = len(turns)
         turns = list(turns) + [answer]
-        if answer.abstained:
-            steps = [ui.abstention_markdown(answer)]
+        if answer.abstained:  # a refusal, or a tentative answer marked "not sure": shown whole
+            steps = [ui.answer_markdown(answer, turn)]
         else:
             steps = ui.stream_steps(ui.answer_pieces(answer, turn))
         for k, partial in enumerate(steps):
@@ -309,10 +317,12 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
 
     # --- API -----------------------------------------------------------------------------------
     def ask(question: str, top_k: int | None = None, mode: str | None = None,
-            generator: str | None = None) -> dict:
+            generator: str | None = None, answer_scorer: str | None = None) -> dict:
         """Answer `question` from the index: the JSON object `rag ask --json` prints. `generator`:
         "extractive" (quoted sentences), "local" (SmolLM2-135M, every sentence verified), or the
-        server's configured "openai"/"ollama"; default: the server's."""
+        server's configured "openai"/"ollama"; default: the server's. `answer_scorer`: "reader"
+        (the trained reader) or "heuristic", with that scorer's threshold; default: the server's.
+        A confidence in the scorer's "not sure" band gives `"tentative": true` (and `"abstained": true`)."""
         try:
             changes: dict[str, Any] = {}
             if top_k is not None:
@@ -321,6 +331,8 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
                 changes["mode"] = mode
             if generator:
                 changes["generator"] = check_generator(generator, generators)
+            if answer_scorer:
+                changes["answer_scorer"] = check_answer_scorer(answer_scorer)
             config = defaults.replace(**changes)
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None  # bad input is no server fault
@@ -328,6 +340,8 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
             return rag.ask(question, config=config).to_json()
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
+        except ReaderUnavailable as exc:
+            raise gr.Error(f"{exc} Ask with answer_scorer=heuristic.", print_exception=False) from None
         except Exception as exc:  # the generator failed (server unreachable, model missing)
             if config.generator == "extractive":
                 raise
@@ -364,9 +378,17 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
                                             info="dense: embeddings · bm25: keywords · hybrid: both, fused")
                             top_k = gr.Slider(1, 20, value=defaults.top_k, step=1, label="Top-k passages",
                                               elem_id="top-k")
-                            threshold = gr.Slider(0.0, 1.0, value=defaults.abstain_threshold, step=0.01,
-                                                  label="Abstention threshold", elem_id="threshold",
-                                                  info="answer only when the confidence reaches this")
+                            scorer = gr.Radio(list(ANSWER_SCORERS), value=defaults.answer_scorer,
+                                              label="Answer scorer", elem_id="answer-scorer",
+                                              info="what picks the quoted sentence and the confidence · reader: "
+                                                   "the trained reader model · heuristic: similarity and word "
+                                                   "overlap")
+                            threshold = gr.Slider(0.0, 1.0, value=scorer_threshold(defaults, defaults.answer_scorer),
+                                                  step=0.01, label="Abstention threshold", elem_id="threshold",
+                                                  info="answer only when the answer scorer's confidence reaches "
+                                                       "this; a little below it, the closest passage is shown "
+                                                       "marked \"Not sure\" (resets to the scorer's default when "
+                                                       "the scorer changes)")
                             generator = gr.Radio(generators, value=defaults.generator, label="Answer generator",
                                                  elem_id="generator", info=generator_info(defaults, generators))
                     with gr.Column(scale=2):
@@ -399,8 +421,10 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
 
         private = {"api_visibility": "private"}
         gr.on([question.submit, ask_button.click], respond,
-              inputs=[question, chatbot, turns, mode, top_k, threshold, generator],
+              inputs=[question, chatbot, turns, mode, top_k, threshold, generator, scorer],
               outputs=[question, chatbot, turns, sources], show_progress="minimal", **private)
+        scorer.change(lambda name: scorer_threshold(defaults, name), inputs=[scorer], outputs=[threshold],
+                      show_progress="hidden", **private)
         chatbot.clear(lambda: ([], ui.sources_html(None, 0), ui.viewer_placeholder()),
                       outputs=[turns, sources, viewer], **private)
         sources.cite(open_citation, inputs=[turns], outputs=[viewer], show_progress="hidden", **private)
@@ -430,6 +454,29 @@ def check_generator(value: object, allowed: list[str]) -> str:
         return value.strip().lower()
     hint = "" if value not in GENERATORS else " (this server was not started with it: see `rag serve --generator`)"
     raise BadInput(f"generator must be one of {', '.join(allowed)}, got {value!r}{hint}")
+
+
+def check_answer_scorer(value: object) -> str:
+    """`value` if it names an answer scorer (any case, spaces around), else BadInput naming them."""
+    if isinstance(value, str) and value.strip().lower() in ANSWER_SCORERS:
+        return value.strip().lower()
+    raise BadInput(f"answer_scorer must be one of {', '.join(ANSWER_SCORERS)}, got {value!r}")
+
+
+def scorer_threshold(defaults: RagConfig, scorer: str) -> float:
+    """The threshold the Settings slider shows for `scorer`: the server's configured one for it
+    (`RagConfig().thresholds()[0]` unless `rag serve` changed it); the defaults' for an unknown name."""
+    try:
+        return defaults.replace(answer_scorer=check_answer_scorer(scorer)).thresholds()[0]
+    except BadInput:
+        return defaults.thresholds()[0]
+
+
+def cannot_answer_markdown(exc: BaseException) -> str:
+    """A question that could not be answered (bad input, the reader model missing), for the chat."""
+    hint = (" Choose **heuristic** under *Settings → Answer scorer* to answer without it."
+            if isinstance(exc, ReaderUnavailable) else "")
+    return f"**Cannot answer:** {ui.escape_markdown(str(exc))}{hint}"
 
 
 def generator_info(defaults: RagConfig, allowed: list[str]) -> str:
@@ -468,8 +515,8 @@ def respond_generated(rag: RAG, question: str, *, messages: list[dict], turns: l
                 answer = item
         if answer is None:
             raise RuntimeError("the generator ended without an answer")
-    except BadInput as exc:
-        messages[-1] = {"role": "assistant", "content": f"**Cannot answer:** {ui.escape_markdown(str(exc))}"}
+    except (BadInput, ReaderUnavailable) as exc:
+        messages[-1] = {"role": "assistant", "content": cannot_answer_markdown(exc)}
         yield "", messages, gr.skip(), ui.sources_html(None, 0)
         return
     except Exception as exc:  # server unreachable, model missing, a timeout: say so, keep the app working

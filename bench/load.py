@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
-ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms", "generator", "sentences"}
+ANSWER_KEYS = {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms", "generator",
+               "sentences"}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 # (question, a string the answer must contain, or None to only check the contract)
 SEED_QUESTIONS: list[tuple[str, str | None]] = [
@@ -91,7 +92,10 @@ def check_answer(data: Any, question: str) -> str | None:
         return "answer or abstained of the wrong type"
     if not 0.0 <= data["confidence"] <= 1.0:
         return f"confidence {data['confidence']}"
-    if data["abstained"] == bool(data["citations"]):
+    if not isinstance(data["tentative"], bool) or (data["tentative"] and not data["abstained"]):
+        return "tentative of the wrong type, or tentative without abstaining"
+    # A "not sure" answer abstains but cites the closest passage (one citation).
+    if data["abstained"] != (not data["citations"] or (data["tentative"] and len(data["citations"]) == 1)):
         return "an abstention with citations, or an answer without"
     for n, c in enumerate(data["citations"], start=1):
         if not isinstance(c, dict) or set(c) != CITATION_KEYS or c["n"] != n:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rag.config import EMBED_BACKENDS, GENERATORS, MODES, RagConfig
+from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--qa", metavar="FILE", help="our JSON-lines question set (needs --docs)")
     src.add_argument("--squad", metavar="FILE", help="SQuAD v2 JSON")
     src.add_argument("--clapnq", metavar="DIR", help="ClapNQ dev folder")
+    src.add_argument("--realtimeqa", metavar="FILE",
+                     help="RealTime QA news: validation weeks from 2023/07 (never trained on), indexed with "
+                          "their search results; later weeks' questions unanswerable")
     src.add_argument("--beir", metavar="DIR", help="BEIR folder (corpus/queries/qrels): retrieval metrics only")
     src.add_argument("--calibrate", action="store_true",
                      help="fit the confidence weights and abstention threshold on the calibration rows of "
@@ -43,11 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--unanswerable-share", type=float, help="stratify the sample to this share of unanswerables")
     p.add_argument("--split", choices=("all", "report", "calibration"),
-                   help="rows to use (default: report for SQuAD and ClapNQ, all for --qa)")
+                   help="rows to use (default: report for SQuAD and ClapNQ, all for --qa and --realtimeqa)")
     p.add_argument("--baseline", choices=("langchain",), help="also run the LangChain tutorial pipeline")
+    p.add_argument("--compare-scorers", action="store_true",
+                   help="also ask every question with the other answer scorer (reader/heuristic) on the same index")
     p.add_argument("--mode", choices=MODES, default=d.mode)
     p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--abstain-threshold", type=float, default=d.abstain_threshold)
+    p.add_argument("--abstain-threshold", type=float,
+                   help="answer from this confidence on (default: the answer scorer's calibrated threshold)")
+    p.add_argument("--answer-scorer", choices=ANSWER_SCORERS, default=d.answer_scorer,
+                   help="reader (the trained cross-encoder) or heuristic (default: %(default)s); with "
+                        "--calibrate, the scorer to calibrate")
     p.add_argument("--embed-backend", choices=EMBED_BACKENDS, default=d.embed_backend,
                    help="how the embedding model runs (default: %(default)s)")
     p.add_argument("--generator", choices=GENERATORS, default=d.generator,
@@ -63,15 +72,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = RagConfig(mode=args.mode, top_k=args.top_k, abstain_threshold=args.abstain_threshold,
+        config = RagConfig(mode=args.mode, top_k=args.top_k,
                            **_run_settings(args), **({"index_dir": args.index_dir} if args.index_dir else {}))
+        if args.abstain_threshold is not None:
+            config = config.with_threshold(args.abstain_threshold)
         if args.calibrate:
             return calibrate(args)
         if args.check:
             return check(args.only)
-        if not (args.qa or args.squad or args.clapnq or args.beir):
-            raise ValueError("give a dataset: --qa FILE --docs DIR, --squad FILE, --clapnq DIR or --beir DIR "
-                             "(or --calibrate / --check)")
+        if not (args.qa or args.squad or args.clapnq or args.realtimeqa or args.beir):
+            raise ValueError("give a dataset: --qa FILE --docs DIR, --squad FILE, --clapnq DIR, --realtimeqa FILE "
+                             "or --beir DIR (or --calibrate / --check)")
         report = evaluate(args, config)
     except (ValueError, FileNotFoundError) as exc:
         print(f"rag eval: error: {exc}", file=sys.stderr)
@@ -86,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def load_items(args: argparse.Namespace) -> tuple[Any, list[Any]]:
-    from eval.datasets import load_clapnq, load_qa_dataset, load_squad, sample_items, split_items
+    from eval.datasets import load_clapnq, load_qa_dataset, load_realtimeqa, load_squad, sample_items, split_items
 
     if args.qa:
         if not args.docs:
@@ -94,9 +105,11 @@ def load_items(args: argparse.Namespace) -> tuple[Any, list[Any]]:
         dataset = load_qa_dataset(args.qa, args.docs)
     elif args.squad:
         dataset = load_squad(args.squad)
+    elif args.realtimeqa:
+        dataset = load_realtimeqa(args.realtimeqa)
     else:
         dataset = load_clapnq(args.clapnq)
-    split = args.split or ("all" if args.qa else "report")
+    split = _default_split(args)
     items = list(dataset.items)
     if split != "all":
         calibration, report = split_items(items)
@@ -106,9 +119,16 @@ def load_items(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     return dataset, items
 
 
+def _default_split(args: argparse.Namespace) -> str:
+    """`--split`, else "all" for datasets without a calibration half (--qa, and --realtimeqa whose rows
+    are all validation weeks) and "report" for SQuAD and ClapNQ."""
+    return args.split or ("all" if args.qa or args.realtimeqa else "report")
+
+
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the run flags set (embedding backend and answer generator)."""
-    return {"embed_backend": args.embed_backend, "generator": args.generator, "llm_base_url": args.llm_base_url,
+    return {"answer_scorer": args.answer_scorer,
+            "embed_backend": args.embed_backend, "generator": args.generator, "llm_base_url": args.llm_base_url,
             "llm_model": args.llm_model, "llm_max_new_tokens": args.llm_max_new_tokens}
 
 
@@ -121,26 +141,30 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
         from eval.runner import run_beir
 
         return run_beir(load_beir(args.beir), config=config, embedder=embedder, index_dir=args.index_dir,
-                        baseline=args.baseline)
+                        baseline=args.baseline, compare_scorers=args.compare_scorers)
     from eval.runner import run_qa
 
     dataset, items = load_items(args)
     if not items:
         raise ValueError("no questions selected (check --split and --limit)")
     report = run_qa(dataset, items, config=config, embedder=embedder, index_dir=args.index_dir,
-                    baseline=args.baseline)
-    report["config"]["selection"] = {"split": args.split or ("all" if args.qa else "report"), "limit": args.limit,
+                    baseline=args.baseline, compare_scorers=args.compare_scorers)
+    report["config"]["selection"] = {"split": _default_split(args), "limit": args.limit,
                            "seed": args.seed, "unanswerable_share": args.unanswerable_share}
     return report
 
 
 def _print_summary(report: dict[str, Any]) -> None:
     base = report.get("baseline", {})
-    print(f"{report['dataset']}: {report['n_questions']} questions ({report['n_unanswerable']} unanswerable)")
+    others = report.get("compare", {})
+    print(f"{report['dataset']}: {report['n_questions']} questions ({report['n_unanswerable']} unanswerable), "
+          f"answer scorer {report['config']['answer_scorer']}")
     for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "generation", "index"):
         for key, value in report.get(group, {}).items():
             b = base.get(group, {}).get(key)
-            print(f"  {group:<11} {key:<22} {value!s:>10}" + (f"   langchain {b}" if b is not None else ""))
+            o = "".join(f"   {name} {r.get(group, {}).get(key)}" for name, r in others.items()
+                        if r.get(group, {}).get(key) is not None)
+            print(f"  {group:<11} {key:<22} {value!s:>10}" + o + (f"   langchain {b}" if b is not None else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,21 +195,31 @@ def fit_logistic(x: Any, y: Any, *, l2: float = 1e-4, steps: int = 50) -> Any:
 
 
 def calibrate(args: argparse.Namespace) -> int:
+    """Fit the configured answer scorer's confidence weights, answer threshold and "not sure"
+    threshold on calibration rows (SQuAD 2.0: 1,000 sampled, never a row the reader trained on;
+    ClapNQ: all) and write them into rag/config.py."""
     import numpy as np
 
     from eval.datasets import load_clapnq, load_squad, sample_items, split_items
     from eval.metrics import abstention_metrics
     from eval.runner import run_qa
-    from rag.answer import FEATURES, confidence
+    from rag.answer import FEATURES, READER_FEATURES, confidence
     from rag.embed import Embedder
 
+    scorer = args.answer_scorer
+    names = READER_FEATURES if scorer == "reader" else FEATURES
     embedder = Embedder.load(backend=args.embed_backend)
-    config = RagConfig(abstain_threshold=0.0)  # answer everything: we want every question's features
+    # Answer everything: every question's features are wanted.
+    config = RagConfig(answer_scorer=scorer).with_threshold(0.0).replace(tentative_threshold=0.0,
+                                                                         reader_tentative_threshold=0.0)
+    trained = reader_training_ids() if scorer == "reader" else set()
     rows: list[tuple[list[float], bool, str]] = []
     sources = [("squad2-dev", load_squad(SHARED / "squad2-dev" / "dev-v2.0.json"), 1000),
                ("clapnq-dev", load_clapnq(SHARED / "clapnq-dev"), None)]
     for name, dataset, limit in sources:
         calibration, _ = split_items(dataset.items)
+        if name == "squad2-dev":
+            calibration = [item for item in calibration if item.id not in trained]
         items = sample_items(calibration, limit=limit, seed=args.seed) if limit else calibration
         report = run_qa(dataset, items, config=config, embedder=embedder,
                         index_dir=args.index_dir and Path(args.index_dir) / name)
@@ -193,28 +227,79 @@ def calibrate(args: argparse.Namespace) -> int:
             rows.append((q["features"], q["answerable"], name))
         print(f"{name}: {len(items)} calibration questions")
     if args.index_dir:  # keep the rows so feature work can be redone without asking again
-        Path(args.index_dir, "calibration_rows.json").write_text(json.dumps(rows))
+        Path(args.index_dir, f"calibration_rows_{scorer}.json").write_text(json.dumps(rows))
     x = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows], dtype=float)
     # Each dataset weighs the same: duplicate nothing, just fit on the pooled rows.
     w = fit_logistic(x, y)
-    conf = [confidence(f, w) for f in x]
-    threshold = round(balanced_threshold(conf, [bool(v) for v in y], [r[2] for r in rows]), 4)
+    conf = [confidence(f, w, names=names) for f in x]
+    groups = [r[2] for r in rows]
+    threshold = round(balanced_threshold(conf, [bool(v) for v in y], groups), 4)
+    tentative = round(tentative_threshold(conf, [bool(v) for v in y], groups, threshold), 4)
     weights = tuple(round(float(v), 4) for v in w)
-    summary = {"features": FEATURES, "weights": weights, "threshold": threshold, "n": len(rows)}
-    for name in {r[2] for r in rows}:
-        mask = [r[2] == name for r in rows]
+    summary: dict[str, Any] = {"scorer": scorer, "features": names, "weights": weights, "threshold": threshold,
+                               "tentative_threshold": tentative, "n": len(rows),
+                               "squad_rows_left_out_as_reader_training": len(trained)}
+    for name in sorted(set(groups)):
+        mask = [g == name for g in groups]
         c = [conf[i] for i in range(len(rows)) if mask[i]]
         a = [bool(y[i]) for i in range(len(rows)) if mask[i]]
         m = abstention_metrics([v < threshold for v in c], a, c)
         summary[name] = {k: round(v.score, 4) for k, v in m.items()}
     print(json.dumps(summary, indent=1))
     if not args.dry_run:
-        write_calibration(weights, threshold)
+        fields = {"reader_confidence_weights": weights, "reader_abstain_threshold": threshold,
+                  "reader_tentative_threshold": tentative} if scorer == "reader" else \
+            {"confidence_weights": weights, "abstain_threshold": threshold, "tentative_threshold": tentative}
+        write_calibration(fields)
         (ROOT / "eval" / "reports").mkdir(exist_ok=True)
-        (ROOT / "eval" / "reports" / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
-        print("wrote the weights and threshold into rag/config.py")
+        out = ROOT / "eval" / "reports" / ("calibration.json" if scorer == "heuristic" else "calibration-reader.json")
+        out.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {', '.join(fields)} into rag/config.py")
     return 0
+
+
+def reader_training_ids() -> set[str]:
+    """The SQuAD question ids the shipped reader was trained on (rebuilt from its recorded
+    settings: the data selection is deterministic), so calibration never reuses them."""
+    from eval.train_reader import build_data
+    from rag.reader import MODEL_DIR
+
+    meta = json.loads((MODEL_DIR / "reader.json").read_text(encoding="utf-8"))
+    settings = meta["settings"]
+    groups, _ = build_data(SHARED, seed=meta["seed"], max_negatives=settings["max_negatives"],
+                           limit=settings["limit_questions"], sources=settings["sources"],
+                           squad_questions=settings.get("squad_questions"))
+    return {g[0].group for g in groups if g[0].source == "squad"}
+
+
+def tentative_threshold(confidence: Sequence[float], answerable: Sequence[bool], groups: Sequence[str],
+                        answer_at: float) -> float:
+    """Lower the threshold from `answer_at` while, in the band [t, answer_at), answerable questions
+    stay at least as common as unanswerable ones (each dataset's shares weighed alike, each class
+    by its own size); stop at the first t where they do not: below it a shown passage is more often
+    wrong than right.
+
+    Example:
+        >>> tentative_threshold([0.9, 0.6, 0.5, 0.2, 0.4, 0.1], [True, True, False, True, False, False],
+        ...                     ["a"] * 6, 0.7)
+        0.5
+    """
+    names = sorted(set(groups))
+    candidates = sorted({round(c, 4) for c in confidence if c < answer_at}, reverse=True)
+    best = answer_at
+    for t in candidates:
+        margin = 0.0
+        for name in names:
+            idx = [i for i, g in enumerate(groups) if g == name]
+            pos = [i for i in idx if answerable[i]]
+            neg = [i for i in idx if not answerable[i]]
+            in_band = lambda ids: sum(t <= confidence[i] < answer_at for i in ids) / max(len(ids), 1)  # noqa: E731
+            margin += in_band(pos) - in_band(neg)
+        if margin < 0:
+            break
+        best = t
+    return best
 
 
 def balanced_threshold(confidence: Sequence[float], answerable: Sequence[bool], groups: Sequence[str]) -> float:
@@ -235,13 +320,15 @@ def balanced_threshold(confidence: Sequence[float], answerable: Sequence[bool], 
     return run[len(run) // 2]
 
 
-def write_calibration(weights: tuple[float, ...], threshold: float, path: Path = ROOT / "rag" / "config.py") -> None:
+def write_calibration(fields: dict[str, Any], path: Path = ROOT / "rag" / "config.py") -> None:
+    """Rewrite the default of each named `RagConfig` field (a float or a tuple of floats)."""
     text = path.read_text(encoding="utf-8")
-    text, n1 = re.subn(r"abstain_threshold: float = [0-9.eE+-]+", f"abstain_threshold: float = {threshold}", text)
-    text, n2 = re.subn(r"confidence_weights: tuple\[float, \.\.\.\] = \([^)]*\)",
-                       f"confidence_weights: tuple[float, ...] = {weights!r}", text)
-    if n1 != 1 or n2 != 1:
-        raise ValueError(f"could not find the calibration fields in {path}")
+    for name, value in fields.items():
+        kind = r"tuple\[float, \.\.\.\] = \([^)]*\)" if isinstance(value, tuple) else r"float = [0-9.eE+-]+"
+        annotation = "tuple[float, ...]" if isinstance(value, tuple) else "float"
+        text, n = re.subn(rf"(?m)^(    {name}): {kind}", lambda m: f"{m.group(1)}: {annotation} = {value!r}", text)
+        if n != 1:
+            raise ValueError(f"could not find the field {name} in {path}")
     path.write_text(text, encoding="utf-8")
 
 
@@ -283,7 +370,7 @@ def run_conditions(conditions: Sequence[dict[str, Any]]) -> list[str]:
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Condition paths are relative to the repository root; `$SHARED` names the datasets folder."""
-    for name in ("qa", "docs", "squad", "clapnq", "beir"):
+    for name in ("qa", "docs", "squad", "clapnq", "realtimeqa", "beir"):
         value = getattr(args, name)
         if value:
             value = value.replace("$SHARED", str(SHARED))

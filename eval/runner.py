@@ -98,6 +98,13 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     citations = citation_precision(cited, quotes, relevant, golds)
     abstention = abstention_metrics([r["abstained"] for r in results], [item.answerable for item in items],
                                     [r["confidence"] for r in results])
+    tentative = [bool(r.get("tentative")) for r in results]
+    n_answerable = sum(item.answerable for item in items)
+    n_unanswerable = len(items) - n_answerable
+    split = {"tentative_answerable": sum(t for t, item in zip(tentative, items) if item.answerable)
+             / max(n_answerable, 1),
+             "tentative_unanswerable": sum(t for t, item in zip(tentative, items) if not item.answerable)
+             / max(n_unanswerable, 1)}
     latency = percentiles([r["timings_ms"]["total"] for r in results], ps=(50, 95))
     generation = generation_metrics(results)
     per_question = []
@@ -105,7 +112,7 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
         per_question.append({
             "id": item.id, "question": item.question, "answers": list(item.answers),
             "answerable": item.answerable, "prediction": r["answer"], "candidate": candidates[i],
-            "abstained": r["abstained"],
+            "abstained": r["abstained"], "tentative": tentative[i],
             "confidence": r["confidence"], "features": r.get("features", []),
             "hit@5": retrieval["hit@5"].individual_scores[i], "rr": retrieval["mrr"].individual_scores[i],
             "containment": answer["containment"].individual_scores[i], "f1": answer["f1"].individual_scores[i],
@@ -120,8 +127,11 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
                    "containment_strict": round(strict["containment"].score, 4),
                    "f1_strict": round(strict["f1"].score, 4)},
         "citations": {"precision": round(citations.score, 4)},
-        "abstention": {k: round(abstention[k].score, 4)
-                       for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
+        # `refused_unanswerable` counts "not sure" answers as refusals (they assert nothing); the
+        # tentative shares say how many of each kind got the closest passage instead of a refusal.
+        "abstention": {**{k: round(abstention[k].score, 4)
+                          for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
+                       **{k: round(v, 4) for k, v in split.items()}},
         "latency_ms": {k: round(v, 1) for k, v in latency.items()},
         "generation": generation,
         "evidence_unlocated": unlocated,
@@ -184,14 +194,24 @@ def _baseline(baseline: Any, item: QAItem) -> dict[str, Any]:
 
 def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, embedder: Embedder,
            index_dir: str | Path | None = None, baseline: str | None = None,
-           ask: Callable[[RAG, QAItem], dict[str, Any]] = _ours) -> dict[str, Any]:
-    """Index `dataset.documents`, ask `items`, and score. Returns the report dict."""
+           ask: Callable[[RAG, QAItem], dict[str, Any]] = _ours, compare_scorers: bool = False) -> dict[str, Any]:
+    """Index `dataset.documents`, ask `items`, and score. Returns the report dict. With
+    `compare_scorers`, the questions are asked again with the other answer scorer on the same
+    index, and its scores are kept under `report["compare"][scorer]`."""
     with _folder(index_dir) as work:
         cost = build_eval_index(dataset.documents, work_dir=work, index_dir=work / "index", config=config,
                                 embedder=embedder)
         rag = RAG(Index.load(work / "index", config=config), embedder, config)
         documents = {d.source: rag.index.document(d.source).text for d in rag.index.documents()}
         results = [ask(rag, item) for item in tqdm(items, desc=dataset.name, unit="q", disable=None, leave=False)]
+        compared: dict[str, Any] = {}
+        if compare_scorers:
+            other = "heuristic" if config.answer_scorer == "reader" else "reader"
+            rag_other = RAG(rag.index, embedder, config.replace(answer_scorer=other))
+            other_results = [ask(rag_other, item) for item in tqdm(items, desc=other, unit="q", disable=None,
+                                                                   leave=False)]
+            compared[other] = {k: v for k, v in _score(items, other_results, documents).items()
+                               if k not in ("per_question", "evidence_unlocated")}
         rag.index.close()
     scored = _score(items, results, documents)
     report: dict[str, Any] = {
@@ -206,6 +226,8 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
         "per_question": scored["per_question"],
     }
     report["retrieval"]["evidence_unlocated"] = scored["evidence_unlocated"]
+    if compared:
+        report["compare"] = compared
     if baseline == "langchain":
         report["baseline"] = run_langchain_baseline(dataset, items, documents, top_k=config.top_k)
     return report
@@ -238,20 +260,29 @@ def beir_documents(dataset: BeirDataset) -> dict[str, str]:
 
 
 def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, index_dir: str | Path | None = None,
-             baseline: str | None = None, depth: int = 100) -> dict[str, Any]:
+             baseline: str | None = None, depth: int = 100, compare_scorers: bool = False) -> dict[str, Any]:
+    from rag.reader import Reader
+    from rag.rerank import read_and_rerank
     from rag.retrieve import search
 
+    # The reader reorders the top hits, as in `ask`, when it is the configured scorer.
+    reader = Reader.load() if config.answer_scorer == "reader" and config.rerank else None
     documents = beir_documents(dataset)
     with _folder(index_dir) as work:
         cost = build_eval_index(documents, work_dir=work, index_dir=work / "index", config=config,
                                 embedder=embedder)
         index = Index.load(work / "index", config=config)
         run: dict[str, dict[str, float]] = {}
+        fused_run: dict[str, dict[str, float]] = {}  # before the reader reorders (the heuristic scorer's)
         latencies = []
         for qid, query in tqdm(dataset.queries.items(), desc=dataset.name, unit="q", disable=None, leave=False):
             t0 = time.perf_counter()
             vector = embedder.encode_queries([query])[0]
             hits = search(index, query, vector, config=config, top_k=depth * 3)
+            if compare_scorers:
+                fused_run[qid] = _doc_run(((h.chunk.source, h.score) for h in hits), depth)
+            if reader is not None:
+                hits = read_and_rerank(query, vector, hits, index, reader, config=config)[0]
             latencies.append((time.perf_counter() - t0) * 1000)
             run[qid] = _doc_run(((h.chunk.source, h.score) for h in hits), depth)
         index.close()
@@ -268,6 +299,9 @@ def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, ind
                           "retrieved": [{"source": d, "score": s} for d, s in list(run.get(qid, {}).items())[:5]]}
                          for i, qid in enumerate(dataset.qrels)],
     }
+    if compare_scorers and reader is not None:
+        fused = beir_metrics(fused_run, dataset.qrels)
+        report["compare"] = {"heuristic": {"retrieval": {k: round(fused[k].score, 4) for k in ("ndcg@10", "recall@100")}}}
     if baseline == "langchain":
         report["baseline"] = run_beir_langchain(dataset, documents, depth=depth)
     return report

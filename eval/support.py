@@ -315,6 +315,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 {"threshold": t, "recall": round(float((scores[report_fit & (labels == 1)] >= t).mean()), 4),
                  "unsupported_caught": round(float((scores[report_fit & (labels == 0)] < t).mean()), 4)}
                 for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    results["reader_fragments"] = reader_fragment_results(units, scores_of=results, fitted=fitted, spans=spans)
     return {
         "datasets": {form: {"name": d.name, "source_hash": d.source_hash} for form, d in datasets.items()},
         "units": {form: {half: {kind: int(((kinds == kind) & (forms == form) & (cal == (half == "calibration"))).sum())
@@ -328,6 +329,52 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "total": round(time.perf_counter() - started, 1)},
         "versions": library_versions(),
     }
+
+
+def kept_threshold(scores: np.ndarray, *, keep: float = 0.90) -> float:
+    """The highest threshold that keeps at least `keep` of the supported rows (`scores` of positives).
+
+    Example:
+        >>> kept_threshold(np.array([0.1, 0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.95, 0.97, 0.99]))
+        0.5
+    """
+    ordered = np.sort(scores)
+    return float(ordered[int(np.floor((1.0 - keep) * len(ordered) + 1e-9))]) if len(ordered) else 0.5
+
+
+def reader_fragment_results(units: list[dict[str, Any]], *, scores_of: dict[str, Any], fitted: dict[str, Any],
+                            spans: list[Any]) -> dict[str, Any]:
+    """Fragments judged by the reader (`rag.verify.fragment_evidence`) against the fitted support
+    score, both at the threshold that keeps 90% of supported fragments on the calibration half,
+    on the report half. SQuAD questions the reader was trained on are left out of both halves."""
+    from eval.cli import reader_training_ids
+    from rag.reader import Reader
+    from rag.verify import fragment_evidence
+
+    trained = reader_training_ids()
+    reader = Reader.load()
+    rows = [i for i, u in enumerate(units) if u["form"] == "fragment" and u["id"] not in trained]
+    labels = np.array([units[i]["label"] for i in rows])
+    kinds = np.array([units[i]["kind"] for i in rows])
+    cal = np.array([units[i]["half"] == "calibration" for i in rows])
+    by_reader = np.array([max((e.score for e in fragment_evidence(units[i]["question"], units[i]["sentence"],
+                                                                   units[i]["hits"], reader)), default=0.0)
+                          for i in rows])
+    _, by_support = _best_rows([spans[i] for i in rows], np.asarray(fitted["fragment"], float))
+    out: dict[str, Any] = {"rows_left_out_as_reader_training": len({units[i]["id"] for i in range(len(units))
+                                                                   if units[i]["form"] == "fragment"} & trained)}
+    for name, scores in (("reader", by_reader), ("support_score", by_support)):
+        threshold = kept_threshold(scores[cal & (labels == 1)])
+        report = ~cal
+        entry = {"threshold_keeping_0.90": round(threshold, 4),
+                 "auroc_report": round(_auroc(scores[report], labels[report]), 4),
+                 "kept_report": round(float((scores[report & (labels == 1)] >= threshold).mean()), 4)}
+        for kind in KINDS["fragment"]:
+            neg = report & (kinds == kind)
+            entry[f"{kind}_caught_report"] = round(float((scores[neg] < threshold).mean()) if neg.any() else 0.0, 4)
+            entry[f"{kind}_n_report"] = int(neg.sum())
+        out[name] = entry
+    return out
 
 
 def table(report: dict[str, Any]) -> str:
@@ -348,6 +395,9 @@ def table(report: dict[str, Any]) -> str:
                                           for k in kinds))
         lines.append(f"rows: {report['units'][form]}")
         lines.append(f"fitted weights ({', '.join(report['features'])}): {report['fitted'][form]['weights']}")
+    if "reader_fragments" in report:
+        lines.append("\nfragments, reader vs support score, threshold keeping 0.90 of supported (calibration half), "
+                     "report half: " + json.dumps(report["reader_fragments"]))
     sweep = report["threshold_sweep_report"]
     lines.append("\nthreshold sweep, report half, both forms (recall / caught): " + ", ".join(
         f"{r['threshold']:.1f}: {r['recall']:.3f}/{r['unsupported_caught']:.3f}" for r in sweep))
@@ -362,6 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(table(report))
     print(f"wrote {out}")
+
     return 0
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from rag.config import EMBED_BACKENDS, GENERATORS, MODES, RagConfig
+from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
 DEFAULT_SOURCES = "seeds"
 
@@ -65,6 +65,9 @@ def _backend_flag(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
 
 
 def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
+    p.add_argument("--answer-scorer", choices=ANSWER_SCORERS, default=defaults.answer_scorer,
+                   help="what picks the answer sentence and decides to refuse: reader (the trained "
+                        "cross-encoder, default) or heuristic (similarity and word overlap)")
     p.add_argument("--generator", choices=GENERATORS, default=defaults.generator,
                    help="extractive: quoted sentences, no language model (default); local: SmolLM2-135M in "
                         "this process; openai: an OpenAI-compatible server; ollama: an Ollama server")
@@ -77,7 +80,7 @@ def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
 
 def _generator_config(args: argparse.Namespace) -> dict[str, object]:
     return {"generator": args.generator, "llm_base_url": args.llm_base_url, "llm_model": args.llm_model,
-            "llm_max_new_tokens": args.llm_max_new_tokens}
+            "llm_max_new_tokens": args.llm_max_new_tokens, "answer_scorer": args.answer_scorer}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +180,7 @@ def _ask(args: argparse.Namespace) -> int:
     except BadInput as exc:
         raise CliError(str(exc)) from None
     from rag.pipeline import RAG
+    from rag.reader import ReaderUnavailable
     from rag.store import IndexError_
 
     config = _with_index_chunking(config, args.index_dir)
@@ -194,7 +198,7 @@ def _ask(args: argparse.Namespace) -> int:
             elif show_draft:
                 sys.stderr.write(f"\x1b[2m{item}\x1b[0m")
                 sys.stderr.flush()
-    except (BadInput, IndexError_) as exc:
+    except (BadInput, IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:  # the chat model is missing or its server failed: one line, not a traceback
         from rag.generate import GeneratorError, GeneratorUnavailable
@@ -219,6 +223,8 @@ def _ask(args: argparse.Namespace) -> int:
         for c in answer.citations:
             page = f", page {c.page}" if c.page is not None else ""
             print(f"  [{c.n}] {c.source}{page}, characters {c.start}-{c.end} (score {c.score:.2f})")
+    if answer.tentative:
+        print("\n(not sure: the closest passage is shown, the confidence is too low to answer)")
     elif answer.abstained and answer.hits:
         print("\nNearest passages (not an answer):")
         for h in answer.hits[:3]:
@@ -248,11 +254,12 @@ def _serve(args: argparse.Namespace) -> int:
     config = _with_index_chunking(config, args.index_dir)
     app = _load_app()
     from rag.pipeline import RAG
+    from rag.reader import ReaderUnavailable
     from rag.store import IndexError_
 
     try:
         rag = RAG.open(args.index_dir, config=config)
-    except IndexError_ as exc:
+    except (IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"rag serve: warning: listening on {args.host}, not loopback: anyone who can reach this machine "

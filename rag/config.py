@@ -18,6 +18,9 @@ MODEL_MAX_TOKENS = 256  # the model's word-piece window, [CLS] and [SEP] include
 EmbedBackend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
 EMBED_BACKENDS: tuple[str, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8")
 
+AnswerScorer = Literal["reader", "heuristic"]
+ANSWER_SCORERS: tuple[str, ...] = ("reader", "heuristic")
+
 Generator = Literal["extractive", "local", "openai", "ollama"]
 GENERATORS: tuple[str, ...] = ("extractive", "local", "openai", "ollama")
 
@@ -66,6 +69,22 @@ class RagConfig:
     # Weight of the BM25 ranking against the dense one (1.0) in the fusion.
     bm25_weight: float = 1.0
     # --- answer ----------------------------------------------------------------------------
+    # What picks the answer sentence and the confidence: "heuristic" (semantic + lexical + cue,
+    # below) or "reader" (the trained cross-encoder in rag/models/reader, rag/reader.py). The
+    # heuristic stays the default: the shipped reader does not beat it on the report rows (README).
+    answer_scorer: AnswerScorer = "heuristic"
+    # Sentences the reader reads per question: the best sentence (by the heuristic score) of each
+    # of the top `rerank_depth` hits, then the next best overall up to this many.
+    reader_sentences: int = 12
+    # Fused hits the reader reorders (by their best sentence's reader score); the rest follow.
+    rerank_depth: int = 8
+    rerank: bool = True
+    # Reader confidence: a logistic over `rag.answer.READER_FEATURES`; answer at or above
+    # `reader_abstain_threshold`, "not sure" (the closest passage, marked tentative) from
+    # `reader_tentative_threshold`, refuse below (fitted by `rag eval --calibrate`).
+    reader_confidence_weights: tuple[float, ...] = (-0.9319, 2.8092, 1.3178, -0.4748, 0.0472, -0.1972, -0.2678, -1.2188, -0.1674, 0.2671, 0.0383)
+    reader_abstain_threshold: float = 0.554
+    reader_tentative_threshold: float = 0.554
     answer_max_sentences: int = 2
     answer_max_words: int = 60
     # Hits whose sentences compete to be the answer.
@@ -83,6 +102,8 @@ class RagConfig:
     adjacent_only: bool = True
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
     abstain_threshold: float = 0.471
+    # The heuristic's "not sure" band starts here (equal to abstain_threshold: no band).
+    tentative_threshold: float = 0.471
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
     confidence_weights: tuple[float, ...] = (-2.2, 2.0186, 1.8519, 0.4678, -0.1072, 1.2264, -0.5724, -0.8258, -0.2251)
     # --- generated answers (rag/generate.py, rag/verify.py) ---------------------------------
@@ -113,7 +134,8 @@ class RagConfig:
         for name in ("top_k", "candidates", "rrf_k", "chunk_tokens", "embed_batch_size",
                      "answer_max_sentences", "answer_max_words", "answer_hits",
                      "max_question_chars", "max_chunks_per_document", "approximate_above", "hnsw_m",
-                     "hnsw_ef_construction", "hnsw_ef_search", "llm_max_new_tokens", "generate_passages"):
+                     "hnsw_ef_construction", "hnsw_ef_search", "llm_max_new_tokens", "generate_passages",
+                     "reader_sentences", "rerank_depth"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
         _check(self.embed_backend in EMBED_BACKENDS,
@@ -137,12 +159,37 @@ class RagConfig:
                f"semantic_weight must be within [0, 1], got {self.semantic_weight}")
         _check(0.0 <= self.abstain_threshold <= 1.0,
                f"abstain_threshold must be within [0, 1], got {self.abstain_threshold}")
+        _check(self.answer_scorer in ANSWER_SCORERS,
+               f"answer_scorer must be one of {', '.join(ANSWER_SCORERS)}, got {self.answer_scorer!r}")
+        for name in ("reader_abstain_threshold", "reader_tentative_threshold", "tentative_threshold"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, f"{name} must be within [0, 1], got {value}")
         _check(self.bm25_weight >= 0, f"bm25_weight must be >= 0, got {self.bm25_weight}")
         _check(self.max_file_mb > 0, f"max_file_mb must be > 0, got {self.max_file_mb}")
 
     def replace(self, **changes: Any) -> "RagConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def thresholds(self) -> tuple[float, float]:
+        """(answer at or above, "not sure" at or above) for the configured answer scorer."""
+        if self.answer_scorer == "reader":
+            return self.reader_abstain_threshold, min(self.reader_tentative_threshold, self.reader_abstain_threshold)
+        return self.abstain_threshold, min(self.tentative_threshold, self.abstain_threshold)
+
+    def with_threshold(self, threshold: float, *, tentative: float | None = None) -> "RagConfig":
+        """A copy whose configured scorer answers from `threshold` on, with its "not sure" band
+        from `tentative` (default: kept below the threshold, as wide as before).
+
+        Example:
+            >>> RagConfig(answer_scorer="reader").with_threshold(0.9, tentative=0.9).thresholds()
+            (0.9, 0.9)
+        """
+        answer_at, tentative_at = self.thresholds()
+        low = max(0.0, threshold - (answer_at - tentative_at)) if tentative is None else tentative
+        if self.answer_scorer == "reader":
+            return self.replace(reader_abstain_threshold=threshold, reader_tentative_threshold=low)
+        return self.replace(abstain_threshold=threshold, tentative_threshold=low)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

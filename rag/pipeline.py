@@ -14,10 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from rag.answer import QuestionTerms, compose_answer
 from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.followup import Turn, condense_query
 from rag.load import Skipped, find_files, load_documents
+from rag.reader import Reader
+from rag.rerank import read_and_rerank
+from rag.retrieve import search
 from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
 from rag.types import Answer, CheckedSentence
 
@@ -111,18 +115,27 @@ class RAG:
     """A loaded model and index, shared by every question. Thread-safe for asking; `reload()`
     swaps in a new index generation after an update."""
 
-    def __init__(self, index: Index, embedder: Embedder, config: RagConfig) -> None:
+    def __init__(self, index: Index, embedder: Embedder, config: RagConfig, *, reader: Reader | None = None) -> None:
         self.index = index
         self.embedder = embedder
         self.config = config
+        self._reader = reader
         self._lock = threading.Lock()
+
+    @property
+    def reader(self) -> Reader:
+        """The trained reader, loaded on first use (raises ReaderUnavailable when not installed)."""
+        if self._reader is None:
+            self._reader = Reader.load()
+        return self._reader
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike[str] | None = None, *, config: RagConfig | None = None,
              embedder: Embedder | None = None) -> "RAG":
         config = config or RagConfig()
         index = Index.load(index_dir or config.index_dir, config=config)
-        return cls(index, embedder or Embedder.load(backend=config.embed_backend), config)
+        reader = Reader.load() if config.answer_scorer == "reader" else None
+        return cls(index, embedder or Embedder.load(backend=config.embed_backend), config, reader=reader)
 
     def reload(self) -> None:
         fresh = Index.load(self.index.dir, config=self.config)
@@ -154,8 +167,6 @@ class RAG:
             >>> for item in rag.ask_stream("What did Blinken warn?", config=cfg):  # doctest: +SKIP
             ...     print(item if isinstance(item, str) else item.text)
         """
-        from rag.answer import compose_answer
-        from rag.retrieve import search
 
         config = config or self.config
         started = time.perf_counter()
@@ -179,11 +190,18 @@ class RAG:
         index = self.index
         query_vector = self.embedder.encode_queries([query])[0]
         n_hits = max(config.top_k, config.answer_hits)
+        depth = max(n_hits, config.rerank_depth) if config.answer_scorer == "reader" else n_hits
         hits = search(index, query, query_vector, config=config,
-                      top_k=max(n_hits, config.generate_passages) if model is not None else n_hits)
+                      top_k=max(depth, config.generate_passages) if model is not None else depth)
         retrieved = time.perf_counter()
+        terms = QuestionTerms.of(question, index)
+        sentences = None
+        if config.answer_scorer == "reader":
+            hits, read = read_and_rerank(question, query_vector, hits, index, self.reader, config=config, terms=terms)
+            sentences = [s for s in read if s.hit_rank < n_hits]
         # The same hits as the extractive generator sees, so both agree on confidence and abstention.
-        answer = compose_answer(question, query_vector, hits[:n_hits], index, config=config)
+        answer = compose_answer(question, query_vector, hits[:n_hits], index, config=config, sentences=sentences,
+                                terms=terms)
         answered = time.perf_counter()
         model_ms = timings.get("rewrite", 0.0) + timings.get("generate", 0.0)
         timings.update(retrieve=(retrieved - started) * 1000 - model_ms, answer=(answered - retrieved) * 1000)

@@ -132,6 +132,9 @@ class Answer:
     candidate: str = ""
     generator: str = "extractive"
     sentences: tuple[CheckedSentence, ...] = ()
+    # Confidence in the "not sure" band: `text` shows the closest passage marked as uncertain,
+    # with its citation; `abstained` stays True (the system does not assert an answer).
+    tentative: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract."""
@@ -139,6 +142,7 @@ class Answer:
             "question": self.question,
             "answer": self.text,
             "abstained": self.abstained,
+            "tentative": self.tentative,
             "confidence": round(self.confidence, 4),
             "citations": [c.to_json() for c in self.citations],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},

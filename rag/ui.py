@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 MODEL_LABEL = "all-MiniLM-L6-v2"
 NOT_AN_ANSWER = "Nearest passages — not an answer"
+# The label of a tentative answer (confidence in the "not sure" band), in the chat and the Sources panel.
+NOT_SURE = "Not sure"
 # A document longer than this is shown as a window around the cited span, not whole.
 VIEWER_MAX_CHARS = 400_000
 MAX_FILENAME_CHARS = 120
@@ -85,10 +87,31 @@ def answer_pieces(answer: Answer, turn: int) -> list[str]:
 
 
 def answer_markdown(answer: Answer, turn: int) -> str:
-    """The chat message for `answer`: cited sentences with linked markers, or an abstention."""
+    """The chat message for `answer`: cited sentences with linked markers, a tentative answer
+    marked as not sure, or an abstention."""
+    if answer.tentative:
+        return tentative_markdown(answer, turn)
     if answer.abstained:
         return abstention_markdown(answer)
     return "".join(answer_pieces(answer, turn))
+
+
+def tentative_markdown(answer: Answer, turn: int) -> str:
+    """A tentative answer (confidence in the "not sure" band), set apart as a quote block headed
+    **⚠ Not sure**: the closest passage's sentence, quoted and escaped, with its linked marker,
+    and a line saying it may not answer the question. It reads neither as an answer nor as a refusal.
+
+    The quote is taken from the citation, not found in `answer.text`: a quote holding "[1]"
+    itself must not be mistaken for the marker.
+    """
+    if answer.citations:
+        c = answer.citations[0]
+        said = f"The closest passage says “{escape_markdown(_one_line(c.quote))}” {marker_markdown(turn, c.n)}"
+    else:  # not what rag.answer writes; show the text, escaped, without links
+        said = escape_markdown(_one_line(answer.text))
+    return (f"> **⚠ {NOT_SURE}.** {said}\n>\n"
+            f"> *Low confidence ({answer.confidence:.2f}): this passage may not answer the question. "
+            "Check the source before relying on it.*")
 
 
 def abstention_markdown(answer: Answer) -> str:
@@ -209,7 +232,9 @@ def generated_answer_markdown(answer: Answer, turn: int, *, label: str) -> str:
         note = (f"\n\n*{escape_markdown(label)} was not asked: the retrieved passages are too weak to answer from.*"
                 if answer.abstained else "")
         return answer_markdown(answer, turn) + note
-    if answer.abstained:
+    if answer.tentative:
+        body = tentative_markdown(answer, turn)
+    elif answer.abstained:
         body = abstention_markdown(answer)
     elif is_fallback(answer):
         body = "".join(answer_pieces(answer, turn))
@@ -281,12 +306,18 @@ def nearest_card(hit: Hit, turn: int, k: int) -> str:
 
 
 def sources_html(answer: Answer | None, turn: int, *, nearest: int = 3) -> str:
-    """The Sources panel for `answer`: the retrieval query, then one card per citation, or the
-    nearest passages under a heading that says they are not an answer."""
+    """The Sources panel for `answer`: the retrieval query, then one card per citation (under a
+    "not sure" note for a tentative answer), or the nearest passages under a heading that says
+    they are not an answer."""
     if answer is None:
         return ('<div class="rag-sources rag-empty">Ask a question: the passages each answer quotes '
                 'appear here. Click a card or a <b>[n]</b> marker to open the document.</div>')
     query = f'<div class="rag-query">Retrieval query: <q>{escape_html(answer.query or answer.question)}</q></div>'
+    if answer.tentative and answer.citations:
+        cards = "".join(citation_card(c, turn) for c in answer.citations)
+        note = (f'<div class="rag-tentative" role="note">⚠ {NOT_SURE}: the closest passage, quoted with low '
+                f'confidence ({answer.confidence:.2f}); it may not answer the question.</div>')
+        return f'<div class="rag-sources">{query}{note}{cards}</div>'
     if not answer.abstained:
         cards = "".join(citation_card(c, turn) for c in answer.citations)
         return f'<div class="rag-sources">{query}{cards}</div>'

@@ -75,14 +75,14 @@ def _pairs(rag: RAG, config: RagConfig) -> list[str]:
 
 
 def test_a_second_sentence_only_continues_the_first(seed_rag: RAG) -> None:
-    loose = seed_rag.config.replace(abstain_threshold=0.0, second_sentence_ratio=0.0, adjacent_only=False)
+    loose = seed_rag.config.with_threshold(0.0).replace(second_sentence_ratio=0.0, adjacent_only=False)
     assert any(gap.strip() for gap in _pairs(seed_rag, loose))  # without the rule, distant sentences join
     assert all(not gap.strip() for gap in _pairs(seed_rag, loose.replace(adjacent_only=True)))
 
 
 def test_abstention_keeps_the_candidate_but_cites_nothing(seed_rag: RAG) -> None:
     answer = seed_rag.ask("How many North Korean soldiers have arrived in Kursk?",
-                          config=seed_rag.config.replace(abstain_threshold=1.0))
+                          config=seed_rag.config.with_threshold(1.0, tentative=1.0))
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == ()
     assert "8,000" in answer.candidate
     assert answer.hits  # the nearest passages stay available to show, labelled as not an answer

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.cli import balanced_threshold, fit_logistic, main as eval_main, run_conditions, write_calibration
+from eval.cli import (balanced_threshold, fit_logistic, main as eval_main, run_conditions, tentative_threshold,
+                      write_calibration)
 from eval.runner import REPORT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,15 +94,30 @@ def test_balanced_threshold_weighs_datasets_equally() -> None:
     assert 0.2 < t <= 0.4 or 0.2 < t <= 0.75
 
 
-def test_write_calibration_rewrites_only_the_two_defaults(tmp_path: Path) -> None:
+def test_write_calibration_rewrites_only_the_named_defaults(tmp_path: Path) -> None:
     source = (ROOT / "rag" / "config.py").read_text()
     target = tmp_path / "config.py"
     target.write_text(source)
-    write_calibration((-1.0, 2.0, 0.5), 0.4321, path=target)
+    write_calibration({"confidence_weights": (-1.0, 2.0, 0.5), "abstain_threshold": 0.4321,
+                       "reader_abstain_threshold": 0.61, "reader_tentative_threshold": 0.33}, path=target)
     text = target.read_text()
-    assert "abstain_threshold: float = 0.4321" in text
-    assert "confidence_weights: tuple[float, ...] = (-1.0, 2.0, 0.5)" in text
+    assert "    abstain_threshold: float = 0.4321" in text
+    assert "    reader_abstain_threshold: float = 0.61" in text
+    assert "    reader_tentative_threshold: float = 0.33" in text
+    assert "    confidence_weights: tuple[float, ...] = (-1.0, 2.0, 0.5)" in text
     assert len(text.splitlines()) == len(source.splitlines())
+    changed = [a for a, b in zip(source.splitlines(), text.splitlines()) if a != b]
+    assert len(changed) <= 4
+    with pytest.raises(ValueError, match="no_such_field"):
+        write_calibration({"no_such_field": 0.5}, path=target)
+
+
+def test_tentative_threshold_keeps_the_band_where_answerable_questions_dominate() -> None:
+    conf = [0.9, 0.6, 0.5, 0.2, 0.4, 0.1]
+    answerable = [True, True, False, True, False, False]
+    assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7) == 0.5
+    # Nothing below the answer threshold is more often answerable: no band.
+    assert tentative_threshold([0.9, 0.5, 0.4], [True, False, False], ["a"] * 3, 0.7) == 0.7
 
 
 @pytest.mark.slow

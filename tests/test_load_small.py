@@ -73,7 +73,7 @@ def test_loopback_urls_are_accepted(url: str) -> None:
 
 
 def test_the_answer_check_catches_a_broken_contract() -> None:
-    good = {"question": "Q?", "answer": "It is so. [1]", "abstained": False, "confidence": 0.8,
+    good = {"question": "Q?", "answer": "It is so. [1]", "abstained": False, "tentative": False, "confidence": 0.8,
             "citations": [{"n": 1, "source": "a.txt", "start": 3, "end": 12, "page": None, "quote": "It is so.",
                            "passage": "x. It is so.", "score": 0.7}], "timings_ms": {"total": 1.0},
             "generator": "extractive", "sentences": [{"text": "It is so.", "citations": [1], "supported": True,
@@ -81,6 +81,8 @@ def test_the_answer_check_catches_a_broken_contract() -> None:
     assert check_answer(good, "Q?") is None
     assert check_answer({**good, "confidence": 1.5}, "Q?")
     assert check_answer({**good, "abstained": True}, "Q?")
+    assert check_answer({**good, "abstained": True, "tentative": True}, "Q?") is None  # "not sure": one citation
+    assert check_answer({**good, "tentative": True}, "Q?")
     assert check_answer({k: v for k, v in good.items() if k != "timings_ms"}, "Q?")
     assert check_answer({**good, "citations": [{**good["citations"][0], "quote": "not there"}]}, "Q?")
     assert check_answer(good, "another question")

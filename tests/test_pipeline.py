@@ -73,7 +73,7 @@ def test_kursk_question_is_answered_with_a_verifiable_citation(rag: RAG, seed_pa
         assert c.source == seed_path.name and c.page is None
         assert seed_text[c.start:c.end] == c.quote  # the file itself, not only the stored copy
     _check_quotes_match_documents(rag, answer)
-    assert rag.config.abstain_threshold <= answer.confidence <= 1.0
+    assert rag.config.thresholds()[0] <= answer.confidence <= 1.0
 
 
 def test_off_topic_question_abstains(rag: RAG) -> None:
@@ -81,7 +81,7 @@ def test_off_topic_question_abstains(rag: RAG) -> None:
 
     assert answer.abstained is True
     assert answer.citations == () and not _MARKER.search(answer.text)
-    assert answer.confidence < rag.config.abstain_threshold
+    assert answer.confidence < rag.config.thresholds()[1]
     assert answer.to_json()["citations"] == []
 
 
@@ -111,7 +111,8 @@ def test_json_contract_and_timings(rag: RAG) -> None:
     answer = rag.ask(KURSK_QUESTION)
     data = json.loads(json.dumps(answer.to_json()))
 
-    assert set(data) == {"question", "answer", "abstained", "confidence", "citations", "timings_ms", "generator",
+    assert set(data) == {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms",
+                         "generator",
                          "sentences"}
     assert data["question"] == KURSK_QUESTION and data["answer"] == answer.text
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}

@@ -1,4 +1,6 @@
-"""Unit tests of the UI's rendering, escaping and upload checks (rag/ui.py). No model, no server."""
+"""Unit tests of the UI's rendering, escaping and upload checks (rag/ui.py), and of the chat turn's
+settings reaching the answer (app.py's handlers called in process over the real model and the seed
+index from tests/conftest.py). No server, no browser."""
 from __future__ import annotations
 
 import html
@@ -253,3 +255,155 @@ def test_an_upload_over_the_file_count_limit_is_refused_whole() -> None:
     assert upload_count_problem(limit, limit=limit) is None
     message = upload_count_problem(limit + 1, limit=limit)
     assert message is not None and f"over the limit of {limit}" in message and "nothing was added" in message
+
+
+# --- tentative answers ("not sure") ----------------------------------------------------------
+
+
+def _tentative(doc: str, quote: str, *, confidence: float = 0.42) -> Answer:
+    from rag.answer import TENTATIVE_PREFIX
+
+    c = _citation(1, doc, quote)
+    return Answer(question="q?", text=f"{TENTATIVE_PREFIX} “{c.quote}” [1]", abstained=True, tentative=True,
+                  confidence=confidence, citations=(c,), hits=(_hit(doc),), query="q?", candidate=f"{c.quote} [1]")
+
+
+def test_tentative_answer_is_marked_not_sure_with_its_citation_linked() -> None:
+    doc = "Intro. Up to 8,000 soldiers may have arrived. Outro."
+    md = ui.answer_markdown(_tentative(doc, "Up to 8,000 soldiers may have arrived."), turn=4)
+    assert md.startswith(f"> **⚠ {ui.NOT_SURE}.**")
+    assert "Not found in the documents" not in md  # not a refusal ...
+    rendered = _markdown().render(md)
+    assert rendered.startswith("<blockquote>")  # ... and not set like a confident answer
+    assert re.findall(r'<a href="([^"]+)">\[(\d)\]</a>', rendered) == [("#cite-4-1", "1")]
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered))
+    assert "“Up to 8,000 soldiers may have arrived.” [1]" in shown and "Low confidence (0.42)" in shown
+
+
+def test_tentative_answer_escapes_a_hostile_quote_and_links_only_its_marker() -> None:
+    doc = f"Intro. Earlier work [1] said {HOSTILE}\n\n    indented # heading\n- item here."
+    quote = doc[doc.index("Earlier"):]
+    md = ui.answer_markdown(_tentative(doc, quote), turn=0)
+    rendered = _markdown().render(md)
+    assert re.findall(r"<a\b[^>]*>", rendered) == ['<a href="#cite-0-1">']  # "[1]" in the quote stays text
+    assert not re.search(r"<(?!/?(?:p|em|strong|blockquote)>|a href=\"#cite-0-1\">|/a>)[a-z!/]", rendered), rendered
+    assert HOSTILE in html.unescape(rendered) and "Earlier work [1] said" in html.unescape(rendered)
+
+
+def test_tentative_answer_shows_its_passage_in_the_sources_under_a_not_sure_note() -> None:
+    doc = "Intro sentence. Up to 8,000 soldiers may have arrived. Outro <b>bold</b>."
+    panel = ui.sources_html(_tentative(doc, "Up to 8,000 soldiers may have arrived."), turn=1)
+    assert 'class="rag-tentative" role="note">⚠ Not sure' in panel and "(0.42)" in panel
+    assert panel.count('class="rag-card"') == 1 and 'data-turn="1" data-n="1"' in panel
+    assert "<mark>Up to 8,000 soldiers may have arrived.</mark>" in panel
+    assert "Outro &lt;b&gt;bold&lt;/b&gt;." in panel and "<b>bold" not in panel
+    assert ui.NOT_AN_ANSWER not in panel and "rag-nearest" not in panel
+
+
+def test_a_refusal_is_unchanged_by_the_tentative_rendering() -> None:
+    refusal = Answer(question="q", text="The documents do not contain an answer to this question.", abstained=True,
+                     confidence=0.1, citations=(), hits=(_hit("One."),), query="q")
+    assert ui.answer_markdown(refusal, 0) == ui.abstention_markdown(refusal)
+    assert ui.NOT_SURE not in ui.answer_markdown(refusal, 0) and "rag-tentative" not in ui.sources_html(refusal, 0)
+    assert ui.NOT_AN_ANSWER in ui.sources_html(refusal, 0)
+
+
+def test_a_tentative_answer_with_a_model_configured_stays_marked_not_sure() -> None:
+    doc = "Intro. Up to 8,000 soldiers may have arrived. Outro."
+    md = ui.generated_answer_markdown(_tentative(doc, "Up to 8,000 soldiers may have arrived."), 0,
+                                      label="SmolLM2-135M (local)")
+    assert md.startswith(f"> **⚠ {ui.NOT_SURE}.**") and "(#cite-0-1)" in md and "was not asked" in md
+
+
+# --- the answer scorer setting, over the real model and seed index ----------------------------
+
+KURSK = "How many North Korean soldiers have arrived in Kursk?"
+
+
+def _fn(demo, name: str):
+    found = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == name or f.api_name == name]
+    assert found, [f.api_name for f in demo.fns.values()]
+    return found[0]
+
+
+@pytest.fixture()
+def spied(seed_rag, monkeypatch, tmp_path):
+    """The app over the seed index, recording each config a question is asked with."""
+    import app
+
+    configs: list = []
+    real_ask = seed_rag.ask
+
+    def ask(question, **kw):
+        configs.append(kw["config"])
+        return real_ask(question, **kw)
+
+    monkeypatch.setattr(seed_rag, "ask", ask)
+    return app.build_app(seed_rag, reports_dir=tmp_path), configs
+
+
+def _turn(demo, scorer: str | None, threshold: float, question: str = KURSK) -> list[tuple]:
+    import copy
+
+    respond = _fn(demo, "respond")
+    return [copy.deepcopy(u) for u in respond(question, [], [], "hybrid", 5, threshold, "extractive", scorer)]
+
+
+def test_the_scorer_setting_reaches_the_answer_with_its_own_threshold(spied) -> None:
+    from rag.answer import FEATURES, READER_FEATURES
+    from rag.config import RagConfig
+
+    demo, configs = spied
+    heuristic = _turn(demo, "heuristic", 0.3)
+    reader = _turn(demo, "Reader ", 0.6)
+    assert [c.answer_scorer for c in configs] == ["heuristic", "reader"]
+    # The slider sets the chosen scorer's threshold; the other scorer's stays the default.
+    assert configs[0].thresholds()[0] == 0.3 and configs[0].reader_abstain_threshold == RagConfig().reader_abstain_threshold
+    assert configs[1].thresholds()[0] == 0.6 and configs[1].abstain_threshold == RagConfig().abstain_threshold
+    # Each answer came from its scorer: the confidence features differ in kind.
+    h_answer, r_answer = heuristic[-1][2][-1], reader[-1][2][-1]
+    assert len(h_answer.features) == len(FEATURES) and len(r_answer.features) == len(READER_FEATURES)
+    assert heuristic[-1][1][-1]["role"] == "assistant" and reader[-1][1][-1]["role"] == "assistant"
+
+
+def test_the_slider_follows_the_chosen_scorer(spied) -> None:
+    import app
+    from rag.config import RagConfig
+
+    demo, configs = spied
+    radio = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "answer-scorer")
+    slider = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "threshold")
+    assert radio.value == RagConfig().answer_scorer and list(c[0] for c in radio.choices) == ["reader", "heuristic"]
+    assert slider.value == RagConfig().thresholds()[0]
+    change = next(f for f in demo.fns.values() if f.inputs == [radio] and f.outputs == [slider])
+    for name in ("reader", "heuristic"):
+        assert change.fn(name) == RagConfig(answer_scorer=name).thresholds()[0]
+    assert app.scorer_threshold(RagConfig(), "heuristic") != app.scorer_threshold(RagConfig(), "reader")
+
+
+def test_a_bad_scorer_is_refused_before_asking(spied) -> None:
+    import app
+
+    demo, configs = spied
+    with pytest.warns(UserWarning, match="answer_scorer must be one of reader, heuristic, got 'bm25'"):
+        updates = _turn(demo, "bm25", 0.5)
+    assert len(updates) == 1 and updates[0][0] == KURSK and configs == []
+    with pytest.raises(app.BadInput, match="answer_scorer must be one of reader, heuristic, got 7"):
+        app.check_answer_scorer(7)
+
+
+def test_a_confidence_in_the_not_sure_band_shows_a_tentative_turn(spied) -> None:
+    demo, configs = spied
+    confident = _turn(demo, "reader", 0.0)[-1][2][-1]
+    assert not confident.abstained and confident.citations
+    if confident.confidence >= 1.0:  # pragma: no cover - a saturated logistic leaves no band above it
+        pytest.skip("the reader's confidence is 1.0: no threshold puts it in the not-sure band")
+    # Just above this question's confidence: inside the reader's "not sure" band.
+    threshold = min(1.0, confident.confidence + 0.05)
+    last = _turn(demo, "reader", threshold)[-1]
+    answer = last[2][-1]
+    assert configs[-1].thresholds()[1] <= answer.confidence < configs[-1].thresholds()[0]
+    assert answer.tentative and answer.abstained and len(answer.citations) == 1
+    message = last[1][-1]["content"]
+    assert message.startswith(f"> **⚠ {ui.NOT_SURE}.**") and "(#cite-0-1)" in message
+    assert 'class="rag-tentative"' in last[3] and "<mark>" in last[3] and 'data-n="1"' in last[3]

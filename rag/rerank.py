@@ -1,0 +1,103 @@
+"""Read the candidate sentences with the trained reader, and reorder the hits by what it found.
+
+The heuristic sentence score (`rag.answer.score_sentences`, cheap: stored vectors and word
+overlap) prefilters; the reader (`rag.reader`, a cross-encoder: about 5 ms a sentence) reads the
+few that matter: the best sentence of each of the top `rerank_depth` hits, then the next best
+overall up to `reader_sentences`. A hit's reader score is its best sentence's; hits the reader
+read are ordered by it, the others keep their fused order after them.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from rag.answer import QuestionTerms, ScoredSentence, score_sentences
+from rag.config import RagConfig
+from rag.reader import Candidate, Reader
+from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.store import Index
+
+
+def prefilter(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:
+    """The sentences worth reading: each top hit's best, then the best of the rest (best first).
+
+    Example:
+        >>> from rag.types import Chunk
+        >>> hit = Hit(Chunk(0, "a.txt", 0, 3, "A b", None, ((0, 3),)), 1.0)
+        >>> s = ScoredSentence(0, hit, 0, 3, 0.5, 0.5, 0.0, 0.5)
+        >>> len(prefilter([s], config=RagConfig()))
+        1
+    """
+    chosen: list[ScoredSentence] = []
+    seen_hits: set[int] = set()
+    for s in sentences:  # best first
+        if s.hit_rank < config.rerank_depth and s.hit_rank not in seen_hits:
+            seen_hits.add(s.hit_rank)
+            chosen.append(s)
+    for s in sentences:
+        if len(chosen) >= config.reader_sentences:
+            break
+        if s not in chosen:
+            chosen.append(s)
+    return chosen[: max(config.reader_sentences, len(seen_hits))]
+
+
+def in_context(s: ScoredSentence) -> Candidate:
+    """The sentence with the sentences before and after it in its chunk."""
+    chunk = s.hit.chunk
+    spans = list(chunk.sentences)
+    k = spans.index((s.start, s.end)) if (s.start, s.end) in spans else -1
+    def text(i: int) -> str:
+        if k < 0 or not 0 <= i < len(spans):
+            return ""
+        a, b = spans[i]
+        return chunk.text[a - chunk.start: b - chunk.start]
+    return Candidate(text(k - 1), chunk.text[s.start - chunk.start: s.end - chunk.start], text(k + 1))
+
+
+def read_sentences(question: str, sentences: Sequence[ScoredSentence], reader: Reader, *,
+                   config: RagConfig) -> list[ScoredSentence]:
+    """The prefiltered sentences with `score` = the reader's probability and `logit` set, best first."""
+    chosen = prefilter(sentences, config=config)
+    if not chosen:
+        return []
+    logits = reader.logits(question, [in_context(s) for s in chosen])
+    probs = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
+    read = [replace(s, score=float(p), logit=float(z)) for s, p, z in zip(chosen, probs, logits)]
+    read.sort(key=lambda s: (-s.score, s.hit_rank))
+    return read
+
+
+def rerank_hits(hits: Sequence[Hit], read: Sequence[ScoredSentence], *,
+                config: RagConfig) -> tuple[list[Hit], list[ScoredSentence]]:
+    """Hits reordered by their best read sentence (the top `rerank_depth` only; the rest keep
+    their places after them), and the sentences with `hit_rank` renumbered to the new order."""
+    if not config.rerank or not read:
+        return list(hits), list(read)
+    best: dict[int, float] = {}
+    for s in read:
+        if s.hit_rank < config.rerank_depth:
+            best[s.hit_rank] = max(best.get(s.hit_rank, 0.0), s.score)
+    top = sorted(range(min(config.rerank_depth, len(hits))), key=lambda r: (-best.get(r, -1.0), r))
+    order = top + list(range(len(top), len(hits)))
+    new_rank = {old: new for new, old in enumerate(order)}
+    # `score` keeps ordering the hits: the read ones above every fused score, by reader score.
+    lift = max((h.score for h in hits), default=0.0) + 1.0
+    reranked = [replace(hits[old], score=lift + best[old]) if old in best else hits[old] for old in order]
+    return reranked, [replace(s, hit_rank=new_rank[s.hit_rank], hit=reranked[new_rank[s.hit_rank]])
+                      for s in read]
+
+
+def read_and_rerank(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", reader: Reader, *,
+                    config: RagConfig, terms: QuestionTerms | None = None) -> tuple[list[Hit], list[ScoredSentence]]:
+    """The hits reordered by the reader and the sentences it read (best first): the one path the
+    pipeline and the retrieval benchmarks share."""
+    if not hits:
+        return [], []
+    depth = max(config.answer_hits, config.rerank_depth)
+    heuristic = score_sentences(question, query_vector, hits, index, config=config, terms=terms, depth=depth)
+    return rerank_hits(hits, read_sentences(question, heuristic, reader, config=config), config=config)

@@ -1,0 +1,83 @@
+"""Reader scoring in the pipeline: which sentences it reads, how hits are reordered, and the
+"not sure" band between an answer and a refusal."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.answer import TENTATIVE_PREFIX, ScoredSentence
+from rag.config import RagConfig
+from rag.rerank import in_context, prefilter, rerank_hits
+from rag.types import Chunk, Hit
+
+
+def _hit(cid: int, text: str, score: float) -> Hit:
+    sentences, start = [], 0
+    for part in text.split("|"):
+        sentences.append((start, start + len(part)))
+        start += len(part) + 1
+    return Hit(Chunk(cid, f"d{cid}.txt", 0, len(text), text, None, tuple(sentences)), score)
+
+
+def _sentence(rank: int, hit: Hit, k: int, score: float) -> ScoredSentence:
+    a, b = hit.chunk.sentences[k]
+    return ScoredSentence(rank, hit, a, b, score, score, 0.0, score)
+
+
+def test_prefilter_reads_each_top_hit_then_the_best_of_the_rest() -> None:
+    hits = [_hit(i, "A a.|B b.|C c.", 1.0 - i / 10) for i in range(4)]
+    ranked = sorted([_sentence(r, h, k, 0.9 - r * 0.01 - k * 0.1) for r, h in enumerate(hits) for k in range(3)],
+                    key=lambda s: -s.score)
+    config = RagConfig(rerank_depth=3, reader_sentences=5)
+    chosen = prefilter(ranked, config=config)
+    assert len(chosen) == 5
+    assert {s.hit_rank for s in chosen[:3]} == {0, 1, 2}  # one per top hit first
+    assert all(s.start == 0 for s in chosen[:3])  # each hit's best sentence
+    assert len({(s.hit_rank, s.start) for s in chosen}) == 5  # no sentence twice
+
+
+def test_in_context_takes_the_neighbouring_sentences_of_the_chunk() -> None:
+    hit = _hit(0, "First one.|Second one.|Third one.", 1.0)
+    candidate = in_context(_sentence(0, hit, 1, 0.5))
+    assert (candidate.before, candidate.sentence, candidate.after) == ("First one.", "Second one.", "Third one.")
+    first = in_context(_sentence(0, hit, 0, 0.5))
+    assert first.before == "" and first.after == "Second one."
+
+
+def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_rest() -> None:
+    hits = [_hit(i, "A a.|B b.", 0.05 - i / 100) for i in range(5)]
+    read = [_sentence(0, hits[0], 0, 0.2), _sentence(2, hits[2], 1, 0.9), _sentence(1, hits[1], 0, 0.6)]
+    reranked, sentences = rerank_hits(hits, read, config=RagConfig(rerank_depth=3))
+    assert [h.chunk.id for h in reranked] == [2, 1, 0, 3, 4]
+    assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
+    assert {s.hit.chunk.id: s.hit_rank for s in sentences} == {2: 0, 1: 1, 0: 2}
+    unchanged, _ = rerank_hits(hits, read, config=RagConfig(rerank_depth=3, rerank=False))
+    assert [h.chunk.id for h in unchanged] == [0, 1, 2, 3, 4]
+
+
+def test_the_not_sure_band_shows_the_closest_passage_marked_and_cited(seed_rag) -> None:
+    config = seed_rag.config.replace(answer_scorer="reader", reader_abstain_threshold=0.999,
+                                     reader_tentative_threshold=0.0)
+    answer = seed_rag.ask("What did Blinken warn?", config=config)
+    assert answer.tentative and answer.abstained
+    assert answer.text.startswith(TENTATIVE_PREFIX)
+    assert len(answer.citations) == 1 and answer.citations[0].quote in answer.text
+    data = answer.to_json()
+    assert data["tentative"] is True and data["abstained"] is True
+    refused = seed_rag.ask("What did Blinken warn?", config=config.replace(reader_tentative_threshold=0.999))
+    assert refused.abstained and not refused.tentative and not refused.citations
+
+
+@pytest.mark.parametrize("scorer", ["reader", "heuristic"])
+def test_both_scorers_answer_through_the_cli(rag_cli, seed_rag, tmp_path, scorer: str) -> None:
+    done = rag_cli(["ask", "How many North Korean soldiers are in Kursk?", "--index-dir", str(seed_rag.index.dir),
+                    "--answer-scorer", scorer, "--json"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert "tentative" in data and "8,000" in data["answer"] + "".join(c["quote"] for c in data["citations"])
+
+
+def test_a_bad_answer_scorer_is_named() -> None:
+    with pytest.raises(ValueError, match="answer_scorer must be one of reader, heuristic, got 'oracle'"):
+        RagConfig(answer_scorer="oracle")  # type: ignore[arg-type]
