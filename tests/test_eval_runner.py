@@ -112,12 +112,15 @@ def test_write_calibration_rewrites_only_the_named_defaults(tmp_path: Path) -> N
         write_calibration({"no_such_field": 0.5}, path=target)
 
 
-def test_tentative_threshold_keeps_the_band_where_answerable_questions_dominate() -> None:
+def test_tentative_threshold_reaches_the_coverage_of_answerable_questions() -> None:
     conf = [0.9, 0.6, 0.5, 0.2, 0.4, 0.1]
     answerable = [True, True, False, True, False, False]
-    assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7) == 0.5
-    # Nothing below the answer threshold is more often answerable: no band.
-    assert tentative_threshold([0.9, 0.5, 0.4], [True, False, False], ["a"] * 3, 0.7) == 0.7
+    assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7, coverage=0.6) == 0.6  # 2 of 3 from 0.6
+    assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7, coverage=0.9) == 0.2  # all 3 need 0.2
+    # Datasets weigh alike: b's answerable questions all sit above 0.8, a's need the band down to 0.3.
+    two = tentative_threshold([0.9, 0.3, 0.1, 0.85, 0.95, 0.2], [True, True, False, True, True, False],
+                              ["a", "a", "a", "b", "b", "b"], 0.8, coverage=0.9)
+    assert two == 0.3
 
 
 @pytest.mark.slow

@@ -11,19 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need_shared
 from rag.reader import MODEL_DIR, ONNX_FILE, Candidate, Reader, ReaderUnavailable, assemble
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
 # int8 weights against the float32 torch model: logits within this (measured 0.05-0.1 on 64 pairs).
 ONNX_TOLERANCE = 0.35
-
-
-def _need_shared() -> None:
-    if not SHARED.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED} is missing under CI")
-        pytest.skip(f"{SHARED} not found: the shared datasets live beside the project checkout")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +90,7 @@ def test_assemble_keeps_the_question_and_marks_the_candidate() -> None:
 
 @pytest.mark.slow
 def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_path: Path) -> None:
-    _need_shared()
+    need_shared()
     out, work = tmp_path / "model", tmp_path / "work"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-m", "eval.train_reader", "--limit-questions", "3", "--out", str(out),
