@@ -155,7 +155,7 @@ def test_ask_api_refuses_what_only_raw_json_can_carry(served, question: str, top
     import httpx
 
     _, _, url = served
-    body = '{"data": [%s, %s, null, null]}' % (question, top_k)
+    body = '{"data": [%s, %s, null, null, null]}' % (question, top_k)
     started = httpx.post(f"{url}/gradio_api/call/ask", content=body, headers={"content-type": "application/json"},
                          timeout=30).raise_for_status().json()
     events = httpx.get(f"{url}/gradio_api/call/ask/{started['event_id']}", timeout=60).text
