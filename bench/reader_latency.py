@@ -1,0 +1,53 @@
+"""Question latency with each answer scorer, in one process (ratios, not absolute times).
+
+    python -m bench.reader_latency --index seeds-index --index .cache/eval/scifact/index
+
+Asks the first 40 questions of the seed set (or SciFact's first 40 claims for an index whose
+documents are SciFact abstracts) with the heuristic, the reader at its defaults, and the reader
+reading fewer sentences; prints p50/p95 per setting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Sequence
+
+from bench.common import ROOT, SCIFACT
+from rag.pipeline import RAG
+
+SETTINGS = ({"answer_scorer": "heuristic"}, {"answer_scorer": "reader"},
+            {"answer_scorer": "reader", "reader_sentences": 8, "rerank_depth": 6})
+
+
+def questions_for(index: Path) -> list[str]:
+    if "scifact" in str(index):
+        return [json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").read_text().splitlines()][:40]
+    return [json.loads(line)["question"] for line in (ROOT / "eval/data/seed_qa.jsonl").read_text().splitlines()][:40]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.reader_latency", description=__doc__.split("\n")[0])
+    p.add_argument("--index", action="append", required=True, help="an index folder (repeatable)")
+    args = p.parse_args(argv)
+    for folder in args.index:
+        rag = RAG.open(folder)
+        questions = questions_for(Path(folder))
+        for settings in SETTINGS:
+            config = rag.config.replace(**settings)
+            rag.ask(questions[0], config=config)  # warm-up: loads the reader
+            times = []
+            for q in questions:
+                started = time.perf_counter()
+                rag.ask(q, config=config)
+                times.append((time.perf_counter() - started) * 1000)
+            print(f"{folder}: {settings}: p50 {statistics.median(times):.1f} ms, "
+                  f"p95 {sorted(times)[int(0.95 * len(times)) - 1]:.1f} ms")
+        rag.index.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
