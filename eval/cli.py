@@ -197,10 +197,11 @@ def fit_logistic(x: Any, y: Any, *, l2: float = 1e-4, steps: int = 50) -> Any:
 def calibrate(args: argparse.Namespace) -> int:
     """Fit the configured answer scorer's confidence weights, answer threshold and "not sure"
     threshold on calibration rows (SQuAD 2.0: 1,000 sampled, never a row the reader trained on;
-    ClapNQ: all) and write them into rag/config.py."""
+    ClapNQ: all; for the heuristic also RealTime QA news from training weeks, `NEWS_CALIBRATION`,
+    which the reader trained on) and write them into rag/config.py."""
     import numpy as np
 
-    from eval.datasets import load_clapnq, load_squad, sample_items, split_items
+    from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_realtimeqa, load_squad, sample_items, split_items
     from eval.metrics import abstention_metrics
     from eval.runner import run_qa
     from rag.answer import FEATURES, READER_FEATURES, confidence
@@ -216,8 +217,13 @@ def calibrate(args: argparse.Namespace) -> int:
     rows: list[tuple[list[float], bool, str]] = []
     sources = [("squad2-dev", load_squad(SHARED / "squad2-dev" / "dev-v2.0.json"), 1000),
                ("clapnq-dev", load_clapnq(SHARED / "clapnq-dev"), None)]
+    if scorer == "heuristic":  # news training weeks: all calibration rows (the reader trained on them)
+        start, until, end = NEWS_CALIBRATION
+        sources.append(("news-calibration", load_realtimeqa(SHARED / "realtimeqa-2022-2023" / "qa.jsonl", start=start,
+                                                            answerable_until=until, end=end,
+                                                            name="news-calibration"), None))
     for name, dataset, limit in sources:
-        calibration, _ = split_items(dataset.items)
+        calibration = split_items(dataset.items)[0] if name != "news-calibration" else list(dataset.items)
         if name == "squad2-dev":
             calibration = [item for item in calibration if item.id not in trained]
         items = sample_items(calibration, limit=limit, seed=args.seed) if limit else calibration

@@ -30,6 +30,9 @@ _QA_JSONL_KEYS = ("id", "question", "answers", "evidence")
 # RealTime QA: a reader is trained on the rows dated before this day; rows from it on are the
 # validation weeks (never trained on), the only ones `load_realtimeqa` reads.
 NEWS_VALIDATION_FROM = "2023/07/01"
+# Training weeks (before NEWS_VALIDATION_FROM) that calibrate the heuristic's confidence on news:
+# (start, answerable_until, end) for `load_realtimeqa`.
+NEWS_CALIBRATION = ("2022/11/01", "2023/01/31", "2023/03/31")
 _NEWS_DATE = re.compile(r"\d{4}/\d{2}/\d{2}")
 _QUOTES = "\"'“”‘’«»„‟‹›"
 
@@ -308,8 +311,8 @@ def _clapnq_item(row: Any, *, where: str) -> tuple[QAItem, list[tuple[str, str]]
 # --- RealTime QA ------------------------------------------------------------------------------
 
 
-def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31",
-                    name: str | None = None) -> QADataset:
+def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", name: str | None = None,
+                    start: str = NEWS_VALIDATION_FROM, end: str | None = None) -> QADataset:
     """Read RealTime QA news questions (one JSON object per line: `id`, `date` "YYYY/MM/DD",
     `question`, `answers`, `evidence`, `search_results[].title/text`) as a news QA set.
 
@@ -337,6 +340,10 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31",
     items (of the 210 dated from 2023/11/01: 91 have an answer like "Ohio" or "Taylor Swift" that
     some document happens to hold). Loading takes about 2 s.
 
+    `start` and `end` choose other weeks the same way (rows outside [start, end] are not read):
+    the calibration of the heuristic's confidence reads training weeks this way
+    (`NEWS_CALIBRATION`), never the validation weeks.
+
     Raises FileNotFoundError for a missing file and ValueError naming the file and line for a
     malformed row (bad date, missing field, one id on two different questions), or for an
     `answerable_until` that is not a YYYY/MM/DD date on or after `NEWS_VALIDATION_FROM`.
@@ -348,9 +355,13 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31",
     """
     path = _existing_file(path)
     until = _news_date(answerable_until, what="answerable_until")
-    if until < NEWS_VALIDATION_FROM:
-        raise ValueError(f"answerable_until must not be before NEWS_VALIDATION_FROM ({NEWS_VALIDATION_FROM}), "
-                         f"got {answerable_until!r}")
+    first_day = _news_date(start, what="start")
+    last_day = _news_date(end, what="end") if end is not None else None
+    if until < first_day:
+        what = f"NEWS_VALIDATION_FROM ({NEWS_VALIDATION_FROM})" if start == NEWS_VALIDATION_FROM else f"start ({start})"
+        raise ValueError(f"answerable_until must not be before {what}, got {answerable_until!r}")
+    if last_day is not None and last_day < until:
+        raise ValueError(f"end must not be before answerable_until ({answerable_until}), got {end!r}")
     rows: dict[str, tuple[int, dict[str, Any]]] = {}
     for line_no, line in _numbered_lines(path):
         where = f"{path}, line {line_no}"
@@ -359,7 +370,7 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31",
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
         row = _realtimeqa_row(raw, where=where)
-        if row["date"] < NEWS_VALIDATION_FROM:
+        if row["date"] < first_day or (last_day is not None and row["date"] > last_day):
             continue
         if row["id"] in rows:
             first_line, first = rows[row["id"]]

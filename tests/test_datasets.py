@@ -318,6 +318,18 @@ def test_load_realtimeqa_names_file_and_line_of_a_malformed_row(tmp_path: Path, 
     assert str(path) in str(info.value) and problem in str(info.value)
 
 
+def test_load_realtimeqa_reads_other_weeks_between_start_and_end(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "qa.jsonl", RTQA_ROWS)
+    # Training weeks only: the June row answers itself; rows after `end` are not read at all.
+    dataset = load_realtimeqa(path, start="2023/06/01", answerable_until="2023/07/31", end="2023/08/31")
+    assert sorted(dataset.documents) == ["20230630_0-evidence.txt"]
+    assert [(item.id, item.answerable) for item in dataset.items] == [("rtqa-20230630_0", True)]
+    with pytest.raises(ValueError, match="answerable_until must not be before start"):
+        load_realtimeqa(path, start="2023/06/01", answerable_until="2023/05/31")
+    with pytest.raises(ValueError, match="end must not be before answerable_until"):
+        load_realtimeqa(path, start="2023/06/01", answerable_until="2023/07/31", end="2023/07/01")
+
+
 def test_load_realtimeqa_rejects_a_bad_answerable_until_and_a_missing_file(tmp_path: Path) -> None:
     path = _write_jsonl(tmp_path / "qa.jsonl", RTQA_ROWS)
     for bad in ("2023-10-31", "2023/13/01", "2023/9/1", ""):

@@ -303,6 +303,8 @@ def test_switching_the_answer_scorer_resets_the_threshold_and_answers_with_it(pa
     threshold = page.locator("#threshold input[type=number]")
     expect(page.locator("#answer-scorer").get_by_label(RagConfig().answer_scorer, exact=True)).to_be_checked()
     expect(threshold).to_have_value(str(RagConfig().thresholds()[0]))
+    page.locator("#answer-scorer").get_by_label("reader", exact=True).check()
+    expect(threshold).to_have_value(str(RagConfig(answer_scorer="reader").thresholds()[0]))
     page.locator("#answer-scorer").get_by_label("heuristic", exact=True).check()
     expect(threshold).to_have_value(str(RagConfig(answer_scorer="heuristic").thresholds()[0]))
     ask(page, "How many North Korean soldiers have arrived in Kursk?")
