@@ -407,6 +407,10 @@ def test_browser_local_generator_streams_then_shows_the_verified_answer(served: 
         expect(page.locator("#generator")).to_contain_text("every sentence is verified")
         page.locator("#generator").get_by_label("local", exact=True).check()
         expect(page.locator("#generator").get_by_label("local", exact=True)).to_be_checked()
+        # Below the answer threshold (here, "not sure") no model is asked: answer from a lower one.
+        threshold = page.locator("#threshold input[type=number]")
+        threshold.fill("0.3")
+        threshold.blur()
 
         box = page.locator("#question textarea")
         box.fill(SHI_FENG)
