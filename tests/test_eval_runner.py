@@ -2,25 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import need_shared
 from eval.cli import (balanced_threshold, fit_logistic, main as eval_main, run_conditions, tentative_threshold,
                       write_calibration)
 from eval.runner import REPORT_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
-
-
-def _need_shared() -> None:
-    if not SHARED.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED} is missing under CI")
-        pytest.skip(f"{SHARED} not found: the shared datasets live beside the project checkout")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +118,7 @@ def test_tentative_threshold_reaches_the_coverage_of_answerable_questions() -> N
 @pytest.mark.slow
 def test_expected_scores_hold_on_the_quick_conditions() -> None:
     """What CI runs as `rag eval --check`: the seed set and a fixed 100-question SQuAD sample."""
-    _need_shared()
+    need_shared()
     import yaml
 
     conditions = yaml.safe_load((ROOT / "eval" / "conditions.yaml").read_text())["conditions"]
