@@ -66,8 +66,8 @@ def _backend_flag(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
 
 def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
     p.add_argument("--answer-scorer", choices=ANSWER_SCORERS, default=defaults.answer_scorer,
-                   help="what picks the answer sentence and decides to refuse: reader (the trained "
-                        "cross-encoder, default) or heuristic (similarity and word overlap)")
+                   help="what picks the answer sentence and decides to refuse: heuristic (similarity and "
+                        "word overlap, default) or reader (the trained cross-encoder)")
     p.add_argument("--generator", choices=GENERATORS, default=defaults.generator,
                    help="extractive: quoted sentences, no language model (default); local: SmolLM2-135M in "
                         "this process; openai: an OpenAI-compatible server; ollama: an Ollama server")

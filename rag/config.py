@@ -102,7 +102,7 @@ class RagConfig:
     adjacent_only: bool = True
     # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
     abstain_threshold: float = 0.474
-    # The heuristic's "not sure" band starts here (equal to abstain_threshold: no band).
+    # The heuristic's "not sure" band starts here (chosen by `rag eval --calibrate`).
     tentative_threshold: float = 0.334
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
     confidence_weights: tuple[float, ...] = (-3.371, 3.4871, 2.3587, 0.0466, -0.0603, 0.5845, 0.5166, -0.8097, -0.4416)

@@ -15,7 +15,7 @@ import numpy as np
 
 from rag.answer import QuestionTerms, ScoredSentence, score_sentences
 from rag.config import RagConfig
-from rag.reader import Candidate, Reader
+from rag.reader import Candidate, Reader, sigmoid
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def read_sentences(question: str, sentences: Sequence[ScoredSentence], reader: R
     if not chosen:
         return []
     logits = reader.logits(question, [in_context(s) for s in chosen])
-    probs = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
+    probs = sigmoid(logits)
     read = [replace(s, score=float(p), logit=float(z)) for s, p, z in zip(chosen, probs, logits)]
     read.sort(key=lambda s: (-s.score, s.hit_rank))
     return read

@@ -39,15 +39,12 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from rag.answer import ScoredSentence
 from rag.chunk import split_sentences
 from rag.config import RagConfig
-from rag.rerank import in_context
 from rag.types import Answer, CheckedSentence, Citation, Hit
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
-    from rag.reader import Reader
     from rag.store import Index
 
 SUPPORT_FEATURES = ("bias", "lexical", "semantic", "passage_lexical", "number_missing", "name_missing",
@@ -307,43 +304,6 @@ def best_evidence(claims: Sequence[str], passages: Sequence[Sequence[Hit]], inde
     return out
 
 
-_WORDS = re.compile(r"\w+")
-
-
-def holds(sentence: str, fragment: str) -> bool:
-    """Whether every word of `fragment` occurs in `sentence` (case-insensitive).
-
-    Example:
-        >>> holds("Up to 8,000 soldiers arrived in Kursk.", "8,000 soldiers")
-        True
-    """
-    words = set(_WORDS.findall(sentence.lower()))
-    wanted = _WORDS.findall(fragment.lower())
-    return bool(wanted) and all(w in words for w in wanted)
-
-
-def fragment_evidence(question: str, fragment: str, hits: Sequence[Hit], reader: "Reader") -> list[Evidence]:
-    """For a short answer (a name, a number) to `question`: in each passage, the best sentence that
-    holds the fragment's words, scored by the reader as an answer to the question (score 0 and an
-    empty quote when no sentence holds it). An answer copied from a sentence that answers another
-    question of the same passage should score low: the reader reads the sentence against the question.
-    Measured by `python -m eval.support` against the support score (at 90% of supported fragments
-    kept, another answer of the same passage is caught 0.49 of the time, the support score 0.50):
-    not better, so answers are not verified with it."""
-    out: list[Evidence] = []
-    for hit in hits:
-        chunk = hit.chunk
-        spans = [(a, b) for a, b in chunk.sentences if holds(chunk.text[a - chunk.start: b - chunk.start], fragment)]
-        if not spans:
-            out.append(Evidence(hit, chunk.start, chunk.start, (), 0.0))
-            continue
-        candidates = [in_context(ScoredSentence(0, hit, a, b, 0.0, 0.0, 0.0, 0.0)) for a, b in spans]
-        scores = reader.score(question, candidates)
-        k = int(np.argmax(scores))
-        out.append(Evidence(hit, spans[k][0], spans[k][1], (), float(scores[k])))
-    return out
-
-
 # --- the verified answer ----------------------------------------------------------------------
 
 
@@ -383,13 +343,12 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
     for claim in claims:
         found = evidence.get(id(claim), [])
         support = max((e.score for e in found), default=0.0)
-        threshold = config.support_threshold
-        if support < threshold:
+        if support < config.support_threshold:
             checked.append(CheckedSentence(claim.text, (), False, round(support, 4)))
             continue
         numbers = []
         for e in sorted(found, key=lambda e: -e.score):
-            if e.score < threshold:
+            if e.score < config.support_threshold:
                 continue
             key = (e.hit.chunk.source, e.start, e.end)
             if key not in by_span:
