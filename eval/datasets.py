@@ -255,12 +255,7 @@ def load_clapnq(directory: str | Path, *, name: str | None = None) -> QADataset:
     items: list[QAItem] = []
     seen_ids: set[str] = set()
     for path in files:
-        for line_no, line in _numbered_lines(path):
-            where = f"{path}, line {line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        for _, where, row in _json_lines(path):
             item, passages = _clapnq_item(row, where=where)
             if item.id in seen_ids:
                 raise ValueError(f"{where}: duplicate id {item.id!r}")
@@ -363,12 +358,7 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", n
     if last_day is not None and last_day < until:
         raise ValueError(f"end must not be before answerable_until ({answerable_until}), got {end!r}")
     rows: dict[str, tuple[int, dict[str, Any]]] = {}
-    for line_no, line in _numbered_lines(path):
-        where = f"{path}, line {line_no}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+    for line_no, where, raw in _json_lines(path):
         row = _realtimeqa_row(raw, where=where)
         if row["date"] < first_day or (last_day is not None and row["date"] > last_day):
             continue
@@ -522,6 +512,17 @@ def load_beir(directory: str | Path, *, name: str | None = None) -> BeirDataset:
     queries = {qid: all_queries[qid] for qid in all_queries if qid in qrels}
     paths = {"corpus.jsonl": corpus_path, "queries.jsonl": queries_path, "qrels/test.tsv": qrels_path}
     return BeirDataset(name or folder.name, corpus, queries, qrels, _hash_files(paths))
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, str, Any]]:
+    """(line number, "PATH, line N" for messages, parsed value) for each non-blank line."""
+    for line_no, line in _numbered_lines(path):
+        where = f"{path}, line {line_no}"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        yield line_no, where, value
 
 
 def _jsonl_rows(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, Any]]:

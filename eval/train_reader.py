@@ -302,16 +302,19 @@ def predict(model: Any, pieces: WordPieces, examples: Sequence[Example], *, bf16
 
 
 def auroc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """Probability that a positive outscores a negative (ties count half).
+    """Probability that a positive outscores a negative (ties count half): `eval.metrics`' AUROC,
+    NaN when either side is empty.
 
     Example:
         >>> auroc([0.9, 0.8], [0.1, 0.85])
         0.75
     """
+    from eval.metrics import abstention_metrics
+
     if not positive or not negative:
         return float("nan")
-    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
-    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
+    labels = [True] * len(positive) + [False] * len(negative)
+    return abstention_metrics([False] * len(labels), labels, [*positive, *negative])["auroc"].score
 
 
 def group_metrics(groups: Sequence[list[Example]], scores: np.ndarray) -> dict[str, float]:
