@@ -211,8 +211,7 @@ def calibrate(args: argparse.Namespace) -> int:
     names = READER_FEATURES if scorer == "reader" else FEATURES
     embedder = Embedder.load(backend=args.embed_backend)
     # Answer everything: every question's features are wanted.
-    config = RagConfig(answer_scorer=scorer).with_threshold(0.0).replace(tentative_threshold=0.0,
-                                                                         reader_tentative_threshold=0.0)
+    config = RagConfig(answer_scorer=scorer).with_threshold(0.0, tentative=0.0)
     trained = reader_training_ids() if scorer == "reader" else set()
     rows: list[tuple[list[float], bool, str]] = []
     sources = [("squad2-dev", load_squad(SHARED / "squad2-dev" / "dev-v2.0.json"), 1000),

@@ -123,8 +123,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.plot(thresholds, [r["answered_answerable"] for r in sweep], label="answered answerable")
         ax.plot(thresholds, [r["refused_unanswerable"] for r in sweep], label="refused unanswerable")
         ax.plot(thresholds, [r["balanced_accuracy"] for r in sweep], "--", label="balanced accuracy")
-        ax.axvline(_thresholds(report)[1], color="k", lw=1, ls=":",
-                   label=f"configured threshold {_thresholds(report)[1]:.2f}")
+        answer_at = _thresholds(report)[1]
+        ax.axvline(answer_at, color="k", lw=1, ls=":", label=f"configured threshold {answer_at:.2f}")
         ax.set_xlabel("abstain when confidence is below")
         ax.set_ylabel("share of questions")
         ax.legend(loc="lower left", fontsize=8)

@@ -257,13 +257,14 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
         if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0 and \
                 (not config.adjacent_only or _adjacent(s, chosen)):
             chosen.append(s)
-    citations, parts = _cite(chosen, best, set(terms.terms), config=config)
+    q_terms = set(terms.terms)
+    citations, parts = _cite(chosen, best, q_terms, config=config)
     text = " ".join(parts)
     if conf >= answer_at:
         return Answer(question=question, text=text, abstained=False, confidence=conf, citations=tuple(citations),
                       hits=tuple(hits), features=tuple(features), candidate=text)
     if tentative:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
-        closest, _ = _cite([best], best, set(terms.terms), config=config)
+        closest, _ = _cite([best], best, q_terms, config=config)
         return Answer(question=question, text=f"{TENTATIVE_PREFIX} “{closest[0].quote}” [1]", abstained=True,
                       tentative=True, confidence=conf, citations=tuple(closest), hits=tuple(hits),
                       features=tuple(features), candidate=text)
