@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from rag.config import RagConfig
+from rag.replies import ABSTAIN_TEXT, tentative_text
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
     from rag.store import Index
 
-ABSTAIN_TEXT = "The documents do not contain an answer to this question."
-TENTATIVE_PREFIX = "Not sure: the closest passage says"
 FEATURES = ("bias", "top_dense", "best_semantic", "best_lexical", "cue", "best_score", "chunk_coverage",
             "missing_rare", "cue_missing")
 # Confidence features with the reader: the evidence features above (computed on the reader's best
@@ -265,7 +264,7 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
                       hits=tuple(hits), features=tuple(features), candidate=text)
     if tentative:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
         closest, _ = _cite([best], best, q_terms, config=config)
-        return Answer(question=question, text=f"{TENTATIVE_PREFIX} “{closest[0].quote}” [1]", abstained=True,
+        return Answer(question=question, text=tentative_text(closest[0].quote), abstained=True,
                       tentative=True, confidence=conf, citations=tuple(closest), hits=tuple(hits),
                       features=tuple(features), candidate=text)
     return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf, citations=(),

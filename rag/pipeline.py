@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from rag.answer import QuestionTerms, compose_answer
 from rag.config import RagConfig
@@ -23,7 +23,11 @@ from rag.reader import Reader
 from rag.rerank import read_and_rerank
 from rag.retrieve import search
 from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
-from rag.types import Answer, CheckedSentence
+from rag.types import Answer, CheckedSentence, Hit
+from rag.verify import verify_answer
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -172,39 +176,12 @@ class RAG:
         started = time.perf_counter()
         question = validate_question(question, config=config)
         timings: dict[str, float] = {}
-        model = None
-        if config.generator == "extractive":
-            query = condense_query(question, history)
-        else:
-            from rag.generate import chat_model, rewrite_question
-
-            loading = time.perf_counter()
-            model = chat_model(config)  # loads the local model on first use: counted as generating
-            timings["generate"] = (time.perf_counter() - loading) * 1000
-            if history and rewrites(config):
-                rewriting = time.perf_counter()
-                query = rewrite_question(model, question, history)
-                timings["rewrite"] = (time.perf_counter() - rewriting) * 1000
-            else:
-                query = condense_query(question, history)
-        index = self.index
-        query_vector = self.embedder.encode_queries([query])[0]
-        n_hits = max(config.top_k, config.answer_hits)
-        depth = max(n_hits, config.rerank_depth) if config.answer_scorer == "reader" else n_hits
-        hits = search(index, query, query_vector, config=config,
-                      top_k=max(depth, config.generate_passages) if model is not None else depth)
-        retrieved = time.perf_counter()
-        terms = QuestionTerms.of(question, index)
-        sentences = None
-        if config.answer_scorer == "reader":
-            hits, read = read_and_rerank(question, query_vector, hits, index, self.reader, config=config, terms=terms)
-            sentences = [s for s in read if s.hit_rank < n_hits]
-        # The same hits as the extractive generator sees, so both agree on confidence and abstention.
-        answer = compose_answer(question, query_vector, hits[:n_hits], index, config=config, sentences=sentences,
-                                terms=terms)
+        model = None if config.generator == "extractive" else self._chat_model(config, timings)
+        query = self._standalone_query(question, history, model, config, timings)
+        answer, hits = self._extract(question, query, config, timings, generating=model is not None)
         answered = time.perf_counter()
         model_ms = timings.get("rewrite", 0.0) + timings.get("generate", 0.0)
-        timings.update(retrieve=(retrieved - started) * 1000 - model_ms, answer=(answered - retrieved) * 1000)
+        timings["retrieve"] = (answered - started) * 1000 - model_ms - timings["answer"]
         if model is None or answer.abstained:
             sentences = tuple(CheckedSentence(c.quote, (c.n,), True, 1.0) for c in answer.citations)
             timings.pop("generate", None)  # no model was asked (loading it stays in "total")
@@ -213,7 +190,6 @@ class RAG:
                           sentences=sentences)
             return
         from rag.generate import build_messages, stream_tokens
-        from rag.verify import verify_answer
 
         passages = hits[: config.generate_passages]
         # A rewritten follow-up stands on its own; `condense_query`'s joined questions do not read well.
@@ -223,12 +199,57 @@ class RAG:
             pieces.append(piece)
             yield piece
         generated = time.perf_counter()
-        verified = verify_answer(question, "".join(pieces), passages, index, self.embedder, config=config,
+        verified = verify_answer(question, "".join(pieces), passages, self.index, self.embedder, config=config,
                                  extractive=answer, generator=config.generator)
         done = time.perf_counter()
         timings.update(generate=timings["generate"] + (generated - answered) * 1000,
                        verify=(done - generated) * 1000, total=(done - started) * 1000)
         yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
+
+    @staticmethod
+    def _chat_model(config: RagConfig, timings: dict[str, float]) -> BaseChatModel:
+        """The chat model (the local one loads on first use: counted as generating)."""
+        from rag.generate import chat_model  # langchain_core takes seconds to import: only when generating
+
+        loading = time.perf_counter()
+        model = chat_model(config)
+        timings["generate"] = (time.perf_counter() - loading) * 1000
+        return model
+
+    @staticmethod
+    def _standalone_query(question: str, history: Sequence[Turn], model: BaseChatModel | None,
+                          config: RagConfig, timings: dict[str, float]) -> str:
+        """What is searched for: the question, made to stand on its own when it is a follow-up."""
+        if model is None or not history or not rewrites(config):
+            return condense_query(question, history)
+        from rag.generate import rewrite_question
+
+        rewriting = time.perf_counter()
+        query = rewrite_question(model, question, history)
+        timings["rewrite"] = (time.perf_counter() - rewriting) * 1000
+        return query
+
+    def _extract(self, question: str, query: str, config: RagConfig, timings: dict[str, float], *,
+                 generating: bool) -> tuple[Answer, list[Hit]]:
+        """The extractive answer (cited sentences, or an abstention) and the hits it came from
+        (`timings["answer"]`: the time after retrieval). A generated answer is shown the same hits,
+        so both agree on confidence and abstention."""
+        index = self.index
+        query_vector = self.embedder.encode_queries([query])[0]
+        n_hits = max(config.top_k, config.answer_hits)
+        depth = max(n_hits, config.rerank_depth) if config.answer_scorer == "reader" else n_hits
+        hits = search(index, query, query_vector, config=config,
+                      top_k=max(depth, config.generate_passages) if generating else depth)
+        retrieved = time.perf_counter()
+        terms = QuestionTerms.of(question, index)
+        sentences = None
+        if config.answer_scorer == "reader":
+            hits, read = read_and_rerank(question, query_vector, hits, index, self.reader, config=config, terms=terms)
+            sentences = [s for s in read if s.hit_rank < n_hits]
+        answer = compose_answer(question, query_vector, hits[:n_hits], index, config=config, sentences=sentences,
+                                terms=terms)
+        timings["answer"] = (time.perf_counter() - retrieved) * 1000
+        return answer, hits
 
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:

@@ -41,6 +41,7 @@ import numpy as np
 
 from rag.chunk import split_sentences
 from rag.config import RagConfig
+from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.types import Answer, CheckedSentence, Citation, Hit
 
 if TYPE_CHECKING:
@@ -111,7 +112,6 @@ def is_refusal(text: str) -> bool:
         >>> is_refusal("The passages do not answer the question.")
         True
     """
-    from rag.generate import REFUSAL_TEXT
 
     def norm(s: str) -> str:
         return " ".join(re.findall(r"[a-z0-9]+", MARKER.sub(" ", s.lower())))
@@ -323,7 +323,6 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
         >>> a.text, a.sentences[0].supported  # doctest: +SKIP
         ('Up to 8,000 soldiers arrived. [1]', True)
     """
-    from rag.answer import ABSTAIN_TEXT
 
     hits = list(hits)
     claims = split_claims(generated, len(hits), sources=sorted({h.chunk.source for h in hits}))

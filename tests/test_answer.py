@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import ABSTAIN_TEXT, FEATURES, confidence, question_type
+from rag.replies import ABSTAIN_TEXT
+from rag.answer import FEATURES, confidence, question_type
 from rag.config import RagConfig
 from rag.pipeline import RAG, build_index, condense_query
 

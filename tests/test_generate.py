@@ -12,7 +12,8 @@ import pytest
 
 from rag.chunk import split_sentences
 from rag.config import RagConfig
-from rag.generate import (REFUSAL_TEXT, GeneratorError, GeneratorUnavailable, LocalChatModel, build_messages,
+from rag.replies import REFUSAL_TEXT
+from rag.generate import (GeneratorError, GeneratorUnavailable, LocalChatModel, build_messages,
                           chat_model, rewrite_question, stream_tokens)
 from rag.pipeline import RAG, condense_query, rewrites
 from rag.types import Answer

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from rag.answer import TENTATIVE_PREFIX, ScoredSentence
+from rag.answer import ScoredSentence
+from rag.replies import TENTATIVE_PREFIX
 from rag.config import RagConfig
 from rag.rerank import in_context, prefilter, rerank_hits
 from rag.types import Chunk, Hit

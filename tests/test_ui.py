@@ -261,7 +261,7 @@ def test_an_upload_over_the_file_count_limit_is_refused_whole() -> None:
 
 
 def _tentative(doc: str, quote: str, *, confidence: float = 0.42) -> Answer:
-    from rag.answer import TENTATIVE_PREFIX
+    from rag.replies import TENTATIVE_PREFIX
 
     c = _citation(1, doc, quote)
     return Answer(question="q?", text=f"{TENTATIVE_PREFIX} “{c.quote}” [1]", abstained=True, tentative=True,

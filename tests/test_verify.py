@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from rag.answer import ABSTAIN_TEXT, compose_answer
+from rag.answer import compose_answer
+from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.config import RagConfig
-from rag.generate import REFUSAL_TEXT
 from rag.pipeline import RAG
 from rag.retrieve import search
 from rag.types import Answer
