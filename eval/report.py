@@ -8,7 +8,6 @@ from typing import Any
 
 from eval.metrics import threshold_sweep
 
-LATEST_DIR = Path(__file__).resolve().parent / "reports"
 
 # The bar each dataset's reporting rows must clear (group, metric, comparison, value).
 _BALANCED = ("abstention", "balanced_accuracy", ">=")
@@ -138,7 +137,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def write_report(report: dict[str, Any], out: str | Path, *, latest: bool = True) -> list[Path]:
-    """Write OUT.json, OUT.md and OUT.png beside each other; copy them to eval/reports/latest.*"""
+    """Write OUT.json, OUT.md and OUT.png beside each other, and copy them to latest.* in the same
+    folder (the UI's Evaluation tab shows eval/reports/latest.*)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path, png_path = out.with_suffix(".json"), out.with_suffix(".md"), out.with_suffix(".png")
@@ -146,9 +146,8 @@ def write_report(report: dict[str, Any], out: str | Path, *, latest: bool = True
     md_path.write_text(markdown(report), encoding="utf-8")
     plot(report, png_path)
     if latest:
-        LATEST_DIR.mkdir(exist_ok=True)
         for p in (json_path, md_path, png_path):
-            target = LATEST_DIR / ("latest" + p.suffix)
+            target = out.parent / ("latest" + p.suffix)
             if p.resolve() != target.resolve():
                 shutil.copyfile(p, target)
     return [json_path, md_path, png_path]
