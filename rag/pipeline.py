@@ -29,8 +29,6 @@ from rag.verify import verify_answer
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 class BadInput(ValueError):
