@@ -23,16 +23,11 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.common import ROOT, SEED_DIR, percentiles, print_table, write_result
+from bench.common import ROOT, SEED_DIR, percentiles, print_table, rag_command, write_result
 
 HEAVY = ("torch", "gradio", "faiss", "transformers", "sentence_transformers", "numpy")
 QUESTION = "How many North Korean soldiers have arrived in Kursk?"
 TARGETS = {"ask_s": 3.0, "help_s": 0.3}
-
-
-def rag_command() -> list[str]:
-    script = Path(sys.executable).with_name("rag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
 
 
 def timed_run(args: Sequence[str]) -> tuple[float, float, int]:
@@ -95,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"{name} failed: exit codes {[c for _, _, c in runs]}")
         seconds = [s for s, _, _ in runs]
         rss = max(r for _, r, _ in runs)
-        results[name] = {"seconds": [round(s, 3) for s in seconds], **percentiles(seconds, (50,)),
+        results[name] = {"seconds": [round(s, 3) for s in seconds], **percentiles(seconds, ps=(50,)),
                          "first_s": round(seconds[0], 3), "min_s": round(min(seconds), 3), "peak_rss_mb": round(rss)}
         target = TARGETS["help_s" if "help" in name else "ask_s"]
         rows.append([name, f"{results[name]['p50']:.2f}", f"{min(seconds):.2f}", f"{seconds[0]:.2f}",

@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import resource
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,9 +19,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from eval.datasets import SHARED_DATASETS
+from eval.metrics import percentiles  # noqa: F401  (the benchmarks report latency with it)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"
+SCIFACT = SHARED_DATASETS / "scifact"
 SEED_DIR = ROOT / "seeds"
 MODEL_PARAMS = 22_700_000  # all-MiniLM-L6-v2 (~22.7M parameters)
 
@@ -80,10 +84,10 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 # Numbers and output
 
 
-def percentiles(values_ms: Sequence[float], ps: Sequence[int] = (50, 95)) -> dict[str, float]:
-    if not len(values_ms):
-        return {f"p{p}": float("nan") for p in ps}
-    return {f"p{p}": round(float(np.percentile(values_ms, p)), 3) for p in ps}
+def rag_command() -> list[str]:
+    """The installed `rag` script next to this interpreter, or `python -m rag.cli`."""
+    script = Path(sys.executable).with_name("rag")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -219,9 +223,9 @@ class SyntheticEmbedder:
     dim = 384
 
     def __init__(self, *, seed: int = 0, topics: int = 10_000) -> None:
-        from rag.embed import _load_tokenizer
+        from rag.embed import load_tokenizer
 
-        self.tokenizer = _load_tokenizer()
+        self.tokenizer = load_tokenizer()
         self.space = SyntheticSpace(self.dim, seed=seed, topics=topics)
         self.calls = 0
 

@@ -63,7 +63,7 @@ def index_texts(index_dir: Path) -> list[str]:
 
 def bare_encode(embedder: Any, texts: Sequence[str], batch_size: int = 32) -> float:
     """Seconds to encode `texts` with the encoder alone; returns the time."""
-    from rag.embed import _mean_pool
+    from rag.embed import mean_pool
 
     if embedder.backend == "torch":
         model = _sentence_transformer()
@@ -77,7 +77,7 @@ def bare_encode(embedder: Any, texts: Sequence[str], batch_size: int = 32) -> fl
         for lo in range(0, len(ordered), batch_size):
             enc = embedder.tokenizer(ordered[lo: lo + batch_size], padding=True, truncation=True,
                                      max_length=256, return_tensors="np")
-            _mean_pool(embedder.token_vectors(enc), enc["attention_mask"])
+            mean_pool(embedder.token_vectors(enc), enc["attention_mask"])
     return time.perf_counter() - started
 
 
@@ -86,9 +86,9 @@ def _sentence_transformer() -> Any:
     """The same model as sentence-transformers loads it: what a bare `model.encode` means."""
     from sentence_transformers import SentenceTransformer
 
-    from rag.embed import _model_path
+    from rag.embed import model_path
 
-    model = SentenceTransformer(str(_model_path()), device="cpu")
+    model = SentenceTransformer(str(model_path()), device="cpu")
     model.max_seq_length = 256
     return model
 

@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import unicodedata
@@ -24,6 +25,10 @@ from typing import Any, Iterable, Iterator
 
 from rag.chunk import split_sentences
 
+# The shared benchmark datasets live beside the checkout (../shared/datasets); RAG_SHARED_DATASETS
+# points the harness, the benchmarks and the tests elsewhere.
+SHARED_DATASETS = Path(os.environ.get("RAG_SHARED_DATASETS")
+                       or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 SPLIT_SALT = "rag-eval-v1"
 CLAPNQ_FILES = ("clapnq_dev_answerable.jsonl", "clapnq_dev_unanswerable.jsonl")
 _QA_JSONL_KEYS = ("id", "question", "answers", "evidence")

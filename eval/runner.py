@@ -6,7 +6,6 @@ question, and returns a report dict (see `eval/report.py` for the files written 
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 import tempfile
@@ -337,6 +336,3 @@ def run_beir_langchain(dataset: BeirDataset, documents: dict[str, str], *, depth
             "index": {"seconds": round(seconds, 2), "chunks_per_s": round(system.n_chunks / seconds, 1),
                       "chunks": system.n_chunks}}
 
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

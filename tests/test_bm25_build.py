@@ -15,10 +15,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from conftest import skip_or_fail
+from eval.datasets import SHARED_DATASETS
 from rag.bm25_build import SPILL, build_bm25
 from rag.retrieve import bm25_search, bm25_tokenize, stem_terms
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+SCIFACT = SHARED_DATASETS / "scifact"
 FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",
          "params.index.json")
 
@@ -135,10 +137,7 @@ def test_files_are_byte_identical_to_bm25s(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def scifact() -> tuple[list[str], list[str]]:
     if not (SCIFACT / "corpus.jsonl").is_file():
-        reason = f"SciFact not found at {SCIFACT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (required when CI=true)")
-        pytest.skip(reason)
+        skip_or_fail(f"SciFact not found at {SCIFACT}")
     with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as fh:
         docs = [json.loads(line) for line in fh]
     with open(SCIFACT / "queries.jsonl", encoding="utf-8") as fh:
@@ -201,9 +200,9 @@ class _RandomEmbedder:
     backend = "random"
 
     def __init__(self) -> None:
-        from rag.embed import _load_tokenizer
+        from rag.embed import load_tokenizer
 
-        self.tokenizer = _load_tokenizer()
+        self.tokenizer = load_tokenizer()
         self.rng = np.random.default_rng(0)
 
     def encode_chunks(self, chunks, *, batch_size: int = 32, progress=None):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import need_shared
 from eval.datasets import (
     NEWS_VALIDATION_FROM,
     QAItem,
@@ -23,18 +24,12 @@ from eval.datasets import (
     write_documents,
 )
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 @pytest.fixture(scope="module")
 def shared() -> Path:
     """The shared datasets folder; absent is a skip locally and a failure in CI."""
-    if not SHARED_DATASETS.is_dir():
-        message = f"shared datasets not found at {SHARED_DATASETS}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (required when CI=true)")
-        pytest.skip(message)
-    return SHARED_DATASETS
+    return need_shared()
 
 
 def _items(n_answerable: int, n_unanswerable: int) -> list[QAItem]:

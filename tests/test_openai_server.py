@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
 from serving_llm import LlmServer, llama_cpp_missing, llm_server as start_llm_server
 
 KURSK_QUESTION = "How many North Korean soldiers have arrived in Kursk?"
@@ -29,9 +30,7 @@ _MARKER = re.compile(r"\[(\d+)\]")
 def llm_server(tmp_path_factory) -> LlmServer:
     reason = llama_cpp_missing()
     if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (required when CI=true: the Makefile installs it)")
-        pytest.skip(reason)
+        skip_or_fail(f"{reason} (the Makefile installs it)")
     log = tmp_path_factory.mktemp("llm-server") / "llama_cpp.server.log"
     try:
         server_cm = start_llm_server(log)
