@@ -32,13 +32,13 @@ import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 
 from bench.common import (MODEL_PARAMS, ROOT, SCIFACT, cpu_info, peak_flops, peak_rss_mb, print_table,
                           scifact_corpus, write_result)
-from rag.config import EMBED_BACKENDS, RagConfig
+from rag.config import EMBED_BACKENDS, EmbedBackend, RagConfig
 
 TARGETS = {"vs_bare": 0.90, "vs_langchain": 1.0, "vs_langchain_chosen_backend": 1.5}
 TAG = {"suffix": ""}  # --tag: appended to every result file name
@@ -124,7 +124,7 @@ def langchain_same_chunks(texts: Sequence[str], embeddings: Any) -> float:
     return time.perf_counter() - started
 
 
-def throughput(limit: int, backends: Sequence[str], rounds: int) -> None:
+def throughput(limit: int, backends: Sequence[EmbedBackend], rounds: int) -> None:
     """Every method on every backend, interleaved: the documents are split into `rounds` slices and
     each slice goes through all of them back to back (the order reversed every other round), so a
     change in the machine's load falls on all methods alike. Times are summed over the rounds."""
@@ -140,27 +140,27 @@ def throughput(limit: int, backends: Sequence[str], rounds: int) -> None:
     lc_embeddings = load_embeddings() if "torch" in backends else None
     if lc_embeddings is not None:
         lc_embeddings.embed_documents(["warm up the encoder and its thread pool"] * 8)
-    acc: dict[str, dict[str, float]] = {b: {"rag_s": 0.0, "embed_s": 0.0, "chunks": 0, "bare_s": 0.0, "texts": 0,
+    acc: dict[EmbedBackend, dict[str, float]] = {b: {"rag_s": 0.0, "embed_s": 0.0, "chunks": 0, "bare_s": 0.0, "texts": 0,
                                             "tokens": 0, "lc_s": 0.0, "tutorial_s": 0.0, "tutorial_chunks": 0}
                                         for b in backends}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        for r in range(rounds):
-            part = {n: documents[n] for n in names[r::rounds]}
-            docs_dir = write_docs(part, Path(tmp) / f"docs-{r}")
+        for round_no in range(rounds):
+            part = {n: documents[n] for n in names[round_no::rounds]}
+            docs_dir = write_docs(part, Path(tmp) / f"docs-{round_no}")
             texts = chunk_texts(part, next(iter(embedders.values())).tokenizer)
-            for b in (backends if r % 2 == 0 else list(backends)[::-1]):
+            for b in (backends if round_no % 2 == 0 else list(backends)[::-1]):
                 a, emb = acc[b], embedders[b]
                 steps = ["rag", "bare"] + (["langchain", "tutorial"] if b == "torch" else [])
-                for step in (steps if r % 2 == 0 else steps[::-1]):
+                for step in (steps if round_no % 2 == 0 else steps[::-1]):
                     if step == "rag":
                         started = time.perf_counter()
-                        report = build_index([docs_dir], index_dir=Path(tmp) / f"index-{b}-{r}", embedder=emb,
+                        report = build_index([docs_dir], index_dir=Path(tmp) / f"index-{b}-{round_no}", embedder=emb,
                                              config=RagConfig(embed_backend=b))
                         a["rag_s"] += time.perf_counter() - started
                         a["embed_s"] += report.stats.embed_seconds
                         a["chunks"] += report.stats.chunks_embedded
-                        assert sorted(index_texts(Path(tmp) / f"index-{b}-{r}")) == sorted(texts)
+                        assert sorted(index_texts(Path(tmp) / f"index-{b}-{round_no}")) == sorted(texts)
                     elif step == "bare":
                         a["bare_s"] += bare_encode(emb, texts)
                         a["texts"] += len(texts)
@@ -172,11 +172,11 @@ def throughput(limit: int, backends: Sequence[str], rounds: int) -> None:
                         a["tutorial_chunks"] += LangChainBaseline.build(part, embeddings=lc_embeddings).n_chunks
                         a["tutorial_s"] += time.perf_counter() - started
             load.append(os.getloadavg()[0])
-            print(f"round {r + 1}/{rounds} done, load {load[-1]:.2f}", file=sys.stderr, flush=True)
+            print(f"round {round_no + 1}/{rounds} done, load {load[-1]:.2f}", file=sys.stderr, flush=True)
     peak, how = peak_flops()
-    results = []
+    results: list[dict[str, Any]] = []
     for b, a in acc.items():
-        r = {"backend": b, "documents": limit, "chunks": a["chunks"], "tokens": a["tokens"],
+        r: dict[str, Any] = {"backend": b, "documents": limit, "chunks": a["chunks"], "tokens": a["tokens"],
              "rag_seconds": round(a["rag_s"], 2), "rag_embed_seconds": round(a["embed_s"], 2),
              "rag_chunks_per_s": round(a["chunks"] / a["rag_s"], 2), "bare_seconds": round(a["bare_s"], 2),
              "bare_chunks_per_s": round(a["texts"] / a["bare_s"], 2),
@@ -246,7 +246,7 @@ def rss(sizes: Sequence[int]) -> None:
 # SciFact nDCG@10 per backend (the whole corpus: about 13k chunks per backend)
 
 
-def ndcg(backends: Sequence[str]) -> None:
+def ndcg(backends: Sequence[EmbedBackend]) -> None:
     from eval.datasets import load_beir
     from eval.runner import run_beir
     from rag.embed import Embedder
@@ -264,7 +264,7 @@ def ndcg(backends: Sequence[str]) -> None:
             raise SystemExit(f"{backend}: run --ndcg {index_backend} first (its index is reused)")
         embedder = Embedder.load(backend=query_backend)
         started = time.perf_counter()
-        report = run_beir(dataset, config=RagConfig(embed_backend=query_backend), embedder=embedder, index_dir=work)
+        report = run_beir(dataset, config=RagConfig(embed_backend=cast(EmbedBackend, query_backend)), embedder=embedder, index_dir=work)
         r = {"backend": backend, **report["retrieval"], "index": report["index"],
              "query_latency_ms": report["latency_ms"], "seconds": round(time.perf_counter() - started, 1)}
         results.append(r)
@@ -278,7 +278,7 @@ def ndcg(backends: Sequence[str]) -> None:
     write_result("ingest-ndcg" + TAG["suffix"], {"results": results})
 
 
-def seed_qa(backends: Sequence[str]) -> None:
+def seed_qa(backends: Sequence[EmbedBackend]) -> None:
     """The seed question set (answers, citations, abstention) per backend: sentence vectors and
     query vectors both come from the backend, so answer quality is checked too, not just ranking."""
     from eval.datasets import load_qa_dataset

@@ -74,7 +74,7 @@ def check_loopback(url: str) -> str:
         infos = socket.getaddrinfo(parsed.hostname, parsed.port or 80, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise NotLoopback(f"cannot resolve {parsed.hostname!r}: {exc}") from None
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise NotLoopback(f"refusing {url}: {parsed.hostname} is not a loopback address "
                           f"({', '.join(sorted(addresses))}); this tool floods a server and uploads to it, "
@@ -432,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.url:
             check_loopback(args.url)
         with (contextlib.nullcontext(None) if args.url else rag_server(args.index_dir)) as server:
-            report = run_load(args.url or server.url, users=args.users, seconds=args.seconds,
+            url = args.url or (server.url if server is not None else "")
+            report = run_load(url, users=args.users, seconds=args.seconds,
                               max_requests=args.max_requests, update=not args.no_update)
             if server is not None:
                 report["server_peak_rss_mb"] = server.peak_rss_mb()

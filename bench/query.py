@@ -154,7 +154,7 @@ def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict
         t0 = time.perf_counter()
         vector = embedder.encode_queries([q])[0]
         t1 = time.perf_counter()
-        if synthetic:
+        if synthetic_vectors is not None:
             vector = synthetic_vectors[i]
         dense = dense_search(index, vector, n_candidates)
         t2 = time.perf_counter()

@@ -25,7 +25,7 @@ TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
 def _rows(report: dict[str, Any]) -> list[tuple[str, str, Any, Any, Any]]:
     """(group, metric, ours, the other answer scorer's, the baseline's)."""
     base = report.get("baseline", {})
-    other = next(iter(report.get("compare", {}).values()), {})
+    other: dict[str, Any] = next(iter(report.get("compare", {}).values()), {})
     rows = []
     for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "generation", "index"):
         for key, value in report.get(group, {}).items():
@@ -37,7 +37,7 @@ def _thresholds(report: dict[str, Any]) -> tuple[str, float, float]:
     """(answer scorer, answer threshold, "not sure" threshold) of the run's config."""
     from rag.config import RagConfig
 
-    known = {k: tuple(v) if isinstance(v, list) else v for k, v in report["config"].items()
+    known: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in report["config"].items()
              if k in RagConfig.__dataclass_fields__}
     config = RagConfig(**known)
     return (config.answer_scorer, *config.thresholds())

@@ -201,7 +201,7 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
         cost = build_eval_index(dataset.documents, work_dir=work, index_dir=work / "index", config=config,
                                 embedder=embedder)
         rag = RAG(Index.load(work / "index", config=config), embedder, config)
-        documents = {d.source: rag.index.document(d.source).text for d in rag.index.documents()}
+        documents = {d.source: doc.text for d in rag.index.documents() if (doc := rag.index.document(d.source))}
         results = [ask(rag, item) for item in tqdm(items, desc=dataset.name, unit="q", disable=None, leave=False)]
         compared: dict[str, Any] = {}
         if compare_scorers:

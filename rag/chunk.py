@@ -13,7 +13,7 @@ from rag.types import Chunk, Document
 
 
 class Tokenizer(Protocol):
-    def __call__(self, texts: list[str], *, add_special_tokens: bool = ...) -> dict: ...
+    def __call__(self, texts: list[str], *, add_special_tokens: bool = ..., verbose: bool = ...) -> dict: ...
 
 
 _ABBREVIATIONS = {
@@ -132,7 +132,8 @@ def chunk_document(document: Document, tokenizer: Tokenizer, *, max_tokens: int,
     if overlap_sentences < 0:
         raise ValueError(f"overlap_sentences must be >= 0, got {overlap_sentences}")
     text = document.text
-    segments = [(p.start, p.end, p.number) for p in document.pages] or [(0, len(text), None)]
+    segments: list[tuple[int, int, int | None]] = [(p.start, p.end, p.number) for p in document.pages] \
+        or [(0, len(text), None)]
     chunks: list[Chunk] = []
     for seg_start, seg_end, page in segments:
         spans = split_sentences(text, seg_start, seg_end)

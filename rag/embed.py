@@ -95,6 +95,8 @@ class Embedder:
             return self.session.run(None, feed)[0]
         import torch
 
+        if self.model is None:
+            raise ValueError(f"the {self.backend} embedder was loaded without its model")
         enc = {k: torch.as_tensor(np.asarray(enc[k])) for k in enc}
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
                                                     enabled=self.backend == "torch-bf16"):
