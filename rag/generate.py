@@ -25,7 +25,7 @@ from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict
+from pydantic import ConfigDict, SecretStr
 
 from rag.config import RagConfig
 from rag.followup import Turn, condense_query
@@ -141,11 +141,11 @@ def _openai_chat_model(config: RagConfig) -> "BaseChatModel":
     # ChatOpenAI sends `max_tokens` as `max_completion_tokens`, which llama.cpp's server ignores
     # (measured: a 16-token cap gave 610 tokens); the classic field is sent too, except to
     # api.openai.com, which refuses it for its reasoning models.
-    extra = {} if "api.openai.com" in config.llm_base_url else {"extra_body": {"max_tokens": config.llm_max_new_tokens}}
+    extra_body = None if "api.openai.com" in config.llm_base_url else {"max_tokens": config.llm_max_new_tokens}
     return ChatOpenAI(base_url=config.llm_base_url, model=config.llm_model,
-                      api_key=os.environ.get(config.llm_api_key_env) or "not-needed",
+                      api_key=SecretStr(os.environ.get(config.llm_api_key_env) or "not-needed"),
                       temperature=config.llm_temperature, timeout=config.llm_timeout_s,
-                      max_tokens=config.llm_max_new_tokens, max_retries=1, **extra)
+                      max_completion_tokens=config.llm_max_new_tokens, max_retries=1, extra_body=extra_body)
 
 
 def _ollama_chat_model(config: RagConfig) -> "BaseChatModel":
