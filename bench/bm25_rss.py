@@ -45,7 +45,7 @@ def old_bm25(rows: list[tuple[int, str]], out_dir: Path) -> tuple[np.ndarray, An
     """What `IndexWriter._write_bm25` did before rag/bm25_build.py: every text at once into bm25s."""
     import bm25s
 
-    from rag.retrieve import bm25_tokenize
+    from rag.lexical import bm25_tokenize
 
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
     retriever = None
@@ -104,7 +104,7 @@ def bm25_only(which: str, index_dir: Path) -> dict[str, Any]:
     import bm25s  # noqa: F401  (imported before the baseline, as in the indexing process)
 
     from rag.bm25_build import build_bm25
-    from rag.retrieve import bm25_tokenize
+    from rag.lexical import bm25_tokenize
     from rag.store import MANIFEST
 
     bm25_tokenize(["warm"])  # the stemmer loaded before the baseline

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from rag import bm25_build
 from rag.config import RagConfig
 from rag.types import Chunk, Document, Page
 
@@ -509,15 +510,13 @@ class IndexWriter:
     def _write_bm25(self, gen: int) -> str:
         """Write generation `gen`'s BM25 index, streaming the live chunks from the store in blocks
         (rag/bm25_build.py: memory holds one block and the vocabulary, not every text and token)."""
-        from rag.bm25_build import build_bm25
-
         cursor = self.db.execute("SELECT id, text FROM chunks WHERE gen_added <= ? AND "
                                  "(gen_removed IS NULL OR gen_removed > ?) ORDER BY id", (gen, gen))
         name = f"bm25-{gen}"
         tmp = self.dir / (name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        built = build_bm25(cursor, tmp)  # writes bm25s's files unless there are no chunks
+        built = bm25_build.build_bm25(cursor, tmp)  # writes bm25s's files unless there are no chunks
         np.save(tmp / "ids.npy", built.ids, allow_pickle=False)
         for f in tmp.iterdir():
             _fsync_file(f)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from rag.bm25_build import SPILL, build_bm25
-from rag.retrieve import bm25_search, bm25_tokenize, stem_terms
+from rag.lexical import bm25_tokenize, stem_terms
+from rag.retrieve import bm25_search
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
 FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",
