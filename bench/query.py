@@ -199,9 +199,9 @@ def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[in
     vectors = np.empty((n, config.model_dim), dtype=np.float32)
     ids = np.empty(n, dtype=np.int64)
     k = 0
-    for cid, blob in index._db.execute("SELECT id, vector FROM chunks WHERE gen_removed IS NULL ORDER BY id"):
-        ids[k], vectors[k] = cid, np.frombuffer(blob, dtype=np.float32)
-        k += 1
+    for block_ids, block in index.vector_blocks():
+        ids[k:k + len(block_ids)], vectors[k:k + len(block_ids)] = block_ids, block
+        k += len(block_ids)
     exact = faiss.IndexFlatIP(config.model_dim)
     exact.add(vectors)
     queries = SyntheticEmbedder(seed=0, topics=max(n // 100, 200)).query_vectors(n_queries, seed=999)
