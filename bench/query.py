@@ -59,6 +59,7 @@ def current_rss_mb() -> float:
 def build_synthetic(size: str, index_dir: Path) -> dict[str, Any]:
     """Write about `size` chunks of synthetic documents through the real IndexWriter."""
     from rag.chunk import chunk_document
+    from rag.ingest import update_index
     from rag.store import IndexWriter
 
     target = parse_size(size)
@@ -69,7 +70,7 @@ def build_synthetic(size: str, index_dir: Path) -> dict[str, Any]:
     n_docs = max(1, round(target / np.mean(sample)))
     started = time.perf_counter()
     with IndexWriter(index_dir, RagConfig(), rebuild=True) as writer:
-        stats = writer.apply(corpus.documents(n_docs), [], embedder=embedder)
+        stats = update_index(writer, corpus.documents(n_docs), [], embedder=embedder)
     return {"size": size, "documents": n_docs, "chunks": stats.n_chunks,
             "build_seconds": round(time.perf_counter() - started, 1), "build_peak_rss_mb": round(peak_rss_mb())}
 

@@ -232,6 +232,7 @@ def test_index_writer_bm25_equals_bm25s_across_generations(tmp_path: Path, monke
 
     import rag.bm25_build
     from rag.config import RagConfig
+    from rag.ingest import update_index
     from rag.store import DB, Index, IndexWriter
 
     blocks: list[int] = []
@@ -251,7 +252,7 @@ def test_index_writer_bm25_equals_bm25s_across_generations(tmp_path: Path, monke
         if add == ["new.txt"]:
             docs["new.txt"] = "Mitochondria and chloroplasts convert energy; cats sit on mats."
         with IndexWriter(index_dir, RagConfig()) as writer:
-            writer.apply([_document(s, docs[s]) for s in add], remove, embedder=_RandomEmbedder())
+            update_index(writer, [_document(s, docs[s]) for s in add], remove, embedder=_RandomEmbedder())
         index = Index.load(index_dir)
         try:
             assert index.generation == generation
@@ -273,11 +274,12 @@ def test_index_of_stop_words_only_builds(tmp_path: Path) -> None:
     """bm25s's index() raised on it, failing the whole `rag index`; now the index commits and BM25
     finds nothing."""
     from rag.config import RagConfig
+    from rag.ingest import update_index
     from rag.retrieve import search
     from rag.store import Index, IndexWriter
 
     with IndexWriter(tmp_path / "index", RagConfig()) as writer:
-        writer.apply([_document("stop.txt", "The and of. A an the.")], [], embedder=_RandomEmbedder())
+        update_index(writer, [_document("stop.txt", "The and of. A an the.")], [], embedder=_RandomEmbedder())
     index = Index.load(tmp_path / "index")
     try:
         assert len(index.bm25_ids) == len(index) == 1

@@ -24,7 +24,7 @@ from rag.store import files
 from rag.store.manifest import (EmptyCorpus, IndexLocked, check_compatible, new_manifest, read_manifest,
                                 write_manifest)
 from rag.store.schema import DB, LIVE, SCHEMA, vector_blocks
-from rag.types import Chunk, Document
+from rag.types import EmbeddedDocument
 
 
 @dataclass
@@ -45,10 +45,23 @@ class UpdateStats:
         return bool(self.added or self.changed or self.removed)
 
 
+@dataclass
+class _Update:
+    """What one `IndexWriter.apply` builds up before it commits."""
+
+    generation: int
+    current: dict[str, str]  # source -> sha256 of the committed generation
+    documents: dict[str, dict[str, Any]]  # the new generation's manifest entries
+    stats: UpdateStats
+    removed_ids: list[int] = field(default_factory=list)  # chunks the new generation no longer has
+    chunks_added: int = 0
+
+
 class IndexWriter:
     """Holds the index lock and applies one update as one new generation.
 
-    Use as a context manager: `with IndexWriter(dir, config) as w: w.apply(new_docs, remove)`.
+    Use as a context manager: `with IndexWriter(dir, config) as w: w.apply(documents, remove, ...)`,
+    or through `rag.ingest.update_index`, which chunks and embeds the documents first.
     """
 
     def __init__(self, index_dir: str | os.PathLike[str], config: RagConfig, *, rebuild: bool = False) -> None:
@@ -116,121 +129,95 @@ class IndexWriter:
             return {}
         return {s: d["sha256"] for s, d in self.manifest["documents"].items()}
 
-    def apply(self, documents: Iterable[Document], remove: Iterable[str], *, embedder: Any,
-              progress: Any = None, empty_corpus_error: str | None = None) -> UpdateStats:
+    def apply(self, documents: Iterable[EmbeddedDocument], remove: Iterable[str], *, embed_backend: str,
+              stats: UpdateStats | None = None, empty_corpus_error: str | None = None) -> UpdateStats:
         """Add (or replace) `documents` and remove the sources in `remove`, as one generation.
 
-        `documents` is consumed lazily and embedded in batches so memory stays flat.
-        Nothing is visible to readers until the manifest is replaced at the very end.
-        With `empty_corpus_error`, an update in which `documents` yields nothing raises
-        EmptyCorpus with that message and changes nothing.
+        `documents` are chunked and embedded already (`rag.ingest.embed_documents`) and consumed
+        lazily, so a stream of them keeps memory flat; `embed_backend` names what made their
+        vectors (recorded in the manifest). Counts go into `stats` (a new one by default) beside
+        what the caller counted there. Nothing is visible to readers until the manifest is
+        replaced at the very end. With `empty_corpus_error`, an update in which nothing was added,
+        changed or counted unchanged raises EmptyCorpus with that message and changes nothing.
         """
-        from rag.chunk import chunk_document
-
         started = time.perf_counter()
-        stats = UpdateStats()
-        g_new = self.generation + 1
-        current = self.current_documents()
-        doc_meta: dict[str, dict[str, Any]] = {} if (self.manifest is None or self.rebuild) \
-            else dict(self.manifest["documents"])
-        removed_ids: list[int] = []
-
-        def retire(source: str) -> None:
-            removed_ids.extend(r[0] for r in self.db.execute(
-                "SELECT id FROM chunks WHERE source = ? AND gen_removed IS NULL", (source,)))
-            self.db.execute("UPDATE chunks SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL",
-                            (g_new, source))
-            self.db.execute("UPDATE documents SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL",
-                            (g_new, source))
-            doc_meta.pop(source, None)
-
-        pending: list[tuple[Document, list[Chunk]]] = []
-        pending_chunks = 0
-        block = max(256, self.config.embed_batch_size * 8)
-
-        def flush() -> None:
-            nonlocal pending, pending_chunks
-            chunks = [c for _, cs in pending for c in cs]
-            if chunks:
-                t0 = time.perf_counter()
-                vectors, sentence_vectors = embedder.encode_chunks(
-                    chunks, batch_size=self.config.embed_batch_size, progress=progress)
-                stats.embed_seconds += time.perf_counter() - t0
-                stats.chunks_embedded += len(chunks)
-            k = 0
-            now = time.time()
-            for doc, cs in pending:
-                for c in cs:
-                    self.db.execute(
-                        'INSERT INTO chunks (source, start, "end", page, text, sentences, vector, '
-                        "sentence_vectors, gen_added) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (c.source, c.start, c.end, c.page, c.text, json.dumps(c.sentences),
-                         vectors[k].astype(np.float32).tobytes(),
-                         sentence_vectors[k].astype(np.float16).tobytes(), g_new))
-                    k += 1
-                self.db.execute(
-                    "INSERT INTO documents (source, sha256, text, pages, n_chunks, added_at, gen_added) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (doc.source, doc.sha256, doc.text, json.dumps([[p.number, p.start, p.end] for p in doc.pages]),
-                     len(cs), now, g_new))
-                doc_meta[doc.source] = {"sha256": doc.sha256, "n_chunks": len(cs), "added_at": now,
-                                        "chars": len(doc.text)}
-            pending, pending_chunks = [], 0
-
-        with self.db:  # one transaction; invisible to readers until the manifest names g_new
-            if self.rebuild:
-                for (source,) in self.db.execute(
-                        "SELECT DISTINCT source FROM chunks WHERE gen_removed IS NULL").fetchall():
-                    retire(source)
-            for source in remove:
-                if source in current:
-                    retire(source)
-                    stats.removed.append(source)
-            for doc in documents:
-                if current.get(doc.source) == doc.sha256:
-                    stats.unchanged.append(doc.source)
-                    continue
-                chunks = chunk_document(doc, embedder.tokenizer, max_tokens=self.config.chunk_tokens,
-                                        overlap_sentences=self.config.chunk_overlap_sentences)
-                if len(chunks) > self.config.max_chunks_per_document:
-                    # Skipped like an unreadable file; a version already indexed stays as it was.
-                    stats.too_large.append((doc.source, f"makes {len(chunks)} chunks, over the limit of "
-                                                        f"{self.config.max_chunks_per_document} per document"))
-                    if doc.source in current:
-                        stats.unchanged.append(doc.source)
-                    continue
-                (stats.changed if doc.source in current else stats.added).append(doc.source)
-                if doc.source in current:
-                    retire(doc.source)
-                pending.append((doc, chunks))
-                pending_chunks += len(chunks)
-                if pending_chunks >= block:
-                    flush()
-            flush()
-            if empty_corpus_error and not (stats.added or stats.changed or stats.unchanged):
+        update = _Update(self.generation + 1, self.current_documents(),
+                         {} if self.manifest is None or self.rebuild else dict(self.manifest["documents"]),
+                         UpdateStats() if stats is None else stats)
+        with self.db:  # one transaction; invisible to readers until the manifest names the new generation
+            self._remove_sources(update, remove)
+            for document in documents:
+                self._add_document(update, document)
+            s = update.stats
+            if empty_corpus_error and not (s.added or s.changed or s.unchanged):
                 raise EmptyCorpus(empty_corpus_error)  # rolls the transaction back
-        if not stats.changed_anything and self.manifest is not None and not self.rebuild:
-            stats.n_chunks = int(self.manifest["n_chunks"])
-            stats.generation = self.generation
-            stats.seconds = time.perf_counter() - started
-            return stats
-        n_chunks = int(self.db.execute(f"SELECT COUNT(*) FROM chunks WHERE {LIVE}", {"gen": g_new}).fetchone()[0])
-        faiss_name, faiss_kind = self._write_faiss(g_new, n_chunks, removed_ids)
-        bm25_name = self._write_bm25(g_new)
+        if update.stats.changed_anything or self.manifest is None or self.rebuild:
+            self._commit(update, embed_backend)
+        else:  # nothing to write: the committed generation stays
+            update.stats.n_chunks, update.stats.generation = int(self.manifest["n_chunks"]), self.generation
+        update.stats.seconds = time.perf_counter() - started
+        return update.stats
+
+    def _remove_sources(self, update: _Update, remove: Iterable[str]) -> None:
+        """Retire the sources in `remove` (and, for a rebuild, every source)."""
+        if self.rebuild:
+            for (source,) in self.db.execute("SELECT DISTINCT source FROM chunks WHERE gen_removed IS NULL").fetchall():
+                self._retire(update, source)
+        for source in remove:
+            if source in update.current:
+                self._retire(update, source)
+                update.stats.removed.append(source)
+
+    def _retire(self, update: _Update, source: str) -> None:
+        """Mark the current rows of `source` as removed by the new generation."""
+        update.removed_ids.extend(r[0] for r in self.db.execute(
+            "SELECT id FROM chunks WHERE source = ? AND gen_removed IS NULL", (source,)))
+        self.db.execute("UPDATE chunks SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL",
+                        (update.generation, source))
+        self.db.execute("UPDATE documents SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL",
+                        (update.generation, source))
+        update.documents.pop(source, None)
+
+    def _add_document(self, update: _Update, embedded: EmbeddedDocument) -> None:
+        """Insert a document and its chunks as rows of the new generation, replacing its old version."""
+        doc, chunks, g = embedded.document, embedded.chunks, update.generation
+        (update.stats.changed if doc.source in update.current else update.stats.added).append(doc.source)
+        if doc.source in update.current:
+            self._retire(update, doc.source)
+        self.db.executemany(
+            'INSERT INTO chunks (source, start, "end", page, text, sentences, vector, sentence_vectors, gen_added) '
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            ((c.source, c.start, c.end, c.page, c.text, json.dumps(c.sentences), vector.astype(np.float32).tobytes(),
+              sentence_vectors.astype(np.float16).tobytes(), g)
+             for c, vector, sentence_vectors in zip(chunks, embedded.vectors, embedded.sentence_vectors)))
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO documents (source, sha256, text, pages, n_chunks, added_at, gen_added) VALUES (?,?,?,?,?,?,?)",
+            (doc.source, doc.sha256, doc.text, json.dumps([[p.number, p.start, p.end] for p in doc.pages]),
+             len(chunks), now, g))
+        update.documents[doc.source] = {"sha256": doc.sha256, "n_chunks": len(chunks), "added_at": now,
+                                        "chars": len(doc.text)}
+        update.chunks_added += len(chunks)
+
+    def _commit(self, update: _Update, embed_backend: str) -> None:
+        """Write the new generation's FAISS and BM25 files, then its manifest (the commit point);
+        then delete the old generation's files, unreachable now."""
+        g = update.generation
+        n_chunks = int(self.db.execute(f"SELECT COUNT(*) FROM chunks WHERE {LIVE}", {"gen": g}).fetchone()[0])
+        faiss_file, faiss_kind = self._write_faiss(g, n_chunks, update.removed_ids)
+        bm25_file = self._write_bm25(g)
         # Which encoder backends made the vectors (rag/embed.py), kept across incremental updates.
         backends = set() if self.manifest is None or self.rebuild else set(self.manifest.get("embed_backends", []))
-        if stats.chunks_embedded:
-            backends.add(str(getattr(embedder, "backend", type(embedder).__name__)))
-        manifest = new_manifest(g_new, self.config, faiss_index=faiss_kind, faiss_file=faiss_name, bm25_file=bm25_name,
-                                n_chunks=n_chunks, documents=doc_meta, embed_backends=backends)
+        if update.chunks_added:
+            backends.add(embed_backend)
+        manifest = new_manifest(g, self.config, faiss_index=faiss_kind, faiss_file=faiss_file, bm25_file=bm25_file,
+                                n_chunks=n_chunks, documents=update.documents, embed_backends=backends)
         write_manifest(self.dir, manifest)
         old = self.manifest
-        self.manifest, self.generation, self.rebuild = manifest, g_new, False
-        if old:  # the old generation's files are unreachable now
+        self.manifest, self.generation, self.rebuild = manifest, g, False
+        if old:
             files.remove_files(self.dir, old["files"].values())
-        stats.n_chunks, stats.generation = n_chunks, g_new
-        stats.seconds = time.perf_counter() - started
-        return stats
+        update.stats.n_chunks, update.stats.generation = n_chunks, g
 
     def _write_faiss(self, gen: int, n_chunks: int, removed_ids: list[int]) -> tuple[str, str]:
         """Write generation `gen`'s vector index; returns (file name, index description).
