@@ -20,8 +20,7 @@ tables and which rows a generation sees), `files` (FAISS and BM25 files, atomic 
 """
 from __future__ import annotations
 
-from rag.store.files import (FLAT, atomic_write, faiss_kind, fsync_dir, fsync_file, new_faiss_index,
-                             set_ef_search)
+from rag.store.files import FLAT, atomic_write, faiss_kind, fsync_dir, fsync_file, new_faiss_index, set_ef_search
 from rag.store.manifest import (FORMAT_VERSION, MANIFEST, DocumentInfo, EmptyCorpus, IndexError_,
                                 IndexLocked, IndexMismatch, IndexNotFound, check_compatible, library_versions,
                                 read_manifest)

@@ -21,8 +21,7 @@ import numpy as np
 
 from rag.config import RagConfig
 from rag.store import files
-from rag.store.manifest import (EmptyCorpus, IndexLocked, check_compatible, new_manifest, read_manifest,
-                                write_manifest)
+from rag.store.manifest import EmptyCorpus, IndexLocked, check_compatible, new_manifest, read_manifest, write_manifest
 from rag.store.schema import DB, LIVE, SCHEMA, vector_blocks
 from rag.types import EmbeddedDocument
 
@@ -141,22 +140,21 @@ class IndexWriter:
         changed or counted unchanged raises EmptyCorpus with that message and changes nothing.
         """
         started = time.perf_counter()
+        stats = UpdateStats() if stats is None else stats
         update = _Update(self.generation + 1, self.current_documents(),
-                         {} if self.manifest is None or self.rebuild else dict(self.manifest["documents"]),
-                         UpdateStats() if stats is None else stats)
+                         {} if self.manifest is None or self.rebuild else dict(self.manifest["documents"]), stats)
         with self.db:  # one transaction; invisible to readers until the manifest names the new generation
             self._remove_sources(update, remove)
             for document in documents:
                 self._add_document(update, document)
-            s = update.stats
-            if empty_corpus_error and not (s.added or s.changed or s.unchanged):
+            if empty_corpus_error and not (stats.added or stats.changed or stats.unchanged):
                 raise EmptyCorpus(empty_corpus_error)  # rolls the transaction back
-        if update.stats.changed_anything or self.manifest is None or self.rebuild:
+        if stats.changed_anything or self.manifest is None or self.rebuild:
             self._commit(update, embed_backend)
         else:  # nothing to write: the committed generation stays
-            update.stats.n_chunks, update.stats.generation = int(self.manifest["n_chunks"]), self.generation
-        update.stats.seconds = time.perf_counter() - started
-        return update.stats
+            stats.n_chunks, stats.generation = int(self.manifest["n_chunks"]), self.generation
+        stats.seconds = time.perf_counter() - started
+        return stats
 
     def _remove_sources(self, update: _Update, remove: Iterable[str]) -> None:
         """Retire the sources in `remove` (and, for a rebuild, every source)."""
