@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def old_bm25(rows: list[tuple[int, str]], out_dir: Path) -> tuple[np.ndarray, An
     """What `IndexWriter._write_bm25` did before rag/bm25_build.py: every text at once into bm25s."""
     import bm25s
 
-    from rag.retrieve import bm25_tokenize
+    from rag.lexical import bm25_tokenize
 
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
     retriever = None
@@ -57,45 +57,41 @@ def old_bm25(rows: list[tuple[int, str]], out_dir: Path) -> tuple[np.ndarray, An
     return ids, retriever
 
 
-def _old_write_bm25(self: Any, gen: int) -> str:
-    """The old `IndexWriter._write_bm25` (same folder handling as now)."""
+def _old_write_bm25(rows: Iterable[tuple[int, str]], path: Path) -> None:
+    """The old BM25 step of `IndexWriter`, in place of `rag.store.files.write_bm25` (same folder handling)."""
     import os
 
-    from rag.store import _fsync_file
+    from rag.store import fsync_file
 
-    rows = self.db.execute("SELECT id, text FROM chunks WHERE gen_added <= ? AND "
-                           "(gen_removed IS NULL OR gen_removed > ?) ORDER BY id", (gen, gen)).fetchall()
-    name = f"bm25-{gen}"
-    tmp = self.dir / (name + ".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    old_bm25(rows, tmp)
+    old_bm25(list(rows), tmp)
     for f in tmp.iterdir():
-        _fsync_file(f)
-    os.replace(tmp, self.dir / name)
-    return name
+        fsync_file(f)
+    os.replace(tmp, path)
 
 
 def build(size: str, index_dir: Path, *, old: bool = False) -> dict[str, Any]:
     from bench.query import build_synthetic
-    from rag.store import IndexWriter
+    from rag.store import files
 
     if index_dir.exists():
         raise SystemExit(f"{index_dir} exists: measure a fresh build")
     steps: dict[str, Any] = {}
 
     def timed(name: str, method: Any) -> Any:
-        def wrapper(self: Any, *args: Any) -> Any:
+        def wrapper(*args: Any) -> Any:
             steps[f"peak_mb_before_{name}"] = _peak_mb()
             t0 = time.perf_counter()
-            out = method(self, *args)
+            out = method(*args)
             steps[f"{name}_seconds"] = round(time.perf_counter() - t0, 1)
             steps[f"peak_mb_after_{name}"] = _peak_mb()
             return out
         return wrapper
 
-    IndexWriter._write_faiss = timed("faiss", IndexWriter._write_faiss)
-    IndexWriter._write_bm25 = timed("bm25", _old_write_bm25 if old else IndexWriter._write_bm25)
+    files.write_faiss = timed("faiss", files.write_faiss)
+    files.write_bm25 = timed("bm25", _old_write_bm25 if old else files.write_bm25)
     out = build_synthetic(size, index_dir)
     return {"mode": "build-old" if old else "build", **out, **steps, "peak_mb": _peak_mb()}
 
@@ -104,7 +100,7 @@ def bm25_only(which: str, index_dir: Path) -> dict[str, Any]:
     import bm25s  # noqa: F401  (imported before the baseline, as in the indexing process)
 
     from rag.bm25_build import build_bm25
-    from rag.retrieve import bm25_tokenize
+    from rag.lexical import bm25_tokenize
     from rag.store import MANIFEST
 
     bm25_tokenize(["warm"])  # the stemmer loaded before the baseline

@@ -59,6 +59,7 @@ def current_rss_mb() -> float:
 def build_synthetic(size: str, index_dir: Path) -> dict[str, Any]:
     """Write about `size` chunks of synthetic documents through the real IndexWriter."""
     from rag.chunk import chunk_document
+    from rag.ingest import update_index
     from rag.store import IndexWriter
 
     target = parse_size(size)
@@ -69,7 +70,7 @@ def build_synthetic(size: str, index_dir: Path) -> dict[str, Any]:
     n_docs = max(1, round(target / np.mean(sample)))
     started = time.perf_counter()
     with IndexWriter(index_dir, RagConfig(), rebuild=True) as writer:
-        stats = writer.apply(corpus.documents(n_docs), [], embedder=embedder)
+        stats = update_index(writer, corpus.documents(n_docs), [], embedder=embedder)
     return {"size": size, "documents": n_docs, "chunks": stats.n_chunks,
             "build_seconds": round(time.perf_counter() - started, 1), "build_peak_rss_mb": round(peak_rss_mb())}
 
@@ -199,9 +200,9 @@ def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[in
     vectors = np.empty((n, config.model_dim), dtype=np.float32)
     ids = np.empty(n, dtype=np.int64)
     k = 0
-    for cid, blob in index._db.execute("SELECT id, vector FROM chunks WHERE gen_removed IS NULL ORDER BY id"):
-        ids[k], vectors[k] = cid, np.frombuffer(blob, dtype=np.float32)
-        k += 1
+    for block_ids, block in index.vector_blocks():
+        ids[k:k + len(block_ids)], vectors[k:k + len(block_ids)] = block_ids, block
+        k += len(block_ids)
     exact = faiss.IndexFlatIP(config.model_dim)
     exact.add(vectors)
     queries = SyntheticEmbedder(seed=0, topics=max(n // 100, 200)).query_vectors(n_queries, seed=999)

@@ -92,12 +92,6 @@ def _swap(sentence: str, passage: str, donors: Sequence[str], rng: random.Random
     return None
 
 
-def _chunk_ids(index: Any, source: str) -> list[int]:
-    # The eval index is built once, so every stored chunk is live; the store has no public lookup by source.
-    return [row[0] for row in index._db.execute("SELECT id FROM chunks WHERE source = ? AND gen_removed IS NULL",
-                                                (source,))]
-
-
 def statement_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> list[dict[str, Any]]:
     """The (sentence, passages, label, kind, half) rows to score, from ClapNQ's answerable items."""
     from eval.datasets import split_items
@@ -121,7 +115,7 @@ def statement_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> li
         if gold_text is None:
             continue
         gold = source_of[gold_text]
-        gold_hits = [Hit(c, 0.0) for c in index.chunks(_chunk_ids(index, gold)).values()]
+        gold_hits = [Hit(c, 0.0) for c in index.document_chunks(gold)]
         other = next((h for h in search(index, item.question, vector, config=config, top_k=10)
                       if h.chunk.source != gold), None)
         half = half_of.get(item.id, "report")
@@ -159,7 +153,7 @@ def fragment_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> lis
     half_of = {item.id: "calibration" for item in calibration}
     rng = random.Random(seed)
     config = RagConfig()
-    chunks_of = {name: list(index.chunks(_chunk_ids(index, name)).values()) for name in dataset.documents}
+    chunks_of = {name: index.document_chunks(name) for name in dataset.documents}
     vectors = embedder.encode_queries([item.question for item in items])
     units: list[dict[str, Any]] = []
     for item, vector in zip(items, vectors):

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from rag.config import RagConfig
+from rag.lexical import idf, stem_terms
 from rag.replies import ABSTAIN_TEXT, tentative_text
+from rag.retrieve import idf_weights
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
@@ -92,12 +94,9 @@ class QuestionTerms:
 
     @classmethod
     def of(cls, question: str, index: "Index") -> "QuestionTerms":
-        from rag.retrieve import idf_weights, stem_terms
-
         terms = frozenset(stem_terms([question])[0])
         n = max(len(index.bm25_ids), 1)
-        return cls(terms, idf_weights(index, sorted(terms)), math.log(1.0 + (n + 0.5) / 0.5),
-                   question_type(question))
+        return cls(terms, idf_weights(index, sorted(terms)), idf(n, 0), question_type(question))
 
     def coverage(self, terms: set[str]) -> float:
         """Share of the question's IDF weight found among `terms`."""
@@ -114,8 +113,6 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit]
                     depth: int | None = None) -> list[ScoredSentence]:
     """Every distinct sentence of the top `depth` (default `answer_hits`) hits with its heuristic
     scores, best first."""
-    from rag.retrieve import stem_terms
-
     hits = list(hits[: depth or config.answer_hits])
     vectors = index.sentence_vectors([h.chunk.id for h in hits])
     terms = terms or QuestionTerms.of(question, index)
@@ -150,8 +147,6 @@ def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]
     Beyond similarity, two features look for what adversarial unanswerable questions do: ask
     about a rare term that the best passage does not contain.
     """
-    from rag.retrieve import stem_terms
-
     best = sentences[0] if sentences else None
     if best is None:
         return [1.0, max((h.dense for h in hits), default=0.0), 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -173,8 +168,6 @@ def confidence(features: Sequence[float], weights: Sequence[float], *,
 
 def _trim_words(text: str, start: int, end: int, q_terms: set[str], max_words: int) -> tuple[int, int]:
     """A window of at most `max_words` words of `text[start:end]`, where the question's terms are densest."""
-    from rag.retrieve import stem_terms
-
     words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
     if len(words) <= max_words:
         return start, end

@@ -4,7 +4,7 @@ bm25s indexes a whole corpus at once: every text, every document's token list an
 all (term, document, score) entries live in memory together (5 GB at 1M chunks, BENCHMARKS.md).
 Here the rows are read in blocks and memory holds one block plus the vocabulary, not the corpus:
 
-1. Each block is tokenized exactly as before (`rag.retrieve.bm25_tokenize`: bm25s's tokenizer,
+1. Each block is tokenized exactly as before (`rag.lexical.bm25_tokenize`: bm25s's tokenizer,
    English stop words, Snowball stemmer) and reduced to (term, tf) per document, which is spilled to
    `.npy` files in a `spill/` folder inside `out_dir`; document frequencies and lengths are counted.
 2. The vocabulary gets bm25s's term ids (see `_bm25s_vocab`), the idf and the column pointers
@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+
+from rag.lexical import bm25_tokenize, idf
 
 DATA = "data.csc.index.npy"
 INDICES = "indices.csc.index.npy"
@@ -55,7 +56,7 @@ def build_bm25(rows: Iterable[tuple[int, str]], out_dir: str | Path, *, block_ro
     Writes bm25s's files into `out_dir` (which must exist) unless `rows` is empty, in which case
     nothing is written and `ids` is empty. Rows are read `block_rows` at a time (default
     `BLOCK_ROWS`: 100-200 MB of working memory at 200-token chunks). `tokenize` is
-    `rag.retrieve.bm25_tokenize` by default and must return a `bm25s.tokenization.Tokenized`
+    `rag.lexical.bm25_tokenize` by default and must return a `bm25s.tokenization.Tokenized`
     (ids, vocab) for a list of texts.
     """
     block_rows = BLOCK_ROWS if block_rows is None else block_rows
@@ -63,8 +64,7 @@ def build_bm25(rows: Iterable[tuple[int, str]], out_dir: str | Path, *, block_ro
         raise ValueError(f"only bm25s's default scoring, 'lucene', is implemented, not {method!r}")
     if block_rows < 1:
         raise ValueError(f"block_rows must be >= 1, got {block_rows}")
-    if tokenize is None:
-        from rag.retrieve import bm25_tokenize as tokenize
+    tokenize = bm25_tokenize if tokenize is None else tokenize
     out = Path(out_dir)
     spill = out / SPILL
     shutil.rmtree(spill, ignore_errors=True)
@@ -81,12 +81,11 @@ def build_bm25(rows: Iterable[tuple[int, str]], out_dir: str | Path, *, block_ro
         # bm25s: np.array([len(doc) for doc in corpus]).mean(), a float64 (the sum is exact)
         avg_len = np.float64(total_len) / n_docs
         # bm25s's _score_idf_lucene with math.log on Python floats, stored as float32
-        idf = np.array([math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in df_final.tolist()],
-                       dtype=np.float32)
+        idfs = np.array([idf(n_docs, d) for d in df_final.tolist()], dtype=np.float32)
         indptr = np.zeros(n_vocab + 1, dtype=np.int64)
         np.cumsum(df_final, out=indptr[1:])
         nnz = int(indptr[-1])
-        _fill(out, spill, n_blocks, final_of, idf, indptr, avg_len, k1, b)
+        _fill(out, spill, n_blocks, final_of, idfs, indptr, avg_len, k1, b)
         np.save(out / INDPTR, indptr, allow_pickle=False)
         _write_meta(out, vocab_dict, n_docs, k1, b, method)
         return Bm25Build(ids, n_vocab, nnz, n_blocks)
@@ -166,7 +165,7 @@ def _bm25s_vocab(stems: list[str]) -> tuple[dict[str, int], np.ndarray]:
     return vocab_dict, final_of
 
 
-def _fill(out: Path, spill: Path, n_blocks: int, final_of: np.ndarray, idf: np.ndarray, indptr: np.ndarray,
+def _fill(out: Path, spill: Path, n_blocks: int, final_of: np.ndarray, idfs: np.ndarray, indptr: np.ndarray,
           avg_len: np.float64, k1: float, b: float) -> None:
     """Pass 2: score each block's entries and write them at their columns' next free slots."""
     nnz = int(indptr[-1])
@@ -189,7 +188,7 @@ def _fill(out: Path, spill: Path, n_blocks: int, final_of: np.ndarray, idf: np.n
         # float64 scalar to the float32 tf in float32. result_type reproduces either.
         norm = k1 * ((1 - b) + b * lengths[local_doc] / avg_len)
         norm = norm.astype(np.result_type(avg_len, tf), copy=False)
-        scores = (idf[terms] * (tf / (norm + tf))).astype(np.float32)
+        scores = (idfs[terms] * (tf / (norm + tf))).astype(np.float32)
         del tf, norm, lengths
         order = np.argsort(terms, kind="stable")  # documents stay ascending within a term
         sorted_terms = terms[order]

@@ -18,6 +18,7 @@ from rag.answer import QuestionTerms, compose_answer
 from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.followup import Turn, condense_query
+from rag.ingest import update_index
 from rag.load import Skipped, find_files, load_documents
 from rag.reader import Reader
 from rag.rerank import read_and_rerank
@@ -89,7 +90,7 @@ def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.
         listed = {source for _, source in files}
         to_remove = set(remove) | ({s for s in current if s not in listed} if remove_missing else set())
         try:
-            report.stats = writer.apply(documents(), sorted(to_remove), embedder=embedder, progress=progress,
+            report.stats = update_index(writer, documents(), sorted(to_remove), embedder=embedder, progress=progress,
                                         empty_corpus_error="" if remove else _empty_message(paths, report.skipped))
         except EmptyCorpus:
             raise BadInput(_empty_message(paths, report.skipped)) from None

@@ -1,33 +1,17 @@
-"""Dense (FAISS inner product: exact or HNSW, see rag/store.py), lexical (BM25 via bm25s) and fused
+"""Dense (FAISS inner product: exact or HNSW, see rag/store/files.py), lexical (BM25 via bm25s) and fused
 (reciprocal-rank) search."""
 from __future__ import annotations
 
-import math
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from rag.config import RagConfig
+from rag.lexical import idf, stem_terms
 from rag.types import Hit
 
 if TYPE_CHECKING:
     from rag.store import Index
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def bm25_tokenize(texts: list[str]) -> Any:
-    """The one tokenisation used for BM25 at index and query time: lower case, English stop words
-    removed, Snowball-stemmed."""
-    import bm25s
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False)
 
 
 def dense_search(index: "Index", query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -49,12 +33,8 @@ def bm25_search(index: "Index", query: str, k: int) -> list[tuple[int, float]]:
     """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out."""
     if index.bm25 is None or not len(index.bm25_ids):
         return []
-    import bm25s
-
-    tokens = bm25s.tokenize([query], stopwords="en", stemmer=_stemmer(), show_progress=False,
-                            return_ids=False)
     vocab = index.bm25.vocab_dict
-    known = [[t for t in tokens[0] if t in vocab]]
+    known = [[t for t in stem_terms([query])[0] if t in vocab]]
     if not known[0]:
         return []
     rows, scores = index.bm25.retrieve(known, k=min(k, len(index.bm25_ids)), show_progress=False,
@@ -123,13 +103,6 @@ def fuse(index: "Index", dense: list[tuple[int, float]], lexical: list[tuple[int
             for i, s in ranked if i in chunks]
 
 
-def stem_terms(texts: list[str]) -> list[list[str]]:
-    """The BM25 terms of each text (lower case, stop words out, stemmed), for lexical overlap."""
-    import bm25s
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=False)
-
-
 def idf_weights(index: "Index", terms: list[str]) -> dict[str, float]:
     """BM25 inverse document frequency of each term over the index's chunks (unseen terms get the
     highest weight: they are the rarest)."""
@@ -141,5 +114,5 @@ def idf_weights(index: "Index", terms: list[str]) -> dict[str, float]:
     out = {}
     for t in terms:
         df = int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0
-        out[t] = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        out[t] = idf(n, df)
     return out

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,26 @@ class Chunk:
     text: str
     page: int | None
     sentences: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: arrays have no single truth value
+class EmbeddedDocument:
+    """A document ready for the index: its chunks (ids not assigned yet) and their vectors.
+
+    `vectors[i]` is the L2-normalised vector of `chunks[i]` (`vectors` is float32, (n_chunks, dim));
+    `sentence_vectors[i]` holds one vector per sentence of `chunks[i]` ((n_sentences, dim)).
+    """
+
+    document: Document
+    chunks: tuple[Chunk, ...]
+    vectors: np.ndarray
+    sentence_vectors: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.chunks) == len(self.vectors) == len(self.sentence_vectors):
+            raise ValueError(f"need one vector and one sentence-vector array per chunk of {self.document.source}: "
+                             f"{len(self.chunks)} chunks, {len(self.vectors)} vectors, "
+                             f"{len(self.sentence_vectors)} sentence-vector arrays")
 
 
 @dataclass(frozen=True)

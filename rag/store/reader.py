@@ -1,0 +1,105 @@
+"""The read side of the index: `Index`, one committed generation loaded for searching."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from rag.config import RagConfig
+from rag.store import files
+from rag.store.manifest import DocumentInfo, IndexNotFound, check_compatible, read_manifest
+from rag.store.schema import CHUNK_COLUMNS, DB, LIVE, VECTOR_BLOCK, chunk_from_row, vector_blocks
+from rag.types import Chunk, Document, Page
+
+
+class Index:
+    """A loaded index generation: FAISS, BM25 and the chunk store. Load once, query many times.
+
+    Example:
+        >>> index = Index.load("index", config=RagConfig())  # doctest: +SKIP
+        >>> index.chunks([1, 2])  # doctest: +SKIP
+    """
+
+    def __init__(self, index_dir: Path, manifest: dict[str, Any], faiss_index: Any, bm25: Any,
+                 bm25_ids: np.ndarray) -> None:
+        self.dir = index_dir
+        self.manifest = manifest
+        self.generation: int = manifest["generation"]
+        self.faiss = faiss_index
+        self.bm25 = bm25
+        self.bm25_ids = bm25_ids
+        self._db = sqlite3.connect(str(index_dir / DB), check_same_thread=False)
+        self._db.execute("PRAGMA query_only = ON")
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike[str], *, config: RagConfig | None = None) -> "Index":
+        config = config or RagConfig()
+        path = Path(index_dir)
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise IndexNotFound(f"no index at {path}: build one with `rag index [PATHS...] --index-dir {path}`")
+        check_compatible(manifest, config, path)
+        faiss_index = files.read_faiss(path / manifest["files"]["faiss"])
+        files.set_ef_search(faiss_index, config.hnsw_ef_search)
+        bm25, bm25_ids = files.read_bm25(path / manifest["files"]["bm25"])
+        return cls(path, manifest, faiss_index, bm25, bm25_ids)
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_chunks"])
+
+    def close(self) -> None:
+        self._db.close()
+
+    def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
+        """The chunks with these ids (ids not in the store are left out)."""
+        return {row[0]: chunk_from_row(row) for row in self._select(
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({{}})", ids)}
+
+    def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        dim = int(self.manifest["params"]["model_dim"])
+        return {row[0]: np.frombuffer(row[1], dtype=np.float16).reshape(-1, dim).astype(np.float32)
+                for row in self._select("SELECT id, sentence_vectors FROM chunks WHERE id IN ({})", ids)}
+
+    def chunk_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        return {row[0]: np.frombuffer(row[1], dtype=np.float32)
+                for row in self._select("SELECT id, vector FROM chunks WHERE id IN ({})", ids)}
+
+    def _select(self, sql: str, ids: Sequence[int]) -> list[tuple]:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return []
+        return self._db.execute(sql.format(",".join("?" * len(ids))), ids).fetchall()
+
+    def documents(self) -> list[DocumentInfo]:
+        return [DocumentInfo(source, info["sha256"], info["n_chunks"], info["added_at"], info["chars"])
+                for source, info in sorted(self.manifest["documents"].items())]
+
+    def document(self, source: str) -> Document | None:
+        row = self._db.execute(f"SELECT source, text, sha256, pages FROM documents WHERE source = :source "
+                               f"AND {LIVE}", {"source": source, "gen": self.generation}).fetchone()
+        if row is None:
+            return None
+        return Document(row[0], row[1], row[2], tuple(Page(*p) for p in json.loads(row[3])))
+
+    def document_chunks(self, source: str) -> list[Chunk]:
+        """The chunks of the document `source` in this generation, in document order ([] when the
+        index does not hold it).
+
+        Example:
+            >>> [c.id for c in index.document_chunks("notes.md")]  # doctest: +SKIP
+            [7, 8, 9]
+        """
+        rows = self._db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE source = :source AND {LIVE} "
+                                "ORDER BY id", {"source": source, "gen": self.generation})
+        return [chunk_from_row(row) for row in rows]
+
+    def vector_blocks(self, *, block_rows: int = VECTOR_BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every chunk vector of this generation as (chunk ids, float32 vectors) blocks of up to
+        `block_rows`, in id order: for rebuilding or measuring a vector index without holding the
+        chunk store in memory twice."""
+        cursor = self._db.execute(f"SELECT id, vector FROM chunks WHERE {LIVE} ORDER BY id", {"gen": self.generation})
+        return vector_blocks(cursor, block_rows)
