@@ -20,9 +20,9 @@ class _CountingEmbedder:
     backend = "random"
 
     def __init__(self) -> None:
-        from rag.embed import _load_tokenizer
+        from rag.embed import load_tokenizer
 
-        self.tokenizer = _load_tokenizer()
+        self.tokenizer = load_tokenizer()
         self.rng = np.random.default_rng(0)
         self.calls: list[int] = []  # chunks per encode_chunks call
 
