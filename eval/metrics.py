@@ -462,8 +462,12 @@ def threshold_sweep(
     return rows
 
 
-def best_threshold(confidence: Sequence[float], answerable: Sequence[bool]) -> float:
+def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
+                   groups: Sequence[str] | None = None) -> float:
     """The threshold t maximising balanced accuracy of "abstain when confidence < t".
+
+    With `groups` (a dataset name per question), the objective is the mean over groups of each
+    group's balanced accuracy, so a large dataset does not decide the threshold alone.
 
     Balanced accuracy only changes where t crosses a confidence value, so it is flat on each
     interval between consecutive distinct values. The best plateau is a run of adjacent best
@@ -471,33 +475,48 @@ def best_threshold(confidence: Sequence[float], answerable: Sequence[bool]) -> f
     midpoint of the confidence values bounding it. A plateau unbounded below is bounded
     by the lowest confidence (which abstains on nothing); one unbounded above by the highest,
     unless that leaves no room, when the next float above it is returned (abstain on all).
-    No questions: 0.0.
+    No questions: 0.0. The objective is compared exactly (integers), so ties are exact.
 
     Example:
         >>> best_threshold([0.9, 0.8, 0.3, 0.2], [True, True, False, False])
         0.55
+        >>> best_threshold([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.65, 0.9],
+        ...                [False, False, False, True, True, True, False, True],
+        ...                groups=["a"] * 6 + ["b"] * 2)  # b, two questions, weighs as much as a
+        0.675
     """
-    pos, neg = _split_by_class(confidence, answerable)
-    if not len(pos) and not len(neg):
+    n = _check_same_length(confidence=confidence, answerable=answerable,
+                           **({"groups": groups} if groups is not None else {}))
+    scores = _check_confidence(confidence).reshape(n)
+    positive = np.asarray(answerable, dtype=bool).reshape(n)
+    if not n:
         return 0.0
-    values = np.unique(np.concatenate([pos, neg]))
+    values = np.unique(scores)
     # Interval i holds thresholds in (values[i-1], values[i]], with values[-1] = -inf and
     # values[len] = +inf; there, the questions abstained on are those with confidence <= values[i-1].
     cuts = np.concatenate([[-np.inf], values])
-    answered_pos = len(pos) - np.searchsorted(pos, cuts, side="right")
-    refused_neg = np.searchsorted(neg, cuts, side="right")
-    # Balanced accuracy scaled to integers, so ties are exact.
-    if len(pos) and len(neg):
-        key = answered_pos * len(neg) + refused_neg * len(pos)
-    else:
-        key = answered_pos if len(pos) else refused_neg
-    best = key.max()
-    runs: list[tuple[int, int]] = []  # (first, last) interval of each run of best intervals
-    for i in np.flatnonzero(key == best):
-        if runs and runs[-1][1] == i - 1:
-            runs[-1] = (runs[-1][0], int(i))
+    names = np.asarray(groups, dtype=object) if groups is not None else np.zeros(n, dtype=object)
+    # Per group, balanced accuracy times its denominator (integers); summed over groups, each
+    # scaled to a common denominator, so the mean of the groups' balanced accuracies compares exactly.
+    parts: list[tuple[list[int], int]] = []
+    for name in sorted(set(names.tolist()), key=str):
+        in_group = names == name
+        pos, neg = np.sort(scores[in_group & positive]), np.sort(scores[in_group & ~positive])
+        answered_pos = len(pos) - np.searchsorted(pos, cuts, side="right")
+        refused_neg = np.searchsorted(neg, cuts, side="right")
+        if len(pos) and len(neg):
+            parts.append(((answered_pos * len(neg) + refused_neg * len(pos)).tolist(), len(pos) * len(neg)))
         else:
-            runs.append((int(i), int(i)))
+            parts.append(((answered_pos if len(pos) else refused_neg).tolist(), len(pos) or len(neg)))
+    common = math.lcm(*(d for _, d in parts))
+    key = [sum(k[i] * (common // d) for k, d in parts) for i in range(len(cuts))]
+    best = max(key)
+    runs: list[tuple[int, int]] = []  # (first, last) interval of each run of best intervals
+    for i in (i for i, v in enumerate(key) if v == best):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
     first, last = runs[0]
     if first == len(values):  # only "abstain on everything" is best
         return math.nextafter(float(values[-1]), math.inf)

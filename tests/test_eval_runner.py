@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import need_shared
-from eval.cli import (balanced_threshold, fit_logistic, main as eval_main, run_conditions, tentative_threshold,
-                      write_calibration)
+from eval.calibrate import L2, fit_confidence, provenance, write_fitted
+from eval.cli import main as eval_main, run_conditions
 from eval.runner import REPORT_KEYS
+from rag.config import FITTED_FILE, RagConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,55 +64,23 @@ def test_eval_without_dataset_is_a_clear_error(capsys: pytest.CaptureFixture[str
     assert "give a dataset" in capsys.readouterr().err
 
 
-def test_fit_logistic_separates_separable_data() -> None:
-    rng = np.random.default_rng(0)
-    pos = rng.normal(1.0, 0.3, size=(200, 1))
-    neg = rng.normal(-1.0, 0.3, size=(100, 1))
-    x = np.hstack([np.ones((300, 1)), np.vstack([pos, neg])])
-    y = np.r_[np.ones(200), np.zeros(100)]
-    w = fit_logistic(x, y)
-    p = 1 / (1 + np.exp(-x @ w))
-    assert w[1] > 1.0
-    assert ((p > 0.5) == (y > 0)).mean() > 0.98
-
-
-def test_balanced_threshold_weighs_datasets_equally() -> None:
-    # Dataset a separates at 0.3, dataset b at 0.7; the mean of the two balanced accuracies is
-    # flat between them, and the chosen threshold must lie in that range.
-    conf = [0.2, 0.4, 0.6, 0.8] + [0.1, 0.2, 0.75, 0.9]
-    answerable = [False, True, True, True] + [False, False, True, True]
-    groups = ["a"] * 4 + ["b"] * 4
-    t = balanced_threshold(conf, answerable, groups)
-    assert 0.2 < t <= 0.4 or 0.2 < t <= 0.75
-
-
-def test_write_calibration_rewrites_only_the_named_defaults(tmp_path: Path) -> None:
-    source = (ROOT / "rag" / "config.py").read_text()
-    target = tmp_path / "config.py"
-    target.write_text(source)
-    write_calibration({"confidence_weights": (-1.0, 2.0, 0.5), "abstain_threshold": 0.4321,
-                       "reader_abstain_threshold": 0.61, "reader_tentative_threshold": 0.33}, path=target)
-    text = target.read_text()
-    assert "    abstain_threshold: float = 0.4321" in text
-    assert "    reader_abstain_threshold: float = 0.61" in text
-    assert "    reader_tentative_threshold: float = 0.33" in text
-    assert "    confidence_weights: tuple[float, ...] = (-1.0, 2.0, 0.5)" in text
-    assert len(text.splitlines()) == len(source.splitlines())
-    changed = [a for a, b in zip(source.splitlines(), text.splitlines()) if a != b]
-    assert len(changed) <= 4
-    with pytest.raises(ValueError, match="no_such_field"):
-        write_calibration({"no_such_field": 0.5}, path=target)
-
-
-def test_tentative_threshold_reaches_the_coverage_of_answerable_questions() -> None:
-    conf = [0.9, 0.6, 0.5, 0.2, 0.4, 0.1]
-    answerable = [True, True, False, True, False, False]
-    assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7, coverage=0.6) == 0.6  # 2 of 3 from 0.6
-    assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7, coverage=0.9) == 0.2  # all 3 need 0.2
-    # Datasets weigh alike: b's answerable questions all sit above 0.8, a's need the band down to 0.3.
-    two = tentative_threshold([0.9, 0.3, 0.1, 0.85, 0.95, 0.2], [True, True, False, True, True, False],
-                              ["a", "a", "a", "b", "b", "b"], 0.8, coverage=0.9)
-    assert two == 0.3
+def test_calibrating_on_the_seed_sample_writes_a_file_configs_read(seed_report: tuple[dict, Path],
+                                                                   tmp_path: Path) -> None:
+    """The real features of 20 seed questions (7 unanswerable), fitted and written to a file of
+    its own: a config made from that file answers from the fitted threshold."""
+    report, _ = seed_report
+    rows = [(q["features"], q["answerable"], "seed") for q in report["per_question"]]
+    shipped = FITTED_FILE.read_bytes()
+    block, metrics = fit_confidence(rows, scorer="heuristic")
+    assert metrics["seed"]["auroc"] > 0.7  # in-sample: the fit must order the rows it saw
+    block["provenance"] = provenance(command="rag eval --calibrate", fit={"l2": L2},
+                                     datasets=[{"name": "seed", "split": "all", "rows": len(rows)}])
+    out = write_fitted("heuristic_confidence", block, path=tmp_path / "fitted.json")
+    config = RagConfig.from_fitted(out)
+    assert config.confidence_weights == tuple(block["weights"])
+    assert config.thresholds() == (block["answer_threshold"], block["tentative_threshold"])
+    assert config.reader_confidence_weights == RagConfig().reader_confidence_weights  # other blocks kept
+    assert FITTED_FILE.read_bytes() == shipped
 
 
 @pytest.mark.slow

@@ -345,6 +345,39 @@ def test_best_threshold_degenerate_cases() -> None:
     assert best_threshold([0.4, 0.4], [True, False]) == 0.4  # every t ties
 
 
+def test_best_threshold_with_groups_weighs_datasets_equally() -> None:
+    # Pooled, 0.45 and 0.675 tie (6 of 8 rows right both ways, class for class); by group, b (two
+    # rows, separated only above 0.65) weighs as much as a, and only (0.65, 0.7] is best for both.
+    confidence = [0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.65, 0.9]
+    answerable = [False, False, False, True, True, True, False, True]
+    groups = ["a"] * 6 + ["b"] * 2
+    assert best_threshold(confidence, answerable) == pytest.approx(0.45)
+    assert best_threshold(confidence, answerable, groups=groups) == pytest.approx(0.675)
+    # One group is the same as none.
+    assert best_threshold(confidence, answerable, groups=["x"] * 8) == best_threshold(confidence, answerable)
+
+
+def test_best_threshold_with_groups_is_the_best_of_every_cut() -> None:
+    rng = random.Random(7)
+    confidence = [round(rng.random(), 2) for _ in range(300)]
+    answerable = [rng.random() < c * 0.8 + 0.1 for c in confidence]
+    groups = [rng.choice("abc") if c > 0.3 else "a" for c in confidence]
+
+    def mean_balanced(t: float) -> float:
+        return sum(threshold_sweep([c for c, g in zip(confidence, groups) if g == name],
+                                   [a for a, g in zip(answerable, groups) if g == name], [t])[0]["balanced_accuracy"]
+                   for name in "abc") / 3
+
+    chosen = best_threshold(confidence, answerable, groups=groups)
+    candidates = sorted(set(confidence)) + [1.5]
+    assert mean_balanced(chosen) == pytest.approx(max(mean_balanced(t) for t in candidates), abs=1e-12)
+
+
+def test_best_threshold_groups_must_match_the_questions() -> None:
+    with pytest.raises(ValueError, match="groups=2"):
+        best_threshold([0.1, 0.9, 0.5], [False, True, True], groups=["a", "b"])
+
+
 # --- BEIR ---------------------------------------------------------------------------------
 
 def test_beir_metrics_against_hand_computed_ndcg() -> None:

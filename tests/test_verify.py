@@ -96,6 +96,15 @@ def test_a_changed_number_scores_below_the_true_sentence(rag: RAG, kursk) -> Non
     assert 0.0 <= changed[0].score < true[0].score <= 1.0
 
 
+def test_support_weights_come_from_the_config(rag: RAG, kursk) -> None:
+    config, hits, _, n = kursk
+    shipped = best_evidence([SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder)[0][0]
+    assert shipped.score == support_score(shipped.features, RagConfig().support_weights) >= config.support_threshold
+    doubtful = config.replace(support_weights=(-20.0, *config.support_weights[1:]))
+    lowered = best_evidence([SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder, config=doubtful)[0][0]
+    assert lowered.score < config.support_threshold
+
+
 def test_markers_are_renumbered_in_order_of_first_use(rag: RAG, kursk) -> None:
     _, hits, _, n = kursk
     other = next(k for k, h in enumerate(hits, start=1) if "unfounded rumour" in h.chunk.text)

@@ -1,0 +1,347 @@
+"""Fitting the numbers of rag/fitted.json and writing them there, each block with its provenance.
+
+One place for every fitted number `RagConfig` reads:
+- `fit_logistic`: the logistic weights (scikit-learn's `LogisticRegression`, class-balanced, a
+  small L2 penalty on the weights, bias not penalised) of the answer confidence and of the
+  support score (`eval.support`);
+- thresholds: the answer threshold is `eval.metrics.best_threshold` (the mean over datasets of
+  balanced accuracy), the "not sure" band `tentative_threshold`;
+- `write_fitted`: replaces one block of the fitted file atomically (temporary file, fsync,
+  rename), with `provenance`: command, git commit, date, datasets and rows, fit settings.
+
+`calibrate` is `rag eval --calibrate`: it asks the calibration questions with the configured
+answer scorer, fits its confidence (`fit_confidence`) and writes the scorer's block into the
+fitted file `rag.config.fitted_path()` names (the package's rag/fitted.json unless `$RAG_FITTED`
+or `--fitted` names another), so a calibration can be tried without touching the shipped numbers.
+
+Example:
+    rag eval --calibrate --index-dir .cache/eval-h
+    rag eval --calibrate --answer-scorer reader --fitted /tmp/fitted.json --dry-run
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rag.config import FITTED_FILE, check_fitted, fitted_path, forget_fitted, load_fitted
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+REPORTS = ROOT / "eval" / "reports"
+# L2 penalty on the weights of the class-balanced mean log loss (each class weighs one half).
+L2 = 1e-4
+# Calibration questions per dataset unless a limit is given (None: every calibration row).
+SQUAD_CALIBRATION_QUESTIONS = 1000
+COVERAGE = 0.90
+BLOCK_OF_SCORER = {"heuristic": "heuristic_confidence", "reader": "reader_confidence"}
+THRESHOLD_RULE = "eval.metrics.best_threshold: the best mean over datasets of balanced accuracy"
+TENTATIVE_RULE = (f"eval.calibrate.tentative_threshold: answers and not-sure answers reach {COVERAGE:.2f} of "
+                  "answerable questions (mean over datasets)")
+
+Row = tuple[Sequence[float], bool, str]  # (features, answerable, dataset name)
+
+
+def fit_logistic(x: Any, y: Any, *, l2: float = L2) -> np.ndarray:
+    """Weights w of p = sigmoid(x @ w), where the first column of x is the bias (all ones), that
+    minimise the class-balanced mean log loss (each class weighs one half) plus l2/2 * |w|^2
+    over the weights but the bias: scikit-learn's `LogisticRegression` with C = 1/l2 and sample
+    weights 0.5/n_class, solved by Newton steps to 1e-10.
+
+    Example:
+        >>> x = np.array([[1.0, -2.0], [1.0, -1.0], [1.0, 1.0], [1.0, 2.0], [1.0, 0.5], [1.0, -0.5]])
+        >>> w = fit_logistic(x, [0, 0, 1, 1, 0, 1])
+        >>> bool(w[1] > 0)
+        True
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"x must be a matrix with one row per label, got shape {x.shape} for {len(y)} labels")
+    if not np.all(x[:, 0] == 1.0):
+        raise ValueError("the first column of x must be the bias (all ones)")
+    if l2 <= 0:
+        raise ValueError(f"l2 must be > 0, got {l2}")
+    n_pos = float(y.sum())
+    if n_pos in (0.0, float(len(y))):
+        raise ValueError(f"fitting needs both classes, got {int(n_pos)} positive of {len(y)} rows")
+    sample_w = np.where(y > 0, 0.5 / n_pos, 0.5 / (len(y) - n_pos))
+    model = LogisticRegression(C=1.0 / l2, solver="newton-cholesky", tol=1e-10, max_iter=200)
+    model.fit(x[:, 1:], (y > 0).astype(int), sample_weight=sample_w)
+    return np.concatenate([model.intercept_, model.coef_[0]])
+
+
+def tentative_threshold(confidence: Sequence[float], answerable: Sequence[bool], groups: Sequence[str],
+                        answer_at: float, *, coverage: float = COVERAGE) -> float:
+    """The highest threshold t <= `answer_at` at which answers and "not sure" answers together
+    reach `coverage` of the answerable questions (the mean over datasets, so a large calibration
+    set does not decide alone). Below the balanced-accuracy threshold unanswerable questions always
+    outnumber answerable ones (class for class), so the band is not "probably right": it is where
+    the closest passage is still worth showing, marked as uncertain, instead of a bare refusal.
+
+    Example:
+        >>> tentative_threshold([0.9, 0.6, 0.5, 0.2, 0.4, 0.1], [True, True, False, True, False, False],
+        ...                     ["a"] * 6, 0.7, coverage=0.6)
+        0.6
+    """
+    names = sorted(set(groups))
+    best = answer_at
+    for t in sorted({c for c in confidence if c < answer_at}, reverse=True):
+        reached = []
+        for name in names:
+            pos = [confidence[i] for i, g in enumerate(groups) if g == name and answerable[i]]
+            reached.append(sum(c >= t for c in pos) / max(len(pos), 1))
+        if sum(reached) / len(names) >= coverage:
+            return round(t, 4)
+        best = t
+    return round(best, 4)
+
+
+def fit_confidence(rows: Sequence[Row], *, scorer: str) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The fitted block of `scorer`'s answer confidence (features, weights, answer threshold,
+    "not sure" threshold; rounded to 4 places) from (features, answerable, dataset) rows, and the
+    calibration metrics per dataset at that threshold.
+
+    Example:
+        >>> block, metrics = fit_confidence(rows, scorer="heuristic")  # doctest: +SKIP
+        >>> block["answer_threshold"], metrics["squad2-dev"]["auroc"]  # doctest: +SKIP
+        (0.474, 0.6186)
+    """
+    from eval.metrics import abstention_metrics, best_threshold
+    from rag.answer import FEATURES, READER_FEATURES, confidence
+
+    if scorer not in BLOCK_OF_SCORER:
+        raise ValueError(f"scorer must be one of {', '.join(BLOCK_OF_SCORER)}, got {scorer!r}")
+    if not rows:
+        raise ValueError("no calibration rows")
+    names = READER_FEATURES if scorer == "reader" else FEATURES
+    x = np.array([r[0] for r in rows], dtype=np.float64)
+    answerable = [bool(r[1]) for r in rows]
+    groups = [r[2] for r in rows]
+    w = fit_logistic(x, answerable)
+    conf = [confidence(f, w, names=names) for f in x]
+    threshold = round(best_threshold(conf, answerable, groups=groups), 4)
+    tentative = round(tentative_threshold(conf, answerable, groups, threshold), 4)
+    metrics: dict[str, dict[str, float]] = {}
+    for name in sorted(set(groups)):
+        idx = [i for i, g in enumerate(groups) if g == name]
+        c = [conf[i] for i in idx]
+        m = abstention_metrics([v < threshold for v in c], [answerable[i] for i in idx], c)
+        metrics[name] = {k: round(v.score, 4) for k, v in m.items()}
+    block = {"features": list(names), "weights": [round(float(v), 4) for v in w],
+             "answer_threshold": threshold, "tentative_threshold": tentative}
+    return block, metrics
+
+
+# --- provenance and the file ----------------------------------------------------------------------
+
+
+def dataset_file(path: str | Path) -> str:
+    """`path` relative to the shared datasets folder when it lies there (how provenance names files).
+
+    Example:
+        >>> dataset_file(SHARED / "clapnq-dev")
+        'clapnq-dev'
+    """
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(SHARED.resolve()).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def git_state() -> tuple[str, bool | None]:
+    """(HEAD commit, whether the working tree has uncommitted changes) of this checkout; ("unknown", None)
+    outside a git checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=ROOT)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = (git("rev-parse", "HEAD") or "").strip()
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return commit or "unknown", (bool(status.strip()) if status is not None and commit else None)
+
+
+def provenance(*, command: str, datasets: Sequence[dict[str, Any]], fit: dict[str, Any],
+               metrics: dict[str, Any] | None = None, note: str | None = None) -> dict[str, Any]:
+    """The provenance of a fitted block: the command, the git commit it ran on (and whether the
+    tree was dirty), the date (UTC), the datasets and rows, the fit settings with scikit-learn's
+    version, and optionally metrics and a note."""
+    import sklearn
+
+    commit, dirty = git_state()
+    out: dict[str, Any] = {"command": command, "git_commit": commit, "git_dirty": dirty,
+                           "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+                           "datasets": list(datasets),
+                           "fit": {**fit, "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__}}}
+    if metrics is not None:
+        out["metrics"] = metrics
+    if note:
+        out["note"] = note
+    return out
+
+
+def write_fitted(block_name: str, block: dict[str, Any], *, path: str | Path | None = None) -> Path:
+    """Replace the block `block_name` of the fitted file at `path` (default: `fitted_path()`) and
+    return the path. The other blocks are kept from the file there, or, when it does not exist
+    yet, from the package's rag/fitted.json. The result is checked like a read before it is
+    written, then written atomically, and configs made afterwards read it.
+
+    Example:
+        >>> write_fitted("support", {**load_fitted()["support"], "threshold": 0.7},  # doctest: +SKIP
+        ...              path="/tmp/fitted.json")
+        PosixPath('/tmp/fitted.json')
+    """
+    target = Path(path) if path is not None else fitted_path()
+    data = load_fitted(target if target.exists() else FITTED_FILE)
+    if block_name not in data:
+        raise ValueError(f"no block {block_name!r} in the fitted file (blocks: "
+                         f"{', '.join(k for k, v in data.items() if isinstance(v, dict))})")
+    data[block_name] = block
+    check_fitted(data, source=f"{target} (about to be written)")
+    _atomic_write(target, json.dumps(data, indent=1) + "\n")
+    forget_fitted()
+    return target
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, fsync, rename over `path`, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# --- rag eval --calibrate -------------------------------------------------------------------------
+
+
+def reader_training_ids() -> set[str]:
+    """The SQuAD question ids the shipped reader was trained on (rebuilt from its recorded
+    settings: the data selection is deterministic), so calibration never reuses them."""
+    from eval.train_reader import build_data
+    from rag.reader import MODEL_DIR
+
+    meta = json.loads((MODEL_DIR / "reader.json").read_text(encoding="utf-8"))
+    settings = meta["settings"]
+    groups, _ = build_data(SHARED, seed=meta["seed"], max_negatives=settings["max_negatives"],
+                           limit=settings["limit_questions"], sources=settings["sources"],
+                           squad_questions=settings.get("squad_questions"))
+    return {g[0].group for g in groups if g[0].source == "squad"}
+
+
+def collect_rows(scorer: str, *, embed_backend: str, seed: int = 0, index_dir: str | Path | None = None,
+                 limit: int | None = None) -> tuple[list[Row], list[dict[str, Any]], int]:
+    """Ask the calibration questions with `scorer` answering everything and return their
+    (features, answerable, dataset) rows, a provenance entry per dataset, and the number of SQuAD
+    questions left out as the reader's training data.
+
+    Rows: SQuAD 2.0 dev, calibration half, `SQUAD_CALIBRATION_QUESTIONS` sampled (never a row the
+    reader trained on); ClapNQ dev, calibration half, all; for the heuristic also RealTime QA news
+    from training weeks (`eval.datasets.NEWS_CALIBRATION`, which the reader trained on). `limit`
+    caps every dataset (a quick run). With `index_dir`, indexes are kept there per dataset and the
+    rows saved as calibration_rows_{scorer}.json, so feature work can be redone without asking again.
+    """
+    from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_realtimeqa, load_squad, sample_items, split_items
+    from eval.runner import run_qa
+    from rag.config import RagConfig
+    from rag.embed import Embedder
+
+    embedder = Embedder.load(backend=embed_backend)
+    # Answer everything: every question's features are wanted.
+    config = RagConfig(answer_scorer=scorer).with_threshold(0.0, tentative=0.0)
+    trained = reader_training_ids() if scorer == "reader" else set()
+    squad_file, clapnq_dir = SHARED / "squad2-dev" / "dev-v2.0.json", SHARED / "clapnq-dev"
+    sources = [("squad2-dev", squad_file, load_squad(squad_file), SQUAD_CALIBRATION_QUESTIONS),
+               ("clapnq-dev", clapnq_dir, load_clapnq(clapnq_dir), None)]
+    if scorer == "heuristic":  # news training weeks: all calibration rows (the reader trained on them)
+        start, until, end = NEWS_CALIBRATION
+        news_file = SHARED / "realtimeqa-2022-2023" / "qa.jsonl"
+        sources.append(("news-calibration", news_file,
+                        load_realtimeqa(news_file, start=start, answerable_until=until, end=end,
+                                        name="news-calibration"), None))
+    rows: list[Row] = []
+    described: list[dict[str, Any]] = []
+    for name, file, dataset, default_limit in sources:
+        calibration = split_items(dataset.items)[0] if name != "news-calibration" else list(dataset.items)
+        if name == "squad2-dev":
+            calibration = [item for item in calibration if item.id not in trained]
+        caps = [c for c in (default_limit, limit) if c is not None]
+        cap = min(caps) if caps else None
+        items = sample_items(calibration, limit=cap, seed=seed) if cap else calibration
+        report = run_qa(dataset, items, config=config, embedder=embedder,
+                        index_dir=index_dir and Path(index_dir) / name)
+        for q in report["per_question"]:
+            rows.append((q["features"], q["answerable"], name))
+        n_answerable = sum(q["answerable"] for q in report["per_question"])
+        selection = f"{cap} sampled (seed {seed})" if cap else "all"
+        if name == "squad2-dev" and trained:
+            selection += f" from the rows the reader did not train on (its {len(trained)} training questions left out)"
+        if name == "news-calibration":
+            selection = (f"RealTime QA training weeks {start}-{end}, answerable until {until} "
+                         "(eval.datasets.NEWS_CALIBRATION)") + ("" if not cap else f", {cap} sampled (seed {seed})")
+        split = "all" if name == "news-calibration" else "calibration"
+        described.append({"name": name, "file": dataset_file(file), "split": split, "selection": selection,
+                          "rows": len(items), "answerable": n_answerable, "unanswerable": len(items) - n_answerable,
+                          "source_hash": dataset.source_hash})
+        print(f"{name}: {len(items)} calibration questions")
+    if index_dir:
+        Path(index_dir).mkdir(parents=True, exist_ok=True)
+        Path(index_dir, f"calibration_rows_{scorer}.json").write_text(json.dumps(rows))
+    return rows, described, len(trained)
+
+
+def calibrate(*, scorer: str, embed_backend: str, command: str, seed: int = 0, index_dir: str | Path | None = None,
+              limit: int | None = None, fitted: str | Path | None = None, report: str | Path | None = None,
+              dry_run: bool = False) -> dict[str, Any]:
+    """`rag eval --calibrate`: fit `scorer`'s confidence weights, answer threshold and "not sure"
+    threshold on the calibration rows (`collect_rows`) and, unless `dry_run`, write its block into
+    the fitted file `fitted` (default: `fitted_path()`, the package's rag/fitted.json unless
+    `$RAG_FITTED` is set). The summary is returned, and written to `report` (default, when the
+    package's file is written: eval/reports/calibration.json, or calibration-reader.json)."""
+    rows, datasets, left_out = collect_rows(scorer, embed_backend=embed_backend, seed=seed, index_dir=index_dir,
+                                            limit=limit)
+    block, metrics = fit_confidence(rows, scorer=scorer)
+    summary: dict[str, Any] = {"scorer": scorer, "features": block["features"], "weights": block["weights"],
+                               "threshold": block["answer_threshold"],
+                               "tentative_threshold": block["tentative_threshold"], "n": len(rows),
+                               "squad_rows_left_out_as_reader_training": left_out, **metrics,
+                               "tentative_rule": TENTATIVE_RULE}
+    print(json.dumps(summary, indent=1))
+    if dry_run:
+        return summary
+    fit = {"method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights", "l2": L2,
+           "answer_threshold": THRESHOLD_RULE, "tentative_threshold": TENTATIVE_RULE}
+    block["provenance"] = provenance(command=command, datasets=datasets, fit=fit, metrics=metrics)
+    target = write_fitted(BLOCK_OF_SCORER[scorer], block, path=fitted)
+    print(f"wrote {BLOCK_OF_SCORER[scorer]} into {target}")
+    if report is None and target.resolve() == FITTED_FILE.resolve():
+        report = REPORTS / ("calibration.json" if scorer == "heuristic" else "calibration-reader.json")
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"wrote {report}")
+    return summary
