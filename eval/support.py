@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from rag.numeric import sigmoid
+
 if TYPE_CHECKING:
     from rag.reader import Reader
     from rag.types import Hit
@@ -188,7 +190,6 @@ def fragment_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> lis
 
 def _best_rows(spans: list[list[Any]], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per unit, the features and score of its best span (over all its passages) under `weights`."""
-    from rag.numeric import sigmoid
 
     rows, scores = [], []
     for per_passage in spans:

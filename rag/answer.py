@@ -12,7 +12,6 @@ abstention threshold are fitted on calibration data by `rag eval --calibrate`.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
+from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
 from rag.retrieve import idf_weights
 from rag.types import Answer, Citation, Hit
@@ -162,8 +162,7 @@ def confidence(features: Sequence[float], weights: Sequence[float], *,
     if len(weights) != len(features):
         raise ValueError(f"confidence weights must have {len(features)} values ({', '.join(names)}), "
                          f"got {len(weights)}")
-    z = sum(f * w for f, w in zip(features, weights))
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    return sigmoid(float(sum(f * w for f, w in zip(features, weights))))
 
 
 def _trim_words(text: str, start: int, end: int, q_terms: set[str], max_words: int) -> tuple[int, int]:

@@ -26,6 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rag.numeric import sigmoid
+
 MODEL_DIR = Path(__file__).resolve().parent / "models" / "reader"
 ONNX_FILE = "reader.int8.onnx"
 # Token budgets (word pieces): question, candidate sentence, and the whole input.
@@ -106,10 +108,6 @@ def encode_candidates(pieces: WordPieces, question: str, candidates: Sequence[Ca
     ids = dict(zip(texts, pieces.ids(texts)))
     return [assemble(ids[question], ids[c.before], ids[c.sentence], ids[c.after], max_tokens=max_tokens)
             for c in candidates]
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0)))).astype(np.float32)
 
 
 class Reader:

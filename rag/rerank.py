@@ -15,7 +15,8 @@ import numpy as np
 
 from rag.answer import QuestionTerms, ScoredSentence, score_sentences
 from rag.config import RagConfig
-from rag.reader import Candidate, Reader, sigmoid
+from rag.numeric import sigmoid
+from rag.reader import Candidate, Reader
 from rag.types import Hit
 
 if TYPE_CHECKING:
