@@ -201,10 +201,10 @@ def _ask(args: argparse.Namespace) -> int:
     except (BadInput, IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:  # the chat model is missing or its server failed: one line, not a traceback
-        from rag.generate import GeneratorError, GeneratorUnavailable
+        from rag.generate import GeneratorError, GeneratorUnavailable, generator_failure
 
         if isinstance(exc, (GeneratorUnavailable, GeneratorError)):
-            raise CliError(str(exc)) from None
+            raise CliError(generator_failure(exc, config)) from None
         raise
     if show_draft:
         sys.stderr.write("\n\n")
