@@ -159,16 +159,15 @@ def test_serve_rejects_a_bad_upload_limit(tmp_path: Path) -> None:
 
 
 def test_evaluation_tab_reads_the_latest_report(tmp_path: Path) -> None:
-    from rag.cli import _load_app
+    from rag.ui.evaluation import eval_report
 
-    app = _load_app()
-    text, image = app._eval_report(tmp_path)
+    text, image = eval_report(tmp_path)
     assert "No evaluation report yet" in text and "rag eval" in text and image is None
     (tmp_path / "latest.md").write_text("# Eval\n\nrecall@5 0.93\n", encoding="utf-8")
     from PIL import Image
 
     Image.new("RGB", (4, 3), "white").save(tmp_path / "latest.png")
-    text, image = app._eval_report(tmp_path)
+    text, image = eval_report(tmp_path)
     assert "recall@5 0.93" in text and image.size == (4, 3)
 
 
