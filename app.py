@@ -1,5 +1,6 @@
 """The chat UI, started the way Gradio apps are: `python app.py [rag serve flags]` is `rag serve`,
-and `gradio app.py [-- flags]` runs the same and reloads the UI when its code changes.
+and `gradio app.py [-- flags]` (run from this folder) runs the same and reloads the UI when its
+code changes.
 
 The UI is the `rag.ui` package (`rag.ui.blocks.build_app`); this file only starts it.
 
