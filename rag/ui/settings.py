@@ -2,8 +2,8 @@
 config a question is asked with. Bad values are BadInput naming the value, before anything is asked.
 
 Example:
-    >>> generator_choices(RagConfig(generator="openai", llm_model="m"))
-    ['extractive', 'local', 'openai']
+    >>> generator_choices(RagConfig(generator="ollama", llm_model="qwen3:0.6b"))
+    ['extractive', 'local', 'ollama']
     >>> check_answer_scorer(" Reader")
     'reader'
 """
