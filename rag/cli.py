@@ -9,9 +9,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from rag.pipeline import RAG
 
 DEFAULT_SOURCES = "seeds"
 
@@ -199,10 +204,10 @@ def _ask(args: argparse.Namespace) -> int:
     except (BadInput, IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
     except Exception as exc:  # the chat model is missing or its server failed: one line, not a traceback
-        from rag.generate import GeneratorError, GeneratorUnavailable
+        from rag.generate import GeneratorError, GeneratorUnavailable, generator_failure
 
         if isinstance(exc, (GeneratorUnavailable, GeneratorError)):
-            raise CliError(str(exc)) from None
+            raise CliError(generator_failure(exc, config)) from None
         raise
     if show_draft:
         sys.stderr.write("\n\n")
@@ -232,10 +237,41 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    """Load the model and index once, then serve the chat UI (app.py) on `--host:--port`.
+    """Load the model and index once, then serve the chat UI (`rag.ui`) on `--host:--port`.
 
     RAG_MAX_FILE_MB in the environment overrides the upload size limit (`max_file_mb`).
     """
+    rag = _open_served(args)
+    from rag.ui.blocks import build_app
+
+    return _launch(build_app(rag), rag, args)
+
+
+def open_served(argv: Sequence[str]) -> tuple["RAG", argparse.Namespace]:
+    """What `rag serve ARGV` does before it listens, for app.py: the flags parsed, the index
+    checked, the model and index loaded. A problem exits 2 with the line `rag serve` prints."""
+    args = _parser().parse_args(["serve", *argv])
+    try:
+        return _open_served(args), args
+    except CliError as exc:
+        sys.exit(_serve_error(exc))
+
+
+def launch_served(demo: "gr.Blocks", rag: "RAG", args: argparse.Namespace) -> int:
+    """Serve `demo` (the UI over `rag`) as `rag serve` does with the flags `args`, for app.py:
+    0 when stopped, 2 with `rag serve`'s one-line error when it cannot listen."""
+    try:
+        return _launch(demo, rag, args)
+    except CliError as exc:
+        return _serve_error(exc)
+
+
+def _serve_error(exc: CliError) -> int:
+    print(f"rag serve: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _open_served(args: argparse.Namespace) -> "RAG":
     extra: dict[str, object] = {}
     if os.environ.get("RAG_MAX_FILE_MB"):
         try:
@@ -250,36 +286,27 @@ def _serve(args: argparse.Namespace) -> int:
     if not index_exists(args.index_dir):
         raise CliError(f"no index at {args.index_dir}: build one first with `rag index --index-dir {args.index_dir}`")
     config = _with_index_chunking(config, args.index_dir)
-    app = _load_app()
     from rag.pipeline import RAG
     from rag.reader import ReaderUnavailable
     from rag.store import IndexError_
 
     try:
-        rag = RAG.open(args.index_dir, config=config)
+        return RAG.open(args.index_dir, config=config)
     except (IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
+
+
+def _launch(demo: "gr.Blocks", rag: "RAG", args: argparse.Namespace) -> int:
+    from rag.ui.server import launch
+
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"rag serve: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
               f"can ask questions and upload or remove documents", file=sys.stderr)
     try:
-        app.serve(rag, host=args.host, port=args.port)
+        launch(demo, rag, host=args.host, port=args.port)
     except OSError as exc:  # port taken, address not available
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     return 0
-
-
-def _load_app():  # type: ignore[no-untyped-def]
-    """The UI module, app.py, which sits beside the `rag` package in a source checkout."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "app.py"
-    if not path.is_file():
-        raise CliError(f"the chat UI is not installed: expected {path} (run from a source checkout)")
-    spec = importlib.util.spec_from_file_location("rag_app", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 if __name__ == "__main__":

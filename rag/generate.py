@@ -433,3 +433,29 @@ def rewrite_question(model: BaseChatModel, question: str, history: Sequence[Turn
             or len(rewritten.split()) < 3 or " ".join(rewritten.lower().split()) in earlier:
         return condense_query(question, history)  # not one new question: an earlier one repeated, or none
     return rewritten
+
+
+# --- failures, as people see them -------------------------------------------------------------
+
+
+def generator_label(generator: str, model: str = "") -> str:
+    """Who writes the answers, for people: `generator_label("local")` is 'SmolLM2-135M (local)'."""
+    if generator == "local":
+        return "SmolLM2-135M (local)"
+    if generator == "openai":
+        return f"{model or 'model'} (OpenAI-compatible server)"
+    if generator == "ollama":
+        return f"{model or 'model'} (Ollama)"
+    return "extractive"
+
+
+def generator_failure(error: BaseException, config: RagConfig) -> str:
+    """The one line the CLI, the chat and the API show when `config.generator` failed with `error`
+    (the model not installed, its server unreachable, refusing or too slow): who and why.
+
+    Example:
+        >>> generator_failure(ConnectionError("connection refused"), RagConfig(generator="local"))
+        'Could not write an answer with SmolLM2-135M (local): connection refused'
+    """
+    reason = " ".join(str(error).split()) or type(error).__name__
+    return f"Could not write an answer with {generator_label(config.generator, config.llm_model)}: {reason[:500]}"

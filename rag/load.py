@@ -11,7 +11,7 @@ import re
 import stat
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Iterator
 
 from rag.types import Document, Page
@@ -86,19 +86,20 @@ def _claim(found: dict[str, Path], skipped: list[Skipped], source: str, path: Pa
 def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> Document:
     """Read one file into a `Document`, or raise UnreadableFile with a one-line reason."""
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise UnreadableFile(f"unsupported file type {suffix or '(none)'!r}; supported: "
-                             + " ".join(SUPPORTED_SUFFIXES))
+    problem = file_type_problem(path.name)
+    if problem:
+        raise UnreadableFile(problem)
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # reading a FIFO or a device would block or never end
             raise UnreadableFile("not a regular file (a pipe, socket or device)")
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise UnreadableFile(f"file is {_mb(info.st_size)}, over the {_mb(max_bytes)} limit")
+        problem = file_size_problem(info.st_size, max_bytes)
+        if problem:
+            raise UnreadableFile(problem)
         with open(path, "rb") as fh:
             data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
         if max_bytes is not None and len(data) > max_bytes:  # it grew after the size check
-            raise UnreadableFile(f"file is over the {_mb(max_bytes)} limit")
+            raise UnreadableFile(f"file is over the {format_size(max_bytes)} limit")
     except OSError as exc:
         raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from None
     if not data.strip():
@@ -130,9 +131,38 @@ def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None =
             yield Skipped(source, f"could not be parsed ({type(exc).__name__}: {_one_line(str(exc))})")
 
 
-def _mb(n_bytes: int) -> str:
-    """Sizes in the unit `max_file_mb` is set in (MiB), so a 20 MB limit reads "20 MB", not "21 MB"."""
-    return f"{n_bytes / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+def file_type_problem(name: str) -> str | None:
+    """Why a file named `name` is not read, by its type (its suffix), or None for a supported one.
+
+    Example:
+        >>> file_type_problem("notes.MD") is None, file_type_problem("tool.exe")[:28]
+        (True, "unsupported file type '.exe'")
+    """
+    suffix = PurePath(name).suffix.lower()
+    if suffix in SUPPORTED_SUFFIXES:
+        return None
+    return f"unsupported file type {suffix or '(none)'!r}; supported: " + " ".join(SUPPORTED_SUFFIXES)
+
+
+def file_size_problem(size: int, max_bytes: int | None) -> str | None:
+    """Why a file of `size` bytes is not read, when it is over `max_bytes`, or None."""
+    if max_bytes is None or size <= max_bytes:
+        return None
+    return f"file is {format_size(size)}, over the {format_size(max_bytes)} limit"
+
+
+def format_size(n_bytes: int) -> str:
+    """Bytes for people, in the units `max_file_mb` is set in (1024-based), so a 20 MB limit reads
+    "20 MB", not "21 MB".
+
+    Example:
+        >>> format_size(20 * 1024 * 1024), format_size(1536), format_size(12)
+        ('20 MB', '1.5 KB', '12 bytes')
+    """
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n_bytes} bytes"
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -226,8 +256,8 @@ def _docx_text(data: bytes) -> str:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
             if unpacked > MAX_DOCX_UNPACKED_BYTES:
-                raise UnreadableFile(f"docx unpacks to {_mb(unpacked)}, over the "
-                                     f"{_mb(MAX_DOCX_UNPACKED_BYTES)} limit (zip bomb?)")
+                raise UnreadableFile(f"docx unpacks to {format_size(unpacked)}, over the "
+                                     f"{format_size(MAX_DOCX_UNPACKED_BYTES)} limit (zip bomb?)")
     except zipfile.BadZipFile:
         raise UnreadableFile("corrupt .docx (not a zip archive)") from None
     import docx

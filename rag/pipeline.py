@@ -272,3 +272,77 @@ def remove_documents(index_dir: str | os.PathLike[str], sources: Sequence[str], 
         raise BadInput("no documents given to remove")
     return build_index([], index_dir=index_dir, embedder=embedder, config=config, remove_missing=False,
                        remove=list(sources)).stats
+
+
+# --- uploads: files added to and removed from a served index ----------------------------------
+
+UPLOADS = "uploads"  # under the index folder, so an index and its uploaded files travel together
+
+
+@dataclass
+class UploadReport:
+    """What `add_uploads` did, by file name: `outcome` is "added", "changed" or "unchanged" for
+    each file indexed, `skipped` the reason for each file that could not be read; `stats` the
+    update's, None when nothing was readable (the index is then as it was)."""
+
+    outcome: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    stats: UpdateStats | None = None
+
+
+def add_uploads(rag: RAG, files: dict[str, Path], *, progress: Callable[[int], None] | None = None,
+                on_reload: Callable[[], None] | None = None) -> UploadReport:
+    """Index uploaded `files` (safe file name -> where the upload is) into `rag`'s index, adding to
+    what is there, keep the indexed files in the index's `uploads/` folder, and reload `rag`.
+
+    The files are indexed from a hidden staging folder, so a file that cannot be read is never
+    kept. `progress` gets the number of chunks embedded as they are; `on_reload` is called before
+    the reload. Raises IndexError_ when another writer holds the index and ValueError for a
+    document over the index's limits (nothing is added then).
+
+    Example:
+        >>> add_uploads(rag, {"notes.md": Path("/tmp/upload-1/notes.md")}).outcome  # doctest: +SKIP
+        {'notes.md': 'added'}
+    """
+    import shutil
+    import uuid
+
+    uploads_dir = Path(rag.index.dir) / UPLOADS
+    staging = uploads_dir / f".staging-{uuid.uuid4().hex}"  # hidden: never indexed as a folder
+    staging.mkdir(parents=True)
+    report = UploadReport()
+    try:
+        for name, path in files.items():
+            shutil.copyfile(path, staging / name)
+        try:
+            built = build_index([staging / name for name in files], index_dir=rag.index.dir, embedder=rag.embedder,
+                                config=rag.config, remove_missing=False, progress=progress,
+                                on_skip=lambda s: report.skipped.__setitem__(s.source, s.reason))
+        except BadInput:
+            return report  # nothing readable; the reasons are in `skipped`
+        report.stats = stats = built.stats
+        for name in files:
+            if name not in report.skipped:
+                os.replace(staging / name, uploads_dir / name)
+                report.outcome[name] = ("added" if name in stats.added else "changed" if name in stats.changed
+                                        else "unchanged")
+        if on_reload:
+            on_reload()
+        rag.reload()
+        return report
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_upload(rag: RAG, source: str) -> UpdateStats:
+    """Remove the document `source` from `rag`'s index, delete its file from the index's
+    `uploads/` folder if it was uploaded, and reload `rag`. `stats.removed` is empty when it was
+    not in the index. Raises BadInput and IndexError_ as `remove_documents` does."""
+    stats = remove_documents(rag.index.dir, [source], embedder=rag.embedder, config=rag.config)
+    if source in stats.removed:
+        uploads_dir = Path(rag.index.dir) / UPLOADS
+        target = uploads_dir / source  # only a file directly in the folder: never outside it
+        if target.parent.resolve() == uploads_dir.resolve() and target.is_file() and not target.is_symlink():
+            target.unlink()
+        rag.reload()
+    return stats

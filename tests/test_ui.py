@@ -1,6 +1,6 @@
-"""Unit tests of the UI's rendering, escaping and upload checks (rag/ui.py), and of the chat turn's
-settings reaching the answer (app.py's handlers called in process over the real model and the seed
-index from tests/conftest.py). No server, no browser."""
+"""Unit tests of the UI's rendering, escaping and upload checks (rag/ui/render.py, uploads.py), and of
+the chat turn's settings reaching the answer (rag/ui/handlers.py called in process over the real model
+and the seed index from tests/conftest.py). No server, no browser."""
 from __future__ import annotations
 
 import html
@@ -228,14 +228,23 @@ def test_long_names_keep_their_suffix() -> None:
 @pytest.mark.parametrize("name, size, problem", [
     ("a.md", 10, None),
     ("a.PDF", 10, None),
-    ("a.exe", 10, "unsupported file type .exe"),
-    ("noext", 10, "unsupported file type (none)"),
-    ("a.txt", 3 * 1024 * 1024, "file is 3.0 MB, over the 2.0 MB upload limit"),
+    ("a.exe", 10, "unsupported file type '.exe'"),
+    ("noext", 10, "unsupported file type '(none)'"),
+    ("a.txt", 3 * 1024 * 1024, "file is 3 MB, over the 2 MB limit"),
     ("a.txt", 0, "empty file"),
 ])
 def test_upload_problem(name: str, size: int, problem: str | None) -> None:
     found = ui.upload_problem(name, size, max_mb=2)
     assert (found is None) if problem is None else (found is not None and found.startswith(problem)), found
+
+
+def test_uploads_are_refused_for_the_reasons_rag_index_skips_a_file(tmp_path) -> None:
+    from rag.load import load_documents
+
+    for name, data in [("tool.exe", b"MZ binary"), ("big.txt", b"x" * 3000)]:
+        (tmp_path / name).write_bytes(data)
+        [skipped] = load_documents([(tmp_path / name, name)], max_bytes=2048)
+        assert ui.upload_problem(name, len(data), max_mb=2048 / (1024 * 1024)) == skipped.reason
 
 
 def test_document_rows_and_footer() -> None:
@@ -245,6 +254,15 @@ def test_document_rows_and_footer() -> None:
     assert "1 document**, **7 chunks" in ui.footer_markdown(1, 7)
     assert "2 documents" in ui.footer_markdown(2, 9) and "all-MiniLM-L6-v2" in ui.footer_markdown(2, 9)
     assert ui.format_size(1536) == "1.5 KB" and ui.format_size(12) == "12 bytes"
+    assert ui.format_size(20 * 1024 * 1024) == "20 MB"
+
+
+def test_the_footer_names_the_embedding_backend() -> None:
+    from rag.config import RagConfig
+
+    assert "sentence-transformers" not in ui.footer_markdown(1, 7)
+    assert f"({ui.escape_markdown(RagConfig().embed_backend)} backend" in ui.footer_markdown(1, 7)
+    assert "(torch backend" in ui.footer_markdown(1, 7, backend="torch")
 
 
 def test_an_upload_over_the_file_count_limit_is_refused_whole() -> None:
@@ -329,7 +347,7 @@ def _fn(demo, name: str):
 @pytest.fixture()
 def spied(seed_rag, monkeypatch, tmp_path):
     """The app over the seed index, recording each config a question is asked with."""
-    import app
+    from rag.ui.blocks import build_app
 
     configs: list = []
     real_ask = seed_rag.ask
@@ -339,7 +357,7 @@ def spied(seed_rag, monkeypatch, tmp_path):
         return real_ask(question, **kw)
 
     monkeypatch.setattr(seed_rag, "ask", ask)
-    return app.build_app(seed_rag, reports_dir=tmp_path), configs
+    return build_app(seed_rag, reports_dir=tmp_path), configs
 
 
 def _turn(demo, scorer: str | None, threshold: float, question: str = KURSK) -> list[tuple]:
@@ -367,8 +385,8 @@ def test_the_scorer_setting_reaches_the_answer_with_its_own_threshold(spied) -> 
 
 
 def test_the_slider_follows_the_chosen_scorer(spied) -> None:
-    import app
     from rag.config import RagConfig
+    from rag.ui.settings import scorer_threshold
 
     demo, configs = spied
     radio = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "answer-scorer")
@@ -378,18 +396,19 @@ def test_the_slider_follows_the_chosen_scorer(spied) -> None:
     change = next(f for f in demo.fns.values() if f.inputs == [radio] and f.outputs == [slider])
     for name in ("reader", "heuristic"):
         assert change.fn(name) == RagConfig(answer_scorer=name).thresholds()[0]
-    assert app.scorer_threshold(RagConfig(), "heuristic") != app.scorer_threshold(RagConfig(), "reader")
+    assert scorer_threshold(RagConfig(), "heuristic") != scorer_threshold(RagConfig(), "reader")
 
 
 def test_a_bad_scorer_is_refused_before_asking(spied) -> None:
-    import app
+    from rag.pipeline import BadInput
+    from rag.ui.settings import check_answer_scorer
 
     demo, configs = spied
     with pytest.warns(UserWarning, match="answer_scorer must be one of reader, heuristic, got 'bm25'"):
         updates = _turn(demo, "bm25", 0.5)
     assert len(updates) == 1 and updates[0][0] == KURSK and configs == []
-    with pytest.raises(app.BadInput, match="answer_scorer must be one of reader, heuristic, got 7"):
-        app.check_answer_scorer(7)
+    with pytest.raises(BadInput, match="answer_scorer must be one of reader, heuristic, got 7"):
+        check_answer_scorer(7)
 
 
 def test_a_confidence_in_the_not_sure_band_shows_a_tentative_turn(spied) -> None:

