@@ -14,6 +14,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, NoReturn, Sequence  # noqa: E402
 
@@ -27,12 +28,18 @@ SEED = ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
 SHARED = SHARED_DATASETS
 
 
-def skip_or_fail(reason: str) -> NoReturn:
-    """Skip a test whose outside requirement is missing on this machine; under CI=true (where the
-    Makefile and the machine provide everything) fail instead, so nothing is silently left out."""
+# Screenshots and logs a person may want to look at after a run: outside the checkout (the suite
+# writes nothing into it), in RAG_TEST_ARTIFACTS when set (CI can keep that folder).
+ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "rag-test-artifacts")
+
+
+def skip_or_fail(reason: str, *, module: bool = False) -> NoReturn:
+    """Skip a test (or, with `module`, a whole test module) whose outside requirement is missing on
+    this machine; under CI=true (where the Makefile and the machine provide everything) fail
+    instead, so nothing is silently left out."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (required when CI=true)")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=module)
 
 
 def need_shared() -> Path:

@@ -19,14 +19,14 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from conftest import rag_command, write_docx, write_pdf
+from conftest import ARTIFACTS, rag_command, write_docx, write_pdf
 from rag.config import RagConfig
 from rag.load import Skipped, find_files, load_documents
 from rag.pipeline import RAG
 from rag.store import Index
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACT = ROOT / "tests" / "artifacts" / "hostile_index.json"
+ARTIFACT = ARTIFACTS / "hostile_index.json"
 SECRET = "OUTSIDE-SECRET-7f3a"  # in files outside the folder, reachable only through symlinks
 RSS_LIMIT_MB = 3 * 1024
 MIB = 1024 * 1024
@@ -134,7 +134,7 @@ with open(sys.argv[1], "w") as fh:
 
 def _run_measured(args: list[str], *, name: str, timeout: float) -> tuple[int, str, str, float, float]:
     """Run a command; (exit code, stdout, stderr, peak RSS in MB of that process, seconds).
-    Its output is kept in tests/artifacts/`name`.stdout and .stderr."""
+    Its output is kept in conftest.ARTIFACTS/`name`.stdout and .stderr."""
     base = ARTIFACT.parent
     base.mkdir(parents=True, exist_ok=True)
     paths = {part: base / f"{name}.{part}" for part in ("stdout", "stderr", "rusage")}

@@ -158,14 +158,17 @@ def test_serve_rejects_a_bad_upload_limit(tmp_path: Path) -> None:
     assert result.returncode == 2 and "RAG_MAX_FILE_MB must be a number" in result.stderr
 
 
-def test_evaluation_tab_reads_the_latest_report(tmp_path: Path) -> None:
+def test_evaluation_tab_reads_the_latest_report_else_the_seed_report(tmp_path: Path) -> None:
+    from PIL import Image
+
     from rag.ui.evaluation import eval_report
 
     text, image = eval_report(tmp_path)
     assert "No evaluation report yet" in text and "rag eval" in text and image is None
+    (tmp_path / "seed.md").write_text("# Evaluation: seed_qa\n\nhit@5 1.00\n", encoding="utf-8")
+    text, image = eval_report(tmp_path)
+    assert "hit@5 1.00" in text and image is None
     (tmp_path / "latest.md").write_text("# Eval\n\nrecall@5 0.93\n", encoding="utf-8")
-    from PIL import Image
-
     Image.new("RGB", (4, 3), "white").save(tmp_path / "latest.png")
     text, image = eval_report(tmp_path)
     assert "recall@5 0.93" in text and image.size == (4, 3)

@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 import gradio as gr
 import pytest
 
+from conftest import skip_or_fail
+
 from rag import ui
 from rag.config import RagConfig
 from rag.generate import generator_failure, generator_label
@@ -382,9 +384,7 @@ def _local_generator_missing() -> str | None:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     for reason in (_browser_missing(), _local_generator_missing()):
         if reason:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"{reason}; CI must run the browser tests")
-            pytest.skip(reason)
+            skip_or_fail(reason)
     from serving import build_seed_index, serving
 
     index_dir = build_seed_index(tmp_path_factory.mktemp("ui_generate"), ROOT / "seeds")

@@ -150,7 +150,8 @@ def _documents_tab(defaults: RagConfig, rows: list[list[object]], sources: list[
 
 def _evaluation_tab(reports_dir: Path) -> EvaluationTab:
     report_md, image = eval_report(reports_dir)
-    gr.Markdown("The latest report written by `rag eval` (eval/reports/latest.md and latest.png).")
+    gr.Markdown("The latest report written by `rag eval` (eval/reports/latest.md and latest.png); "
+                "before any, the report of the demo questions (eval/reports/seed.md).")
     refresh_button = gr.Button("Reload report", size="sm")
     plot = gr.Image(image, label="Latest evaluation", type="pil", format="png", interactive=False,
                     elem_id="eval-plot", height=420, visible=image is not None, buttons=["download", "fullscreen"])
