@@ -202,13 +202,12 @@ def _adjacent(candidate: ScoredSentence, chosen: Sequence[ScoredSentence]) -> bo
 def reader_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], terms: QuestionTerms) -> list[float]:
     """The reader's confidence features, in `READER_FEATURES` order (sentences: read, best first)."""
     base = confidence_features(hits, sentences, terms)
-    read = [s for s in sentences if s.logit is not None]
+    read = [(s.hit.chunk.id, s.logit) for s in sentences if s.logit is not None]
     if not read:
         return [*base, -10.0, -10.0]
-    best = read[0]
-    other = max((s.logit for s in read[1:] if s.hit.chunk.id != best.hit.chunk.id and s.logit is not None),
-                default=-10.0)
-    return [*base, float(best.logit), float(other)]
+    best_chunk, best = read[0]
+    other = max((logit for chunk, logit in read[1:] if chunk != best_chunk), default=-10.0)
+    return [*base, float(best), float(other)]
 
 
 def answer_confidence(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], terms: QuestionTerms, *,

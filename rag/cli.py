@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace, **extra: object) -> RagConfig:
+def _config(args: argparse.Namespace, **extra: Any) -> RagConfig:
     try:
         return RagConfig(index_dir=args.index_dir, **extra)
     except ValueError as exc:

@@ -95,10 +95,10 @@ def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.
         except EmptyCorpus:
             raise BadInput(_empty_message(paths, report.skipped)) from None
     for source, reason in report.stats.too_large:
-        skipped = Skipped(source, reason)
-        report.skipped.append(skipped)
+        oversized = Skipped(source, reason)
+        report.skipped.append(oversized)
         if on_skip:
-            on_skip(skipped)
+            on_skip(oversized)
     return report
 
 

@@ -74,7 +74,11 @@ def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"top_k must be >= 1, got {k!r}")
     n_candidates = max(config.candidates, k)
-    dense = dense_search(index, query_vector, n_candidates) if config.mode != "bm25" else []
+    dense: list[tuple[int, float]] = []
+    if config.mode != "bm25":
+        if query_vector is None:
+            raise ValueError(f"{config.mode} search needs the question's vector, got None")
+        dense = dense_search(index, query_vector, n_candidates)
     lexical = bm25_search(index, query, n_candidates) if config.mode != "dense" else []
     return fuse(index, dense, lexical, query_vector, config=config, top_k=k)
 

@@ -34,9 +34,10 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -373,7 +374,5 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
                     generator=generator, sentences=tuple(checked))
 
 
-def _replace(answer: Answer, **changes: object) -> Answer:
-    import dataclasses
-
+def _replace(answer: Answer, **changes: Any) -> Answer:
     return dataclasses.replace(answer, **changes)

@@ -84,15 +84,15 @@ class IndexWriter:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
-        self.db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None
         try:
             self.manifest = read_manifest(self.dir)
             if self.manifest is not None and not self.rebuild:
                 check_compatible(self.manifest, self.config, self.dir)
             self.generation = self.manifest["generation"] if self.manifest else 0
-            self.db = sqlite3.connect(str(self.dir / DB))
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.executescript(SCHEMA)
+            self._db = sqlite3.connect(str(self.dir / DB))
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.executescript(SCHEMA)
             self._recover()
         except BaseException:
             # `with` never calls __exit__ when __enter__ raises: release the lock here, or this
@@ -101,10 +101,17 @@ class IndexWriter:
             raise
         return self
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open database (between entering and leaving the `with` block)."""
+        if self._db is None:
+            raise RuntimeError(f"the index writer for {self.dir} is not open: use it in a `with` block")
+        return self._db
+
     def __exit__(self, *exc: object) -> None:
-        if self.db is not None:
-            self.db.close()
-            self.db = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

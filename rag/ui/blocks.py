@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import gradio as gr
 
 from rag.config import ANSWER_SCORERS, MODES, RagConfig
@@ -31,7 +33,7 @@ EXAMPLES = [
     "Who met Chinese diplomats at Ambassador Shi Feng's residence?",
 ]
 WRITES = "index-writes"  # concurrency group: one upload or removal at a time
-PRIVATE = {"api_visibility": "private"}  # every event but the `ask` API stays out of the API
+PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # every event but the `ask` API stays out of the API
 
 
 @dataclass
@@ -173,7 +175,7 @@ def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State) -> None:
 
 def _wire_documents(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> None:
     index_outputs = [documents.table, documents.to_remove, footer]
-    writes = {"show_progress_on": [documents.status], "concurrency_limit": 1, "concurrency_id": WRITES}
+    writes: dict[str, Any] = {"show_progress_on": [documents.status], "concurrency_limit": 1, "concurrency_id": WRITES}
     documents.files.upload(handlers.upload, inputs=[documents.files],
                            outputs=[documents.files, documents.status, *index_outputs], **writes, **PRIVATE)
     documents.remove_button.click(handlers.remove, inputs=[documents.to_remove],

@@ -278,6 +278,6 @@ def _locate(document: Document, span: _Span) -> tuple[int, int]:
 
 def _int(value: object) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return -1
