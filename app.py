@@ -7,6 +7,7 @@ The UI is the `rag.ui` package (`rag.ui.blocks.build_app`); this file only start
     >>> from gradio_client import Client  # doctest: +SKIP
     >>> Client("http://127.0.0.1:7860/").predict("What did Blinken warn?", api_name="/ask")  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
@@ -17,10 +18,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from rag.cli import launch_served, open_served  # noqa: E402
-from rag.ui.blocks import build_app  # noqa: E402
+from rag.cli import launch_served, open_served
+from rag.ui.blocks import build_app
 
 if __name__ == "__main__":
     # `gradio app.py` runs this file again on every change, minus the NO_RELOAD parts: the model

@@ -13,6 +13,7 @@ chunks.sqlite (opened read-only and immutable, so any index can be used, the ben
 included), builds BM25 only, into .cache/bench/bm25-rss-out-<which>/ (deleted afterwards), and
 prints one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +90,7 @@ def build(size: str, index_dir: Path, *, old: bool = False) -> dict[str, Any]:
             steps[f"{name}_seconds"] = round(time.perf_counter() - t0, 1)
             steps[f"peak_mb_after_{name}"] = _peak_mb()
             return out
+
         return wrapper
 
     files.write_faiss = timed("faiss", files.write_faiss)
@@ -108,8 +111,10 @@ def bm25_only(which: str, index_dir: Path) -> dict[str, Any]:
     manifest = json.loads((index_dir / MANIFEST).read_text())
     gen = manifest["generation"]
     db = sqlite3.connect(f"file:{index_dir / 'chunks.sqlite'}?immutable=1", uri=True)
-    sql = ("SELECT id, text FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR gen_removed > ?) "
-           "ORDER BY id", (gen, gen))
+    sql = (
+        "SELECT id, text FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR gen_removed > ?) ORDER BY id",
+        (gen, gen),
+    )
     out_dir = ROOT / ".cache" / "bench" / f"bm25-rss-out-{which}"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir()
@@ -127,8 +132,17 @@ def bm25_only(which: str, index_dir: Path) -> dict[str, Any]:
         size_mb = round(sum(f.stat().st_size for f in out_dir.iterdir()) / 2**20, 1)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-    return {"mode": f"bm25-{which}", "index": str(index_dir), "chunks": n, "vocab": vocab, "nnz": nnz,
-            "bm25_seconds": seconds, "baseline_rss_mb": baseline, "peak_mb": _peak_mb(), "files_mb": size_mb}
+    return {
+        "mode": f"bm25-{which}",
+        "index": str(index_dir),
+        "chunks": n,
+        "vocab": vocab,
+        "nnz": nnz,
+        "bm25_seconds": seconds,
+        "baseline_rss_mb": baseline,
+        "peak_mb": _peak_mb(),
+        "files_mb": size_mb,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("which", choices=("old", "new"))
     m.add_argument("index_dir", type=Path)
     args = p.parse_args(argv)
-    result = build(args.size, args.index_dir, old=args.old) if args.cmd == "build" else bm25_only(args.which, args.index_dir)
+    result = (
+        build(args.size, args.index_dir, old=args.old) if args.cmd == "build" else bm25_only(args.which, args.index_dir)
+    )
     print(json.dumps(result), flush=True)
     return 0
 

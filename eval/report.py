@@ -1,4 +1,5 @@
 """Writes a report three ways: OUT.json (machine), OUT.md (a person), OUT.png (refusal trade-off)."""
+
 from __future__ import annotations
 
 import json
@@ -8,15 +9,22 @@ from typing import Any
 
 from eval.metrics import threshold_sweep
 
-
 # The bar each dataset's reporting rows must clear (group, metric, comparison, value).
 _BALANCED = ("abstention", "balanced_accuracy", ">=")
 TARGETS: dict[str, list[tuple[str, str, str, float]]] = {
-    "seed_qa": [("retrieval", "hit@5", ">=", 0.95), ("answer", "containment", ">=", 0.85),
-                ("citations", "precision", ">=", 0.92), ("abstention", "refused_unanswerable", ">=", 0.85),
-                ("abstention", "answered_answerable", ">=", 0.90)],
-    "squad2-dev": [("answer", "containment", ">=", 0.82), ("answer", "mean_words", "<=", 40.0), (*_BALANCED, 0.72),
-                   ("abstention", "auroc", ">=", 0.80)],
+    "seed_qa": [
+        ("retrieval", "hit@5", ">=", 0.95),
+        ("answer", "containment", ">=", 0.85),
+        ("citations", "precision", ">=", 0.92),
+        ("abstention", "refused_unanswerable", ">=", 0.85),
+        ("abstention", "answered_answerable", ">=", 0.90),
+    ],
+    "squad2-dev": [
+        ("answer", "containment", ">=", 0.82),
+        ("answer", "mean_words", "<=", 40.0),
+        (*_BALANCED, 0.72),
+        ("abstention", "auroc", ">=", 0.80),
+    ],
     "clapnq-dev": [("retrieval", "hit@1", ">=", 0.92), (*_BALANCED, 0.86)],
     "scifact": [("retrieval", "ndcg@10", ">=", 0.72)],
 }
@@ -37,30 +45,46 @@ def _thresholds(report: dict[str, Any]) -> tuple[str, float, float]:
     """(answer scorer, answer threshold, "not sure" threshold) of the run's config."""
     from rag.config import RagConfig
 
-    known: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in report["config"].items()
-             if k in RagConfig.__dataclass_fields__}
+    known: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in report["config"].items()
+        if k in RagConfig.__dataclass_fields__
+    }
     config = RagConfig(**known)
     return (config.answer_scorer, *config.thresholds())
 
 
 def markdown(report: dict[str, Any]) -> str:
     scorer, answer_at, tentative_at = _thresholds(report)
-    lines = [f"# Evaluation: {report['dataset']}", "",
-             f"{report['n_questions']} questions ({report['n_unanswerable']} unanswerable); "
-             f"mode `{report['config']['mode']}`, top_k {report['config']['top_k']}, "
-             f"answer scorer `{scorer}`, answer from confidence {answer_at}, \"not sure\" from {tentative_at}; "
-             f"commit `{report['versions']['git_commit'][:10]}`.", ""]
+    lines = [
+        f"# Evaluation: {report['dataset']}",
+        "",
+        f"{report['n_questions']} questions ({report['n_unanswerable']} unanswerable); "
+        f"mode `{report['config']['mode']}`, top_k {report['config']['top_k']}, "
+        f'answer scorer `{scorer}`, answer from confidence {answer_at}, "not sure" from {tentative_at}; '
+        f"commit `{report['versions']['git_commit'][:10]}`.",
+        "",
+    ]
     has_base = "baseline" in report
     other = next(iter(report.get("compare", {})), None)
-    lines.append(f"| group | metric | ours ({scorer}) |" + (f" {other} scorer |" if other else "")
-                 + (" langchain baseline |" if has_base else ""))
+    lines.append(
+        f"| group | metric | ours ({scorer}) |"
+        + (f" {other} scorer |" if other else "")
+        + (" langchain baseline |" if has_base else "")
+    )
     lines.append("|---|---|---|" + ("---|" if other else "") + ("---|" if has_base else ""))
     for group, key, ours, alt, base in _rows(report):
-        lines.append(f"| {group} | {key} | {_fmt(ours)} |" + (f" {_fmt(alt)} |" if other else "")
-                     + (f" {_fmt(base)} |" if has_base else ""))
+        lines.append(
+            f"| {group} | {key} | {_fmt(ours)} |"
+            + (f" {_fmt(alt)} |" if other else "")
+            + (f" {_fmt(base)} |" if has_base else "")
+        )
     if report["retrieval"].get("evidence_unlocated"):
-        lines += ["", f"{report['retrieval']['evidence_unlocated']} evidence string(s) could not be located "
-                      "verbatim in the documents; their questions count as having no relevant chunk."]
+        lines += [
+            "",
+            f"{report['retrieval']['evidence_unlocated']} evidence string(s) could not be located "
+            "verbatim in the documents; their questions count as having no relevant chunk.",
+        ]
     targets = TARGETS.get(report["dataset"], [])
     if targets:
         lines += ["", "## Targets", "", "| metric | target | measured | met |", "|---|---|---|---|"]
@@ -69,8 +93,10 @@ def markdown(report: dict[str, Any]) -> str:
             if value is None:
                 continue
             met = value >= target if op == ">=" else value <= target
-            lines.append(f"| {group}.{key} | {op} {target} | {_fmt(value)} | "
-                         f"{'yes' if met else 'no, by ' + _fmt(round(abs(value - target), 4))} |")
+            lines.append(
+                f"| {group}.{key} | {op} {target} | {_fmt(value)} | "
+                f"{'yes' if met else 'no, by ' + _fmt(round(abs(value - target), 4))} |"
+            )
     worst = _worst(report["per_question"])
     if worst:
         lines += ["", "## The 10 worst questions", ""]
@@ -79,8 +105,10 @@ def markdown(report: dict[str, Any]) -> str:
             gold = "; ".join(q.get("answers") or []) or "(unanswerable)"
             lines.append(f"- gold: {_md(gold)}")
             if "prediction" in q:
-                lines.append(f"- answer ({'abstained' if q['abstained'] else 'answered'}, confidence "
-                             f"{q['confidence']:.2f}): {_md(q['prediction'])}")
+                lines.append(
+                    f"- answer ({'abstained' if q['abstained'] else 'answered'}, confidence "
+                    f"{q['confidence']:.2f}): {_md(q['prediction'])}"
+                )
             for r in q.get("retrieved", [])[:3]:
                 text = r.get("text", "")
                 lines.append(f"- retrieved `{r['source']}`" + (f": {_md(text[:200])}…" if text else ""))
@@ -95,6 +123,7 @@ def _worst(per_question: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not q["answerable"]:
             return q["confidence"] if not q["abstained"] else -1.0
         return -((q.get("containment") or 0.0) + (q.get("hit@5") or 0.0) + (q.get("f1") or 0.0))
+
     return sorted(per_question, key=badness, reverse=True)[:10]
 
 

@@ -10,11 +10,13 @@ A sentence's score mixes three signals:
 Confidence is a logistic function of evidence features (see `FEATURES`) whose weights and the
 abstention threshold are fitted on calibration data by `rag eval --calibrate`.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,20 +30,34 @@ from rag.types import Answer, Citation, Hit
 if TYPE_CHECKING:
     from rag.store import Index
 
-FEATURES = ("bias", "top_dense", "best_semantic", "best_lexical", "cue", "best_score", "chunk_coverage",
-            "missing_rare", "cue_missing")
+FEATURES = (
+    "bias",
+    "top_dense",
+    "best_semantic",
+    "best_lexical",
+    "cue",
+    "best_score",
+    "chunk_coverage",
+    "missing_rare",
+    "cue_missing",
+)
 # Confidence features with the reader: the evidence features above (computed on the reader's best
 # sentence), its logit, and the best logit from another hit (a second passage agreeing). The reader
 # alone separates adversarial unanswerable questions weakly (SQuAD 2.0 calibration AUROC 0.63):
 # the fit on calibration rows weighs both.
 READER_FEATURES = (*FEATURES, "best_logit", "other_hit_logit")
 
-_NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|" \
-                r"hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half|percent"
+_NUMBER_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+    r"hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half|percent"
+)
 _NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
-_DATE = re.compile(r"\d|\b(january|february|march|april|may|june|july|august|september|october|november|"
-                   r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|yesterday|"
-                   r"century|decade|year|years|ago|since|until|during)\b", re.I)
+_DATE = re.compile(
+    r"\d|\b(january|february|march|april|may|june|july|august|september|october|november|"
+    r"december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|yesterday|"
+    r"century|decade|year|years|ago|since|until|during)\b",
+    re.I,
+)
 _NAME = re.compile(r"(?<=[\w,;:)”\"’] )[A-Z][\w’'-]+")
 
 
@@ -93,7 +109,7 @@ class QuestionTerms:
     kind: str = "other"  # see `question_type`
 
     @classmethod
-    def of(cls, question: str, index: "Index") -> "QuestionTerms":
+    def of(cls, question: str, index: Index) -> QuestionTerms:
         terms = frozenset(stem_terms([question])[0])
         n = max(len(index.bm25_ids), 1)
         return cls(terms, idf_weights(index, sorted(terms)), idf(n, 0), question_type(question))
@@ -108,9 +124,16 @@ class QuestionTerms:
         return max((self.idf[t] for t in self.terms - terms), default=0.0) / self.max_idf
 
 
-def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", *,
-                    config: RagConfig, terms: QuestionTerms | None = None,
-                    depth: int | None = None) -> list[ScoredSentence]:
+def score_sentences(
+    question: str,
+    query_vector: np.ndarray,
+    hits: Sequence[Hit],
+    index: Index,
+    *,
+    config: RagConfig,
+    terms: QuestionTerms | None = None,
+    depth: int | None = None,
+) -> list[ScoredSentence]:
     """Every distinct sentence of the top `depth` (default `answer_hits`) hits with its heuristic
     scores, best first."""
     hits = list(hits[: depth or config.answer_hits])
@@ -127,7 +150,7 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit]
             seen.add((hit.chunk.source, a))
             semantic = float(vecs[k] @ query_vector.reshape(-1)) if vecs is not None and k < len(vecs) else hit.dense
             candidates.append((rank, hit, a, b, semantic))
-    texts = [h.chunk.text[a - h.chunk.start: b - h.chunk.start] for _, h, a, b, _ in candidates]
+    texts = [h.chunk.text[a - h.chunk.start : b - h.chunk.start] for _, h, a, b, _ in candidates]
     sentence_terms = stem_terms(texts) if texts else []
     scored = []
     w = config.semantic_weight
@@ -140,8 +163,7 @@ def score_sentences(question: str, query_vector: np.ndarray, hits: Sequence[Hit]
     return scored
 
 
-def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence],
-                        terms: QuestionTerms) -> list[float]:
+def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], terms: QuestionTerms) -> list[float]:
     """The evidence features, in `FEATURES` order, that the confidence is computed from.
 
     Beyond similarity, two features look for what adversarial unanswerable questions do: ask
@@ -153,15 +175,24 @@ def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence]
     chunk_terms = set(stem_terms([best.hit.chunk.text])[0])
     # A typed question ("how many", "when", "who") whose best sentence lacks that type of answer.
     cue_missing = 1.0 if terms.kind != "other" and best.cue == 0.0 else 0.0
-    return [1.0, max(h.dense for h in hits), best.semantic, best.lexical, best.cue, best.score,
-            terms.coverage(chunk_terms), terms.missing_rare(chunk_terms), cue_missing]
+    return [
+        1.0,
+        max(h.dense for h in hits),
+        best.semantic,
+        best.lexical,
+        best.cue,
+        best.score,
+        terms.coverage(chunk_terms),
+        terms.missing_rare(chunk_terms),
+        cue_missing,
+    ]
 
 
-def confidence(features: Sequence[float], weights: Sequence[float], *,
-               names: Sequence[str] = FEATURES) -> float:
+def confidence(features: Sequence[float], weights: Sequence[float], *, names: Sequence[str] = FEATURES) -> float:
     if len(weights) != len(features):
-        raise ValueError(f"confidence weights must have {len(features)} values ({', '.join(names)}), "
-                         f"got {len(weights)}")
+        raise ValueError(
+            f"confidence weights must have {len(features)} values ({', '.join(names)}), got {len(weights)}"
+        )
     return sigmoid(float(sum(f * w for f, w in zip(features, weights))))
 
 
@@ -195,7 +226,7 @@ def _adjacent(candidate: ScoredSentence, chosen: Sequence[ScoredSentence]) -> bo
         gap = candidate.hit.chunk.text  # neighbours across chunks: nothing but whitespace between them
         lo, hi = (s.end, candidate.start) if s.end <= candidate.start else (candidate.end, s.start)
         if 0 <= hi - lo <= 3 and candidate.hit.chunk.start <= lo and hi <= candidate.hit.chunk.end:
-            return not gap[lo - candidate.hit.chunk.start: hi - candidate.hit.chunk.start].strip()
+            return not gap[lo - candidate.hit.chunk.start : hi - candidate.hit.chunk.start].strip()
     return False
 
 
@@ -210,8 +241,9 @@ def reader_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], te
     return [*base, float(best), float(other)]
 
 
-def answer_confidence(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], terms: QuestionTerms, *,
-                      config: RagConfig) -> tuple[float, list[float]]:
+def answer_confidence(
+    hits: Sequence[Hit], sentences: Sequence[ScoredSentence], terms: QuestionTerms, *, config: RagConfig
+) -> tuple[float, list[float]]:
     """(confidence, features) for the configured answer scorer."""
     if config.answer_scorer == "reader":
         features = reader_features(hits, sentences, terms)
@@ -220,9 +252,16 @@ def answer_confidence(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], 
     return confidence(features, config.confidence_weights), features
 
 
-def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", *,
-                   config: RagConfig, sentences: Sequence[ScoredSentence] | None = None,
-                   terms: QuestionTerms | None = None) -> Answer:
+def compose_answer(
+    question: str,
+    query_vector: np.ndarray,
+    hits: Sequence[Hit],
+    index: Index,
+    *,
+    config: RagConfig,
+    sentences: Sequence[ScoredSentence] | None = None,
+    terms: QuestionTerms | None = None,
+) -> Answer:
     """Pick up to `answer_max_sentences` sentences (at most `answer_max_words` words in all) and
     cite each; answer when the confidence reaches the configured scorer's threshold, show the best
     sentence marked "not sure" in the band below it, refuse under that.
@@ -235,35 +274,70 @@ def compose_answer(question: str, query_vector: np.ndarray, hits: Sequence[Hit],
     sentences = list(sentences)
     conf, features = answer_confidence(hits, sentences, terms, config=config)
     if not sentences:
-        return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf,
-                      citations=(), hits=tuple(hits), features=tuple(features))
+        return Answer(
+            question=question,
+            text=ABSTAIN_TEXT,
+            abstained=True,
+            confidence=conf,
+            citations=(),
+            hits=tuple(hits),
+            features=tuple(features),
+        )
     answer_at, tentative_at = config.thresholds()
     tentative = tentative_at <= conf < answer_at
     best = sentences[0]
     chosen = [best]
-    for s in sentences[1: config.answer_max_sentences * 4]:
+    for s in sentences[1 : config.answer_max_sentences * 4]:
         if len(chosen) >= config.answer_max_sentences:
             break
-        if s.score >= config.second_sentence_ratio * best.score and s.lexical > 0 and \
-                (not config.adjacent_only or _adjacent(s, chosen)):
+        if (
+            s.score >= config.second_sentence_ratio * best.score
+            and s.lexical > 0
+            and (not config.adjacent_only or _adjacent(s, chosen))
+        ):
             chosen.append(s)
     q_terms = set(terms.terms)
     citations, parts = _cite(chosen, best, q_terms, config=config)
     text = " ".join(parts)
     if conf >= answer_at:
-        return Answer(question=question, text=text, abstained=False, confidence=conf, citations=tuple(citations),
-                      hits=tuple(hits), features=tuple(features), candidate=text)
+        return Answer(
+            question=question,
+            text=text,
+            abstained=False,
+            confidence=conf,
+            citations=tuple(citations),
+            hits=tuple(hits),
+            features=tuple(features),
+            candidate=text,
+        )
     if tentative:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
         closest, _ = _cite([best], best, q_terms, config=config)
-        return Answer(question=question, text=tentative_text(closest[0].quote), abstained=True,
-                      tentative=True, confidence=conf, citations=tuple(closest), hits=tuple(hits),
-                      features=tuple(features), candidate=text)
-    return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=conf, citations=(),
-                  hits=tuple(hits), features=tuple(features), candidate=text)
+        return Answer(
+            question=question,
+            text=tentative_text(closest[0].quote),
+            abstained=True,
+            tentative=True,
+            confidence=conf,
+            citations=tuple(closest),
+            hits=tuple(hits),
+            features=tuple(features),
+            candidate=text,
+        )
+    return Answer(
+        question=question,
+        text=ABSTAIN_TEXT,
+        abstained=True,
+        confidence=conf,
+        citations=(),
+        hits=tuple(hits),
+        features=tuple(features),
+        candidate=text,
+    )
 
 
-def _cite(chosen: Sequence[ScoredSentence], best: ScoredSentence, q_terms: set[str], *,
-          config: RagConfig) -> tuple[list[Citation], list[str]]:
+def _cite(
+    chosen: Sequence[ScoredSentence], best: ScoredSentence, q_terms: set[str], *, config: RagConfig
+) -> tuple[list[Citation], list[str]]:
     """Citations and "quote [n]" parts for the chosen sentences: fitted by rank (the best sentence
     is cut to the word limit if it must be; a continuation has to fit whole), read in document order."""
     spans: list[tuple[ScoredSentence, int, int]] = []
@@ -285,8 +359,18 @@ def _cite(chosen: Sequence[ScoredSentence], best: ScoredSentence, q_terms: set[s
         chunk = s.hit.chunk
         quote = chunk.text[lo:hi]
         n = len(citations) + 1
-        citations.append(Citation(n=n, source=chunk.source, start=chunk.start + lo, end=chunk.start + hi,
-                                  page=chunk.page, quote=quote, passage=chunk.text,
-                                  score=round(s.score, 4), passage_start=chunk.start))
+        citations.append(
+            Citation(
+                n=n,
+                source=chunk.source,
+                start=chunk.start + lo,
+                end=chunk.start + hi,
+                page=chunk.page,
+                quote=quote,
+                passage=chunk.text,
+                score=round(s.score, 4),
+                passage_start=chunk.start,
+            )
+        )
         parts.append(f"{quote} [{n}]")
     return citations, parts

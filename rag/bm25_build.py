@@ -18,14 +18,16 @@ Same k1, b, scoring ("lucene"), float32 arithmetic, vocabulary and files (`data.
 `bm25s.BM25.load` and `rag.retrieve.bm25_search` read the result unchanged
 (tests/test_bm25_build.py checks it against bm25s itself).
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -43,14 +45,21 @@ BLOCK_ROWS = 20_000
 @dataclass
 class Bm25Build:
     ids: np.ndarray  # the row id of each BM25 document, in index order (int64)
-    n_vocab: int     # terms, not counting bm25s's empty token
-    nnz: int         # stored (term, document) scores
+    n_vocab: int  # terms, not counting bm25s's empty token
+    nnz: int  # stored (term, document) scores
     n_blocks: int
 
 
-def build_bm25(rows: Iterable[tuple[int, str]], out_dir: str | Path, *, block_rows: int | None = None,
-               tokenize: Callable[[list[str]], Any] | None = None, k1: float = 1.5, b: float = 0.75,
-               method: str = "lucene") -> Bm25Build:
+def build_bm25(
+    rows: Iterable[tuple[int, str]],
+    out_dir: str | Path,
+    *,
+    block_rows: int | None = None,
+    tokenize: Callable[[list[str]], Any] | None = None,
+    k1: float = 1.5,
+    b: float = 0.75,
+    method: str = "lucene",
+) -> Bm25Build:
     """Index `rows` ((id, text), in the order BM25 documents should have) into `out_dir`.
 
     Writes bm25s's files into `out_dir` (which must exist) unless `rows` is empty, in which case
@@ -93,8 +102,9 @@ def build_bm25(rows: Iterable[tuple[int, str]], out_dir: str | Path, *, block_ro
         shutil.rmtree(spill, ignore_errors=True)
 
 
-def _count(rows: Iterable[tuple[int, str]], spill: Path, block_rows: int, tokenize: Callable[[list[str]], Any]
-           ) -> tuple[np.ndarray, list[str], np.ndarray, int, int]:
+def _count(
+    rows: Iterable[tuple[int, str]], spill: Path, block_rows: int, tokenize: Callable[[list[str]], Any]
+) -> tuple[np.ndarray, list[str], np.ndarray, int, int]:
     """Pass 1: tokenize block by block, spill (term, tf) per document, count document frequencies.
 
     Terms get provisional ids in order of first appearance in the token stream (the order in
@@ -143,8 +153,12 @@ def _count(rows: Iterable[tuple[int, str]], spill: Path, block_rows: int, tokeni
             df = np.concatenate([df, np.zeros(len(global_id) - len(df), dtype=np.int64)])
         df += np.bincount(terms, minlength=len(df))
         total_len += n_tokens
-        for name, array in (("terms", terms), ("tf", tf.astype(np.int32)), ("nterms", n_terms),
-                            ("lengths", lengths.astype(np.int32))):
+        for name, array in (
+            ("terms", terms),
+            ("tf", tf.astype(np.int32)),
+            ("nterms", n_terms),
+            ("lengths", lengths.astype(np.int32)),
+        ):
             np.save(spill / f"{n_blocks}.{name}.npy", array, allow_pickle=False)
         n_blocks += 1
     ids = np.concatenate(id_blocks) if id_blocks else np.zeros(0, dtype=np.int64)
@@ -165,8 +179,17 @@ def _bm25s_vocab(stems: list[str]) -> tuple[dict[str, int], np.ndarray]:
     return vocab_dict, final_of
 
 
-def _fill(out: Path, spill: Path, n_blocks: int, final_of: np.ndarray, idfs: np.ndarray, indptr: np.ndarray,
-          avg_len: np.float64, k1: float, b: float) -> None:
+def _fill(
+    out: Path,
+    spill: Path,
+    n_blocks: int,
+    final_of: np.ndarray,
+    idfs: np.ndarray,
+    indptr: np.ndarray,
+    avg_len: np.float64,
+    k1: float,
+    b: float,
+) -> None:
     """Pass 2: score each block's entries and write them at their columns' next free slots."""
     nnz = int(indptr[-1])
     if nnz == 0:  # a memory map cannot be empty
@@ -192,8 +215,11 @@ def _fill(out: Path, spill: Path, n_blocks: int, final_of: np.ndarray, idfs: np.
         del tf, norm, lengths
         order = np.argsort(terms, kind="stable")  # documents stay ascending within a term
         sorted_terms = terms[order]
-        starts = np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]]) if len(order) else \
-            np.zeros(0, dtype=np.int64)
+        starts = (
+            np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]])
+            if len(order)
+            else np.zeros(0, dtype=np.int64)
+        )
         counts = np.diff(np.r_[starts, len(order)])
         group_terms = sorted_terms[starts]
         pos = heads[sorted_terms] + (np.arange(len(order)) - np.repeat(starts, counts))
@@ -215,10 +241,19 @@ def _write_meta(out: Path, vocab_dict: dict[str, int], n_docs: int, k1: float, b
     from bm25s.utils import json_functions
 
     retriever = bm25s.BM25(k1=k1, b=b, method=method)
-    with open(out / VOCAB, "wt", encoding="utf-8") as f:
+    with open(out / VOCAB, "w", encoding="utf-8") as f:
         f.write(json_functions.dumps(vocab_dict, ensure_ascii=False))
-    params = dict(k1=retriever.k1, b=retriever.b, delta=retriever.delta, method=retriever.method,
-                  idf_method=retriever.idf_method, dtype=retriever.dtype, int_dtype=retriever.int_dtype,
-                  num_docs=n_docs, version=bm25s.__version__, backend=retriever.backend)
+    params = dict(
+        k1=retriever.k1,
+        b=retriever.b,
+        delta=retriever.delta,
+        method=retriever.method,
+        idf_method=retriever.idf_method,
+        dtype=retriever.dtype,
+        int_dtype=retriever.int_dtype,
+        num_docs=n_docs,
+        version=bm25s.__version__,
+        backend=retriever.backend,
+    )
     with open(out / PARAMS, "w") as f:
         json.dump(params, f, indent=4)

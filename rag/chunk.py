@@ -4,10 +4,12 @@ Chunks are runs of whole sentences whose word-piece count (measured with the emb
 tokenizer) stays within a budget below the model's window, so the model never truncates a chunk.
 A sentence longer than the budget is cut at word boundaries into pieces that fit.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from rag.types import Chunk, Document
 
@@ -17,10 +19,63 @@ class Tokenizer(Protocol):
 
 
 _ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "corp", "no",
-    "gen", "sen", "rep", "gov", "lt", "col", "capt", "sgt", "maj", "adm", "fig", "figs", "eq", "vol",
-    "pp", "ed", "eds", "al", "approx", "dept", "est", "mt", "ft", "jan", "feb", "mar", "apr", "jun",
-    "jul", "aug", "sep", "sept", "oct", "nov", "dec", "e.g", "i.e", "cf", "ca", "op", "rev", "hon",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "st",
+    "jr",
+    "sr",
+    "vs",
+    "etc",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "no",
+    "gen",
+    "sen",
+    "rep",
+    "gov",
+    "lt",
+    "col",
+    "capt",
+    "sgt",
+    "maj",
+    "adm",
+    "fig",
+    "figs",
+    "eq",
+    "vol",
+    "pp",
+    "ed",
+    "eds",
+    "al",
+    "approx",
+    "dept",
+    "est",
+    "mt",
+    "ft",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "e.g",
+    "i.e",
+    "cf",
+    "ca",
+    "op",
+    "rev",
+    "hon",
 }
 # End punctuation, optional closing quotes/brackets, then whitespace.
 _END = re.compile(r"[.!?…]+[\"”’')\]]*(?=\s)")
@@ -49,7 +104,7 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
         cuts.append(m.end())
     for m in re.finditer(r"\n", text[start:end]):
         pos = start + m.start()
-        nxt = text[pos + 1: pos + 2]
+        nxt = text[pos + 1 : pos + 2]
         if not (nxt.islower() or nxt == ""):  # a wrapped line continues in lower case
             cuts.append(pos)
     spans: list[tuple[int, int]] = []
@@ -84,12 +139,16 @@ def _trim(text: str, a: int, b: int) -> tuple[int, int]:
     return a, b
 
 
-def _split_long(text: str, span: tuple[int, int], n_tokens: int, budget: int,
-                tokenizer: Tokenizer) -> list[tuple[tuple[int, int], int]]:
+def _split_long(
+    text: str, span: tuple[int, int], n_tokens: int, budget: int, tokenizer: Tokenizer
+) -> list[tuple[tuple[int, int], int]]:
     """Cut an over-long sentence at word boundaries into pieces of at most `budget` word pieces."""
     a, b = span
     words = [(m.start() + a, m.end() + a) for m in re.finditer(r"\S+", text[a:b])]
-    counts = [len(ids) for ids in tokenizer([text[s:e] for s, e in words], add_special_tokens=False, verbose=False)["input_ids"]]
+    counts = [
+        len(ids)
+        for ids in tokenizer([text[s:e] for s, e in words], add_special_tokens=False, verbose=False)["input_ids"]
+    ]
     pieces: list[tuple[tuple[int, int], int]] = []
     i = 0
     while i < len(words):
@@ -105,7 +164,7 @@ def _split_long(text: str, span: tuple[int, int], n_tokens: int, budget: int,
                 piece_end = piece_start + max(1, (piece_end - piece_start) * budget // total)
                 total = _count(tokenizer, text[piece_start:piece_end])
             words[i] = (piece_end, words[i][1])
-            counts[i] = _count(tokenizer, text[piece_end:words[i][1]])
+            counts[i] = _count(tokenizer, text[piece_end : words[i][1]])
             j = i if words[i][0] < words[i][1] else i + 1
         pieces.append(((piece_start, piece_end), total))
         i = j
@@ -116,8 +175,9 @@ def _count(tokenizer: Tokenizer, text: str) -> int:
     return len(tokenizer([text], add_special_tokens=False, verbose=False)["input_ids"][0])
 
 
-def chunk_document(document: Document, tokenizer: Tokenizer, *, max_tokens: int,
-                   overlap_sentences: int = 0) -> list[Chunk]:
+def chunk_document(
+    document: Document, tokenizer: Tokenizer, *, max_tokens: int, overlap_sentences: int = 0
+) -> list[Chunk]:
     """Split a document into chunks of whole sentences within `max_tokens` word pieces.
 
     Chunks never cross a page boundary. Returned chunks have `id == -1` (the store assigns ids).
@@ -132,14 +192,18 @@ def chunk_document(document: Document, tokenizer: Tokenizer, *, max_tokens: int,
     if overlap_sentences < 0:
         raise ValueError(f"overlap_sentences must be >= 0, got {overlap_sentences}")
     text = document.text
-    segments: list[tuple[int, int, int | None]] = [(p.start, p.end, p.number) for p in document.pages] \
-        or [(0, len(text), None)]
+    segments: list[tuple[int, int, int | None]] = [(p.start, p.end, p.number) for p in document.pages] or [
+        (0, len(text), None)
+    ]
     chunks: list[Chunk] = []
     for seg_start, seg_end, page in segments:
         spans = split_sentences(text, seg_start, seg_end)
         if not spans:
             continue
-        counts = [len(ids) for ids in tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, verbose=False)["input_ids"]]
+        counts = [
+            len(ids)
+            for ids in tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, verbose=False)["input_ids"]
+        ]
         units: list[tuple[tuple[int, int], int]] = []
         for span, n in zip(spans, counts):
             units.extend(_split_long(text, span, n, max_tokens, tokenizer) if n > max_tokens else [(span, n)])
@@ -147,8 +211,9 @@ def chunk_document(document: Document, tokenizer: Tokenizer, *, max_tokens: int,
     return chunks
 
 
-def _pack(text: str, units: Sequence[tuple[tuple[int, int], int]], budget: int, overlap: int,
-          source: str, page: int | None) -> list[Chunk]:
+def _pack(
+    text: str, units: Sequence[tuple[tuple[int, int], int]], budget: int, overlap: int, source: str, page: int | None
+) -> list[Chunk]:
     chunks: list[Chunk] = []
     i = 0
     while i < len(units):
@@ -159,8 +224,9 @@ def _pack(text: str, units: Sequence[tuple[tuple[int, int], int]], budget: int, 
         j = max(j, i + 1)
         sentences = tuple(span for span, _ in units[i:j])
         start, end = sentences[0][0], sentences[-1][1]
-        chunks.append(Chunk(id=-1, source=source, start=start, end=end, text=text[start:end],
-                            page=page, sentences=sentences))
+        chunks.append(
+            Chunk(id=-1, source=source, start=start, end=end, text=text[start:end], page=page, sentences=sentences)
+        )
         if j >= len(units):
             break
         i = max(i + 1, j - overlap)

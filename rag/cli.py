@@ -2,14 +2,16 @@
 
 Exit codes: 0 success, 2 bad input (one line on stderr, never a traceback), 1 unexpected failure.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
 
@@ -27,20 +29,31 @@ class CliError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     defaults = RagConfig()
-    parser = argparse.ArgumentParser(prog="rag", description="Offline question answering over your documents, "
-                                     "with every answer quoted and cited.")
+    parser = argparse.ArgumentParser(
+        prog="rag", description="Offline question answering over your documents, with every answer quoted and cited."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("index", help="index files or folders (incremental: only new or changed files are embedded)")
-    p.add_argument("paths", nargs="*", default=[DEFAULT_SOURCES], metavar="PATHS",
-                   help=f"files or folders, searched recursively (default: {DEFAULT_SOURCES}/)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        default=[DEFAULT_SOURCES],
+        metavar="PATHS",
+        help=f"files or folders, searched recursively (default: {DEFAULT_SOURCES}/)",
+    )
     p.add_argument("--index-dir", default=defaults.index_dir, help="index folder (default: %(default)s)")
-    p.add_argument("--add", action="store_true",
-                   help="add to the index without removing documents that are not under PATHS")
+    p.add_argument(
+        "--add", action="store_true", help="add to the index without removing documents that are not under PATHS"
+    )
     p.add_argument("--rebuild", action="store_true", help="re-embed everything (after changing model or chunking)")
     p.add_argument("--chunk-tokens", type=int, default=defaults.chunk_tokens)
-    p.add_argument("--chunk-overlap", type=int, default=defaults.chunk_overlap_sentences,
-                   help="sentences shared by consecutive chunks (default: %(default)s)")
+    p.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=defaults.chunk_overlap_sentences,
+        help="sentences shared by consecutive chunks (default: %(default)s)",
+    )
     _backend_flag(p, defaults)
 
     p = sub.add_parser("ask", help="answer a question from the index")
@@ -59,33 +72,56 @@ def _parser() -> argparse.ArgumentParser:
     _backend_flag(p, defaults)
     _generator_flags(p, defaults)
 
-    sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)",
-                   add_help=False)
+    sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)", add_help=False)
     return parser
 
 
 def _backend_flag(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
-    p.add_argument("--embed-backend", choices=EMBED_BACKENDS, default=defaults.embed_backend,
-                   help="how the embedding model runs (default: %(default)s; BENCHMARKS.md compares them)")
+    p.add_argument(
+        "--embed-backend",
+        choices=EMBED_BACKENDS,
+        default=defaults.embed_backend,
+        help="how the embedding model runs (default: %(default)s; BENCHMARKS.md compares them)",
+    )
 
 
 def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
-    p.add_argument("--answer-scorer", choices=ANSWER_SCORERS, default=defaults.answer_scorer,
-                   help="what picks the answer sentence and decides to refuse: heuristic (similarity and "
-                        "word overlap, default) or reader (the trained cross-encoder)")
-    p.add_argument("--generator", choices=GENERATORS, default=defaults.generator,
-                   help="extractive: quoted sentences, no language model (default); local: SmolLM2-135M in "
-                        "this process; openai: an OpenAI-compatible server; ollama: an Ollama server")
-    p.add_argument("--llm-base-url", default=defaults.llm_base_url,
-                   help="server URL for --generator openai/ollama (e.g. http://127.0.0.1:8080/v1)")
+    p.add_argument(
+        "--answer-scorer",
+        choices=ANSWER_SCORERS,
+        default=defaults.answer_scorer,
+        help="what picks the answer sentence and decides to refuse: heuristic (similarity and "
+        "word overlap, default) or reader (the trained cross-encoder)",
+    )
+    p.add_argument(
+        "--generator",
+        choices=GENERATORS,
+        default=defaults.generator,
+        help="extractive: quoted sentences, no language model (default); local: SmolLM2-135M in "
+        "this process; openai: an OpenAI-compatible server; ollama: an Ollama server",
+    )
+    p.add_argument(
+        "--llm-base-url",
+        default=defaults.llm_base_url,
+        help="server URL for --generator openai/ollama (e.g. http://127.0.0.1:8080/v1)",
+    )
     p.add_argument("--llm-model", default=defaults.llm_model, help="model name for --generator openai/ollama")
-    p.add_argument("--llm-max-new-tokens", type=int, default=defaults.llm_max_new_tokens,
-                   help="longest generated answer, in tokens (default: %(default)s)")
+    p.add_argument(
+        "--llm-max-new-tokens",
+        type=int,
+        default=defaults.llm_max_new_tokens,
+        help="longest generated answer, in tokens (default: %(default)s)",
+    )
 
 
 def _generator_config(args: argparse.Namespace) -> dict[str, object]:
-    return {"generator": args.generator, "llm_base_url": args.llm_base_url, "llm_model": args.llm_model,
-            "llm_max_new_tokens": args.llm_max_new_tokens, "answer_scorer": args.answer_scorer}
+    return {
+        "generator": args.generator,
+        "llm_base_url": args.llm_base_url,
+        "llm_model": args.llm_model,
+        "llm_max_new_tokens": args.llm_max_new_tokens,
+        "answer_scorer": args.answer_scorer,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,8 +159,12 @@ def _config(args: argparse.Namespace, **extra: Any) -> RagConfig:
 
 
 def _index(args: argparse.Namespace) -> int:
-    config = _config(args, chunk_tokens=args.chunk_tokens, chunk_overlap_sentences=args.chunk_overlap,
-                     embed_backend=args.embed_backend)
+    config = _config(
+        args,
+        chunk_tokens=args.chunk_tokens,
+        chunk_overlap_sentences=args.chunk_overlap,
+        embed_backend=args.embed_backend,
+    )
     for path in args.paths:
         if not Path(path).exists():
             raise CliError(f"path does not exist: {path}")
@@ -137,17 +177,26 @@ def _index(args: argparse.Namespace) -> int:
     embedder = Embedder.load(backend=config.embed_backend)
     bar = tqdm(desc="embedding", unit="chunk", disable=None, file=sys.stderr)
     try:
-        report = build_index(args.paths, index_dir=args.index_dir, embedder=embedder, config=config,
-                             rebuild=args.rebuild, remove_missing=not args.add, progress=bar.update)
+        report = build_index(
+            args.paths,
+            index_dir=args.index_dir,
+            embedder=embedder,
+            config=config,
+            rebuild=args.rebuild,
+            remove_missing=not args.add,
+            progress=bar.update,
+        )
     except (BadInput, IndexError_, FileNotFoundError) as exc:
         raise CliError(str(exc).strip('"')) from None
     finally:
         bar.close()
     s = report.stats
     rate = f", {s.chunks_embedded / s.embed_seconds:.0f} chunks/s" if s.embed_seconds else ""
-    print(f"indexed into {args.index_dir}: {len(s.added)} added, {len(s.changed)} changed, "
-          f"{len(s.removed)} removed, {len(s.unchanged)} unchanged; {s.chunks_embedded} chunks embedded"
-          f"{rate}; {s.n_chunks} chunks in the index ({s.seconds:.1f}s)")
+    print(
+        f"indexed into {args.index_dir}: {len(s.added)} added, {len(s.changed)} changed, "
+        f"{len(s.removed)} removed, {len(s.unchanged)} unchanged; {s.chunks_embedded} chunks embedded"
+        f"{rate}; {s.n_chunks} chunks in the index ({s.seconds:.1f}s)"
+    )
     if report.skipped:
         print(f"skipped {len(report.skipped)} file(s):")
         for item in report.skipped:
@@ -174,8 +223,9 @@ def _printable(text: str) -> str:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    config = _config(args, top_k=args.top_k, mode=args.mode, embed_backend=args.embed_backend,
-                     **_generator_config(args))
+    config = _config(
+        args, top_k=args.top_k, mode=args.mode, embed_backend=args.embed_backend, **_generator_config(args)
+    )
     from rag.pipeline import BadInput, validate_question
 
     try:
@@ -247,7 +297,7 @@ def _serve(args: argparse.Namespace) -> int:
     return _launch(build_app(rag), rag, args)
 
 
-def open_served(argv: Sequence[str]) -> tuple["RAG", argparse.Namespace]:
+def open_served(argv: Sequence[str]) -> tuple[RAG, argparse.Namespace]:
     """What `rag serve ARGV` does before it listens, for app.py: the flags parsed, the index
     checked, the model and index loaded. A problem exits 2 with the line `rag serve` prints."""
     args = _parser().parse_args(["serve", *argv])
@@ -257,7 +307,7 @@ def open_served(argv: Sequence[str]) -> tuple["RAG", argparse.Namespace]:
         sys.exit(_serve_error(exc))
 
 
-def launch_served(demo: "gr.Blocks", rag: "RAG", args: argparse.Namespace) -> int:
+def launch_served(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
     """Serve `demo` (the UI over `rag`) as `rag serve` does with the flags `args`, for app.py:
     0 when stopped, 2 with `rag serve`'s one-line error when it cannot listen."""
     try:
@@ -271,7 +321,7 @@ def _serve_error(exc: CliError) -> int:
     return 2
 
 
-def _open_served(args: argparse.Namespace) -> "RAG":
+def _open_served(args: argparse.Namespace) -> RAG:
     extra: dict[str, object] = {}
     if os.environ.get("RAG_MAX_FILE_MB"):
         try:
@@ -296,12 +346,15 @@ def _open_served(args: argparse.Namespace) -> "RAG":
         raise CliError(str(exc)) from None
 
 
-def _launch(demo: "gr.Blocks", rag: "RAG", args: argparse.Namespace) -> int:
+def _launch(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
     from rag.ui.server import launch
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"rag serve: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
-              f"can ask questions and upload or remove documents", file=sys.stderr)
+        print(
+            f"rag serve: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
+            f"can ask questions and upload or remove documents",
+            file=sys.stderr,
+        )
     try:
         launch(demo, rag, host=args.host, port=args.port)
     except OSError as exc:  # port taken, address not available

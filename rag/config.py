@@ -6,6 +6,7 @@ they come from one data file, `rag/fitted.json` (or the file `$RAG_FITTED` names
 datasets, command, commit and date that produced each block. It is read once, on the first
 `RagConfig()`, and written only by `eval.calibrate` (`rag eval --calibrate`, `python -m eval.support`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,12 +42,27 @@ FITTED_FORMAT = 1
 # What each block of the fitted file holds: key -> kind ("names", "weights": as many numbers as
 # names, "probability": a number within [0, 1], "provenance").
 FITTED_BLOCKS: dict[str, dict[str, str]] = {
-    "heuristic_confidence": {"features": "names", "weights": "weights", "answer_threshold": "probability",
-                             "tentative_threshold": "probability", "provenance": "provenance"},
-    "reader_confidence": {"features": "names", "weights": "weights", "answer_threshold": "probability",
-                          "tentative_threshold": "probability", "provenance": "provenance"},
-    "support": {"features": "names", "statement_weights": "weights", "fragment_weights": "weights",
-                "threshold": "probability", "provenance": "provenance"},
+    "heuristic_confidence": {
+        "features": "names",
+        "weights": "weights",
+        "answer_threshold": "probability",
+        "tentative_threshold": "probability",
+        "provenance": "provenance",
+    },
+    "reader_confidence": {
+        "features": "names",
+        "weights": "weights",
+        "answer_threshold": "probability",
+        "tentative_threshold": "probability",
+        "provenance": "provenance",
+    },
+    "support": {
+        "features": "names",
+        "statement_weights": "weights",
+        "fragment_weights": "weights",
+        "threshold": "probability",
+        "provenance": "provenance",
+    },
 }
 PROVENANCE_KEYS = ("command", "git_commit", "date", "datasets")
 DATASET_KEYS = ("name", "split", "rows")
@@ -182,36 +198,67 @@ class RagConfig:
 
     def __post_init__(self) -> None:
         _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        for name in ("top_k", "candidates", "rrf_k", "chunk_tokens", "embed_batch_size",
-                     "answer_max_sentences", "answer_max_words", "answer_hits",
-                     "max_question_chars", "max_chunks_per_document", "approximate_above", "hnsw_m",
-                     "hnsw_ef_construction", "hnsw_ef_search", "llm_max_new_tokens", "generate_passages",
-                     "reader_sentences", "rerank_depth"):
+        for name in (
+            "top_k",
+            "candidates",
+            "rrf_k",
+            "chunk_tokens",
+            "embed_batch_size",
+            "answer_max_sentences",
+            "answer_max_words",
+            "answer_hits",
+            "max_question_chars",
+            "max_chunks_per_document",
+            "approximate_above",
+            "hnsw_m",
+            "hnsw_ef_construction",
+            "hnsw_ef_search",
+            "llm_max_new_tokens",
+            "generate_passages",
+            "reader_sentences",
+            "rerank_depth",
+        ):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
-        _check(self.embed_backend in EMBED_BACKENDS,
-               f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, got {self.embed_backend!r}")
-        _check(self.generator in GENERATORS,
-               f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}")
-        _check(self.generator not in ("openai", "ollama") or bool(self.llm_model),
-               f"generator {self.generator!r} needs llm_model (the model name the server knows)")
-        _check(self.generator != "openai" or bool(self.llm_base_url),
-               "generator 'openai' needs llm_base_url (e.g. http://127.0.0.1:8080/v1)")
+        _check(
+            self.embed_backend in EMBED_BACKENDS,
+            f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, got {self.embed_backend!r}",
+        )
+        _check(
+            self.generator in GENERATORS, f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}"
+        )
+        _check(
+            self.generator not in ("openai", "ollama") or bool(self.llm_model),
+            f"generator {self.generator!r} needs llm_model (the model name the server knows)",
+        )
+        _check(
+            self.generator != "openai" or bool(self.llm_base_url),
+            "generator 'openai' needs llm_base_url (e.g. http://127.0.0.1:8080/v1)",
+        )
         _check(0.0 <= self.llm_temperature <= 2.0, f"llm_temperature must be within [0, 2], got {self.llm_temperature}")
         _check(self.llm_timeout_s > 0, f"llm_timeout_s must be > 0, got {self.llm_timeout_s}")
-        _check(0.0 <= self.support_threshold <= 1.0,
-               f"support_threshold must be within [0, 1], got {self.support_threshold}")
-        _check(self.chunk_tokens <= MODEL_MAX_TOKENS - 2,
-               f"chunk_tokens must be <= {MODEL_MAX_TOKENS - 2} (the model window less [CLS] and [SEP]), "
-               f"got {self.chunk_tokens}")
-        _check(self.chunk_overlap_sentences >= 0,
-               f"chunk_overlap_sentences must be >= 0, got {self.chunk_overlap_sentences}")
-        _check(0.0 <= self.semantic_weight <= 1.0,
-               f"semantic_weight must be within [0, 1], got {self.semantic_weight}")
-        _check(0.0 <= self.abstain_threshold <= 1.0,
-               f"abstain_threshold must be within [0, 1], got {self.abstain_threshold}")
-        _check(self.answer_scorer in ANSWER_SCORERS,
-               f"answer_scorer must be one of {', '.join(ANSWER_SCORERS)}, got {self.answer_scorer!r}")
+        _check(
+            0.0 <= self.support_threshold <= 1.0,
+            f"support_threshold must be within [0, 1], got {self.support_threshold}",
+        )
+        _check(
+            self.chunk_tokens <= MODEL_MAX_TOKENS - 2,
+            f"chunk_tokens must be <= {MODEL_MAX_TOKENS - 2} (the model window less [CLS] and [SEP]), "
+            f"got {self.chunk_tokens}",
+        )
+        _check(
+            self.chunk_overlap_sentences >= 0,
+            f"chunk_overlap_sentences must be >= 0, got {self.chunk_overlap_sentences}",
+        )
+        _check(0.0 <= self.semantic_weight <= 1.0, f"semantic_weight must be within [0, 1], got {self.semantic_weight}")
+        _check(
+            0.0 <= self.abstain_threshold <= 1.0,
+            f"abstain_threshold must be within [0, 1], got {self.abstain_threshold}",
+        )
+        _check(
+            self.answer_scorer in ANSWER_SCORERS,
+            f"answer_scorer must be one of {', '.join(ANSWER_SCORERS)}, got {self.answer_scorer!r}",
+        )
         for name in ("reader_abstain_threshold", "reader_tentative_threshold", "tentative_threshold"):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"{name} must be within [0, 1], got {value}")
@@ -219,7 +266,7 @@ class RagConfig:
         _check(self.max_file_mb > 0, f"max_file_mb must be > 0, got {self.max_file_mb}")
 
     @classmethod
-    def from_fitted(cls, path: str | Path, **changes: Any) -> "RagConfig":
+    def from_fitted(cls, path: str | Path, **changes: Any) -> RagConfig:
         """A config whose fitted defaults come from the fitted-numbers file at `path`.
 
         Example:
@@ -228,7 +275,7 @@ class RagConfig:
         """
         return cls(**{**fitted_defaults(path), **changes})
 
-    def replace(self, **changes: Any) -> "RagConfig":
+    def replace(self, **changes: Any) -> RagConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -238,7 +285,7 @@ class RagConfig:
             return self.reader_abstain_threshold, min(self.reader_tentative_threshold, self.reader_abstain_threshold)
         return self.abstain_threshold, min(self.tentative_threshold, self.abstain_threshold)
 
-    def with_threshold(self, threshold: float, *, tentative: float | None = None) -> "RagConfig":
+    def with_threshold(self, threshold: float, *, tentative: float | None = None) -> RagConfig:
         """A copy whose configured scorer answers from `threshold` on, with its "not sure" band
         from `tentative` (default: kept below the threshold, as wide as before).
 
@@ -353,8 +400,11 @@ def check_fitted(data: Any, *, source: str) -> None:
                 if missing:
                     fail(name, f"must name {', '.join(PROVENANCE_KEYS)}; missing {', '.join(missing)}")
                 used = value["datasets"]
-                if not (isinstance(used, list) and used
-                        and all(isinstance(d, dict) and all(k in d for k in DATASET_KEYS) for d in used)):
+                if not (
+                    isinstance(used, list)
+                    and used
+                    and all(isinstance(d, dict) and all(k in d for k in DATASET_KEYS) for d in used)
+                ):
                     fail(f"{name}.datasets", f"must list the datasets used, each with {', '.join(DATASET_KEYS)}")
 
 
@@ -370,12 +420,12 @@ def _key(path: str | Path | None) -> Path:
 _FITTED_FILE_NAME = str(FITTED_FILE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolved(path: str) -> Path:
     return Path(path).resolve()  # once per name: resolving costs file-system calls
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -391,7 +441,7 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _defaults(path: Path) -> dict[str, Any]:
     data = _read(path)
     out: dict[str, Any] = {}

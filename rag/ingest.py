@@ -9,10 +9,12 @@ Example:
     >>> with IndexWriter("index", RagConfig()) as writer:  # doctest: +SKIP
     ...     stats = update_index(writer, documents, ["old.txt"], embedder=Embedder.load())
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,9 +24,15 @@ from rag.store import IndexWriter, UpdateStats
 from rag.types import Chunk, Document, EmbeddedDocument
 
 
-def update_index(writer: IndexWriter, documents: Iterable[Document], remove: Iterable[str], *, embedder: Any,
-                 progress: Callable[[int], None] | None = None,
-                 empty_corpus_error: str | None = None) -> UpdateStats:
+def update_index(
+    writer: IndexWriter,
+    documents: Iterable[Document],
+    remove: Iterable[str],
+    *,
+    embedder: Any,
+    progress: Callable[[int], None] | None = None,
+    empty_corpus_error: str | None = None,
+) -> UpdateStats:
     """Add the new or changed `documents` (chunked and embedded here, unchanged ones skipped) and
     remove the sources in `remove`, as one new generation of the writer's index.
 
@@ -33,15 +41,23 @@ def update_index(writer: IndexWriter, documents: Iterable[Document], remove: Ite
     message and changes nothing (see `IndexWriter.apply`).
     """
     stats = UpdateStats()
-    embedded = embed_documents(documents, embedder, config=writer.config, current=writer.current_documents(),
-                               stats=stats, progress=progress)
-    return writer.apply(embedded, remove, embed_backend=backend_name(embedder), stats=stats,
-                        empty_corpus_error=empty_corpus_error)
+    embedded = embed_documents(
+        documents, embedder, config=writer.config, current=writer.current_documents(), stats=stats, progress=progress
+    )
+    return writer.apply(
+        embedded, remove, embed_backend=backend_name(embedder), stats=stats, empty_corpus_error=empty_corpus_error
+    )
 
 
-def embed_documents(documents: Iterable[Document], embedder: Any, *, config: RagConfig, current: Mapping[str, str],
-                    stats: UpdateStats, progress: Callable[[int], None] | None = None
-                    ) -> Iterator[EmbeddedDocument]:
+def embed_documents(
+    documents: Iterable[Document],
+    embedder: Any,
+    *,
+    config: RagConfig,
+    current: Mapping[str, str],
+    stats: UpdateStats,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[EmbeddedDocument]:
     """Chunk and embed each document not in `current` (source -> sha256) with that hash, lazily.
 
     Chunks are embedded once a block of them is pending (at least `max(256, embed_batch_size * 8)`),
@@ -57,12 +73,17 @@ def embed_documents(documents: Iterable[Document], embedder: Any, *, config: Rag
         if current.get(doc.source) == doc.sha256:
             stats.unchanged.append(doc.source)
             continue
-        chunks = chunk_document(doc, embedder.tokenizer, max_tokens=config.chunk_tokens,
-                                overlap_sentences=config.chunk_overlap_sentences)
+        chunks = chunk_document(
+            doc, embedder.tokenizer, max_tokens=config.chunk_tokens, overlap_sentences=config.chunk_overlap_sentences
+        )
         if len(chunks) > config.max_chunks_per_document:
             # Skipped like an unreadable file; a version already indexed stays as it was.
-            stats.too_large.append((doc.source, f"makes {len(chunks)} chunks, over the limit of "
-                                                f"{config.max_chunks_per_document} per document"))
+            stats.too_large.append(
+                (
+                    doc.source,
+                    f"makes {len(chunks)} chunks, over the limit of {config.max_chunks_per_document} per document",
+                )
+            )
             if doc.source in current:
                 stats.unchanged.append(doc.source)
             continue
@@ -74,20 +95,27 @@ def embed_documents(documents: Iterable[Document], embedder: Any, *, config: Rag
     yield from _embed_block(pending, embedder, config=config, stats=stats, progress=progress)
 
 
-def _embed_block(pending: list[tuple[Document, list[Chunk]]], embedder: Any, *, config: RagConfig,
-                 stats: UpdateStats, progress: Callable[[int], None] | None) -> list[EmbeddedDocument]:
+def _embed_block(
+    pending: list[tuple[Document, list[Chunk]]],
+    embedder: Any,
+    *,
+    config: RagConfig,
+    stats: UpdateStats,
+    progress: Callable[[int], None] | None,
+) -> list[EmbeddedDocument]:
     """Embed the chunks of these documents in one call (batched inside), split back per document."""
     chunks = [c for _, cs in pending for c in cs]
     vectors, sentence_vectors = np.zeros((0, config.model_dim), dtype=np.float32), []
     if chunks:
         started = time.perf_counter()
-        vectors, sentence_vectors = embedder.encode_chunks(chunks, batch_size=config.embed_batch_size,
-                                                           progress=progress)
+        vectors, sentence_vectors = embedder.encode_chunks(
+            chunks, batch_size=config.embed_batch_size, progress=progress
+        )
         stats.embed_seconds += time.perf_counter() - started
         stats.chunks_embedded += len(chunks)
     out, k = [], 0
     for doc, cs in pending:
-        out.append(EmbeddedDocument(doc, tuple(cs), vectors[k:k + len(cs)], tuple(sentence_vectors[k:k + len(cs)])))
+        out.append(EmbeddedDocument(doc, tuple(cs), vectors[k : k + len(cs)], tuple(sentence_vectors[k : k + len(cs)])))
         k += len(cs)
     return out
 

@@ -5,6 +5,7 @@ case, English stop words removed, Snowball-stemmed) and one IDF formula (BM25's,
 The BM25 build (rag/bm25_build.py), BM25 search (rag/retrieve.py) and the answer and verification
 stages' term overlap all use these, so a term means the same everywhere. Imports no other rag module.
 """
+
 from __future__ import annotations
 
 import math

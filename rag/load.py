@@ -2,6 +2,7 @@
 
 A file that cannot be read becomes a `Skipped` with a one-line reason; it never stops the batch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ import os
 import re
 import stat
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator
 
 from rag.types import Document, Page
 
@@ -77,8 +78,9 @@ def _claim(found: dict[str, Path], skipped: list[Skipped], source: str, path: Pa
     """Record `path` under `source`, unless another file already has that name (two folders
     given together can both hold `notes.txt`); the second is skipped, not silently dropped."""
     if source in found and found[source].resolve() != path.resolve():
-        skipped.append(Skipped(source, f"same relative path as {found[source]}; index the folders separately "
-                                       "or rename one"))
+        skipped.append(
+            Skipped(source, f"same relative path as {found[source]}; index the folders separately or rename one")
+        )
     else:
         found.setdefault(source, path)
 
@@ -114,13 +116,13 @@ def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> D
     else:
         text = _docx_text(data)
     if not text.strip():
-        raise UnreadableFile("no extractable text" + (" (a scanned PDF without a text layer?)"
-                                                      if suffix == ".pdf" else ""))
+        raise UnreadableFile(
+            "no extractable text" + (" (a scanned PDF without a text layer?)" if suffix == ".pdf" else "")
+        )
     return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), pages=pages)
 
 
-def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None = None
-                   ) -> Iterator[Document | Skipped]:
+def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None = None) -> Iterator[Document | Skipped]:
     """Load each file in turn, yielding a `Document` or a `Skipped` for each."""
     for path, source in files:
         try:
@@ -181,8 +183,31 @@ def _decode_text(data: bytes) -> str:
 
 
 _DROPPED_TAGS = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
-_BLOCK_TAGS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
-               "section", "article", "header", "footer", "blockquote", "pre", "title", "dd", "dt"}
+_BLOCK_TAGS = {
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "pre",
+    "title",
+    "dd",
+    "dt",
+}
 
 
 def _html_text(html: str) -> str:
@@ -256,8 +281,10 @@ def _docx_text(data: bytes) -> str:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
             if unpacked > MAX_DOCX_UNPACKED_BYTES:
-                raise UnreadableFile(f"docx unpacks to {format_size(unpacked)}, over the "
-                                     f"{format_size(MAX_DOCX_UNPACKED_BYTES)} limit (zip bomb?)")
+                raise UnreadableFile(
+                    f"docx unpacks to {format_size(unpacked)}, over the "
+                    f"{format_size(MAX_DOCX_UNPACKED_BYTES)} limit (zip bomb?)"
+                )
     except zipfile.BadZipFile:
         raise UnreadableFile("corrupt .docx (not a zip archive)") from None
     import docx

@@ -2,6 +2,7 @@
 
 A leaf module (numpy only), so records, answering and the harness can all import it.
 """
+
 from __future__ import annotations
 
 import math

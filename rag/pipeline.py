@@ -5,14 +5,16 @@ Example:
     >>> rag = RAG.open("index")  # doctest: +SKIP
     >>> rag.ask("How many North Korean soldiers are in Kursk?").text  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from rag.answer import QuestionTerms, compose_answer
 from rag.config import RagConfig
@@ -29,7 +31,6 @@ from rag.verify import verify_answer
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
-
 
 
 class BadInput(ValueError):
@@ -53,16 +54,24 @@ def validate_question(question: object, *, config: RagConfig) -> str:
     try:
         cleaned.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate (or an undecodable argv byte): the tokenizer fails on it
-        raise BadInput(f"question is not valid Unicode text (a lone surrogate or undecodable byte at character "
-                       f"{exc.start})") from None
+        raise BadInput(
+            f"question is not valid Unicode text (a lone surrogate or undecodable byte at character {exc.start})"
+        ) from None
     return cleaned
 
 
-def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.PathLike[str],
-                embedder: Embedder, config: RagConfig | None = None, rebuild: bool = False,
-                remove_missing: bool = True, remove: Sequence[str] = (),
-                progress: Callable[[int], None] | None = None,
-                on_skip: Callable[[Skipped], None] | None = None) -> BuildReport:
+def build_index(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    index_dir: str | os.PathLike[str],
+    embedder: Embedder,
+    config: RagConfig | None = None,
+    rebuild: bool = False,
+    remove_missing: bool = True,
+    remove: Sequence[str] = (),
+    progress: Callable[[int], None] | None = None,
+    on_skip: Callable[[Skipped], None] | None = None,
+) -> BuildReport:
     """Index the files under `paths` into `index_dir`, re-embedding only new or changed files.
 
     With `remove_missing`, documents in the index that are no longer found under `paths` are
@@ -90,8 +99,14 @@ def build_index(paths: Iterable[str | os.PathLike[str]], *, index_dir: str | os.
         listed = {source for _, source in files}
         to_remove = set(remove) | ({s for s in current if s not in listed} if remove_missing else set())
         try:
-            report.stats = update_index(writer, documents(), sorted(to_remove), embedder=embedder, progress=progress,
-                                        empty_corpus_error="" if remove else _empty_message(paths, report.skipped))
+            report.stats = update_index(
+                writer,
+                documents(),
+                sorted(to_remove),
+                embedder=embedder,
+                progress=progress,
+                empty_corpus_error="" if remove else _empty_message(paths, report.skipped),
+            )
         except EmptyCorpus:
             raise BadInput(_empty_message(paths, report.skipped)) from None
     for source, reason in report.stats.too_large:
@@ -133,8 +148,13 @@ class RAG:
         return self._reader
 
     @classmethod
-    def open(cls, index_dir: str | os.PathLike[str] | None = None, *, config: RagConfig | None = None,
-             embedder: Embedder | None = None) -> "RAG":
+    def open(
+        cls,
+        index_dir: str | os.PathLike[str] | None = None,
+        *,
+        config: RagConfig | None = None,
+        embedder: Embedder | None = None,
+    ) -> RAG:
         config = config or RagConfig()
         index = Index.load(index_dir or config.index_dir, config=config)
         reader = Reader.load() if config.answer_scorer == "reader" else None
@@ -153,8 +173,9 @@ class RAG:
                 return item
         raise RuntimeError("ask_stream ended without an answer")  # cannot happen: it always ends with one
 
-    def ask_stream(self, question: str, *, history: Sequence[Turn] = (),
-                   config: RagConfig | None = None) -> Iterator[str | Answer]:
+    def ask_stream(
+        self, question: str, *, history: Sequence[Turn] = (), config: RagConfig | None = None
+    ) -> Iterator[str | Answer]:
         """Answer `question` as `ask` does, yielding the generated text pieces as the model writes
         them and the verified `Answer` last (for the extractive generator: only the Answer).
 
@@ -185,8 +206,9 @@ class RAG:
             sentences = tuple(CheckedSentence(c.quote, (c.n,), True, 1.0) for c in answer.citations)
             timings.pop("generate", None)  # no model was asked (loading it stays in "total")
             timings["total"] = (answered - started) * 1000
-            yield replace(answer, hits=answer.hits[: config.top_k], query=query, timings_ms=timings,
-                          sentences=sentences)
+            yield replace(
+                answer, hits=answer.hits[: config.top_k], query=query, timings_ms=timings, sentences=sentences
+            )
             return
         from rag.generate import build_messages, stream_tokens
 
@@ -198,11 +220,22 @@ class RAG:
             pieces.append(piece)
             yield piece
         generated = time.perf_counter()
-        verified = verify_answer(question, "".join(pieces), passages, self.index, self.embedder, config=config,
-                                 extractive=answer, generator=config.generator)
+        verified = verify_answer(
+            question,
+            "".join(pieces),
+            passages,
+            self.index,
+            self.embedder,
+            config=config,
+            extractive=answer,
+            generator=config.generator,
+        )
         done = time.perf_counter()
-        timings.update(generate=timings["generate"] + (generated - answered) * 1000,
-                       verify=(done - generated) * 1000, total=(done - started) * 1000)
+        timings.update(
+            generate=timings["generate"] + (generated - answered) * 1000,
+            verify=(done - generated) * 1000,
+            total=(done - started) * 1000,
+        )
         yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
 
     @staticmethod
@@ -216,8 +249,13 @@ class RAG:
         return model
 
     @staticmethod
-    def _standalone_query(question: str, history: Sequence[Turn], model: BaseChatModel | None,
-                          config: RagConfig, timings: dict[str, float]) -> str:
+    def _standalone_query(
+        question: str,
+        history: Sequence[Turn],
+        model: BaseChatModel | None,
+        config: RagConfig,
+        timings: dict[str, float],
+    ) -> str:
         """What is searched for: the question, made to stand on its own when it is a follow-up."""
         if model is None or not history or not rewrites(config):
             return condense_query(question, history)
@@ -228,8 +266,9 @@ class RAG:
         timings["rewrite"] = (time.perf_counter() - rewriting) * 1000
         return query
 
-    def _extract(self, question: str, query: str, config: RagConfig, timings: dict[str, float], *,
-                 generating: bool) -> tuple[Answer, list[Hit]]:
+    def _extract(
+        self, question: str, query: str, config: RagConfig, timings: dict[str, float], *, generating: bool
+    ) -> tuple[Answer, list[Hit]]:
         """The extractive answer (cited sentences, or an abstention) and the hits it came from
         (`timings["answer"]`: the time after retrieval). A generated answer is shown the same hits,
         so both agree on confidence and abstention."""
@@ -237,16 +276,22 @@ class RAG:
         query_vector = self.embedder.encode_queries([query])[0]
         n_hits = max(config.top_k, config.answer_hits)
         depth = max(n_hits, config.rerank_depth) if config.answer_scorer == "reader" else n_hits
-        hits = search(index, query, query_vector, config=config,
-                      top_k=max(depth, config.generate_passages) if generating else depth)
+        hits = search(
+            index,
+            query,
+            query_vector,
+            config=config,
+            top_k=max(depth, config.generate_passages) if generating else depth,
+        )
         retrieved = time.perf_counter()
         terms = QuestionTerms.of(question, index)
         sentences = None
         if config.answer_scorer == "reader":
             hits, read = read_and_rerank(question, query_vector, hits, index, self.reader, config=config, terms=terms)
             sentences = [s for s in read if s.hit_rank < n_hits]
-        answer = compose_answer(question, query_vector, hits[:n_hits], index, config=config, sentences=sentences,
-                                terms=terms)
+        answer = compose_answer(
+            question, query_vector, hits[:n_hits], index, config=config, sentences=sentences, terms=terms
+        )
         timings["answer"] = (time.perf_counter() - retrieved) * 1000
         return answer, hits
 
@@ -255,8 +300,9 @@ def index_exists(index_dir: str | os.PathLike[str]) -> bool:
     return read_manifest(Path(index_dir)) is not None
 
 
-def remove_documents(index_dir: str | os.PathLike[str], sources: Sequence[str], *, embedder: Embedder,
-                     config: RagConfig | None = None) -> UpdateStats:
+def remove_documents(
+    index_dir: str | os.PathLike[str], sources: Sequence[str], *, embedder: Embedder, config: RagConfig | None = None
+) -> UpdateStats:
     """Remove the documents named by `sources` from the index at `index_dir`, as one new generation.
 
     Sources not in the index are ignored (`stats.removed` lists what went); every other document
@@ -270,8 +316,9 @@ def remove_documents(index_dir: str | os.PathLike[str], sources: Sequence[str], 
         raise TypeError("sources must be a sequence of source names, not one string")
     if not sources:
         raise BadInput("no documents given to remove")
-    return build_index([], index_dir=index_dir, embedder=embedder, config=config, remove_missing=False,
-                       remove=list(sources)).stats
+    return build_index(
+        [], index_dir=index_dir, embedder=embedder, config=config, remove_missing=False, remove=list(sources)
+    ).stats
 
 
 # --- uploads: files added to and removed from a served index ----------------------------------
@@ -290,8 +337,13 @@ class UploadReport:
     stats: UpdateStats | None = None
 
 
-def add_uploads(rag: RAG, files: dict[str, Path], *, progress: Callable[[int], None] | None = None,
-                on_reload: Callable[[], None] | None = None) -> UploadReport:
+def add_uploads(
+    rag: RAG,
+    files: dict[str, Path],
+    *,
+    progress: Callable[[int], None] | None = None,
+    on_reload: Callable[[], None] | None = None,
+) -> UploadReport:
     """Index uploaded `files` (safe file name -> where the upload is) into `rag`'s index, adding to
     what is there, keep the indexed files in the index's `uploads/` folder, and reload `rag`.
 
@@ -315,17 +367,24 @@ def add_uploads(rag: RAG, files: dict[str, Path], *, progress: Callable[[int], N
         for name, path in files.items():
             shutil.copyfile(path, staging / name)
         try:
-            built = build_index([staging / name for name in files], index_dir=rag.index.dir, embedder=rag.embedder,
-                                config=rag.config, remove_missing=False, progress=progress,
-                                on_skip=lambda s: report.skipped.__setitem__(s.source, s.reason))
+            built = build_index(
+                [staging / name for name in files],
+                index_dir=rag.index.dir,
+                embedder=rag.embedder,
+                config=rag.config,
+                remove_missing=False,
+                progress=progress,
+                on_skip=lambda s: report.skipped.__setitem__(s.source, s.reason),
+            )
         except BadInput:
             return report  # nothing readable; the reasons are in `skipped`
         report.stats = stats = built.stats
         for name in files:
             if name not in report.skipped:
                 os.replace(staging / name, uploads_dir / name)
-                report.outcome[name] = ("added" if name in stats.added else "changed" if name in stats.changed
-                                        else "unchanged")
+                report.outcome[name] = (
+                    "added" if name in stats.added else "changed" if name in stats.changed else "unchanged"
+                )
         if on_reload:
             on_reload()
         rag.reload()

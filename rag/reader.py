@@ -15,14 +15,16 @@ Example:
     >>> reader.score("Who won?", [Candidate("", "Ann won the race.", "")])  # doctest: +SKIP
     array([0.97], dtype=float32)
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +52,14 @@ class ReaderUnavailable(RuntimeError):
     """The reader's model file is missing (not trained or not installed)."""
 
 
-def assemble(question: Sequence[int], before: Sequence[int], sentence: Sequence[int],
-             after: Sequence[int], *, max_tokens: int = MAX_TOKENS) -> tuple[list[int], list[int]]:
+def assemble(
+    question: Sequence[int],
+    before: Sequence[int],
+    sentence: Sequence[int],
+    after: Sequence[int],
+    *,
+    max_tokens: int = MAX_TOKENS,
+) -> tuple[list[int], list[int]]:
     """Input ids and segment ids for one candidate, from word-piece ids without special tokens.
 
     The question and sentence are cut to their budgets; the context takes what is left, split
@@ -70,7 +78,7 @@ def assemble(question: Sequence[int], before: Sequence[int], sentence: Sequence[
     n_after = min(len(after), max(room // 2, room - len(before)))
     n_before = min(len(before), room - n_after)
     head = [CLS, *q, SEP]
-    tail = [*(before[len(before) - n_before:] if n_before else []), MARK_START, *s, MARK_END, *after[:n_after], SEP]
+    tail = [*(before[len(before) - n_before :] if n_before else []), MARK_START, *s, MARK_END, *after[:n_after], SEP]
     return head + tail, [0] * len(head) + [1] * len(tail)
 
 
@@ -101,13 +109,15 @@ class WordPieces:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)] if texts else []
 
 
-def encode_candidates(pieces: WordPieces, question: str, candidates: Sequence[Candidate], *,
-                      max_tokens: int = MAX_TOKENS) -> list[tuple[list[int], list[int]]]:
+def encode_candidates(
+    pieces: WordPieces, question: str, candidates: Sequence[Candidate], *, max_tokens: int = MAX_TOKENS
+) -> list[tuple[list[int], list[int]]]:
     """The model inputs for `candidates` (each distinct text tokenised once)."""
     texts = list(dict.fromkeys([question, *(t for c in candidates for t in (c.before, c.sentence, c.after))]))
     ids = dict(zip(texts, pieces.ids(texts)))
-    return [assemble(ids[question], ids[c.before], ids[c.sentence], ids[c.after], max_tokens=max_tokens)
-            for c in candidates]
+    return [
+        assemble(ids[question], ids[c.before], ids[c.sentence], ids[c.after], max_tokens=max_tokens) for c in candidates
+    ]
 
 
 class Reader:
@@ -120,15 +130,17 @@ class Reader:
         self.max_tokens = int(meta.get("max_tokens", MAX_TOKENS))
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike[str] | None = None) -> "Reader":
+    def load(cls, model_dir: str | os.PathLike[str] | None = None) -> Reader:
         """The reader in `model_dir` (default: the one shipped in the package). Raises
         ReaderUnavailable naming the missing file."""
         return _load(str(Path(model_dir) if model_dir else MODEL_DIR))
 
     def logits(self, question: str, candidates: Sequence[Candidate], *, batch_size: int = 32) -> np.ndarray:
         rows = encode_candidates(self.pieces, question, candidates, max_tokens=self.max_tokens)
-        out = [self.session.run(["logits"], pad_batch(rows[i: i + batch_size]))[0].reshape(-1)
-               for i in range(0, len(rows), batch_size)]
+        out = [
+            self.session.run(["logits"], pad_batch(rows[i : i + batch_size]))[0].reshape(-1)
+            for i in range(0, len(rows), batch_size)
+        ]
         return np.concatenate(out).astype(np.float32) if out else np.zeros(0, dtype=np.float32)
 
     def score(self, question: str, candidates: Sequence[Candidate], *, batch_size: int = 32) -> np.ndarray:
@@ -142,8 +154,10 @@ def _load(model_dir: str) -> Reader:
     model, tokenizer = folder / ONNX_FILE, folder / "tokenizer.json"
     for path in (model, tokenizer):
         if not path.is_file():
-            raise ReaderUnavailable(f"reader model file {path} is missing: train it with "
-                                    "`python -m eval.train_reader` or use --answer-scorer heuristic")
+            raise ReaderUnavailable(
+                f"reader model file {path} is missing: train it with "
+                "`python -m eval.train_reader` or use --answer-scorer heuristic"
+            )
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

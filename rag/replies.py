@@ -4,6 +4,7 @@
 sentence the chat model is told to write in that case (`rag.verify` recognises it and turns it
 into `ABSTAIN_TEXT`); a "not sure" answer starts with `TENTATIVE_PREFIX`.
 """
+
 from __future__ import annotations
 
 ABSTAIN_TEXT = "The documents do not contain an answer to this question."

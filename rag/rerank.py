@@ -6,10 +6,12 @@ few that matter: the best sentence of each of the top `rerank_depth` hits, then 
 overall up to `reader_sentences`. A hit's reader score is its best sentence's; hits the reader
 read are ordered by it, the others keep their fused order after them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -52,16 +54,19 @@ def in_context(s: ScoredSentence) -> Candidate:
     chunk = s.hit.chunk
     spans = list(chunk.sentences)
     k = spans.index((s.start, s.end)) if (s.start, s.end) in spans else -1
+
     def text(i: int) -> str:
         if k < 0 or not 0 <= i < len(spans):
             return ""
         a, b = spans[i]
-        return chunk.text[a - chunk.start: b - chunk.start]
-    return Candidate(text(k - 1), chunk.text[s.start - chunk.start: s.end - chunk.start], text(k + 1))
+        return chunk.text[a - chunk.start : b - chunk.start]
+
+    return Candidate(text(k - 1), chunk.text[s.start - chunk.start : s.end - chunk.start], text(k + 1))
 
 
-def read_sentences(question: str, sentences: Sequence[ScoredSentence], reader: Reader, *,
-                   config: RagConfig) -> list[ScoredSentence]:
+def read_sentences(
+    question: str, sentences: Sequence[ScoredSentence], reader: Reader, *, config: RagConfig
+) -> list[ScoredSentence]:
     """The prefiltered sentences with `score` = the reader's probability and `logit` set, best first."""
     chosen = prefilter(sentences, config=config)
     if not chosen:
@@ -73,8 +78,9 @@ def read_sentences(question: str, sentences: Sequence[ScoredSentence], reader: R
     return read
 
 
-def rerank_hits(hits: Sequence[Hit], read: Sequence[ScoredSentence], *,
-                config: RagConfig) -> tuple[list[Hit], list[ScoredSentence]]:
+def rerank_hits(
+    hits: Sequence[Hit], read: Sequence[ScoredSentence], *, config: RagConfig
+) -> tuple[list[Hit], list[ScoredSentence]]:
     """Hits reordered by their best read sentence (the top `rerank_depth` only; the rest keep
     their places after them), and the sentences with `hit_rank` renumbered to the new order."""
     if not config.rerank or not read:
@@ -89,12 +95,19 @@ def rerank_hits(hits: Sequence[Hit], read: Sequence[ScoredSentence], *,
     # `score` keeps ordering the hits: the read ones above every fused score, by reader score.
     lift = max((h.score for h in hits), default=0.0) + 1.0
     reranked = [replace(hits[old], score=lift + best[old]) if old in best else hits[old] for old in order]
-    return reranked, [replace(s, hit_rank=new_rank[s.hit_rank], hit=reranked[new_rank[s.hit_rank]])
-                      for s in read]
+    return reranked, [replace(s, hit_rank=new_rank[s.hit_rank], hit=reranked[new_rank[s.hit_rank]]) for s in read]
 
 
-def read_and_rerank(question: str, query_vector: np.ndarray, hits: Sequence[Hit], index: "Index", reader: Reader, *,
-                    config: RagConfig, terms: QuestionTerms | None = None) -> tuple[list[Hit], list[ScoredSentence]]:
+def read_and_rerank(
+    question: str,
+    query_vector: np.ndarray,
+    hits: Sequence[Hit],
+    index: Index,
+    reader: Reader,
+    *,
+    config: RagConfig,
+    terms: QuestionTerms | None = None,
+) -> tuple[list[Hit], list[ScoredSentence]]:
     """The hits reordered by the reader and the sentences it read (best first): the one path the
     pipeline and the retrieval benchmarks share."""
     if not hits:

@@ -1,8 +1,10 @@
 """Dense (FAISS inner product: exact or HNSW, see rag/store/files.py), lexical (BM25 via bm25s) and fused
 (reciprocal-rank) search."""
+
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
     from rag.store import Index
 
 
-def dense_search(index: "Index", query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+def dense_search(index: Index, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
     """(chunk id, cosine) best first."""
     import faiss
 
@@ -24,12 +26,13 @@ def dense_search(index: "Index", query_vector: np.ndarray, k: int) -> list[tuple
     # OpenMP thread gains nothing on one query and, on a busy machine, waits for a core: 8 ms a
     # search instead of 0.9 at 1M chunks (BENCHMARKS.md).
     faiss.omp_set_num_threads(1)
-    scores, ids = index.faiss.search(np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32),
-                                     min(k, index.faiss.ntotal))
+    scores, ids = index.faiss.search(
+        np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32), min(k, index.faiss.ntotal)
+    )
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
-def bm25_search(index: "Index", query: str, k: int) -> list[tuple[int, float]]:
+def bm25_search(index: Index, query: str, k: int) -> list[tuple[int, float]]:
     """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out."""
     if index.bm25 is None or not len(index.bm25_ids):
         return []
@@ -37,13 +40,13 @@ def bm25_search(index: "Index", query: str, k: int) -> list[tuple[int, float]]:
     known = [[t for t in stem_terms([query])[0] if t in vocab]]
     if not known[0]:
         return []
-    rows, scores = index.bm25.retrieve(known, k=min(k, len(index.bm25_ids)), show_progress=False,
-                                       n_threads=1)
+    rows, scores = index.bm25.retrieve(known, k=min(k, len(index.bm25_ids)), show_progress=False, n_threads=1)
     return [(int(index.bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
 
 
-def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], *, k: int = 60,
-                           weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
+def reciprocal_rank_fusion(
+    rankings: list[list[tuple[int, float]]], *, k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[int, float]]:
     """Fuse ranked lists: score(d) = sum over lists of weight / (k + rank), rank from 1; best first.
 
     Ties keep the order in which ids first appear (dense list first).
@@ -62,8 +65,14 @@ def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], *, k: int = 
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
-def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
-           config: RagConfig | None = None, top_k: int | None = None) -> list[Hit]:
+def search(
+    index: Index,
+    query: str,
+    query_vector: np.ndarray | None,
+    *,
+    config: RagConfig | None = None,
+    top_k: int | None = None,
+) -> list[Hit]:
     """The top hits for a query in the configured mode (`dense`, `bm25` or `hybrid`), best first.
 
     Every hit carries its dense cosine to the query (also for chunks found by BM25 alone) and its
@@ -83,8 +92,15 @@ def search(index: "Index", query: str, query_vector: np.ndarray | None, *,
     return fuse(index, dense, lexical, query_vector, config=config, top_k=k)
 
 
-def fuse(index: "Index", dense: list[tuple[int, float]], lexical: list[tuple[int, float]],
-         query_vector: np.ndarray | None, *, config: RagConfig, top_k: int) -> list[Hit]:
+def fuse(
+    index: Index,
+    dense: list[tuple[int, float]],
+    lexical: list[tuple[int, float]],
+    query_vector: np.ndarray | None,
+    *,
+    config: RagConfig,
+    top_k: int,
+) -> list[Hit]:
     """The top `top_k` hits from the dense and BM25 rankings in the configured mode, with their
     chunks read from the store and each hit's dense cosine and BM25 score filled in."""
     if config.mode == "dense":
@@ -103,11 +119,12 @@ def fuse(index: "Index", dense: list[tuple[int, float]], lexical: list[tuple[int
         for i, vec in vectors.items():
             dense_scores[i] = float(vec @ query_vector.reshape(-1))
     bm25_scores = dict(lexical)
-    return [Hit(chunks[i], float(s), dense_scores.get(i, 0.0), bm25_scores.get(i, 0.0))
-            for i, s in ranked if i in chunks]
+    return [
+        Hit(chunks[i], float(s), dense_scores.get(i, 0.0), bm25_scores.get(i, 0.0)) for i, s in ranked if i in chunks
+    ]
 
 
-def idf_weights(index: "Index", terms: list[str]) -> dict[str, float]:
+def idf_weights(index: Index, terms: list[str]) -> dict[str, float]:
     """BM25 inverse document frequency of each term over the index's chunks (unseen terms get the
     highest weight: they are the rarest)."""
     n = len(index.bm25_ids)

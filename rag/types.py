@@ -1,4 +1,5 @@
 """The records that flow between stages. Small, frozen, plain."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -69,9 +70,11 @@ class EmbeddedDocument:
 
     def __post_init__(self) -> None:
         if not len(self.chunks) == len(self.vectors) == len(self.sentence_vectors):
-            raise ValueError(f"need one vector and one sentence-vector array per chunk of {self.document.source}: "
-                             f"{len(self.chunks)} chunks, {len(self.vectors)} vectors, "
-                             f"{len(self.sentence_vectors)} sentence-vector arrays")
+            raise ValueError(
+                f"need one vector and one sentence-vector array per chunk of {self.document.source}: "
+                f"{len(self.chunks)} chunks, {len(self.vectors)} vectors, "
+                f"{len(self.sentence_vectors)} sentence-vector arrays"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,12 @@ class CheckedSentence:
     support: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "citations": list(self.citations), "supported": self.supported,
-                "support": round(self.support, 4)}
+        return {
+            "text": self.text,
+            "citations": list(self.citations),
+            "supported": self.supported,
+            "support": round(self.support, 4),
+        }
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,14 @@ Example:
     >>> [(c.text, c.cited) for c in split_claims("Paris is in France [1]. It is big [7].", 2)]
     [('Paris is in France.', (1,)), ('It is big.', ())]
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,8 +62,15 @@ if TYPE_CHECKING:
 # same paragraph, or another passage), their bias set so that the same support_threshold is best for
 # both: report-half AUROC 0.869, weaker than for statements (a wrong name from the right paragraph is
 # caught four times in ten).
-SUPPORT_FEATURES = ("bias", "lexical", "semantic", "passage_lexical", "number_missing", "name_missing",
-                    "answer_lexical")
+SUPPORT_FEATURES = (
+    "bias",
+    "lexical",
+    "semantic",
+    "passage_lexical",
+    "number_missing",
+    "name_missing",
+    "answer_lexical",
+)
 
 _NUMBER = r"\d+(?:\s*(?:,|;|and|&)\s*(?:passage\s*)?\d+)*"
 MARKER = re.compile(rf"\[\s*(?:passage\s*)?({_NUMBER})\s*\]", re.I)
@@ -96,7 +105,7 @@ class Evidence:
     @property
     def quote(self) -> str:
         chunk = self.hit.chunk
-        return chunk.text[self.start - chunk.start: self.end - chunk.start]
+        return chunk.text[self.start - chunk.start : self.end - chunk.start]
 
 
 def _numbers(group: str) -> list[int]:
@@ -140,8 +149,9 @@ def split_claims(text: str, n_passages: int, *, sources: Sequence[str] = ()) -> 
         text = re.sub(rf"\(\s*(?:from\s+|source:\s*)?{re.escape(source)}\s*\)", " ", text, flags=re.I)
     if not MARKER.match(text.lstrip()):
         # "It is old. [1] Next." -> "It is old [1]. Next.": the marker stays with its sentence.
-        text = _END_THEN_MARKERS.sub(lambda m: " " + " ".join(x.group(0) for x in MARKER.finditer(m.group(2)))
-                                     + m.group(1), text)
+        text = _END_THEN_MARKERS.sub(
+            lambda m: " " + " ".join(x.group(0) for x in MARKER.finditer(m.group(2))) + m.group(1), text
+        )
     claims: list[Claim] = []
     seen: set[str] = set()
     for a, b in split_sentences(text):
@@ -152,8 +162,13 @@ def split_claims(text: str, n_passages: int, *, sources: Sequence[str] = ()) -> 
         if not key or key in seen:
             continue
         seen.add(key)
-        claims.append(Claim(clean, tuple(n for n in numbers if 1 <= n <= n_passages),
-                            tuple(n for n in numbers if not 1 <= n <= n_passages)))
+        claims.append(
+            Claim(
+                clean,
+                tuple(n for n in numbers if 1 <= n <= n_passages),
+                tuple(n for n in numbers if not 1 <= n <= n_passages),
+            )
+        )
     return claims
 
 
@@ -184,8 +199,8 @@ def _names(text: str) -> set[str]:
         word = m.group(0)
         if k == 0 or not word[0].isupper():
             continue
-        before = text[:m.start()].rstrip()
-        if before.endswith((".", "!", "?", ":", "\"", "“")):
+        before = text[: m.start()].rstrip()
+        if before.endswith((".", "!", "?", ":", '"', "“")):
             continue
         out.add(word.lower().rstrip("'’s"))
     return out
@@ -203,8 +218,9 @@ def support_score(features: Sequence[float], weights: Sequence[float] | None = N
         weights = RagConfig().support_weights
     for name, values in (("support features", features), ("support weights", weights)):
         if len(values) != len(SUPPORT_FEATURES):
-            raise ValueError(f"{name} must have {len(SUPPORT_FEATURES)} values ({', '.join(SUPPORT_FEATURES)}), "
-                             f"got {len(values)}")
+            raise ValueError(
+                f"{name} must have {len(SUPPORT_FEATURES)} values ({', '.join(SUPPORT_FEATURES)}), got {len(values)}"
+            )
     return sigmoid(float(sum(f * w for f, w in zip(features, weights))))
 
 
@@ -217,8 +233,14 @@ class Span:
     features: tuple[float, ...]
 
 
-def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], index: "Index",
-                   embedder: "Embedder", *, questions: Sequence[str | None] | None = None) -> list[list[list[Span]]]:
+def evidence_spans(
+    claims: Sequence[str],
+    passages: Sequence[Sequence[Hit]],
+    index: Index,
+    embedder: Embedder,
+    *,
+    questions: Sequence[str | None] | None = None,
+) -> list[list[list[Span]]]:
     """Every candidate quote for each claim in each of its passages, with its support features.
 
     `passages[i]` are the hits claim i is checked against; `result[i][j]` lists the spans of
@@ -230,15 +252,17 @@ def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], ind
 
     questions = list(questions) if questions is not None else [None] * len(claims)
     if not len(passages) == len(questions) == len(claims):
-        raise ValueError(f"passages and questions must hold one entry per claim ({len(claims)}), "
-                         f"got {len(passages)} and {len(questions)}")
+        raise ValueError(
+            f"passages and questions must hold one entry per claim ({len(claims)}), "
+            f"got {len(passages)} and {len(questions)}"
+        )
     if not claims:
         return []
     checked = [f"{q} {c}" if q else c for c, q in zip(claims, questions)]
     claim_vectors = embedder.encode_queries(checked)
     chunks = {h.chunk.id: h.chunk for hits in passages for h in hits}
     vectors = index.sentence_vectors(list(chunks))
-    texts = {cid: [c.text[a - c.start: b - c.start] for a, b in c.sentences] for cid, c in chunks.items()}
+    texts = {cid: [c.text[a - c.start : b - c.start] for a, b in c.sentences] for cid, c in chunks.items()}
     flat = [t for cid in chunks for t in texts[cid]]
     flat_terms = iter(stem_terms(flat) if flat else [])
     terms_of = {cid: [set(next(flat_terms)) for _ in texts[cid]] for cid in chunks}
@@ -247,8 +271,9 @@ def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], ind
     own_terms = [set(t) for t in stem_terms(list(claims))]
     idf = idf_weights(index, sorted(set().union(*checked_terms)))
     out: list[list[list[Span]]] = []
-    for claim, question, terms, own, vector, hits in zip(claims, questions, checked_terms, own_terms,
-                                                         claim_vectors, passages):
+    for claim, question, terms, own, vector, hits in zip(
+        claims, questions, checked_terms, own_terms, claim_vectors, passages
+    ):
         numbers, names = _number_set(claim), _names(claim)
         row: list[list[Span]] = []
         for hit in hits:
@@ -266,18 +291,31 @@ def evidence_spans(claims: Sequence[str], passages: Sequence[Sequence[Hit]], ind
                 else:  # no sentence vectors stored: the passage's own cosine to the query
                     semantic = hit.dense
                 span_terms = terms_k[first] | terms_k[last]
-                features = (1.0, _share(terms, span_terms, idf), semantic, passage_lexical,
-                            1.0 if numbers - (numbers_k[first] | numbers_k[last]) else 0.0, name_missing,
-                            _share(own, span_terms, idf) if question else 0.0)
+                features = (
+                    1.0,
+                    _share(terms, span_terms, idf),
+                    semantic,
+                    passage_lexical,
+                    1.0 if numbers - (numbers_k[first] | numbers_k[last]) else 0.0,
+                    name_missing,
+                    _share(own, span_terms, idf) if question else 0.0,
+                )
                 spans.append(Span(chunk.sentences[first][0], chunk.sentences[last][1], features))
             row.append(spans)
         out.append(row)
     return out
 
 
-def best_evidence(claims: Sequence[str], passages: Sequence[Sequence[Hit]], index: "Index",
-                  embedder: "Embedder", *, question: str | None = None,
-                  threshold: float | None = None, config: RagConfig | None = None) -> list[list[Evidence]]:
+def best_evidence(
+    claims: Sequence[str],
+    passages: Sequence[Sequence[Hit]],
+    index: Index,
+    embedder: Embedder,
+    *,
+    question: str | None = None,
+    threshold: float | None = None,
+    config: RagConfig | None = None,
+) -> list[list[Evidence]]:
     """For each claim, the best quote (a sentence, or two adjacent ones) in each of its passages.
 
     `result[i][j]` is the evidence for `claims[i]` in `passages[i][j]`. With `question`, a claim
@@ -294,8 +332,9 @@ def best_evidence(claims: Sequence[str], passages: Sequence[Sequence[Hit]], inde
     config = config or RagConfig()
     questions = [None if question is None or is_statement(c) else question for c in claims]
     out = []
-    for q, hits, rows in zip(questions, passages,
-                             evidence_spans(claims, passages, index, embedder, questions=questions)):
+    for q, hits, rows in zip(
+        questions, passages, evidence_spans(claims, passages, index, embedder, questions=questions)
+    ):
         weights = config.support_weights if q is None else config.fragment_support_weights
         found = []
         for hit, spans in zip(hits, rows):
@@ -313,8 +352,17 @@ def best_evidence(claims: Sequence[str], passages: Sequence[Sequence[Hit]], inde
 # --- the verified answer ----------------------------------------------------------------------
 
 
-def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "Index", embedder: "Embedder", *,
-                  config: RagConfig, extractive: Answer, generator: str) -> Answer:
+def verify_answer(
+    question: str,
+    generated: str,
+    hits: Sequence[Hit],
+    index: Index,
+    embedder: Embedder,
+    *,
+    config: RagConfig,
+    extractive: Answer,
+    generator: str,
+) -> Answer:
     """The answer made of the generated sentences that their cited passages support.
 
     `hits` are the passages as numbered in the prompt ([1] is `hits[0]`); `extractive` is
@@ -335,13 +383,22 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
     refusals = [c for c in claims if is_refusal(c.text)]
     claims = [c for c in claims if not is_refusal(c.text)]
     if refusals and not any(c.cited for c in claims):
-        return _replace(extractive, text=ABSTAIN_TEXT, abstained=True, citations=(), generator=generator,
-                        sentences=())
+        return _replace(extractive, text=ABSTAIN_TEXT, abstained=True, citations=(), generator=generator, sentences=())
     cited = [c for c in claims if c.cited]
-    evidence = dict(zip((id(c) for c in cited),
-                        best_evidence([c.text for c in cited], [[hits[n - 1] for n in c.cited] for c in cited],
-                                      index, embedder, question=question, threshold=config.support_threshold,
-                                      config=config)))
+    evidence = dict(
+        zip(
+            (id(c) for c in cited),
+            best_evidence(
+                [c.text for c in cited],
+                [[hits[n - 1] for n in c.cited] for c in cited],
+                index,
+                embedder,
+                question=question,
+                threshold=config.support_threshold,
+                config=config,
+            ),
+        )
+    )
     citations: list[Citation] = []
     by_span: dict[tuple[str, int, int], int] = {}
     checked: list[CheckedSentence] = []
@@ -360,9 +417,19 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
             if key not in by_span:
                 chunk = e.hit.chunk
                 by_span[key] = len(citations) + 1
-                citations.append(Citation(n=by_span[key], source=chunk.source, start=e.start, end=e.end,
-                                          page=chunk.page, quote=e.quote, passage=chunk.text,
-                                          score=round(e.score, 4), passage_start=chunk.start))
+                citations.append(
+                    Citation(
+                        n=by_span[key],
+                        source=chunk.source,
+                        start=e.start,
+                        end=e.end,
+                        page=chunk.page,
+                        quote=e.quote,
+                        passage=chunk.text,
+                        score=round(e.score, 4),
+                        passage_start=chunk.start,
+                    )
+                )
             if by_span[key] not in numbers:
                 numbers.append(by_span[key])
         checked.append(CheckedSentence(claim.text, tuple(numbers), True, round(support, 4)))
@@ -370,8 +437,15 @@ def verify_answer(question: str, generated: str, hits: Sequence[Hit], index: "In
     if not parts:
         return _replace(extractive, generator=generator, sentences=tuple(checked))
     text = " ".join(parts)
-    return _replace(extractive, text=text, abstained=False, citations=tuple(citations), candidate=text,
-                    generator=generator, sentences=tuple(checked))
+    return _replace(
+        extractive,
+        text=text,
+        abstained=False,
+        citations=tuple(citations),
+        candidate=text,
+        generator=generator,
+        sentences=tuple(checked),
+    )
 
 
 def _replace(answer: Answer, **changes: Any) -> Answer:

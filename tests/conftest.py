@@ -3,6 +3,7 @@
 The environment is set before anything imports transformers or gradio, so no test can reach the
 network or send analytics.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,17 +12,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable, NoReturn, Sequence  # noqa: E402
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
 
-import pytest  # noqa: E402
+import pytest
 
-from bench.common import rag_command  # noqa: E402,F401  (tests import it from here)
-from eval.datasets import SHARED_DATASETS  # noqa: E402
+from bench.common import rag_command
+from eval.datasets import SHARED_DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
@@ -116,8 +117,9 @@ def make_docx() -> Callable[[Path, Sequence[str]], Path]:
 
 def run_rag(args: Sequence[str], *, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would: a subprocess in `cwd`, with this process's environment."""
-    return subprocess.run([*rag_command(), *args], cwd=cwd, env=dict(os.environ), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [*rag_command(), *args], cwd=cwd, env=dict(os.environ), capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +130,7 @@ def rag_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 @pytest.fixture(scope="session")
 def copy_seed(seed_path: Path) -> Callable[[Path], Path]:
     """Copy the seed article into a folder (created if missing); returns the copy's path."""
+
     def copy(folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy(seed_path, folder / seed_path.name))

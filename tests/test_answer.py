@@ -1,4 +1,5 @@
 """The answer stage: question types, sentence choice, confidence, follow-up queries."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,20 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from rag.replies import ABSTAIN_TEXT
 from rag.answer import FEATURES, confidence, question_type
 from rag.config import RagConfig
 from rag.pipeline import RAG, build_index, condense_query
+from rag.replies import ABSTAIN_TEXT
 
 
-@pytest.mark.parametrize("question, kind", [
-    ("How many soldiers arrived?", "number"),
-    ("When did the meeting happen?", "date"),
-    ("What year was it founded?", "date"),
-    ("Who met the diplomats?", "name"),
-    ("Where did the talks take place?", "place"),
-    ("Why is China concerned?", "other"),
-])
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("How many soldiers arrived?", "number"),
+        ("When did the meeting happen?", "date"),
+        ("What year was it founded?", "date"),
+        ("Who met the diplomats?", "name"),
+        ("Where did the talks take place?", "place"),
+        ("Why is China concerned?", "other"),
+    ],
+)
 def test_question_type(question: str, kind: str) -> None:
     assert question_type(question) == kind
 
@@ -55,10 +59,14 @@ def seed_rag(tmp_path_factory, embedder, seed_path: Path) -> RAG:
     opened.index.close()
 
 
-QUESTIONS = ("How many North Korean soldiers have arrived in Kursk?", "Who attended the meeting with Chinese "
-             "diplomats?", "What is Russia training the troops in?", "Why does the US turn to China?",
-             "What did the New York Times report?", "What does the alliance between Russia and North Korea mean "
-             "for China?")
+QUESTIONS = (
+    "How many North Korean soldiers have arrived in Kursk?",
+    "Who attended the meeting with Chinese diplomats?",
+    "What is Russia training the troops in?",
+    "Why does the US turn to China?",
+    "What did the New York Times report?",
+    "What does the alliance between Russia and North Korea mean for China?",
+)
 
 
 def _pairs(rag: RAG, config: RagConfig) -> list[str]:
@@ -71,7 +79,7 @@ def _pairs(rag: RAG, config: RagConfig) -> list[str]:
         if len(answer.citations) == 2:
             first, second = answer.citations
             assert first.source == second.source and first.end <= second.start
-            gaps.append(rag.index.document(first.source).text[first.end:second.start])
+            gaps.append(rag.index.document(first.source).text[first.end : second.start])
     return gaps
 
 
@@ -82,8 +90,10 @@ def test_a_second_sentence_only_continues_the_first(seed_rag: RAG) -> None:
 
 
 def test_abstention_keeps_the_candidate_but_cites_nothing(seed_rag: RAG) -> None:
-    answer = seed_rag.ask("How many North Korean soldiers have arrived in Kursk?",
-                          config=seed_rag.config.with_threshold(1.0, tentative=1.0))
+    answer = seed_rag.ask(
+        "How many North Korean soldiers have arrived in Kursk?",
+        config=seed_rag.config.with_threshold(1.0, tentative=1.0),
+    )
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == ()
     assert "8,000" in answer.candidate
     assert answer.hits  # the nearest passages stay available to show, labelled as not an answer

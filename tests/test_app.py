@@ -1,5 +1,6 @@
 """app.py, the entry script Gradio users expect: `python app.py` is `rag serve`, and `gradio app.py`
 finds a module-level `demo` that it rebuilds on each reload without loading the model again."""
+
 from __future__ import annotations
 
 import subprocess
@@ -53,9 +54,11 @@ def test_app_py_builds_the_demo_gradio_looks_for_and_rebuilds_it_on_reload(seed_
 
 
 def test_importing_app_py_loads_nothing() -> None:
-    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('app', sys.argv[1]); "
-            "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            "print(hasattr(module, 'demo'), hasattr(module, 'rag'))")  # no app built, no index opened
+    code = (
+        "import importlib.util, sys; spec = importlib.util.spec_from_file_location('app', sys.argv[1]); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(hasattr(module, 'demo'), hasattr(module, 'rag'))"
+    )  # no app built, no index opened
     result = subprocess.run([sys.executable, "-c", code, str(APP)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
@@ -64,8 +67,14 @@ def test_importing_app_py_loads_nothing() -> None:
 @pytest.mark.slow
 def test_python_app_py_is_rag_serve(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    result = subprocess.run([sys.executable, str(APP), "--index-dir", str(missing)], capture_output=True, text=True,
-                            timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(APP), "--index-dir", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stderr.strip() == (f"rag serve: error: no index at {missing}: build one first with "
-                                     f"`rag index --index-dir {missing}`")
+    assert result.stderr.strip() == (
+        f"rag serve: error: no index at {missing}: build one first with `rag index --index-dir {missing}`"
+    )

@@ -1,4 +1,5 @@
 """The LangChain tutorial baseline, built once over two hand-written documents with the real model."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from eval.baseline import CHUNK_SIZE, LangChainBaseline  # noqa: E402
+from eval.baseline import CHUNK_SIZE, LangChainBaseline
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +23,11 @@ VOLCANO_SENTENCES = [
 ]
 # Long enough to split into several chunks, so offsets past zero are exercised.
 VOLCANO = " ".join(VOLCANO_SENTENCES * 5)
-BREAD = ("Sourdough bread is leavened by a culture of wild yeast and lactic acid bacteria. "
-         "Bakers feed the starter with flour and water every day. "
-         "A long cold fermentation gives the loaf its sour taste and open crumb.")
+BREAD = (
+    "Sourdough bread is leavened by a culture of wild yeast and lactic acid bacteria. "
+    "Bakers feed the starter with flour and water every day. "
+    "A long cold fermentation gives the loaf its sour taste and open crumb."
+)
 DOCUMENTS = {"etna.txt": VOLCANO, "kitchen/sourdough.txt": BREAD}
 
 
@@ -39,12 +42,14 @@ def test_build_records_chunks_and_time(baseline: LangChainBaseline) -> None:
     assert baseline.build_seconds > 0
 
 
-@pytest.mark.parametrize(("question", "source"), [
-    ("What makes sourdough bread rise?", "kitchen/sourdough.txt"),
-    ("Which volcano erupted near Catania in Sicily?", "etna.txt"),
-])
-def test_ask_returns_the_matching_document_first(baseline: LangChainBaseline, question: str,
-                                                 source: str) -> None:
+@pytest.mark.parametrize(
+    ("question", "source"),
+    [
+        ("What makes sourdough bread rise?", "kitchen/sourdough.txt"),
+        ("Which volcano erupted near Catania in Sicily?", "etna.txt"),
+    ],
+)
+def test_ask_returns_the_matching_document_first(baseline: LangChainBaseline, question: str, source: str) -> None:
     result = baseline.ask(question)
     assert set(result) == {"question", "answer", "abstained", "confidence", "citations", "timings_ms"}
     assert result["question"] == question and result["abstained"] is False
@@ -57,7 +62,7 @@ def test_ask_returns_the_matching_document_first(baseline: LangChainBaseline, qu
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
     for c in citations:
         assert set(c) == {"n", "source", "start", "end", "page", "quote", "passage", "score"}
-        assert DOCUMENTS[c["source"]][c["start"]:c["end"]] == c["passage"] == c["quote"]
+        assert DOCUMENTS[c["source"]][c["start"] : c["end"]] == c["passage"] == c["quote"]
         assert c["page"] is None
     assert set(result["timings_ms"]) == {"retrieve", "answer", "total"}
 

@@ -5,25 +5,24 @@ with `bm25s.BM25.load` (as `rag.store.Index.load` does) and compared: vocabulary
 column, the full score vector of many queries and the top-k ids of `rag.retrieve.bm25_search`.
 Block sizes are small so that every corpus spans several blocks.
 """
+
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import skip_or_fail
+
 from eval.datasets import SHARED_DATASETS
 from rag.bm25_build import SPILL, build_bm25
 from rag.lexical import bm25_tokenize, stem_terms
 from rag.retrieve import bm25_search
 
 SCIFACT = SHARED_DATASETS / "scifact"
-FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json",
-         "params.index.json")
+FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json", "params.index.json")
 
 HAND = [
     "The cat sat on the mat. The cat was happy.",
@@ -44,9 +43,24 @@ HAND = [
     "Cafe naive resume strasse facade",
     "The cat sat on the mat. The cat was happy.",
 ]
-HAND_QUERIES = ["cat", "cats on mats", "café", "strasse", "straße", "日本語のテキスト", "smile 🙂", "covid 19",
-                "energy chloroplasts", "mitochondria dna", "running runner", "mat dog", "zzz unknown",
-                "the of", "x1 y2", "powerhouse cell maternally"]
+HAND_QUERIES = [
+    "cat",
+    "cats on mats",
+    "café",
+    "strasse",
+    "straße",
+    "日本語のテキスト",
+    "smile 🙂",
+    "covid 19",
+    "energy chloroplasts",
+    "mitochondria dna",
+    "running runner",
+    "mat dog",
+    "zzz unknown",
+    "the of",
+    "x1 y2",
+    "powerhouse cell maternally",
+]
 
 
 def _reference(texts: list[str], out: Path) -> Path:
@@ -88,8 +102,9 @@ def _columns(retriever) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def _assert_equivalent(ref_dir: Path, new_dir: Path, n_docs: int, queries: list[str], k: int = 10) -> None:
     ref, new = _load(ref_dir), _load(new_dir)
-    assert json.loads((new_dir / "params.index.json").read_text()) == \
-        json.loads((ref_dir / "params.index.json").read_text())
+    assert json.loads((new_dir / "params.index.json").read_text()) == json.loads(
+        (ref_dir / "params.index.json").read_text()
+    )
     assert new.scores["num_docs"] == ref.scores["num_docs"] == n_docs
     for key in ("data", "indices", "indptr"):
         assert new.scores[key].dtype == ref.scores[key].dtype, key
@@ -105,8 +120,9 @@ def _assert_equivalent(ref_dir: Path, new_dir: Path, n_docs: int, queries: list[
     for query, tokens in zip(queries, stem_terms(queries)):
         known = [t for t in tokens if t in ref.vocab_dict]
         if known:
-            np.testing.assert_allclose(new.get_scores(known), ref.get_scores(known), rtol=1e-6, atol=1e-7,
-                                       err_msg=query)
+            np.testing.assert_allclose(
+                new.get_scores(known), ref.get_scores(known), rtol=1e-6, atol=1e-7, err_msg=query
+            )
             checked += 1
         got = bm25_search(SimpleNamespace(bm25=new, bm25_ids=ids), query, k)
         want = bm25_search(SimpleNamespace(bm25=ref, bm25_ids=ids), query, k)
@@ -244,7 +260,7 @@ def test_index_writer_bm25_equals_bm25s_across_generations(tmp_path: Path, monke
 
     monkeypatch.setattr(rag.bm25_build, "BLOCK_ROWS", 2)
     monkeypatch.setattr(rag.bm25_build, "build_bm25", build)
-    docs = {f"d{i}.txt": " ".join(HAND[i:i + 6]) + f" Document number {i}." for i in range(0, len(HAND), 2)}
+    docs = {f"d{i}.txt": " ".join(HAND[i : i + 6]) + f" Document number {i}." for i in range(0, len(HAND), 2)}
     docs["stop.txt"] = "The and of. A an the."
     index_dir = tmp_path / "index"
     for generation, (add, remove) in enumerate([(sorted(docs), []), (["new.txt"], ["d0.txt", "d4.txt"])], 1):
@@ -256,14 +272,21 @@ def test_index_writer_bm25_equals_bm25s_across_generations(tmp_path: Path, monke
         try:
             assert index.generation == generation
             db = sqlite3.connect(str(index_dir / DB))
-            rows = db.execute("SELECT id, text FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR "
-                              "gen_removed > ?) ORDER BY id", (generation, generation)).fetchall()
+            rows = db.execute(
+                "SELECT id, text FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR "
+                "gen_removed > ?) ORDER BY id",
+                (generation, generation),
+            ).fetchall()
             db.close()
             assert index.bm25_ids.tolist() == [r[0] for r in rows]
             assert blocks[-1] == -(-len(rows) // 2) >= 3
             ref = _reference([r[1] for r in rows], tmp_path / f"ref-{generation}")
-            _assert_equivalent(ref, index_dir / index.manifest["files"]["bm25"], len(rows),
-                               HAND_QUERIES + ["document number 2", "mitochondria cats"])
+            _assert_equivalent(
+                ref,
+                index_dir / index.manifest["files"]["bm25"],
+                len(rows),
+                HAND_QUERIES + ["document number 2", "mitochondria cats"],
+            )
             assert not [p for p in index_dir.iterdir() if p.name.endswith(".tmp")]
         finally:
             index.close()

@@ -1,5 +1,6 @@
 """eval.calibrate: the scikit-learn logistic fit against known optima, the "not sure" threshold,
 and writing the fitted-numbers file (always into a temporary folder here, never the package's)."""
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,13 @@ def test_tentative_threshold_reaches_the_coverage_of_answerable_questions() -> N
     assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7, coverage=0.6) == 0.6  # 2 of 3 from 0.6
     assert tentative_threshold(conf, answerable, ["a"] * 6, 0.7, coverage=0.9) == 0.2  # all 3 need 0.2
     # Datasets weigh alike: b's answerable questions all sit above 0.8, a's need the band down to 0.3.
-    two = tentative_threshold([0.9, 0.3, 0.1, 0.85, 0.95, 0.2], [True, True, False, True, True, False],
-                              ["a", "a", "a", "b", "b", "b"], 0.8, coverage=0.9)
+    two = tentative_threshold(
+        [0.9, 0.3, 0.1, 0.85, 0.95, 0.2],
+        [True, True, False, True, True, False],
+        ["a", "a", "a", "b", "b", "b"],
+        0.8,
+        coverage=0.9,
+    )
     assert two == 0.3
 
 
@@ -110,8 +116,12 @@ def test_fit_confidence_gives_a_block_the_config_can_use(scorer: str, names: tup
 def test_write_fitted_replaces_one_block_in_a_file_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = FITTED_FILE.read_bytes()
     block, metrics = fit_confidence(_rows(200, FEATURES), scorer="heuristic")
-    block["provenance"] = cal.provenance(command="rag eval --calibrate", fit={"l2": cal.L2}, metrics=metrics,
-                                         datasets=[{"name": "synthetic", "split": "all", "rows": 200}])
+    block["provenance"] = cal.provenance(
+        command="rag eval --calibrate",
+        fit={"l2": cal.L2},
+        metrics=metrics,
+        datasets=[{"name": "synthetic", "split": "all", "rows": 200}],
+    )
     out = write_fitted("heuristic_confidence", block, path=tmp_path / "sub" / "fitted.json")
     assert out == tmp_path / "sub" / "fitted.json"
     assert [p.name for p in out.parent.iterdir()] == ["fitted.json"]  # no temporary file left behind
@@ -137,8 +147,9 @@ def test_write_fitted_refuses_a_bad_block_and_leaves_the_file(tmp_path: Path) ->
         write_fitted("supports", bad, path=out)
 
 
-def test_rag_eval_calibrate_writes_the_named_file_with_provenance(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rag_eval_calibrate_writes_the_named_file_with_provenance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The command's plumbing, with the questions' rows given (asking them takes many minutes)."""
     datasets = [{"name": "synthetic", "split": "calibration", "rows": 300}]
     monkeypatch.setattr(cal, "collect_rows", lambda scorer, **kw: (_rows(300, READER_FEATURES), datasets, 0))
@@ -160,8 +171,9 @@ def test_rag_eval_calibrate_writes_the_named_file_with_provenance(tmp_path: Path
     assert {p.name: p.stat().st_mtime_ns for p in reports.iterdir()} == before  # no report rewritten
 
 
-def test_a_malformed_file_stops_rag_eval_with_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_malformed_file_stops_rag_eval_with_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = load_fitted(FITTED_FILE)
     del data["reader_confidence"]["answer_threshold"]
     bad = tmp_path / "fitted.json"

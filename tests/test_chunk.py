@@ -1,4 +1,5 @@
 """Chunking: exact offsets, the model window never exceeded, sentence overlap, page boundaries."""
+
 from __future__ import annotations
 
 import random
@@ -13,16 +14,35 @@ from rag.types import Chunk, Document, Page
 
 def _pathological_text() -> str:
     rng = random.Random(7)
-    vocabulary = ["river", "mountain", "quantum", "xylophone", "harbour", "lantern", "meadow", "cobalt",
-                  "unbelievably", "antidisestablishmentarianism", "1987", "Zürich"]
+    vocabulary = [
+        "river",
+        "mountain",
+        "quantum",
+        "xylophone",
+        "harbour",
+        "lantern",
+        "meadow",
+        "cobalt",
+        "unbelievably",
+        "antidisestablishmentarianism",
+        "1987",
+        "Zürich",
+    ]
     no_punctuation = " ".join(rng.choice(vocabulary) for _ in range(600))
-    return ("A short opening sentence. "
-            + no_punctuation
-            + "\n\nNow a long word: " + "x" * 2000  # one word-piece token ([UNK]) for 2,000 characters
-            + " and another: " + "a," * 1000  # 2,000 characters, one word piece per character
-            + " and a mixed one: " + ",a" * 500 + "y" * 1000  # dense start, sparse end
-            + " then " + "漢" * 2000  # CJK: one word piece per character
-            + "\n\nA normal closing sentence. It has two parts.")
+    return (
+        "A short opening sentence. "
+        + no_punctuation
+        + "\n\nNow a long word: "
+        + "x" * 2000  # one word-piece token ([UNK]) for 2,000 characters
+        + " and another: "
+        + "a," * 1000  # 2,000 characters, one word piece per character
+        + " and a mixed one: "
+        + ",a" * 500
+        + "y" * 1000  # dense start, sparse end
+        + " then "
+        + "漢" * 2000  # CJK: one word piece per character
+        + "\n\nA normal closing sentence. It has two parts."
+    )
 
 
 PATHOLOGICAL = Document("weird.txt", _pathological_text(), "0" * 64)
@@ -31,11 +51,11 @@ PATHOLOGICAL = Document("weird.txt", _pathological_text(), "0" * 64)
 def _check_offsets(document: Document, chunks: list[Chunk]) -> None:
     assert chunks
     for c in chunks:
-        assert document.text[c.start:c.end] == c.text
+        assert document.text[c.start : c.end] == c.text
         assert c.sentences and c.sentences[0][0] == c.start and c.sentences[-1][1] == c.end
         for a, b in c.sentences:
             assert c.start <= a < b <= c.end
-            assert c.text[a - c.start:b - c.start] == document.text[a:b]
+            assert c.text[a - c.start : b - c.start] == document.text[a:b]
         assert all(b1 <= a2 for (_, b1), (a2, _) in zip(c.sentences, c.sentences[1:]))
 
 
@@ -44,11 +64,10 @@ def _window(embedder, chunk: Chunk) -> int:
 
 
 def test_split_sentences_returns_trimmed_spans() -> None:
-    text = "Dr. Smith met J. Doe in the U.S. last May. They talked!  Then? \"They left.\" Fine"
+    text = 'Dr. Smith met J. Doe in the U.S. last May. They talked!  Then? "They left." Fine'
     sentences = [text[a:b] for a, b in split_sentences(text)]
 
-    assert sentences == ["Dr. Smith met J. Doe in the U.S. last May.", "They talked!", "Then?",
-                         "\"They left.\"", "Fine"]
+    assert sentences == ["Dr. Smith met J. Doe in the U.S. last May.", "They talked!", "Then?", '"They left."', "Fine"]
 
 
 @pytest.mark.parametrize("overlap", [0, 1])
@@ -124,8 +143,9 @@ def test_chunks_never_cross_pages(embedder) -> None:
     page_one = "Page one starts here. It is short."
     page_two = "Page two follows. It is short too."
     text = page_one + "\n\n" + page_two
-    paged = Document("doc.pdf", text, "0" * 64,
-                     pages=(Page(1, 0, len(page_one)), Page(2, len(page_one) + 2, len(text))))
+    paged = Document(
+        "doc.pdf", text, "0" * 64, pages=(Page(1, 0, len(page_one)), Page(2, len(page_one) + 2, len(text)))
+    )
     unpaged = Document("doc.txt", text, "0" * 64)
 
     chunks = chunk_document(paged, embedder.tokenizer, max_tokens=200, overlap_sentences=1)
@@ -138,8 +158,10 @@ def test_chunks_never_cross_pages(embedder) -> None:
 def test_chunks_of_a_real_pdf_stay_on_their_page(embedder, tmp_path: Path, make_pdf) -> None:
     from rag.load import load_document
 
-    pages = [" ".join(f"Apple fact {i} is stated on the first page." for i in range(30)),
-             " ".join(f"Zebra fact {i} is stated on the second page." for i in range(30))]
+    pages = [
+        " ".join(f"Apple fact {i} is stated on the first page." for i in range(30)),
+        " ".join(f"Zebra fact {i} is stated on the second page." for i in range(30)),
+    ]
     document = load_document(make_pdf(tmp_path / "two.pdf", pages), "two.pdf")
     chunks = chunk_document(document, embedder.tokenizer, max_tokens=80, overlap_sentences=1)
 

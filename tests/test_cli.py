@@ -3,6 +3,7 @@
 Each command that loads the model costs several seconds, so the index is built once per module and
 bad inputs that are refused before the model loads are checked separately (they are fast).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ def _assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: s
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +73,17 @@ def test_ask_json_prints_exactly_one_object(indexed, rag_cli, seed_path: Path) -
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()) == 1
     data = json.loads(result.stdout)
-    assert set(data) == {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms",
-                         "generator",
-                         "sentences"}
+    assert set(data) == {
+        "question",
+        "answer",
+        "abstained",
+        "tentative",
+        "confidence",
+        "citations",
+        "timings_ms",
+        "generator",
+        "sentences",
+    }
     assert data["question"] == KURSK_QUESTION and data["abstained"] is False
     assert "[1]" in data["answer"] and 0.0 <= data["confidence"] <= 1.0
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}
@@ -81,19 +93,23 @@ def test_ask_json_prints_exactly_one_object(indexed, rag_cli, seed_path: Path) -
     for c in data["citations"]:
         assert set(c) == {"n", "source", "start", "end", "page", "quote", "passage", "score"}
         assert c["source"] == seed_path.name and c["page"] is None
-        assert text[c["start"]:c["end"]] == c["quote"] and c["quote"] in c["passage"]
+        assert text[c["start"] : c["end"]] == c["quote"] and c["quote"] in c["passage"]
     assert any("8,000" in c["quote"] for c in data["citations"])
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (["ask", ""], ["question is empty"]),
-    (["ask", "   \t  "], ["question is empty"]),
-    (["ask", "x" * 2001], ["question is 2001 characters", "2000"]),
-    (["ask", "What happened?", "--top-k", "0"], ["top_k must be >= 1, got 0"]),
-    (["index", "no-such-folder", "--index-dir", "idx"], ["path does not exist: no-such-folder"]),
-    (["ask", KURSK_QUESTION], ["no index at index", "rag index"]),
-    (["ask", KURSK_QUESTION, "--index-dir", "missing-index", "--json"], ["no index at missing-index"]),
-], ids=["empty", "whitespace", "too-long", "top-k-0", "missing-path", "no-index", "no-index-dir"])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["ask", ""], ["question is empty"]),
+        (["ask", "   \t  "], ["question is empty"]),
+        (["ask", "x" * 2001], ["question is 2001 characters", "2000"]),
+        (["ask", "What happened?", "--top-k", "0"], ["top_k must be >= 1, got 0"]),
+        (["index", "no-such-folder", "--index-dir", "idx"], ["path does not exist: no-such-folder"]),
+        (["ask", KURSK_QUESTION], ["no index at index", "rag index"]),
+        (["ask", KURSK_QUESTION, "--index-dir", "missing-index", "--json"], ["no index at missing-index"]),
+    ],
+    ids=["empty", "whitespace", "too-long", "top-k-0", "missing-path", "no-index", "no-index-dir"],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, rag_cli, args: list[str], needles: list[str]) -> None:
     result = rag_cli(args, cwd=tmp_path)
 
@@ -127,8 +143,7 @@ def test_other_chunking_is_refused_until_rebuild(indexed, rag_cli, tmp_path: Pat
     _assert_one_line_error(refused, "chunk_tokens=200 (config: 100)", "--rebuild")
     assert _snapshot(tmp_path / "idx") == before
 
-    rebuilt = rag_cli(["index", "corpus", "--index-dir", "idx", "--chunk-tokens", "100", "--rebuild"],
-                      cwd=tmp_path)
+    rebuilt = rag_cli(["index", "corpus", "--index-dir", "idx", "--chunk-tokens", "100", "--rebuild"], cwd=tmp_path)
 
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert rebuilt.stdout.startswith("indexed into idx: 1 added, 0 changed, 0 removed, 0 unchanged;")
@@ -138,8 +153,9 @@ def test_other_chunking_is_refused_until_rebuild(indexed, rag_cli, tmp_path: Pat
     assert manifest["n_chunks"] > old["n_chunks"]
 
 
-def test_an_index_built_with_other_chunking_can_still_be_asked(tmp_path: Path, monkeypatch, capsys, embedder,
-                                                                seed_path: Path) -> None:
+def test_an_index_built_with_other_chunking_can_still_be_asked(
+    tmp_path: Path, monkeypatch, capsys, embedder, seed_path: Path
+) -> None:
     """In-process (the model is already loaded): `rag ask` has no chunking flags, so it must take
     the index's own chunking instead of refusing the index."""
     from rag.cli import main

@@ -11,6 +11,7 @@ After each kill the folder must load, answer, and hold one of the two expected d
 (source -> sha256) in the manifest, the chunk store, FAISS and BM25 alike; a rerun completes the
 update and leaves no stray files. All scenarios start at once so their model loads overlap.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,26 +32,67 @@ from rag.store import MANIFEST, Index, read_manifest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-PLACES = ["Alderbrook", "Basalt Point", "Cinderford", "Driftwood Bay", "Elmstead", "Foxglove Ridge",
-          "Granite Falls", "Hollowmere", "Ironbridge", "Juniper Flats", "Kestrel Moor", "Larkspur Hill",
-          "Marram Dunes", "Nettlecombe", "Oakhaven", "Pebblecross", "Quarry Lane", "Ravenscar",
-          "Saltmarsh End", "Thornbury", "Upperwick", "Violet Hollow", "Willowdene", "Yarrowfield",
-          "Zephyr Cove", "Ashcombe", "Bramblegate", "Coldharbour", "Dunmere", "Emberton", "Fernhill",
-          "Gorsey Bank", "Heathercliff", "Ivybridge", "Juneberry Vale", "Kingsfold", "Lowmoor",
-          "Millstone Edge", "Northwold", "Orchard Bay"]
+PLACES = [
+    "Alderbrook",
+    "Basalt Point",
+    "Cinderford",
+    "Driftwood Bay",
+    "Elmstead",
+    "Foxglove Ridge",
+    "Granite Falls",
+    "Hollowmere",
+    "Ironbridge",
+    "Juniper Flats",
+    "Kestrel Moor",
+    "Larkspur Hill",
+    "Marram Dunes",
+    "Nettlecombe",
+    "Oakhaven",
+    "Pebblecross",
+    "Quarry Lane",
+    "Ravenscar",
+    "Saltmarsh End",
+    "Thornbury",
+    "Upperwick",
+    "Violet Hollow",
+    "Willowdene",
+    "Yarrowfield",
+    "Zephyr Cove",
+    "Ashcombe",
+    "Bramblegate",
+    "Coldharbour",
+    "Dunmere",
+    "Emberton",
+    "Fernhill",
+    "Gorsey Bank",
+    "Heathercliff",
+    "Ivybridge",
+    "Juneberry Vale",
+    "Kingsfold",
+    "Lowmoor",
+    "Millstone Edge",
+    "Northwold",
+    "Orchard Bay",
+]
 ADDED = ["Pinecrest", "Quillon Heath", "Redwater", "Stonehaven", "Tidewell", "Umberslade"]
 MONTHS = ["January", "March", "May", "July", "September", "November"]
-CHANGED = range(0, 8)        # files whose rainfall figure changes in the new state
-REMOVED = range(36, 40)      # files deleted from the folder in the new state
-STEADY = 20                  # a file that is the same in both states
-KILL_ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            # The children only have to reach their kill point; one thread each keeps eight of them
-            # from fighting over the cores while they load the model together.
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CHANGED = range(0, 8)  # files whose rainfall figure changes in the new state
+REMOVED = range(36, 40)  # files deleted from the folder in the new state
+STEADY = 20  # a file that is the same in both states
+KILL_ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # The children only have to reach their kill point; one thread each keeps eight of them
+    # from fighting over the cores while they load the model together.
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 
 # Runs in the child. argv: WHEN ("embed" | "before" | "after" | "gate"), WHAT (a batch number, or the
 # first characters of the file name being renamed into place), then "index ARGS..." or "remove DIR SOURCES...".
-HOOK = r'''
+HOOK = r"""
 import os, sys, threading
 when, what, command, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 
@@ -99,14 +141,16 @@ from rag.embed import Embedder
 from rag.pipeline import remove_documents
 remove_documents(args[0], args[1:], embedder=Embedder.load())
 print("NOT PAUSED: the removal finished", flush=True)
-'''
+"""
 
 
 def _station_text(place: str, rain: int, month: str) -> str:
-    return (f"Field log for the {place} weather station. The {place} station recorded {rain:,} millimetres of "
-            f"rain in {month}. Observers at {place} noted strong winds from the west that season. The {place} "
-            f"log was filed with the district office by the duty observer. Equipment at {place} was serviced "
-            f"twice during the year.\n")
+    return (
+        f"Field log for the {place} weather station. The {place} station recorded {rain:,} millimetres of "
+        f"rain in {month}. Observers at {place} noted strong winds from the west that season. The {place} "
+        f"log was filed with the district office by the duty observer. Equipment at {place} was serviced "
+        f"twice during the year.\n"
+    )
 
 
 def _question(place: str) -> str:
@@ -144,8 +188,10 @@ def _make_new(corpus: Path) -> None:
 
 def _state(corpus: Path) -> dict[str, str]:
     """source -> sha256 of every file under `corpus`: what an index of it must hold."""
-    return {p.relative_to(corpus).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(corpus.rglob("*.txt"))}
+    return {
+        p.relative_to(corpus).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(corpus.rglob("*.txt"))
+    }
 
 
 @dataclass
@@ -153,9 +199,9 @@ class Scenario:
     name: str
     when: str
     what: str
-    command: str                 # "index", "rebuild" or "remove"
-    expect: str                  # the state the kill must leave: "old" or "new"
-    evidence: str | None         # a file (name prefix) in the folder that shows the kill landed where meant
+    command: str  # "index", "rebuild" or "remove"
+    expect: str  # the state the kill must leave: "old" or "new"
+    evidence: str | None  # a file (name prefix) in the folder that shows the kill landed where meant
     base: Path = Path()
     label: str = ""
     returncode: int | None = None
@@ -179,8 +225,7 @@ SCENARIOS = [
     Scenario("rebuild: embedding", "embed", "2", "rebuild", "old", None),
     Scenario("update: FAISS file written, not renamed", "before", "vectors-", "index", "old", "vectors-2"),
     Scenario("rebuild: BM25 folder written, not renamed", "before", "bm25-", "rebuild", "old", "bm25-2.tmp"),
-    Scenario("update: manifest renamed, old files not yet deleted", "after", MANIFEST, "index", "new",
-             "vectors-1"),
+    Scenario("update: manifest renamed, old files not yet deleted", "after", MANIFEST, "index", "new", "vectors-1"),
     Scenario("remove: manifest written, not renamed", "before", MANIFEST, "remove", "old", MANIFEST + ".tmp"),
 ]
 REMOVE_SOURCES = [_name(3), _name(REMOVED[0])]
@@ -215,14 +260,25 @@ def killed(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Sc
         if s.command != "remove":
             _make_new(s.corpus)
         with open(s.base / "stderr.log", "w") as err:
-            procs[s.name] = subprocess.Popen([sys.executable, "-c", HOOK, s.when, s.what, *_child_args(s)],
-                                             stdout=subprocess.PIPE, stderr=err, text=True, env=KILL_ENV,
-                                             cwd=ROOT)
+            procs[s.name] = subprocess.Popen(
+                [sys.executable, "-c", HOOK, s.when, s.what, *_child_args(s)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=KILL_ENV,
+                cwd=ROOT,
+            )
     holder = next(s for s in scenarios if s.name == LOCK_HOLDER)
     # The second writer loads its model alongside the others and waits to be told to take the lock.
-    second = subprocess.Popen([sys.executable, "-c", HOOK, "gate", "-", "index", str(holder.corpus), "--index-dir",
-                               str(holder.index_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=KILL_ENV, cwd=ROOT)
+    second = subprocess.Popen(
+        [sys.executable, "-c", HOOK, "gate", "-", "index", str(holder.corpus), "--index-dir", str(holder.index_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=KILL_ENV,
+        cwd=ROOT,
+    )
     everyone = [*procs.values(), second]
     watchdog = threading.Timer(240, lambda: [p.kill() for p in everyone])  # a hung child fails the test
     watchdog.start()
@@ -282,8 +338,10 @@ def _check_whole(index_dir: Path, states: dict[str, dict[str, str]], embedder) -
     try:
         held = {d.source: d.sha256 for d in index.documents()}
         matches = [name for name, state in states.items() if state == held]
-        assert matches, (f"the index holds a mix: {len(held)} documents, "
-                         f"{sorted(set(held) ^ set(states['old']))[:6]} differ from the old set")
+        assert matches, (
+            f"the index holds a mix: {len(held)} documents, "
+            f"{sorted(set(held) ^ set(states['old']))[:6]} differ from the old set"
+        )
         for source in set().union(*states.values()):
             document = index.document(source)
             if source in held:
@@ -310,7 +368,7 @@ def _check_search_structures(index: Index, held: dict[str, str]) -> None:
     assert len(chunks) == n, "an indexed chunk id is missing from the chunk store"
     texts = {s: index.document(s).text for s in held}  # type: ignore[union-attr]
     for chunk in chunks.values():
-        assert chunk.source in held and texts[chunk.source][chunk.start:chunk.end] == chunk.text
+        assert chunk.source in held and texts[chunk.source][chunk.start : chunk.end] == chunk.text
 
 
 def _check_answers(rag: RAG, held: dict[str, str], state: str) -> None:
@@ -325,13 +383,12 @@ def _check_answers(rag: RAG, held: dict[str, str], state: str) -> None:
         assert figure == _old_rain(i) or (state == "new" and figure == _new_rain(i)), figure
         assert f"{figure:,}" in answer.text, (answer.text, figure)
         for c in answer.citations:
-            assert rag.index.document(c.source).text[c.start:c.end] == c.quote  # type: ignore[union-attr]
+            assert rag.index.document(c.source).text[c.start : c.end] == c.quote  # type: ignore[union-attr]
 
 
 def _leftovers(index_dir: Path) -> set[str]:
     manifest = read_manifest(index_dir)
-    keep = {MANIFEST, "chunks.sqlite", "chunks.sqlite-wal", "chunks.sqlite-shm", ".lock",
-            *manifest["files"].values()}  # type: ignore[index]
+    keep = {MANIFEST, "chunks.sqlite", "chunks.sqlite-wal", "chunks.sqlite-shm", ".lock", *manifest["files"].values()}  # type: ignore[index]
     return {p.name for p in index_dir.iterdir()} - keep
 
 
@@ -343,8 +400,7 @@ def _rerun(s: Scenario, embedder) -> None:
 
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
-def test_sigkill_leaves_the_old_or_the_new_index_and_a_rerun_completes(killed, base: Path, embedder,
-                                                                       name: str) -> None:
+def test_sigkill_leaves_the_old_or_the_new_index_and_a_rerun_completes(killed, base: Path, embedder, name: str) -> None:
     s = killed[name]
     assert s.label.startswith("PAUSED"), f"{name}: never reached its stop point ({s.label!r}):\n{s.stderr}"
     assert s.returncode == -signal.SIGKILL, (s.returncode, s.stderr)

@@ -1,15 +1,15 @@
 """Dataset adapters: hand-made fixtures in tmp_path, then the real shared datasets."""
+
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-
 from conftest import need_shared
+
 from eval.datasets import (
     NEWS_VALIDATION_FROM,
     QAItem,
@@ -25,7 +25,6 @@ from eval.datasets import (
 )
 
 
-
 @pytest.fixture(scope="module")
 def shared() -> Path:
     """The shared datasets folder; absent is a skip locally and a failure in CI."""
@@ -33,9 +32,9 @@ def shared() -> Path:
 
 
 def _items(n_answerable: int, n_unanswerable: int) -> list[QAItem]:
-    return ([QAItem(f"a{i}", f"question a{i}?", (f"answer {i}",), (f"evidence {i}",))
-             for i in range(n_answerable)]
-            + [QAItem(f"u{i}", f"question u{i}?", (), ()) for i in range(n_unanswerable)])
+    return [QAItem(f"a{i}", f"question a{i}?", (f"answer {i}",), (f"evidence {i}",)) for i in range(n_answerable)] + [
+        QAItem(f"u{i}", f"question u{i}?", (), ()) for i in range(n_unanswerable)
+    ]
 
 
 def _write_jsonl(path: Path, rows: list[object]) -> Path:
@@ -49,27 +48,35 @@ def _write_jsonl(path: Path, rows: list[object]) -> Path:
 def test_load_qa_jsonl_reads_rows_and_skips_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text(
-        json.dumps({"id": "q1", "question": " Where is Paris? ", "answers": ["France"],
-                    "evidence": ["Paris is in France."]}) + "\n\n"
-        + json.dumps({"id": "q2", "question": "Who won in 2050?", "answers": [], "evidence": []}) + "\n",
-        encoding="utf-8")
+        json.dumps(
+            {"id": "q1", "question": " Where is Paris? ", "answers": ["France"], "evidence": ["Paris is in France."]}
+        )
+        + "\n\n"
+        + json.dumps({"id": "q2", "question": "Who won in 2050?", "answers": [], "evidence": []})
+        + "\n",
+        encoding="utf-8",
+    )
     items = load_qa_jsonl(path)
-    assert items == [QAItem("q1", "Where is Paris?", ("France",), ("Paris is in France.",)),
-                     QAItem("q2", "Who won in 2050?", (), ())]
+    assert items == [
+        QAItem("q1", "Where is Paris?", ("France",), ("Paris is in France.",)),
+        QAItem("q2", "Who won in 2050?", (), ()),
+    ]
     assert [item.answerable for item in items] == [True, False]
 
 
-@pytest.mark.parametrize(("bad_line", "problem"), [
-    ('{"id": "q2", "question": "Why?", "answers": []', "not valid JSON"),
-    ('["q2", "Why?"]', "expected a JSON object"),
-    ('{"id": "q2", "question": "Why?", "answers": []}', "missing key(s) evidence"),
-    ('{"id": "q2", "question": "Why?", "answers": "yes", "evidence": []}', "'answers' must be a list"),
-    ('{"id": "", "question": "Why?", "answers": [], "evidence": []}', "'id' must be a non-empty string"),
-    ('{"id": "q2", "question": "Why?", "answer": [], "answers": [], "evidence": []}', "unknown key(s) answer"),
-    ('{"id": "q1", "question": "Why?", "answers": [], "evidence": []}', "duplicate id 'q1' (first on line 1)"),
-])
-def test_load_qa_jsonl_names_file_and_line_of_a_malformed_row(tmp_path: Path, bad_line: str,
-                                                               problem: str) -> None:
+@pytest.mark.parametrize(
+    ("bad_line", "problem"),
+    [
+        ('{"id": "q2", "question": "Why?", "answers": []', "not valid JSON"),
+        ('["q2", "Why?"]', "expected a JSON object"),
+        ('{"id": "q2", "question": "Why?", "answers": []}', "missing key(s) evidence"),
+        ('{"id": "q2", "question": "Why?", "answers": "yes", "evidence": []}', "'answers' must be a list"),
+        ('{"id": "", "question": "Why?", "answers": [], "evidence": []}', "'id' must be a non-empty string"),
+        ('{"id": "q2", "question": "Why?", "answer": [], "answers": [], "evidence": []}', "unknown key(s) answer"),
+        ('{"id": "q1", "question": "Why?", "answers": [], "evidence": []}', "duplicate id 'q1' (first on line 1)"),
+    ],
+)
+def test_load_qa_jsonl_names_file_and_line_of_a_malformed_row(tmp_path: Path, bad_line: str, problem: str) -> None:
     path = tmp_path / "qa.jsonl"
     good = json.dumps({"id": "q1", "question": "Where?", "answers": ["here"], "evidence": ["here"]})
     path.write_text(f"{good}\n{good.replace('q1', 'q0')}\n{bad_line}\n", encoding="utf-8")
@@ -89,8 +96,10 @@ def test_load_qa_dataset_reads_documents_and_hashes_both(tmp_path: Path) -> None
     (tmp_path / "docs" / "a.txt").write_text("Paris is in France.", encoding="utf-8")
     (tmp_path / "docs" / "sub" / "b.md").write_text("Rome is in Italy.", encoding="utf-8")
     (tmp_path / "docs" / "skip.bin").write_bytes(b"\0")
-    qa = _write_jsonl(tmp_path / "seed_qa.jsonl", [
-        {"id": "q1", "question": "Where is Rome?", "answers": ["Italy"], "evidence": ["Rome is in Italy."]}])
+    qa = _write_jsonl(
+        tmp_path / "seed_qa.jsonl",
+        [{"id": "q1", "question": "Where is Rome?", "answers": ["Italy"], "evidence": ["Rome is in Italy."]}],
+    )
     dataset = load_qa_dataset(qa, tmp_path / "docs")
     assert dataset.name == "seed_qa"
     assert dataset.documents == {"a.txt": "Paris is in France.", "sub/b.md": "Rome is in Italy."}
@@ -104,16 +113,44 @@ def test_load_qa_dataset_reads_documents_and_hashes_both(tmp_path: Path) -> None
 SQUAD_FIXTURE = {
     "version": "v2.0",
     "data": [
-        {"title": "Paris/France: a city?", "paragraphs": [
-            {"context": "Paris is the capital of France.", "qas": [
-                {"id": "s1", "question": "What is the capital of France? ", "is_impossible": False,
-                 "answers": [{"text": "Paris", "answer_start": 0}, {"text": "Paris", "answer_start": 0},
-                             {"text": "Paris is", "answer_start": 0}]},
-                {"id": "s2", "question": "What is the capital of Mars?", "is_impossible": True,
-                 "answers": [], "plausible_answers": [{"text": "Paris", "answer_start": 0}]}]},
-            {"context": "It lies on the Seine.", "qas": [
-                {"id": "s3", "question": "Which river?", "is_impossible": False,
-                 "answers": [{"text": "the Seine", "answer_start": 12}]}]}]},
+        {
+            "title": "Paris/France: a city?",
+            "paragraphs": [
+                {
+                    "context": "Paris is the capital of France.",
+                    "qas": [
+                        {
+                            "id": "s1",
+                            "question": "What is the capital of France? ",
+                            "is_impossible": False,
+                            "answers": [
+                                {"text": "Paris", "answer_start": 0},
+                                {"text": "Paris", "answer_start": 0},
+                                {"text": "Paris is", "answer_start": 0},
+                            ],
+                        },
+                        {
+                            "id": "s2",
+                            "question": "What is the capital of Mars?",
+                            "is_impossible": True,
+                            "answers": [],
+                            "plausible_answers": [{"text": "Paris", "answer_start": 0}],
+                        },
+                    ],
+                },
+                {
+                    "context": "It lies on the Seine.",
+                    "qas": [
+                        {
+                            "id": "s3",
+                            "question": "Which river?",
+                            "is_impossible": False,
+                            "answers": [{"text": "the Seine", "answer_start": 12}],
+                        }
+                    ],
+                },
+            ],
+        },
         {"title": "Rome", "paragraphs": [{"context": "Rome is in Italy.", "qas": []}]},
     ],
 }
@@ -156,21 +193,30 @@ def test_load_squad_names_a_malformed_question(tmp_path: Path) -> None:
 
 
 def _clapnq_row(qid: str, title: str, sentences: list[str], answer: str, selected: list[object]) -> dict:
-    return {"id": qid, "input": f"question {qid}",
-            "passages": [{"title": title, "text": " ".join(sentences) + " ", "sentences": sentences}],
-            "output": [{"answer": answer, "selected_sentences": selected, "meta": {}}]}
+    return {
+        "id": qid,
+        "input": f"question {qid}",
+        "passages": [{"title": title, "text": " ".join(sentences) + " ", "sentences": sentences}],
+        "output": [{"answer": answer, "selected_sentences": selected, "meta": {}}],
+    }
 
 
 def test_load_clapnq_fixture(tmp_path: Path) -> None:
     shared_sentences = ["Bread rises because of yeast .", "Ovens are hot ."]
-    _write_jsonl(tmp_path / "clapnq_dev_answerable.jsonl", [
-        _clapnq_row("1", "Bread", shared_sentences, "Yeast makes it rise.", ["Bread rises because of yeast ."]),
-        _clapnq_row("2", "Bread", shared_sentences, "Ovens are hot.", [1]),  # an index, as the spec says
-        _clapnq_row("3", "Cats: A/B", ["Cats purr ."], "They purr.", []),  # no sentence -> whole passage
-    ])
-    _write_jsonl(tmp_path / "clapnq_dev_unanswerable.jsonl", [
-        _clapnq_row("4", "Dogs", ["Dogs bark ."], "", []),
-    ])
+    _write_jsonl(
+        tmp_path / "clapnq_dev_answerable.jsonl",
+        [
+            _clapnq_row("1", "Bread", shared_sentences, "Yeast makes it rise.", ["Bread rises because of yeast ."]),
+            _clapnq_row("2", "Bread", shared_sentences, "Ovens are hot.", [1]),  # an index, as the spec says
+            _clapnq_row("3", "Cats: A/B", ["Cats purr ."], "They purr.", []),  # no sentence -> whole passage
+        ],
+    )
+    _write_jsonl(
+        tmp_path / "clapnq_dev_unanswerable.jsonl",
+        [
+            _clapnq_row("4", "Dogs", ["Dogs bark ."], "", []),
+        ],
+    )
     dataset = load_clapnq(tmp_path)
     assert dataset.name == tmp_path.name
     assert len(dataset.documents) == 3  # the shared passage is stored once
@@ -186,8 +232,10 @@ def test_load_clapnq_fixture(tmp_path: Path) -> None:
 
 
 def test_load_clapnq_rejects_evidence_outside_the_passage(tmp_path: Path) -> None:
-    _write_jsonl(tmp_path / "clapnq_dev_answerable.jsonl", [
-        _clapnq_row("1", "Bread", ["Bread rises ."], "It rises.", ["Cakes rise ."])])
+    _write_jsonl(
+        tmp_path / "clapnq_dev_answerable.jsonl",
+        [_clapnq_row("1", "Bread", ["Bread rises ."], "It rises.", ["Cakes rise ."])],
+    )
     with pytest.raises(ValueError, match="line 1: evidence sentence is not in the passage"):
         load_clapnq(tmp_path)
 
@@ -204,8 +252,9 @@ def test_load_clapnq_missing_folder_or_files(tmp_path: Path) -> None:
 
 def _write_beir(root: Path, qrels: str) -> Path:
     (root / "qrels").mkdir(parents=True)
-    _write_jsonl(root / "corpus.jsonl", [{"_id": "d1", "title": "T1", "text": "one"},
-                                         {"_id": "d2", "title": "", "text": "two"}])
+    _write_jsonl(
+        root / "corpus.jsonl", [{"_id": "d1", "title": "T1", "text": "one"}, {"_id": "d2", "title": "", "text": "two"}]
+    )
     _write_jsonl(root / "queries.jsonl", [{"_id": "q1", "text": "first"}, {"_id": "q2", "text": "second"}])
     (root / "qrels" / "test.tsv").write_text(qrels, encoding="utf-8")
     return root
@@ -233,23 +282,43 @@ def test_load_beir_rejects_judgements_of_unknown_ids(tmp_path: Path) -> None:
 
 
 def _rtqa_row(qid: str, date: str, answer: str, evidence: str, results: list[tuple[str, str]]) -> dict:
-    return {"id": qid, "date": date, "source": "CNN", "question": f" question {qid}? ", "answers": [answer],
-            "choices": [answer, "other"], "evidence": evidence, "evidence_has_answer": False,
-            "search_results": [{"title": t, "text": x, "has_answer": False} for t, x in results]}
+    return {
+        "id": qid,
+        "date": date,
+        "source": "CNN",
+        "question": f" question {qid}? ",
+        "answers": [answer],
+        "choices": [answer, "other"],
+        "evidence": evidence,
+        "evidence_has_answer": False,
+        "search_results": [{"title": t, "text": x, "has_answer": False} for t, x in results],
+    }
 
 
 RTQA_ROWS = [
     # Before the validation weeks: a reader trains on it, so neither its question nor its passages appear.
     _rtqa_row("20230630_0", "2023/06/30", "Barbie", "Barbie premiered in June.", []),
     # In the window; the quoted answer occurs unquoted (any case) in its evidence and a search result.
-    _rtqa_row("20230804_0", "2023/08/04", "“Barbie”", "The film Barbie opened this week. Critics liked it.", [
-        ("Box office", "Last weekend BARBIE led the box office. Others trailed."),
-        ("Empty", "  "),
-        ("Weather", "Rain is expected on Friday.")]),
+    _rtqa_row(
+        "20230804_0",
+        "2023/08/04",
+        "“Barbie”",
+        "The film Barbie opened this week. Critics liked it.",
+        [
+            ("Box office", "Last weekend BARBIE led the box office. Others trailed."),
+            ("Empty", "  "),
+            ("Weather", "Rain is expected on Friday."),
+        ],
+    ),
     # The last answerable day; its answer is nowhere, so it is no item, but its passages are indexed
     # (the search result repeats one of the row above and is stored once).
-    _rtqa_row("20231031_0", "2023/10/31", "Oslo", "Ministers met in Bergen on Tuesday.", [
-        ("Weather", "Rain is expected on Friday.")]),
+    _rtqa_row(
+        "20231031_0",
+        "2023/10/31",
+        "Oslo",
+        "Ministers met in Bergen on Tuesday.",
+        [("Weather", "Rain is expected on Friday.")],
+    ),
     # Later news: unanswerable, unless its (quoted) answer happens to be in a document.
     _rtqa_row("20231110_0", "2023/11/10", "‘Tuesday’", "The vote is on Tuesday.", [("Vote", "Tuesday vote.")]),
 ]
@@ -268,43 +337,60 @@ def test_load_realtimeqa_selects_validation_weeks(tmp_path: Path) -> None:
     }
     # "Tuesday" (the later row's answer, unquoted) is in a document: that row might be answered, so it is left out.
     assert dataset.items == [
-        QAItem("rtqa-20230804_0", "question 20230804_0?", ("“Barbie”", "Barbie"),
-               ("The film Barbie opened this week.", "Last weekend BARBIE led the box office.")),
+        QAItem(
+            "rtqa-20230804_0",
+            "question 20230804_0?",
+            ("“Barbie”", "Barbie"),
+            ("The film Barbie opened this week.", "Last weekend BARBIE led the box office."),
+        ),
     ]
 
     # One day earlier, the 2023/10/31 row is later news: its passages leave the index, so both
     # later rows become unanswerable items (their answers are in no document).
     dataset = load_realtimeqa(path, answerable_until="2023/10/30", name="news")
     assert dataset.name == "news"
-    assert sorted(dataset.documents) == ["20230804_0-evidence.txt", "20230804_0-result-1.txt",
-                                         "20230804_0-result-3.txt"]
+    assert sorted(dataset.documents) == [
+        "20230804_0-evidence.txt",
+        "20230804_0-result-1.txt",
+        "20230804_0-result-3.txt",
+    ]
     assert [(item.id, item.answers, item.evidence) for item in dataset.items] == [
-        ("rtqa-20230804_0", ("“Barbie”", "Barbie"), ("The film Barbie opened this week.",
-                                                     "Last weekend BARBIE led the box office.")),
+        (
+            "rtqa-20230804_0",
+            ("“Barbie”", "Barbie"),
+            ("The film Barbie opened this week.", "Last weekend BARBIE led the box office."),
+        ),
         ("rtqa-20231031_0", (), ()),
         ("rtqa-20231110_0", (), ()),
     ]
 
 
 def test_load_realtimeqa_coincidence_needs_whole_words_and_repeats_are_one_question(tmp_path: Path) -> None:
-    rows = [_rtqa_row("20230804_0", "2023/08/04", "Ford", "Stanford and Oxford met.", []),
-            _rtqa_row("20231110_0", "2023/11/10", "Ford", "Ford said no.", []),
-            _rtqa_row("20231110_1", "2023/11/10", "met", "Nothing.", [])]
+    rows = [
+        _rtqa_row("20230804_0", "2023/08/04", "Ford", "Stanford and Oxford met.", []),
+        _rtqa_row("20231110_0", "2023/11/10", "Ford", "Ford said no.", []),
+        _rtqa_row("20231110_1", "2023/11/10", "met", "Nothing.", []),
+    ]
     path = _write_jsonl(tmp_path / "qa.jsonl", rows + rows[:1])  # the first row published twice
     dataset = load_realtimeqa(path)
     # "Ford" occurs only inside "Stanford": answerable for its own row (substring), not a
     # coincidence for the later one; "met" is a whole word there, so that later row is left out.
     assert [(item.id, item.evidence) for item in dataset.items] == [
-        ("rtqa-20230804_0", ("Stanford and Oxford met.",)), ("rtqa-20231110_0", ())]
+        ("rtqa-20230804_0", ("Stanford and Oxford met.",)),
+        ("rtqa-20231110_0", ()),
+    ]
 
 
-@pytest.mark.parametrize(("bad", "problem"), [
-    ({"date": "2023-08-04"}, "line 2: 'date' must be a date written YYYY/MM/DD, got '2023-08-04'"),
-    ({"date": "2023/02/30"}, "line 2: 'date' must be a date written YYYY/MM/DD"),
-    ({"answers": []}, "line 2: 'answers' must be a non-empty list"),
-    ({"question": None}, "line 2: 'question' must be a non-empty string"),
-    ({"question": "another question?"}, "line 2: duplicate id '20230804_0' (first on line 1)"),
-])
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ({"date": "2023-08-04"}, "line 2: 'date' must be a date written YYYY/MM/DD, got '2023-08-04'"),
+        ({"date": "2023/02/30"}, "line 2: 'date' must be a date written YYYY/MM/DD"),
+        ({"answers": []}, "line 2: 'answers' must be a non-empty list"),
+        ({"question": None}, "line 2: 'question' must be a non-empty string"),
+        ({"question": "another question?"}, "line 2: duplicate id '20230804_0' (first on line 1)"),
+    ],
+)
 def test_load_realtimeqa_names_file_and_line_of_a_malformed_row(tmp_path: Path, bad: dict, problem: str) -> None:
     row = _rtqa_row("20230804_0", "2023/08/04", "Barbie", "Barbie opened.", [])
     path = _write_jsonl(tmp_path / "qa.jsonl", [row, {**row, **bad}])
@@ -366,10 +452,8 @@ def test_sample_is_reproducible_stratified_and_order_independent() -> None:
     sample = sample_items(items, limit=10, seed=7, unanswerable_share=0.4)
     assert len(sample) == 10 and sum(not i.answerable for i in sample) == 4
     assert sample == sample_items(items, limit=10, seed=7, unanswerable_share=0.4)
-    assert {i.id for i in sample} == {i.id for i in sample_items(items[::-1], limit=10, seed=7,
-                                                                 unanswerable_share=0.4)}
-    assert {i.id for i in sample} != {i.id for i in sample_items(items, limit=10, seed=8,
-                                                                 unanswerable_share=0.4)}
+    assert {i.id for i in sample} == {i.id for i in sample_items(items[::-1], limit=10, seed=7, unanswerable_share=0.4)}
+    assert {i.id for i in sample} != {i.id for i in sample_items(items, limit=10, seed=8, unanswerable_share=0.4)}
     plain = sample_items(items, limit=10, seed=7)
     assert len(plain) == 10 and plain == sample_items(items, limit=10, seed=7)
     assert sample_items(items, limit=500, seed=7) == items
@@ -407,8 +491,12 @@ def test_write_documents_refuses_names_outside_the_folder(tmp_path: Path, name: 
 
 def _assert_evidence_is_verbatim(dataset_items: list[QAItem], documents: dict[str, str]) -> None:
     texts = list(documents.values())
-    missing = [(item.id, evidence[:60]) for item in dataset_items for evidence in item.evidence
-               if not any(evidence in text for text in texts)]
+    missing = [
+        (item.id, evidence[:60])
+        for item in dataset_items
+        for evidence in item.evidence
+        if not any(evidence in text for text in texts)
+    ]
     assert missing == []
 
 
@@ -457,8 +545,11 @@ def test_real_realtimeqa(shared: Path) -> None:
     assert all(min(dates[item.id.removeprefix("rtqa-")]) > "2023/10/31" for item in unanswerable)
     _assert_evidence_is_verbatim(answerable, dataset.documents)
     assert all(1 <= len(item.evidence) <= 3 for item in answerable)
-    assert all(any(answer.lower() in evidence.lower() for answer in item.answers)
-               for item in answerable for evidence in item.evidence)
+    assert all(
+        any(answer.lower() in evidence.lower() for answer in item.answers)
+        for item in answerable
+        for evidence in item.evidence
+    )
     # An unanswerable question's answer is in no document, not even by coincidence.
     lowered = [text.lower() for text in dataset.documents.values()]
     answers_of = {f"rtqa-{row['id']}": row["answers"] for row in rows}
@@ -476,7 +567,7 @@ def _whole_word_match(pattern: re.Pattern[str], text: str) -> bool:
     would make the search ten times slower: it starts with a literal, so it can skip ahead)."""
     match = pattern.search(text)
     while match:
-        if not re.match(r"\w", text[match.start() - 1: match.start()]):
+        if not re.match(r"\w", text[match.start() - 1 : match.start()]):
             return True
         match = pattern.search(text, match.start() + 1)
     return False

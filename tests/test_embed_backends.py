@@ -4,6 +4,7 @@ The ONNX files are exported once from the model package into `$RAG_CACHE_DIR/onn
 ~/.cache/rag); every other test reuses that cache, so this one exports into an empty folder, in a
 fresh process, exactly as a user's first `rag ask` does.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,19 +16,29 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXTS = ["How many North Korean soldiers have arrived in Kursk?",
-         "Up to 8,000 North Korean soldiers have arrived in the Russian border region of Kursk."]
+TEXTS = [
+    "How many North Korean soldiers have arrived in Kursk?",
+    "Up to 8,000 North Korean soldiers have arrived in the Russian border region of Kursk.",
+]
 
 
 @pytest.mark.slow
 def test_first_use_exports_the_model_and_int8_vectors_match_torch(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     env = {**os.environ, "RAG_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    code = ("import sys, numpy as np; from rag.embed import Embedder; "
-            "e = Embedder.load(backend='onnx-int8'); assert e.backend == 'onnx-int8', e.backend; "
-            f"np.save(sys.argv[1], e.encode_queries({TEXTS!r}))")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "int8.npy")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    code = (
+        "import sys, numpy as np; from rag.embed import Embedder; "
+        "e = Embedder.load(backend='onnx-int8'); assert e.backend == 'onnx-int8', e.backend; "
+        f"np.save(sys.argv[1], e.encode_queries({TEXTS!r}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "int8.npy")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "falls back" not in done.stderr and "using 'torch' instead" not in done.stderr, done.stderr[-2000:]
     exported = sorted(p.name for p in (cache / "onnx").iterdir())
@@ -48,6 +59,8 @@ def test_a_failed_export_names_the_file_and_the_cause(tmp_path: Path, monkeypatc
     monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path))
     # A child interpreter that cannot import anything it needs: the export fails, with a message.
     monkeypatch.setattr(sys, "executable", "/bin/false")
-    with pytest.raises(RuntimeError, match=r"exporting the embedding model to ONNX \(.*all-MiniLM-L6-v2.*\.onnx\) failed"):
+    with pytest.raises(
+        RuntimeError, match=r"exporting the embedding model to ONNX \(.*all-MiniLM-L6-v2.*\.onnx\) failed"
+    ):
         embed.export_onnx("onnx")
     assert not list((tmp_path / "onnx").glob("*.onnx")) and not list((tmp_path / "onnx").glob("*.tmp"))

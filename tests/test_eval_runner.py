@@ -1,14 +1,16 @@
 """The evaluation harness end to end: report files and keys, calibration helpers, expected scores."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pytest
-
 from conftest import need_shared
+
 from eval.calibrate import L2, fit_confidence, provenance, write_fitted
-from eval.cli import main as eval_main, run_conditions
+from eval.cli import main as eval_main
+from eval.cli import run_conditions
 from eval.runner import REPORT_KEYS
 from rag.config import FITTED_FILE, RagConfig
 
@@ -18,8 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def seed_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("report") / "seed.json"
-    code = eval_main(["--qa", str(ROOT / "eval/data/seed_qa.jsonl"), "--docs", str(ROOT / "seeds"),
-                      "--report", str(out), "--limit", "20", "--seed", "3"])
+    code = eval_main(
+        [
+            "--qa",
+            str(ROOT / "eval/data/seed_qa.jsonl"),
+            "--docs",
+            str(ROOT / "seeds"),
+            "--report",
+            str(out),
+            "--limit",
+            "20",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     return json.loads(out.read_text()), out
 
@@ -53,8 +67,9 @@ def test_same_seed_samples_the_same_questions(seed_report: tuple[dict, Path], tm
     report, _ = seed_report
     from eval.cli import _parser, load_items
 
-    args = _parser().parse_args(["--qa", str(ROOT / "eval/data/seed_qa.jsonl"), "--docs", str(ROOT / "seeds"),
-                                 "--limit", "20", "--seed", "3"])
+    args = _parser().parse_args(
+        ["--qa", str(ROOT / "eval/data/seed_qa.jsonl"), "--docs", str(ROOT / "seeds"), "--limit", "20", "--seed", "3"]
+    )
     _, items = load_items(args)
     assert [i.id for i in items] == [q["id"] for q in report["per_question"]]
 
@@ -64,8 +79,9 @@ def test_eval_without_dataset_is_a_clear_error(capsys: pytest.CaptureFixture[str
     assert "give a dataset" in capsys.readouterr().err
 
 
-def test_calibrating_on_the_seed_sample_writes_a_file_configs_read(seed_report: tuple[dict, Path],
-                                                                   tmp_path: Path) -> None:
+def test_calibrating_on_the_seed_sample_writes_a_file_configs_read(
+    seed_report: tuple[dict, Path], tmp_path: Path
+) -> None:
     """The real features of 20 seed questions (7 unanswerable), fitted and written to a file of
     its own: a config made from that file answers from the fitted threshold."""
     report, _ = seed_report
@@ -73,8 +89,9 @@ def test_calibrating_on_the_seed_sample_writes_a_file_configs_read(seed_report: 
     shipped = FITTED_FILE.read_bytes()
     block, metrics = fit_confidence(rows, scorer="heuristic")
     assert metrics["seed"]["auroc"] > 0.7  # in-sample: the fit must order the rows it saw
-    block["provenance"] = provenance(command="rag eval --calibrate", fit={"l2": L2},
-                                     datasets=[{"name": "seed", "split": "all", "rows": len(rows)}])
+    block["provenance"] = provenance(
+        command="rag eval --calibrate", fit={"l2": L2}, datasets=[{"name": "seed", "split": "all", "rows": len(rows)}]
+    )
     out = write_fitted("heuristic_confidence", block, path=tmp_path / "fitted.json")
     config = RagConfig.from_fitted(out)
     assert config.confidence_weights == tuple(block["weights"])

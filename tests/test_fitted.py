@@ -1,5 +1,6 @@
 """rag/fitted.json, the fitted numbers `RagConfig` reads: complete, traceable, and refused clearly
 when malformed."""
+
 from __future__ import annotations
 
 import copy
@@ -9,8 +10,20 @@ from pathlib import Path
 import pytest
 
 from rag.answer import FEATURES, READER_FEATURES
-from rag.config import (DATASET_KEYS, FITTED_BLOCKS, FITTED_ENV, FITTED_FIELDS, FITTED_FILE, PROVENANCE_KEYS,
-                        FittedFileError, RagConfig, fitted_defaults, fitted_path, forget_fitted, load_fitted)
+from rag.config import (
+    DATASET_KEYS,
+    FITTED_BLOCKS,
+    FITTED_ENV,
+    FITTED_FIELDS,
+    FITTED_FILE,
+    PROVENANCE_KEYS,
+    FittedFileError,
+    RagConfig,
+    fitted_defaults,
+    fitted_path,
+    forget_fitted,
+    load_fitted,
+)
 from rag.verify import SUPPORT_FEATURES
 
 
@@ -79,18 +92,28 @@ def _drop(data: dict, block: str, key: str) -> None:
     del data[block][key]
 
 
-@pytest.mark.parametrize(("change", "key"), [
-    (lambda d: d.pop("support"), "support is missing"),
-    (lambda d: _drop(d, "heuristic_confidence", "tentative_threshold"),
-     "heuristic_confidence.tentative_threshold is missing"),
-    (lambda d: d["reader_confidence"]["weights"].pop(), "reader_confidence.weights must hold one number per feature"),
-    (lambda d: d["support"].update(threshold=1.5), "support.threshold must be a number within [0, 1], got 1.5"),
-    (lambda d: d["heuristic_confidence"].update(weights=[0.1, "x"]),
-     "heuristic_confidence.weights must be a list of numbers"),
-    (lambda d: _drop(d["support"], "provenance", "git_commit"), "support.provenance must name"),
-    (lambda d: d["support"]["provenance"].update(datasets=[]), "support.provenance.datasets must list"),
-    (lambda d: d.update(format=2), "format must be 1, got 2"),
-])
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda d: d.pop("support"), "support is missing"),
+        (
+            lambda d: _drop(d, "heuristic_confidence", "tentative_threshold"),
+            "heuristic_confidence.tentative_threshold is missing",
+        ),
+        (
+            lambda d: d["reader_confidence"]["weights"].pop(),
+            "reader_confidence.weights must hold one number per feature",
+        ),
+        (lambda d: d["support"].update(threshold=1.5), "support.threshold must be a number within [0, 1], got 1.5"),
+        (
+            lambda d: d["heuristic_confidence"].update(weights=[0.1, "x"]),
+            "heuristic_confidence.weights must be a list of numbers",
+        ),
+        (lambda d: _drop(d["support"], "provenance", "git_commit"), "support.provenance must name"),
+        (lambda d: d["support"]["provenance"].update(datasets=[]), "support.provenance.datasets must list"),
+        (lambda d: d.update(format=2), "format must be 1, got 2"),
+    ],
+)
 def test_a_malformed_file_is_refused_naming_the_file_and_key(tmp_path: Path, change, key: str) -> None:
     data = copy.deepcopy(load_fitted(FITTED_FILE))
     change(data)

@@ -1,4 +1,5 @@
 """Follow-up questions are joined to the previous question only when they need it (rag.followup)."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """Generated answers with the real SmolLM2-135M (loaded once per session) on the seed index: the
 result contract, real streaming, follow-up rewriting, and clear errors for missing packages and
 unreachable servers."""
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,17 @@ import pytest
 
 from rag.chunk import split_sentences
 from rag.config import RagConfig
-from rag.replies import REFUSAL_TEXT
-from rag.generate import (GeneratorError, GeneratorUnavailable, LocalChatModel, build_messages,
-                          chat_model, rewrite_question, stream_tokens)
+from rag.generate import (
+    GeneratorError,
+    GeneratorUnavailable,
+    LocalChatModel,
+    build_messages,
+    chat_model,
+    rewrite_question,
+    stream_tokens,
+)
 from rag.pipeline import RAG, condense_query, rewrites
+from rag.replies import REFUSAL_TEXT
 from rag.types import Answer
 
 # Answerable seed questions whose evidence is strong enough for an answer (the model is asked).
@@ -63,8 +71,9 @@ def seed_answers(rag: RAG, local_model, local_config: RagConfig) -> dict[str, tu
 
 @pytest.mark.slow
 @pytest.mark.parametrize("question", SEED_QUESTIONS)
-def test_local_answers_follow_the_result_contract(rag: RAG, seed_answers, local_config: RagConfig,
-                                                  question: str) -> None:
+def test_local_answers_follow_the_result_contract(
+    rag: RAG, seed_answers, local_config: RagConfig, question: str
+) -> None:
     answer, pieces, _ = seed_answers[question]
 
     assert answer.generator == "local" and not answer.abstained and pieces
@@ -77,7 +86,7 @@ def test_local_answers_follow_the_result_contract(rag: RAG, seed_answers, local_
     assert numbers == {c.n for c in answer.citations} and answer.citations
     retrieved = {(h.chunk.source, h.chunk.start, h.chunk.text) for h in answer.hits}
     for c in answer.citations:
-        assert rag.index.document(c.source).text[c.start:c.end] == c.quote
+        assert rag.index.document(c.source).text[c.start : c.end] == c.quote
         assert (c.source, c.passage_start, c.passage) in retrieved
     # Every generated sentence has a verdict; the kept ones point into the citations.
     assert answer.sentences
@@ -96,7 +105,7 @@ def test_ask_stream_yields_text_as_it_is_generated(seed_answers) -> None:
     assert len(pieces) >= 5 and all(isinstance(p, str) and p for p in pieces)
     assert "".join(pieces).startswith("[")  # the reply's given start comes first
     # Pieces arrive one by one as tokens are decoded (tens of ms apart), not all at the end.
-    arrivals = times[1: len(pieces)]
+    arrivals = times[1 : len(pieces)]
     assert sum(1 for a, b in zip(arrivals, arrivals[1:]) if b - a > 0.005) >= 3
     assert times[-1] >= arrivals[-1] and answer.timings_ms["generate"] > 0 and answer.timings_ms["verify"] >= 0
 
@@ -149,10 +158,15 @@ def test_messages_number_the_passages(rag: RAG) -> None:
 
 
 @pytest.mark.slow
-def test_rewrite_question_with_the_local_model_while_the_pipeline_keeps_condense_query(rag: RAG, local_model,
-                                                                local_config: RagConfig) -> None:
-    history = [("How many North Korean soldiers did Blinken say had reached the Kursk region?",
-                "Up to 8,000 North Korean soldiers have arrived in the Kursk region. [1]")]
+def test_rewrite_question_with_the_local_model_while_the_pipeline_keeps_condense_query(
+    rag: RAG, local_model, local_config: RagConfig
+) -> None:
+    history = [
+        (
+            "How many North Korean soldiers did Blinken say had reached the Kursk region?",
+            "Up to 8,000 North Korean soldiers have arrived in the Kursk region. [1]",
+        )
+    ]
     rewritten = rewrite_question(local_model, "What about their training?", history)
     assert rewritten.endswith("?") and rewritten != "What about their training?"
     assert rewrite_question(local_model, "Who is Blinken?", []) == "Who is Blinken?"
@@ -169,7 +183,12 @@ def test_a_rewrite_that_is_not_a_question_falls_back_to_condense_query() -> None
     from langchain_core.language_models import FakeListChatModel
 
     history = [("What do US officials say about Russia?", "...")]
-    for reply in ("", "Sure! Here is the rewritten question", "x?" * 400, "User: What do US officials say about Russia?"):
+    for reply in (
+        "",
+        "Sure! Here is the rewritten question",
+        "x?" * 400,
+        "User: What do US officials say about Russia?",
+    ):
         model = FakeListChatModel(responses=[reply or " "])
         assert rewrite_question(model, "What about China?", history) == condense_query("What about China?", history)
     model = FakeListChatModel(responses=["Rewritten question: What do US officials say about China?"])

@@ -7,6 +7,7 @@ the folder. Every hostile file must be skipped with a one-line reason (or, when 
 text, indexed); every ordinary file must be indexed and answerable; nothing outside the folder may
 be read; the indexing process must stay under a memory bound.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
-
 from conftest import ARTIFACTS, rag_command, write_docx, write_pdf
+
 from rag.config import RagConfig
 from rag.load import Skipped, find_files, load_documents
 from rag.pipeline import RAG
@@ -71,20 +72,28 @@ def make_fuzz_corpus(base: Path) -> Path:
 
     # Ordinary files, one fact each.
     (corpus / "notes/harbour.txt").write_text(
-        "Harbour log. The harbour pilot boarded 4,217 ships in 2023. Fog closed the port twice.\n", encoding="utf-8")
+        "Harbour log. The harbour pilot boarded 4,217 ships in 2023. Fog closed the port twice.\n", encoding="utf-8"
+    )
     (corpus / "guide.md").write_text("# Museum\n\nThe museum guide leads 38 tours every week.\n", encoding="utf-8")
     (corpus / "page.html").write_text(
         "<html><head><title>Bakery</title><script>var x = 'hidden';</script></head><body>"
-        "<p>The bakery sells 640 loaves each morning.</p></body></html>", encoding="utf-8")
+        "<p>The bakery sells 640 loaves each morning.</p></body></html>",
+        encoding="utf-8",
+    )
     write_pdf(corpus / "report.pdf", ["The orchard harvested 9,310 apples in autumn.", "Pears came later."])
     write_docx(corpus / "letter.docx", ["The choir gave 27 concerts last winter.", "Rehearsals ran late."])
     (corpus / "unicode.txt").write_text(
-        "שלום 👋 \u200b The Zürich café served 1,985 crêpes at the fête. 日本語のテキスト. e\u0301\n",
-        encoding="utf-8")
+        "שלום 👋 \u200b The Zürich café served 1,985 crêpes at the fête. 日本語のテキスト. e\u0301\n", encoding="utf-8"
+    )
     depth = 10_000
     (corpus / "nested.html").write_text(
-        "<html><body>" + "<div>" * depth + "The nested vault holds 77 brass keys." + "</div>" * depth
-        + "</body></html>", encoding="utf-8")
+        "<html><body>"
+        + "<div>" * depth
+        + "The nested vault holds 77 brass keys."
+        + "</div>" * depth
+        + "</body></html>",
+        encoding="utf-8",
+    )
     (corpus / "a\nb.txt").write_text("The newline lighthouse flashes 14 times a minute.\n", encoding="utf-8")
     (corpus / "long-line.md").write_text(" ".join(f"word{i}" for i in range(2500)), encoding="utf-8")
 
@@ -141,12 +150,22 @@ def _run_measured(args: list[str], *, name: str, timeout: float) -> tuple[int, s
     paths["rusage"].unlink(missing_ok=True)
     started = time.perf_counter()
     with open(paths["stdout"], "w") as out, open(paths["stderr"], "w") as err:
-        subprocess.run([sys.executable, "-c", MEASURE, str(paths["rusage"]), *args], stdout=out, stderr=err,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}, timeout=timeout)
+        subprocess.run(
+            [sys.executable, "-c", MEASURE, str(paths["rusage"]), *args],
+            stdout=out,
+            stderr=err,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            timeout=timeout,
+        )
     seconds = time.perf_counter() - started
     usage = json.loads(paths["rusage"].read_text())
-    return (usage["exit_code"], paths["stdout"].read_text(encoding="utf-8", errors="replace"),
-            paths["stderr"].read_text(encoding="utf-8", errors="replace"), usage["maxrss_kb"] / 1024, seconds)
+    return (
+        usage["exit_code"],
+        paths["stdout"].read_text(encoding="utf-8", errors="replace"),
+        paths["stderr"].read_text(encoding="utf-8", errors="replace"),
+        usage["maxrss_kb"] / 1024,
+        seconds,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -158,17 +177,28 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def indexed(corpus: Path) -> dict:
     """`rag index` over the fuzz folder, as a user runs it, with its peak memory."""
     index_dir = corpus.parent / "index"
-    rc, out, err, rss_mb, seconds = _run_measured([*rag_command(), "index", str(corpus), "--index-dir", str(index_dir)],
-                                                  name="hostile_index", timeout=300)
-    ARTIFACT.write_text(json.dumps({"peak_rss_mb": round(rss_mb, 1), "seconds": round(seconds, 1),
-                                    "files": len(os.listdir(corpus)), "exit_code": rc}, indent=1) + "\n")
+    rc, out, err, rss_mb, seconds = _run_measured(
+        [*rag_command(), "index", str(corpus), "--index-dir", str(index_dir)], name="hostile_index", timeout=300
+    )
+    ARTIFACT.write_text(
+        json.dumps(
+            {
+                "peak_rss_mb": round(rss_mb, 1),
+                "seconds": round(seconds, 1),
+                "files": len(os.listdir(corpus)),
+                "exit_code": rc,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return {"rc": rc, "out": out, "err": err, "rss_mb": rss_mb, "index_dir": index_dir}
 
 
 def _skipped_lines(stdout: str) -> dict[str, str]:
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("skipped "))
-    entries = lines[start + 1:]
+    entries = lines[start + 1 :]
     assert entries and all(e.startswith("  ") for e in entries), entries
     assert lines[start] == f"skipped {len(entries)} file(s):"
     return dict(e[2:].split(": ", 1) for e in entries)
@@ -212,7 +242,7 @@ def test_every_ordinary_file_is_indexed_and_answerable(indexed: dict, embedder) 
             assert not answer.abstained and answer.citations, (source, answer.text)
             assert answer.citations[0].source == source and figure in answer.text, (source, answer.text)
             for c in answer.citations:
-                assert rag.index.document(c.source).text[c.start:c.end] == c.quote  # type: ignore[union-attr]
+                assert rag.index.document(c.source).text[c.start : c.end] == c.quote  # type: ignore[union-attr]
     finally:
         rag.index.close()
 
@@ -234,7 +264,8 @@ def test_nothing_outside_the_folder_or_hidden_is_indexed(indexed: dict) -> None:
 
 def test_peak_memory_is_measured_for_the_child_alone() -> None:
     """A child that holds 200 MB measures about 200 MB, though this process holds the model."""
-    rc, out, _, rss_mb, _ = _run_measured([sys.executable, "-c", "b = bytearray(200 * 1024 * 1024); print(len(b))"],
-                                          name="rss_probe", timeout=60)
+    rc, out, _, rss_mb, _ = _run_measured(
+        [sys.executable, "-c", "b = bytearray(200 * 1024 * 1024); print(len(b))"], name="rss_probe", timeout=60
+    )
     assert rc == 0 and out.strip() == str(200 * MIB)
     assert 200 <= rss_mb < 260, rss_mb

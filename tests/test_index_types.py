@@ -1,5 +1,6 @@
 """Index types that scale: exact FAISS up to `approximate_above` chunks, HNSW above it, chosen at
 build time, recorded in the manifest, rebuilt from the chunk store when documents are removed."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -20,8 +21,11 @@ SMALL_THRESHOLD = RagConfig(approximate_above=3, hnsw_m=8)
 
 
 def _topic_text(topic: str, n: int = 12) -> str:
-    return " ".join(f"Fact {i} about {topic}: the {topic} survey recorded observation number {i * 7} "
-                    f"in the northern district during season {i}." for i in range(n))
+    return " ".join(
+        f"Fact {i} about {topic}: the {topic} survey recorded observation number {i * 7} "
+        f"in the northern district during season {i}."
+        for i in range(n)
+    )
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -40,8 +44,12 @@ def _faiss_ids(index: Index) -> set[int]:
 def _live_chunks(index_dir: Path, generation: int) -> dict[int, str]:
     db = sqlite3.connect(str(index_dir / rag.store.DB))
     try:
-        return dict(db.execute("SELECT id, source FROM chunks WHERE gen_added <= ? AND "
-                               "(gen_removed IS NULL OR gen_removed > ?)", (generation, generation)))
+        return dict(
+            db.execute(
+                "SELECT id, source FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR gen_removed > ?)",
+                (generation, generation),
+            )
+        )
     finally:
         db.close()
 
@@ -111,8 +119,9 @@ def test_hnsw_survives_an_incremental_update_with_a_removal(tmp_path, embedder):
     assert _dense_sources(index, embedder, "How many volcanoes did the survey record?")[0] == "delta.txt"
     index.close()
     # The old generation's files are gone; only the committed ones are left.
-    assert {p.name for p in index_dir.iterdir() if p.name.startswith(("vectors-", "bm25-"))} == \
-        set(manifest["files"].values())
+    assert {p.name for p in index_dir.iterdir() if p.name.startswith(("vectors-", "bm25-"))} == set(
+        manifest["files"].values()
+    )
 
     _write(docs, {"epsilon.txt": "orchards"})  # add only: the graph is extended, not rebuilt
     build_index([docs], index_dir=index_dir, embedder=embedder, config=SMALL_THRESHOLD)
@@ -152,15 +161,17 @@ def _clustered_vectors(n: int, dim: int, *, seed: int, topics: int) -> tuple[np.
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
 
     def draw(count: int, rng: np.random.Generator) -> np.ndarray:
-        x = centres[rng.integers(0, topics, count)] + 0.8 * rng.standard_normal((count, dim)).astype(np.float32) \
-            / np.sqrt(dim)
+        x = centres[rng.integers(0, topics, count)] + 0.8 * rng.standard_normal((count, dim)).astype(
+            np.float32
+        ) / np.sqrt(dim)
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
     return draw(n, rng), draw(200, np.random.default_rng(seed + 1))
 
 
-def tie_tolerant_recall(found: np.ndarray, exact_scores: np.ndarray, vectors: np.ndarray,
-                        queries: np.ndarray, k: int, eps: float = 1e-5) -> float:
+def tie_tolerant_recall(
+    found: np.ndarray, exact_scores: np.ndarray, vectors: np.ndarray, queries: np.ndarray, k: int, eps: float = 1e-5
+) -> float:
     """Share of the approximate top-k whose true score reaches the exact k-th score (so a result
     that ties with the k-th neighbour counts as found, whatever its id)."""
     hits = 0

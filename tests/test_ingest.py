@@ -3,6 +3,7 @@
 The embedder here is the real tokenizer (chunking is real) with seeded random unit vectors: what is
 tested is the plumbing, not the model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,7 +66,7 @@ def test_documents_are_read_and_embedded_one_block_at_a_time() -> None:
     for embedded in [first, *rest]:
         assert embedded.vectors.shape == (len(embedded.chunks), MODEL_DIM)
         assert [len(v) for v in embedded.sentence_vectors] == [len(c.sentences) for c in embedded.chunks]
-        assert all(embedded.document.text[c.start:c.end] == c.text for c in embedded.chunks)
+        assert all(embedded.document.text[c.start : c.end] == c.text for c in embedded.chunks)
 
 
 def test_unchanged_and_too_large_documents_are_not_embedded() -> None:

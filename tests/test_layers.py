@@ -2,6 +2,7 @@
 
 Read from the source (no import needed), so a cycle cannot hide in an import inside a function.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,8 +22,12 @@ ALLOWED = {
 def _rag_imports(path: Path) -> list[tuple[str, bool]]:
     """(module, inside a function) for every `rag` import of a file (`from rag import x` is `rag.x`)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    in_function = {id(node) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
-                   for node in ast.walk(fn)}
+    in_function = {
+        id(node)
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(fn)
+    }
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "rag":
@@ -38,8 +43,11 @@ def _rag_imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def _files() -> list[tuple[Path, set[str]]]:
-    return [(RAG / "lexical.py", ALLOWED["lexical.py"]), (RAG / "bm25_build.py", ALLOWED["bm25_build.py"]),
-            *[(p, ALLOWED["store"]) for p in sorted((RAG / "store").glob("*.py"))]]
+    return [
+        (RAG / "lexical.py", ALLOWED["lexical.py"]),
+        (RAG / "bm25_build.py", ALLOWED["bm25_build.py"]),
+        *[(p, ALLOWED["store"]) for p in sorted((RAG / "store").glob("*.py"))],
+    ]
 
 
 @pytest.mark.parametrize(("path", "allowed"), _files(), ids=lambda v: v.name if isinstance(v, Path) else "")

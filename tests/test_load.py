@@ -1,4 +1,5 @@
 """Ingest: every supported format from real files on disk, and bad files skipped with a reason."""
+
 from __future__ import annotations
 
 import hashlib
@@ -68,8 +69,16 @@ def test_html_keeps_visible_text_only(corpus: Path) -> None:
 
     for visible in ("The harbour", "The ferry leaves at seven every morning.", "Pier one", "Pier two"):
         assert visible in text
-    for hidden in ("secretScript", "do not index me", "inline script text", "color: red", "secret-style",
-                   "enable javascript", "<p>", "<b>"):
+    for hidden in (
+        "secretScript",
+        "do not index me",
+        "inline script text",
+        "color: red",
+        "secret-style",
+        "enable javascript",
+        "<p>",
+        "<b>",
+    ):
         assert hidden not in text
 
 
@@ -77,7 +86,7 @@ def test_pdf_text_is_kept_per_page_with_page_numbers(corpus: Path) -> None:
     doc = load_document(corpus / "notes" / "report.pdf", "notes/report.pdf")
 
     assert [p.number for p in doc.pages] == [1, 2]
-    first, second = (doc.text[p.start:p.end] for p in doc.pages)
+    first, second = (doc.text[p.start : p.end] for p in doc.pages)
     assert "apples" in first and "zebras" not in first
     assert "zebras" in second and "apples" not in second
     assert doc.pages[0].end <= doc.pages[1].start
@@ -148,7 +157,9 @@ def test_build_index_indexes_the_readable_files_and_returns_the_skipped(tmp_path
 
     assert report.stats.added == ["sub/owls.txt"]
     assert {(s.source, s.reason.split(" (")[0]) for s in report.skipped} == {
-        ("empty.txt", "empty file"), ("bad.txt", "not valid UTF-8")}
+        ("empty.txt", "empty file"),
+        ("bad.txt", "not valid UTF-8"),
+    }
     index = Index.load(tmp_path / "index")
     assert [d.source for d in index.documents()] == ["sub/owls.txt"]
     index.close()

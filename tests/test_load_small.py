@@ -1,6 +1,7 @@
 """`python -m bench.load` against a real `rag serve`: 4 users for 15 seconds, with an upload and a
 removal through the UI in the middle, and not one error. (The 16-user, 60-second run is recorded
 in RELIABILITY.md.) Also: the tool refuses anything but loopback, and its answer check bites."""
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder):
 def test_four_users_for_fifteen_seconds_with_an_update_see_no_error(server) -> None:
     url, base = server
     out = base / "load.json"
-    result = subprocess.run([sys.executable, "-m", "bench.load", "--users", "4", "--seconds", "15", "--url", url,
-                             "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--users", "4", "--seconds", "15", "--url", url, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.exists(), result.stderr[-3000:]
     report = json.loads(out.read_text())
 
@@ -54,8 +60,10 @@ def test_four_users_for_fifteen_seconds_with_an_update_see_no_error(server) -> N
     assert not [p for p in (base / "index" / "uploads").glob("bench-*")]
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.7:7860", "http://8.8.8.8/", "ftp://127.0.0.1:21",
-                                 "http://[2001:db8::1]:7860", "127.0.0.1:7860"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://10.0.0.7:7860", "http://8.8.8.8/", "ftp://127.0.0.1:21", "http://[2001:db8::1]:7860", "127.0.0.1:7860"],
+)
 def test_only_loopback_urls_are_accepted(url: str, capsys) -> None:
     with pytest.raises(NotLoopback):
         check_loopback(url)
@@ -73,11 +81,28 @@ def test_loopback_urls_are_accepted(url: str) -> None:
 
 
 def test_the_answer_check_catches_a_broken_contract() -> None:
-    good = {"question": "Q?", "answer": "It is so. [1]", "abstained": False, "tentative": False, "confidence": 0.8,
-            "citations": [{"n": 1, "source": "a.txt", "start": 3, "end": 12, "page": None, "quote": "It is so.",
-                           "passage": "x. It is so.", "score": 0.7}], "timings_ms": {"total": 1.0},
-            "generator": "extractive", "sentences": [{"text": "It is so.", "citations": [1], "supported": True,
-                                                      "support": 1.0}]}
+    good = {
+        "question": "Q?",
+        "answer": "It is so. [1]",
+        "abstained": False,
+        "tentative": False,
+        "confidence": 0.8,
+        "citations": [
+            {
+                "n": 1,
+                "source": "a.txt",
+                "start": 3,
+                "end": 12,
+                "page": None,
+                "quote": "It is so.",
+                "passage": "x. It is so.",
+                "score": 0.7,
+            }
+        ],
+        "timings_ms": {"total": 1.0},
+        "generator": "extractive",
+        "sentences": [{"text": "It is so.", "citations": [1], "supported": True, "support": 1.0}],
+    }
     assert check_answer(good, "Q?") is None
     assert check_answer({**good, "confidence": 1.5}, "Q?")
     assert check_answer({**good, "abstained": True}, "Q?")

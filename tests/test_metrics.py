@@ -1,4 +1,5 @@
 """Hand-made cases with known answers for `eval.metrics`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,14 +45,18 @@ def test_metric_result_is_frozen_and_counts_applicable_questions() -> None:
 
 # --- SQuAD answers ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "normalised"), [
-    ("The Cat!", "cat"),
-    ("  A  quick,\n brown\tfox. ", "quick brown fox"),
-    ("the theatre", "theatre"),  # articles only as whole words
-    ("An apple a day", "apple day"),
-    ("U.S.A.", "usa"),
-    ("", ""),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("The Cat!", "cat"),
+        ("  A  quick,\n brown\tfox. ", "quick brown fox"),
+        ("the theatre", "theatre"),  # articles only as whole words
+        ("An apple a day", "apple day"),
+        ("U.S.A.", "usa"),
+        ("", ""),
+    ],
+)
 def test_normalize_answer(raw: str, normalised: str) -> None:
     assert normalize_answer(raw) == normalised
 
@@ -128,6 +133,7 @@ def test_answer_metrics_refuse_lists_of_different_lengths() -> None:
 
 # --- evidence location --------------------------------------------------------------------
 
+
 def _normalised(text: str) -> str:
     return " ".join(text.split())
 
@@ -138,15 +144,21 @@ def test_locate_matches_across_whitespace_and_points_into_the_original() -> None
     assert len(spans) == 2
     for span in spans:
         assert span.source == "doc.txt"
-        assert _normalised(original[span.start:span.end]) == "The quick brown fox"
-    assert original[spans[0].start:spans[0].end] == "The quick\n\n brown\u00a0\tfox"
+        assert _normalised(original[span.start : span.end]) == "The quick brown fox"
+    assert original[spans[0].start : spans[0].end] == "The quick\n\n brown\u00a0\tfox"
     assert spans[1].start == original.index("The quick brown fox again")
 
 
 def test_locate_finds_every_occurrence_in_every_document_in_order() -> None:
     documents = {"a": "x aa\n a", "b": "nothing here", "c": "aaa"}
-    assert locate("a", documents) == [Span("a", 2, 3), Span("a", 3, 4), Span("a", 6, 7),
-                                      Span("c", 0, 1), Span("c", 1, 2), Span("c", 2, 3)]
+    assert locate("a", documents) == [
+        Span("a", 2, 3),
+        Span("a", 3, 4),
+        Span("a", 6, 7),
+        Span("c", 0, 1),
+        Span("c", 1, 2),
+        Span("c", 2, 3),
+    ]
     assert locate("a a", documents) == [Span("a", 3, 7)]  # "aaa" has no space to match
     assert locate("aa", {"c": "aaa"}) == [Span("c", 0, 2), Span("c", 1, 3)]  # overlapping
 
@@ -179,10 +191,10 @@ def test_evidence_locator_on_a_large_document_with_many_evidence_strings() -> No
     assert len(text) > 100_000
     locator = EvidenceLocator({"big": text})
     for offset in range(0, 100_000, 500):  # 200 evidence strings
-        evidence = " ".join(text[offset:offset + 120].split()[1:-1])
+        evidence = " ".join(text[offset : offset + 120].split()[1:-1])
         spans = locator.locate(evidence)
         assert spans, evidence
-        assert all(_normalised(text[s.start:s.end]) == evidence for s in spans)
+        assert all(_normalised(text[s.start : s.end]) == evidence for s in spans)
 
 
 def test_span_refuses_a_reversed_range() -> None:
@@ -192,14 +204,15 @@ def test_span_refuses_a_reversed_range() -> None:
 
 # --- retrieval ----------------------------------------------------------------------------
 
+
 def test_retrieval_metrics_hand_computed() -> None:
     gold = [Span("a", 10, 20)]
     retrieved = [
-        [Span("a", 15, 30), Span("b", 0, 5)],                        # relevant at rank 1
-        [Span("b", 10, 20), Span("a", 0, 10), Span("a", 19, 25)],    # rank 3 (rank 2 only touches)
-        [Span("a", 10, 20)],                                         # no evidence: not applicable
-        [],                                                          # nothing retrieved
-        [Span("x", 0, 1)] * 6 + [Span("a", 0, 11)],                  # rank 7: beyond hit@5
+        [Span("a", 15, 30), Span("b", 0, 5)],  # relevant at rank 1
+        [Span("b", 10, 20), Span("a", 0, 10), Span("a", 19, 25)],  # rank 3 (rank 2 only touches)
+        [Span("a", 10, 20)],  # no evidence: not applicable
+        [],  # nothing retrieved
+        [Span("x", 0, 1)] * 6 + [Span("a", 0, 11)],  # rank 7: beyond hit@5
     ]
     relevant = [gold, gold, [], gold, gold]
     result = retrieval_metrics(retrieved, relevant)
@@ -227,14 +240,15 @@ def test_retrieval_metrics_on_nothing_are_zero() -> None:
 
 # --- citations ----------------------------------------------------------------------------
 
+
 def test_citation_precision_macro_mean_over_applicable_questions() -> None:
     evidence = [Span("a", 100, 200)]
     citations = [
-        [Span("a", 150, 160), Span("b", 0, 10)],                   # overlap; quote has gold: 2/2
+        [Span("a", 150, 160), Span("b", 0, 10)],  # overlap; quote has gold: 2/2
         [Span("a", 0, 100), Span("a", 199, 210), Span("c", 0, 5)],  # only the 2nd overlaps: 1/3
-        [],                                                         # no citations: None
-        [Span("a", 0, 5)],                                          # no evidence, no gold: None
-        [Span("a", 0, 5)],                                          # gold only, not contained: 0
+        [],  # no citations: None
+        [Span("a", 0, 5)],  # no evidence, no gold: None
+        [Span("a", 0, 5)],  # gold only, not contained: 0
     ]
     quotes = [
         ["irrelevant", "It was the Eiffel Tower."],
@@ -257,6 +271,7 @@ def test_citation_precision_checks_quotes_match_citations() -> None:
 
 
 # --- abstention ---------------------------------------------------------------------------
+
 
 def test_abstention_rates_and_auroc_with_ties() -> None:
     # AUROC pairs (pos, neg): (0.8, 0.4) x2 = 1 each, (0.4, 0.4) x2 = 0.5 each -> 3 / 4.
@@ -364,9 +379,17 @@ def test_best_threshold_with_groups_is_the_best_of_every_cut() -> None:
     groups = [rng.choice("abc") if c > 0.3 else "a" for c in confidence]
 
     def mean_balanced(t: float) -> float:
-        return sum(threshold_sweep([c for c, g in zip(confidence, groups) if g == name],
-                                   [a for a, g in zip(answerable, groups) if g == name], [t])[0]["balanced_accuracy"]
-                   for name in "abc") / 3
+        return (
+            sum(
+                threshold_sweep(
+                    [c for c, g in zip(confidence, groups) if g == name],
+                    [a for a, g in zip(answerable, groups) if g == name],
+                    [t],
+                )[0]["balanced_accuracy"]
+                for name in "abc"
+            )
+            / 3
+        )
 
     chosen = best_threshold(confidence, answerable, groups=groups)
     candidates = sorted(set(confidence)) + [1.5]
@@ -380,16 +403,17 @@ def test_best_threshold_groups_must_match_the_questions() -> None:
 
 # --- BEIR ---------------------------------------------------------------------------------
 
+
 def test_beir_metrics_against_hand_computed_ndcg() -> None:
     qrels = {
-        "q2": {"d3": 1},                        # missing from the run: 0
+        "q2": {"d3": 1},  # missing from the run: 0
         "q1": {"d1": 1, "d2": 2, "d9": 1},
         "q3": {"d11": 1},
     }
     run = {
         "q1": {"d1": 3.0, "d2": 2.0, "dx": 1.0},
         "q3": {f"d{i}": 20.0 - i for i in range(1, 12)},  # d11 at rank 11: outside ndcg@10
-        "q9": {"d1": 1.0},                                # not judged: ignored
+        "q9": {"d1": 1.0},  # not judged: ignored
     }
     result = beir_metrics(run, qrels)
     dcg = 1 / math.log2(2) + 2 / math.log2(3)
@@ -402,7 +426,8 @@ def test_beir_metrics_against_hand_computed_ndcg() -> None:
 def test_beir_metrics_break_score_ties_like_trec_eval() -> None:
     assert beir_metrics({"q": {"a": 1.0, "b": 1.0}}, {"q": {"b": 1}})["ndcg@10"].score == 1.0
     assert beir_metrics({"q": {"a": 1.0, "b": 1.0}}, {"q": {"a": 1}})["ndcg@10"].score == pytest.approx(
-        1 / math.log2(3))
+        1 / math.log2(3)
+    )
 
 
 def test_beir_metrics_on_empty_inputs() -> None:
@@ -412,6 +437,7 @@ def test_beir_metrics_on_empty_inputs() -> None:
 
 
 # --- cost ---------------------------------------------------------------------------------
+
 
 def test_percentiles_linear() -> None:
     assert percentiles([5.0, 1.0, 3.0, 2.0, 4.0]) == {"p50": 3.0, "p95": pytest.approx(4.8)}

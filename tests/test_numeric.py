@@ -1,4 +1,5 @@
 """`rag.numeric.sigmoid`: the one logistic function the scores share."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ def test_sigmoid_of_an_array_is_elementwise_and_keeps_numpy_scalars_numpy() -> N
     z = np.array([-1e6, -2.0, 0.0, 2.0, 1e6])
     out = sigmoid(z)
     assert out.shape == z.shape
-    assert np.allclose(out, [1.0 / (1.0 + math.exp(50.0)), 1.0 / (1.0 + math.exp(2.0)), 0.5,
-                             1.0 / (1.0 + math.exp(-2.0)), 1.0])
+    assert np.allclose(
+        out, [1.0 / (1.0 + math.exp(50.0)), 1.0 / (1.0 + math.exp(2.0)), 0.5, 1.0 / (1.0 + math.exp(-2.0)), 1.0]
+    )
     assert np.all(np.diff(out) > 0)
     scalar = sigmoid(np.float64(2.0))
     assert isinstance(scalar, np.floating) and scalar == out[3]

@@ -9,17 +9,17 @@ What the 135M model writes varies; what is checked holds for any reply: the answ
 exact span of its document, and the answer either cites retrieved passages for its supported
 sentences or falls back to the extractive answer (or abstains) when none is supported.
 """
+
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
-
 from conftest import skip_or_fail
-from serving_llm import LlmServer, llama_cpp_missing, llm_server as start_llm_server
+from serving_llm import LlmServer, llama_cpp_missing
+from serving_llm import llm_server as start_llm_server
 
 KURSK_QUESTION = "How many North Korean soldiers have arrived in Kursk?"
 MAX_NEW_TOKENS = 96
@@ -75,8 +75,9 @@ def extractive(opened):
 def _openai_config(server: LlmServer):
     from rag.config import RagConfig
 
-    return RagConfig(generator="openai", llm_base_url=server.base_url, llm_model=server.model,
-                     llm_max_new_tokens=MAX_NEW_TOKENS)
+    return RagConfig(
+        generator="openai", llm_base_url=server.base_url, llm_model=server.model, llm_max_new_tokens=MAX_NEW_TOKENS
+    )
 
 
 def test_server_speaks_the_openai_protocol(llm_server: LlmServer) -> None:
@@ -85,8 +86,16 @@ def test_server_speaks_the_openai_protocol(llm_server: LlmServer) -> None:
 
     # ChatOpenAI sends max_tokens as `max_completion_tokens`, which llama-cpp-python's server
     # ignores (it generates until the end of text): the limit also goes as `max_tokens`.
-    chat = ChatOpenAI(base_url=llm_server.base_url, model=llm_server.model, api_key="not-needed",
-                      temperature=0, max_tokens=32, extra_body={"max_tokens": 32}, timeout=120, max_retries=0)
+    chat = ChatOpenAI(
+        base_url=llm_server.base_url,
+        model=llm_server.model,
+        api_key="not-needed",
+        temperature=0,
+        max_tokens=32,
+        extra_body={"max_tokens": 32},
+        timeout=120,
+        max_retries=0,
+    )
     reply = chat.invoke("What is the capital of France? Answer in one sentence.")
     assert isinstance(reply.content, str) and reply.content.strip(), reply
     assert reply.response_metadata.get("model_name") == llm_server.model, reply.response_metadata
@@ -135,7 +144,7 @@ def _check_generated_answer(answer, rag, question: str, extractive) -> dict:
     for c in answer.citations:
         document = rag.index.document(c.source)
         assert document is not None, c.source
-        assert document.text[c.start:c.end] == c.quote, c
+        assert document.text[c.start : c.end] == c.quote, c
     if answer.abstained:
         return data
     if any(s.supported for s in answer.sentences):
@@ -175,11 +184,27 @@ def test_ask_stream_yields_text_before_the_answer(llm_server: LlmServer, opened,
         assert " ".join(s.text.split()[:3]) in draft, (s.text, draft)
 
 
-def test_cli_ask_with_openai_generator(llm_server: LlmServer, seed_index: Path, extractive, rag_cli,
-                                      tmp_path: Path) -> None:
-    result = rag_cli(["ask", KURSK_QUESTION, "--index-dir", str(seed_index), "--generator", "openai",
-                      "--llm-base-url", llm_server.base_url, "--llm-model", llm_server.model,
-                      "--llm-max-new-tokens", str(MAX_NEW_TOKENS), "--json"], cwd=tmp_path)
+def test_cli_ask_with_openai_generator(
+    llm_server: LlmServer, seed_index: Path, extractive, rag_cli, tmp_path: Path
+) -> None:
+    result = rag_cli(
+        [
+            "ask",
+            KURSK_QUESTION,
+            "--index-dir",
+            str(seed_index),
+            "--generator",
+            "openai",
+            "--llm-base-url",
+            llm_server.base_url,
+            "--llm-model",
+            llm_server.model,
+            "--llm-max-new-tokens",
+            str(MAX_NEW_TOKENS),
+            "--json",
+        ],
+        cwd=tmp_path,
+    )
 
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
@@ -189,7 +214,7 @@ def test_cli_ask_with_openai_generator(llm_server: LlmServer, seed_index: Path, 
     _check_answer_json(data, KURSK_QUESTION)
     seed_text = {p.name: p.read_text(encoding="utf-8") for p in (seed_index.parent / "corpus").iterdir()}
     for c in data["citations"]:
-        assert seed_text[c["source"]][c["start"]:c["end"]] == c["quote"], c
+        assert seed_text[c["source"]][c["start"] : c["end"]] == c["quote"], c
     if not data["abstained"] and not any(s["supported"] for s in data["sentences"]):
         assert data["answer"] == extractive.text, data  # fell back to the extractive answer
 
@@ -219,9 +244,24 @@ def test_rag_eval_runs_with_the_openai_generator(llm_server: LlmServer, embedder
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows if r["id"] in ("seed-001", "seed-029")))
     report_path = tmp_path / "openai.json"
 
-    code = eval_main(["--qa", str(questions), "--docs", str(root / "seeds"), "--generator", "openai",
-                      "--llm-base-url", llm_server.base_url, "--llm-model", llm_server.model,
-                      "--llm-max-new-tokens", str(MAX_NEW_TOKENS), "--report", str(report_path)])
+    code = eval_main(
+        [
+            "--qa",
+            str(questions),
+            "--docs",
+            str(root / "seeds"),
+            "--generator",
+            "openai",
+            "--llm-base-url",
+            llm_server.base_url,
+            "--llm-model",
+            llm_server.model,
+            "--llm-max-new-tokens",
+            str(MAX_NEW_TOKENS),
+            "--report",
+            str(report_path),
+        ]
+    )
 
     assert code == 0
     report = json.loads(report_path.read_text())

@@ -1,4 +1,5 @@
 """Answering end to end with the real model: cited quotes that match the source, abstention, pages."""
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,8 @@ def _check_quotes_match_documents(rag: RAG, answer: Answer) -> None:
     for c in answer.citations:
         document = rag.index.document(c.source)
         assert document is not None
-        assert document.text[c.start:c.end] == c.quote
-        assert document.text[c.passage_start:c.passage_start + len(c.passage)] == c.passage
+        assert document.text[c.start : c.end] == c.quote
+        assert document.text[c.passage_start : c.passage_start + len(c.passage)] == c.passage
         assert c.passage_start <= c.start and c.end <= c.passage_start + len(c.passage)
 
 
@@ -71,7 +72,7 @@ def test_kursk_question_is_answered_with_a_verifiable_citation(rag: RAG, seed_pa
     seed_text = seed_path.read_text(encoding="utf-8")
     for c in cited:
         assert c.source == seed_path.name and c.page is None
-        assert seed_text[c.start:c.end] == c.quote  # the file itself, not only the stored copy
+        assert seed_text[c.start : c.end] == c.quote  # the file itself, not only the stored copy
     _check_quotes_match_documents(rag, answer)
     assert rag.config.thresholds()[0] <= answer.confidence <= 1.0
 
@@ -111,9 +112,17 @@ def test_json_contract_and_timings(rag: RAG) -> None:
     answer = rag.ask(KURSK_QUESTION)
     data = json.loads(json.dumps(answer.to_json()))
 
-    assert set(data) == {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms",
-                         "generator",
-                         "sentences"}
+    assert set(data) == {
+        "question",
+        "answer",
+        "abstained",
+        "tentative",
+        "confidence",
+        "citations",
+        "timings_ms",
+        "generator",
+        "sentences",
+    }
     assert data["question"] == KURSK_QUESTION and data["answer"] == answer.text
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}
     assert 0 < data["timings_ms"]["retrieve"] <= data["timings_ms"]["total"]
@@ -123,12 +132,15 @@ def test_json_contract_and_timings(rag: RAG) -> None:
     assert len(answer.hits) <= rag.config.top_k
 
 
-@pytest.mark.parametrize(("question", "message"), [
-    ("", "question is empty"),
-    ("   \n\t  ", "question is empty"),
-    ("x" * 2001, "question is 2001 characters, over the limit of 2000"),
-    (None, "question must be text, got NoneType"),
-])
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("", "question is empty"),
+        ("   \n\t  ", "question is empty"),
+        ("x" * 2001, "question is 2001 characters, over the limit of 2000"),
+        (None, "question must be text, got NoneType"),
+    ],
+)
 def test_bad_questions_are_refused_before_any_work(rag: RAG, question, message: str) -> None:
     with pytest.raises(BadInput, match=re.escape(message)):
         validate_question(question, config=RagConfig())

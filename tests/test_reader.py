@@ -1,5 +1,6 @@
 """The trained reader: shipped with the package, offline, deterministic, right on the seed article;
 its training command end to end on a tiny sample; the ONNX file agrees with the torch model."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import need_shared
+
 from rag.reader import MODEL_DIR, ONNX_FILE, Candidate, Reader, ReaderUnavailable, assemble
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +35,13 @@ def test_the_reader_ships_as_package_data_with_a_card() -> None:
 
 
 def test_the_reader_loads_offline_in_a_fresh_process_without_torch() -> None:
-    code = ("import sys; from rag.reader import Reader, Candidate; r = Reader.load(); "
-            "p = r.score('Who won?', [Candidate('', 'Ann won the race.', '')]); "
-            "print(float(p[0])); print('torch' in sys.modules)")
+    code = (
+        "import sys; from rag.reader import Reader, Candidate; r = Reader.load(); "
+        "p = r.score('Who won?', [Candidate('', 'Ann won the race.', '')]); "
+        "print(float(p[0])); print('torch' in sys.modules)"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     prob, torch_loaded = done.stdout.split()
     assert 0.0 <= float(prob) <= 1.0
@@ -47,30 +49,35 @@ def test_the_reader_loads_offline_in_a_fresh_process_without_torch() -> None:
 
 
 def test_scores_are_deterministic_and_in_order(reader: Reader) -> None:
-    candidates = [Candidate("", "The meeting was held in Seoul.", "It lasted two hours."),
-                  Candidate("The meeting was held in Seoul.", "It lasted two hours.", "")]
+    candidates = [
+        Candidate("", "The meeting was held in Seoul.", "It lasted two hours."),
+        Candidate("The meeting was held in Seoul.", "It lasted two hours.", ""),
+    ]
     first = reader.score("How long did the meeting last?", candidates)
     again = reader.score("How long did the meeting last?", list(reversed(candidates)))
     assert first.shape == (2,)
     np.testing.assert_allclose(first, again[::-1], atol=1e-6)
 
 
-def test_on_the_seed_article_it_ranks_the_sentence_holding_the_answer_first(reader: Reader,
-                                                                           seed_path: Path) -> None:
+def test_on_the_seed_article_it_ranks_the_sentence_holding_the_answer_first(reader: Reader, seed_path: Path) -> None:
     """All sentences of the article are read for each answerable question of our seed set; the best
     one holds the evidence or an answer for 0.68 of them (the shipped model, measured)."""
     from rag.chunk import split_sentences
 
     text = seed_path.read_text(encoding="utf-8")
     sentences = [text[a:b] for a, b in split_sentences(text)]
-    candidates = [Candidate(sentences[k - 1] if k else "", s, sentences[k + 1] if k + 1 < len(sentences) else "")
-                  for k, s in enumerate(sentences)]
+    candidates = [
+        Candidate(sentences[k - 1] if k else "", s, sentences[k + 1] if k + 1 < len(sentences) else "")
+        for k, s in enumerate(sentences)
+    ]
     rows = [json.loads(line) for line in (ROOT / "eval" / "data" / "seed_qa.jsonl").read_text().splitlines()]
     right = []
     for row in (r for r in rows if r["answers"]):
         best = sentences[int(np.argmax(reader.score(row["question"], candidates)))]
-        right.append(any(e in best or best in e for e in row["evidence"])
-                     or any(a.lower() in best.lower() for a in row["answers"]))
+        right.append(
+            any(e in best or best in e for e in row["evidence"])
+            or any(a.lower() in best.lower() for a in row["answers"])
+        )
     assert len(right) == 50 and sum(right) / len(right) >= 0.62
     kurt = reader.score("Who is Kurt Campbell?", candidates)
     assert "Kurt Campbell, the Deputy Secretary of State" in sentences[int(np.argmax(kurt))]
@@ -93,9 +100,26 @@ def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_
     need_shared()
     out, work = tmp_path / "model", tmp_path / "work"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "eval.train_reader", "--limit-questions", "3", "--out", str(out),
-                           "--work-dir", str(work), "--batch-size", "16"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval.train_reader",
+            "--limit-questions",
+            "3",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(work),
+            "--batch-size",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / ONNX_FILE).is_file() and (out / "tokenizer.json").is_file() and (out / "README.md").is_file()
     log = [json.loads(line) for line in (work / "training_log.jsonl").read_text().splitlines()]
@@ -106,19 +130,29 @@ def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_
     # The ONNX int8 file against the torch weights it was exported from, on fresh pairs.
     import torch
 
-    from eval.train_reader import make_model, tensors, Example
+    from eval.train_reader import Example, make_model, tensors
     from rag.reader import WordPieces
 
     model = make_model(0)
     model.load_state_dict(torch.load(work / "reader.pt"))
     model.eval()
-    examples = [Example("g", "Who leads the agency?", "The agency was founded in 1950.",
-                        "Its director is Maria Lopez.", "She took office in May.", 0.0, "test"),
-                Example("g", "When was it founded?", "", "The agency was founded in 1950.", "", 0.0, "test")]
+    examples = [
+        Example(
+            "g",
+            "Who leads the agency?",
+            "The agency was founded in 1950.",
+            "Its director is Maria Lopez.",
+            "She took office in May.",
+            0.0,
+            "test",
+        ),
+        Example("g", "When was it founded?", "", "The agency was founded in 1950.", "", 0.0, "test"),
+    ]
     with torch.no_grad():
         expected = model(**tensors(WordPieces(out / "tokenizer.json"), examples)).numpy()
-    got = np.concatenate([Reader.load(out).logits(e.question, [Candidate(e.before, e.sentence, e.after)])
-                          for e in examples])
+    got = np.concatenate(
+        [Reader.load(out).logits(e.question, [Candidate(e.before, e.sentence, e.after)]) for e in examples]
+    )
     assert np.abs(got - expected).max() <= ONNX_TOLERANCE
     assert json.loads((out / "reader.json").read_text())["onnx_vs_torch"]["max_abs_logit_diff"] <= ONNX_TOLERANCE
 

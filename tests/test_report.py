@@ -1,4 +1,5 @@
 """Reports are written where they are asked for, with latest.* beside them, never into the checkout."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tracked_state() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--", "eval/reports"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--", "eval/reports"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_write_report_puts_latest_beside_the_report_not_into_the_checkout(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """Reader scoring in the pipeline: which sentences it reads, how hits are reordered, and the
 "not sure" band between an answer and a refusal."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import json
 import pytest
 
 from rag.answer import ScoredSentence
-from rag.replies import TENTATIVE_PREFIX
 from rag.config import RagConfig
+from rag.replies import TENTATIVE_PREFIX
 from rag.rerank import in_context, prefilter, rerank_hits
 from rag.types import Chunk, Hit
 
@@ -28,8 +29,10 @@ def _sentence(rank: int, hit: Hit, k: int, score: float) -> ScoredSentence:
 
 def test_prefilter_reads_each_top_hit_then_the_best_of_the_rest() -> None:
     hits = [_hit(i, "A a.|B b.|C c.", 1.0 - i / 10) for i in range(4)]
-    ranked = sorted([_sentence(r, h, k, 0.9 - r * 0.01 - k * 0.1) for r, h in enumerate(hits) for k in range(3)],
-                    key=lambda s: -s.score)
+    ranked = sorted(
+        [_sentence(r, h, k, 0.9 - r * 0.01 - k * 0.1) for r, h in enumerate(hits) for k in range(3)],
+        key=lambda s: -s.score,
+    )
     config = RagConfig(rerank_depth=3, reader_sentences=5)
     chosen = prefilter(ranked, config=config)
     assert len(chosen) == 5
@@ -58,8 +61,9 @@ def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_re
 
 
 def test_the_not_sure_band_shows_the_closest_passage_marked_and_cited(seed_rag) -> None:
-    config = seed_rag.config.replace(answer_scorer="reader", reader_abstain_threshold=0.999,
-                                     reader_tentative_threshold=0.0)
+    config = seed_rag.config.replace(
+        answer_scorer="reader", reader_abstain_threshold=0.999, reader_tentative_threshold=0.0
+    )
     answer = seed_rag.ask("What did Blinken warn?", config=config)
     assert answer.tentative and answer.abstained
     assert answer.text.startswith(TENTATIVE_PREFIX)
@@ -72,8 +76,18 @@ def test_the_not_sure_band_shows_the_closest_passage_marked_and_cited(seed_rag) 
 
 @pytest.mark.parametrize("scorer", ["reader", "heuristic"])
 def test_both_scorers_answer_through_the_cli(rag_cli, seed_rag, tmp_path, scorer: str) -> None:
-    done = rag_cli(["ask", "How many North Korean soldiers are in Kursk?", "--index-dir", str(seed_rag.index.dir),
-                    "--answer-scorer", scorer, "--json"], cwd=tmp_path)
+    done = rag_cli(
+        [
+            "ask",
+            "How many North Korean soldiers are in Kursk?",
+            "--index-dir",
+            str(seed_rag.index.dir),
+            "--answer-scorer",
+            scorer,
+            "--json",
+        ],
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert "tentative" in data and "8,000" in data["answer"] + "".join(c["quote"] for c in data["citations"])

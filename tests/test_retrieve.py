@@ -1,4 +1,5 @@
 """Retrieval: dense, BM25 and hybrid search on a small hand-made corpus; reciprocal-rank fusion."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,17 +9,17 @@ from rag.retrieve import reciprocal_rank_fusion, search
 
 DOCUMENTS = {
     "bees.txt": "Honeybees collect nectar from flowers and turn it into honey inside the hive. "
-                "A colony can hold tens of thousands of workers.",
+    "A colony can hold tens of thousands of workers.",
     "volcano.txt": "Mount Etna is an active stratovolcano on the east coast of Sicily. "
-                   "Its eruptions have been recorded for thousands of years.",
+    "Its eruptions have been recorded for thousands of years.",
     "bread.txt": "Sourdough is leavened by a starter of wild yeast and lactic acid bacteria. "
-                 "Bakers feed the starter with flour and water.",
+    "Bakers feed the starter with flour and water.",
     "chess.txt": "The Sicilian Defence is a chess opening that begins with the moves e4 c5. "
-                 "Grandmaster Quillfeather annotated it in catalogue entry ZX-4471.",
+    "Grandmaster Quillfeather annotated it in catalogue entry ZX-4471.",
     "space/rover.txt": "The rover landed in Jezero crater on Mars to search for signs of ancient microbial "
-                       "life. It carries a small helicopter.",
+    "life. It carries a small helicopter.",
     "ships.md": "# Shipping\n\nContainer ships carry most of the world's traded goods across the oceans. "
-                "The largest vessels hold more than twenty thousand containers.",
+    "The largest vessels hold more than twenty thousand containers.",
 }
 
 
@@ -45,17 +46,20 @@ def _search(index, embedder, query: str, mode: str, top_k: int = 3):
 
 
 @pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
-@pytest.mark.parametrize(("query", "source"), [
-    ("Which volcano erupts in Sicily?", "volcano.txt"),
-    ("catalogue entry ZX-4471 by Quillfeather", "chess.txt"),
-    ("How do bakers feed a sourdough starter?", "bread.txt"),
-    ("How many containers do the largest ships hold?", "ships.md"),
-])
+@pytest.mark.parametrize(
+    ("query", "source"),
+    [
+        ("Which volcano erupts in Sicily?", "volcano.txt"),
+        ("catalogue entry ZX-4471 by Quillfeather", "chess.txt"),
+        ("How do bakers feed a sourdough starter?", "bread.txt"),
+        ("How many containers do the largest ships hold?", "ships.md"),
+    ],
+)
 def test_each_mode_returns_the_right_chunk_first(index, embedder, mode: str, query: str, source: str) -> None:
     hits = _search(index, embedder, query, mode)
 
     assert hits and hits[0].chunk.source == source
-    assert hits[0].chunk.text == DOCUMENTS[source][hits[0].chunk.start:hits[0].chunk.end]
+    assert hits[0].chunk.text == DOCUMENTS[source][hits[0].chunk.start : hits[0].chunk.end]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
@@ -99,8 +103,9 @@ def test_top_k_caps_bm25_hits(index, embedder) -> None:
     everything = _search(index, embedder, query, "bm25", top_k=10)
 
     assert len(everything) >= 3
-    assert [h.chunk.id for h in _search(index, embedder, query, "bm25", top_k=2)] == \
-        [h.chunk.id for h in everything[:2]]
+    assert [h.chunk.id for h in _search(index, embedder, query, "bm25", top_k=2)] == [
+        h.chunk.id for h in everything[:2]
+    ]
 
 
 @pytest.mark.parametrize("bad", [0, -1, -20])

@@ -103,9 +103,7 @@ def test_answerable_have_answer_and_evidence(rows):
 
 
 def test_evidence_is_verbatim(rows, article):
-    missing = [
-        (r["id"], e) for r in rows for e in r["evidence"] if e not in article
-    ]
+    missing = [(r["id"], e) for r in rows for e in r["evidence"] if e not in article]
     assert not missing, missing
 
 

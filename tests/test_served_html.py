@@ -9,6 +9,7 @@ viewer, documents table) first through `rag.ui` with real answers, then as serve
 `rag serve`, driven over Gradio's queue protocol the way the browser drives it, and every HTML
 fragment is parsed: only the UI's own tags and attributes may appear, never `<script`.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from conftest import write_docx, write_pdf
+
 from rag import ui
 from rag.pipeline import RAG, build_index
 
@@ -39,13 +40,13 @@ DOCS = {
 TEXTS = {
     "tower.txt": "The Vexmoor signal tower <script>alert('XSS1')</script> transmits 451 messages every day.\n",
     "ferry.html": "<html><body><p>The Quillmark ferry &lt;img src=x onerror=alert('XSS2')&gt; carries 88 cars on each "
-                  "crossing.</p><script>alert('never-indexed')</script></body></html>",
+    "crossing.</p><script>alert('never-indexed')</script></body></html>",
     "mill.pdf": "The Brackenfield mill \"><svg onload=alert('XSS3')> grinds 615 sacks of flour a week.",
     "choir.docx": "The Ostrava choir [tickets](javascript:alert('XSS4')) sang 23 songs at the gala.",
     "<img src=x onerror=alert('N1')>.txt": "The Ketterly lantern <a href=\"javascript:alert('XSS5')\">burns</a> "
-                                           "for 19 hours a day.\n",
+    "for 19 hours a day.\n",
     "\"><svg onload=alert('N2')>.md": "The Pellow orchard <iframe src=javascript:alert('XSS6')></iframe> grows "
-                                      "733 plum trees.\n",
+    "733 plum trees.\n",
 }
 LINK_ONLY = {"choir.docx"}  # its payload is a Markdown link: no "<" to escape
 OFF_TOPIC = "What is the airspeed velocity of an unladen swallow?"
@@ -234,9 +235,17 @@ def test_a_hostile_upload_is_renamed_and_its_text_served_escaped(url: str, tmp_p
     assert "<script" not in "".join(raw + more).lower()
 
 
-@pytest.mark.parametrize("html", ['<div><img src=x onerror=alert(1)></div>', '<span onclick="x()">a</span>',
-                                  '<a href="javascript:alert(1)">x</a>', '<SCRIPT>alert(1)</SCRIPT>',
-                                  '<svg onload=alert(1)>', '<mark style="background:url(x)">a</mark>'])
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<div><img src=x onerror=alert(1)></div>",
+        '<span onclick="x()">a</span>',
+        '<a href="javascript:alert(1)">x</a>',
+        "<SCRIPT>alert(1)</SCRIPT>",
+        "<svg onload=alert(1)>",
+        '<mark style="background:url(x)">a</mark>',
+    ],
+)
 def test_the_html_check_catches_injected_markup(html: str) -> None:
     with pytest.raises(AssertionError):
         assert_inert_html(html)

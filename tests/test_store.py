@@ -1,4 +1,5 @@
 """The on-disk index: manifest, incremental updates, refusing mismatches, crash safety, the lock."""
+
 from __future__ import annotations
 
 import calendar
@@ -20,19 +21,23 @@ import rag.store
 from rag.config import MODEL_DIM, MODEL_NAME, RagConfig
 from rag.pipeline import RAG, build_index
 from rag.retrieve import search
-from rag.store import (MANIFEST, Index, IndexLocked, IndexMismatch, IndexNotFound, IndexWriter,
-                       read_manifest)
+from rag.store import MANIFEST, Index, IndexLocked, IndexMismatch, IndexNotFound, IndexWriter, read_manifest
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
 KURSK_QUESTION = "How many North Korean soldiers have arrived in Kursk?"
 TOPICS = {
-    "alpha.txt": "glaciers", "beta.txt": "lighthouses", "gamma/delta.txt": "beekeeping",
+    "alpha.txt": "glaciers",
+    "beta.txt": "lighthouses",
+    "gamma/delta.txt": "beekeeping",
 }
 
 
 def _topic_text(topic: str, n: int = 12, extra: str = "") -> str:
-    sentences = [f"Fact {i} about {topic}: the {topic} survey recorded observation number {i * 7} "
-                 f"in the northern district during season {i}." for i in range(n)]
+    sentences = [
+        f"Fact {i} about {topic}: the {topic} survey recorded observation number {i * 7} "
+        f"in the northern district during season {i}."
+        for i in range(n)
+    ]
     return " ".join(sentences) + extra
 
 
@@ -49,8 +54,12 @@ def _sources(hits) -> set[str]:
 
 def _all_modes(index: Index, embedder, query: str, top_k: int = 50) -> set[str]:
     vector = embedder.encode_queries([query])[0]
-    return set().union(*(_sources(search(index, query, vector, config=RagConfig(mode=m), top_k=top_k))
-                         for m in ("dense", "bm25", "hybrid")))
+    return set().union(
+        *(
+            _sources(search(index, query, vector, config=RagConfig(mode=m), top_k=top_k))
+            for m in ("dense", "bm25", "hybrid")
+        )
+    )
 
 
 def _assert_consistent(index_dir: Path, expected: dict[str, str], config: RagConfig | None = None) -> None:
@@ -64,18 +73,26 @@ def _assert_consistent(index_dir: Path, expected: dict[str, str], config: RagCon
         bm25_ids = set(int(i) for i in index.bm25_ids)
         g = index.generation
         db = sqlite3.connect(str(index_dir / rag.store.DB))
-        rows = db.execute('SELECT id, source FROM chunks WHERE gen_added <= ? AND '
-                          '(gen_removed IS NULL OR gen_removed > ?)', (g, g)).fetchall()
-        docs = db.execute("SELECT source, sha256 FROM documents WHERE gen_added <= ? AND "
-                          "(gen_removed IS NULL OR gen_removed > ?)", (g, g)).fetchall()
+        rows = db.execute(
+            "SELECT id, source FROM chunks WHERE gen_added <= ? AND (gen_removed IS NULL OR gen_removed > ?)", (g, g)
+        ).fetchall()
+        docs = db.execute(
+            "SELECT source, sha256 FROM documents WHERE gen_added <= ? AND (gen_removed IS NULL OR gen_removed > ?)",
+            (g, g),
+        ).fetchall()
         db.close()
         assert dict(docs) == expected
         assert faiss_ids == bm25_ids == {r[0] for r in rows}
         assert len(rows) == manifest["n_chunks"] == sum(d["n_chunks"] for d in manifest["documents"].values())
         assert {r[1] for r in rows} == set(expected)
         leftovers = {p.name for p in index_dir.iterdir()} - {
-            MANIFEST, rag.store.DB, ".lock", *manifest["files"].values(), rag.store.DB + "-wal",
-            rag.store.DB + "-shm"}
+            MANIFEST,
+            rag.store.DB,
+            ".lock",
+            *manifest["files"].values(),
+            rag.store.DB + "-wal",
+            rag.store.DB + "-shm",
+        }
         assert leftovers == set()
     finally:
         index.close()
@@ -114,8 +131,12 @@ def test_manifest_describes_the_index(built) -> None:
     corpus, index_dir, started = built
     manifest = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
 
-    assert manifest["params"] == {"model_name": MODEL_NAME, "model_dim": MODEL_DIM,
-                                  "chunk_tokens": 200, "chunk_overlap_sentences": 1}
+    assert manifest["params"] == {
+        "model_name": MODEL_NAME,
+        "model_dim": MODEL_DIM,
+        "chunk_tokens": 200,
+        "chunk_overlap_sentences": 1,
+    }
     assert manifest["normalized"] is True and manifest["generation"] == 1
     for package in ("sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s", "numpy"):
         assert manifest["versions"][package][0].isdigit(), (package, manifest["versions"][package])
@@ -147,8 +168,9 @@ def test_unchanged_rerun_embeds_nothing(fresh, embedder) -> None:
 def test_changing_one_file_re_embeds_only_its_chunks_and_deleting_one_removes_it(fresh, embedder) -> None:
     corpus, index_dir = fresh
     old = read_manifest(index_dir)
-    (corpus / "beta.txt").write_text(_topic_text("lighthouses", n=20, extra=" The keeper owned a parrot."),
-                                     encoding="utf-8")
+    (corpus / "beta.txt").write_text(
+        _topic_text("lighthouses", n=20, extra=" The keeper owned a parrot."), encoding="utf-8"
+    )
     calls = embedder.calls
 
     report = build_index([corpus], index_dir=index_dir, embedder=embedder)
@@ -185,8 +207,11 @@ def test_other_chunk_params_or_model_are_refused_until_rebuild(fresh, embedder) 
     message = str(excinfo.value)
     assert "chunk_tokens=200 (config: 64)" in message and "chunk_overlap_sentences=1 (config: 0)" in message
     assert "--rebuild" in message and str(index_dir) in message
-    with pytest.raises(IndexMismatch, match=r"model_name='sentence-transformers/all-MiniLM-L6-v2' "
-                                            r"\(config: 'acme/other-model'\)"):
+    with pytest.raises(
+        IndexMismatch,
+        match=r"model_name='sentence-transformers/all-MiniLM-L6-v2' "
+        r"\(config: 'acme/other-model'\)",
+    ):
         Index.load(index_dir, config=RagConfig(model_name="acme/other-model"))
     with pytest.raises(IndexMismatch, match="chunk_tokens=200"):
         build_index([corpus], index_dir=index_dir, embedder=embedder, config=smaller)
@@ -220,7 +245,7 @@ def test_a_documents_chunks_and_every_vector_are_read_through_the_index(fresh, e
         text = (corpus / "beta.txt").read_text(encoding="utf-8")
         assert len(chunks) == index.manifest["documents"]["beta.txt"]["n_chunks"] < stored_rows
         assert [c.id for c in chunks] == sorted(c.id for c in chunks)
-        assert all(c.source == "beta.txt" and text[c.start:c.end] == c.text for c in chunks)
+        assert all(c.source == "beta.txt" and text[c.start : c.end] == c.text for c in chunks)
         assert index.chunks([c.id for c in chunks]) == {c.id: c for c in chunks}
         assert index.document_chunks("missing.txt") == []
 
@@ -298,8 +323,9 @@ def _boom(*args, **kwargs):
     raise OSError("simulated crash: disk full")
 
 
-@pytest.mark.parametrize("failure", ["interrupt while embedding", "bm25 write after commit",
-                                     "manifest write after commit"])
+@pytest.mark.parametrize(
+    "failure", ["interrupt while embedding", "bm25 write after commit", "manifest write after commit"]
+)
 def test_a_failed_update_leaves_the_old_index_answering(seed_fresh, embedder, monkeypatch, failure: str) -> None:
     corpus, index_dir = seed_fresh
     old_manifest = (index_dir / MANIFEST).read_bytes()
@@ -309,6 +335,7 @@ def test_a_failed_update_leaves_the_old_index_answering(seed_fresh, embedder, mo
 
     progress = None
     if failure == "interrupt while embedding":
+
         def progress(n: int) -> None:
             raise KeyboardInterrupt
     elif failure == "bm25 write after commit":
@@ -356,10 +383,16 @@ def test_sigkill_of_rag_index_mid_write_leaves_the_old_index_answering(seed_fres
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "rag.store.files.write_bm25 = killed\n"
         "from rag.cli import main\n"
-        "sys.exit(main(['index', sys.argv[1], '--index-dir', sys.argv[2]]))\n")
+        "sys.exit(main(['index', sys.argv[1], '--index-dir', sys.argv[2]]))\n"
+    )
 
-    proc = subprocess.run([sys.executable, "-c", script, str(corpus), str(index_dir)], capture_output=True,
-                          text=True, timeout=300, env=dict(os.environ))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(corpus), str(index_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+    )
 
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (index_dir / MANIFEST).read_bytes() == old_manifest

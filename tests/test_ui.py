@@ -1,6 +1,7 @@
 """Unit tests of the UI's rendering, escaping and upload checks (rag/ui/render.py, uploads.py), and of
 the chat turn's settings reaching the answer (rag/ui/handlers.py called in process over the real model
 and the seed index from tests/conftest.py). No server, no browser."""
+
 from __future__ import annotations
 
 import html
@@ -14,8 +15,10 @@ from hypothesis import strategies as st
 from rag import ui
 from rag.types import Answer, Chunk, Citation, Document, Hit, Page
 
-HOSTILE = ('<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
-           '[click](javascript:window.__pwned=3) **bold** `code` $x^2$ <a href="javascript:alert(1)">a</a>')
+HOSTILE = (
+    '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
+    '[click](javascript:window.__pwned=3) **bold** `code` $x^2$ <a href="javascript:alert(1)">a</a>'
+)
 TAGS = re.compile(r"<(?!/?p>)[a-z!/]", re.I)  # any tag but the paragraph markdown always writes
 
 
@@ -33,13 +36,29 @@ def _rendered_text(rendered: str) -> str:
 def _citation(n: int, doc: str, quote: str, *, source: str = "a.txt", passage_start: int = 0) -> Citation:
     start = doc.index(quote)
     passage = doc[passage_start:]
-    return Citation(n=n, source=source, start=start, end=start + len(quote), page=None, quote=quote,
-                    passage=passage, score=0.71, passage_start=passage_start)
+    return Citation(
+        n=n,
+        source=source,
+        start=start,
+        end=start + len(quote),
+        page=None,
+        quote=quote,
+        passage=passage,
+        score=0.71,
+        passage_start=passage_start,
+    )
 
 
 def _hit(text: str, *, source: str = "a.txt", start: int = 0, dense: float = 0.31) -> Hit:
-    chunk = Chunk(id=1, source=source, start=start, end=start + len(text), text=text, page=None,
-                  sentences=((start, start + len(text)),))
+    chunk = Chunk(
+        id=1,
+        source=source,
+        start=start,
+        end=start + len(text),
+        text=text,
+        page=None,
+        sentences=((start, start + len(text)),),
+    )
     return Hit(chunk=chunk, score=0.016, dense=dense)
 
 
@@ -63,7 +82,7 @@ def test_escape_markdown_round_trips_any_single_line(text: str) -> None:
 
 def test_escape_markdown_keeps_entities_intact() -> None:
     # Escaping backslashes after html.escape would turn &#x27; into &\#x27;.
-    assert ui.escape_markdown("it's <b> & \"q\"") == "it's &lt;b&gt; &amp; \"q\""
+    assert ui.escape_markdown('it\'s <b> & "q"') == 'it\'s &lt;b&gt; &amp; "q"'
 
 
 def test_escape_html_escapes_quotes_for_attributes() -> None:
@@ -76,8 +95,9 @@ def test_escape_html_escapes_quotes_for_attributes() -> None:
 def _answer(doc: str, quotes: list[str], **kw) -> Answer:
     citations = tuple(_citation(n, doc, q) for n, q in enumerate(quotes, start=1))
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
-    return Answer(question="q?", text=text, abstained=False, confidence=0.8, citations=citations,
-                  query=kw.get("query", "q?"))
+    return Answer(
+        question="q?", text=text, abstained=False, confidence=0.8, citations=citations, query=kw.get("query", "q?")
+    )
 
 
 def test_answer_markdown_links_each_marker_to_its_citation() -> None:
@@ -91,7 +111,7 @@ def test_answer_markdown_links_each_marker_to_its_citation() -> None:
 
 def test_answer_markdown_escapes_a_hostile_quote_but_keeps_the_marker() -> None:
     doc = f"Intro. The banner reads {HOSTILE} today."
-    quote = doc[doc.index("The banner"):]
+    quote = doc[doc.index("The banner") :]
     rendered = _markdown().render(ui.answer_markdown(_answer(doc, [quote]), turn=0))
     assert re.findall(r"<a\b[^>]*>", rendered) == ['<a href="#cite-0-1">']
     assert "<script" not in rendered and "<img" not in rendered and "<strong" not in rendered
@@ -117,8 +137,14 @@ def test_stream_steps_are_growing_prefixes_ending_with_the_whole_message() -> No
 
 
 def test_abstention_says_so_and_never_shows_a_marker() -> None:
-    answer = Answer(question="Capital of Peru?", text="The documents do not contain an answer to this question.",
-                    abstained=True, confidence=0.01, citations=(), hits=(_hit("Some passage."),))
+    answer = Answer(
+        question="Capital of Peru?",
+        text="The documents do not contain an answer to this question.",
+        abstained=True,
+        confidence=0.01,
+        citations=(),
+        hits=(_hit("Some passage."),),
+    )
     md = ui.answer_markdown(answer, turn=0)
     assert md.startswith("> **Not found in the documents.**")
     assert "not* an answer" in md and "#cite-" not in md
@@ -140,8 +166,9 @@ def test_citation_card_highlights_the_quote_inside_the_passage() -> None:
 
 def test_citation_card_uses_passage_offsets() -> None:
     doc = "Same. Same. Other text here."
-    c = Citation(n=1, source="dir/a.txt", start=6, end=11, page=4, quote="Same.", passage=doc[6:], score=0.5,
-                 passage_start=6)
+    c = Citation(
+        n=1, source="dir/a.txt", start=6, end=11, page=4, quote="Same.", passage=doc[6:], score=0.5, passage_start=6
+    )
     card = ui.citation_card(c, 0)
     assert "<mark>Same.</mark> Other text here." in card
     assert "page 4" in card and ">a.txt<" in card and "score 0.50" in card
@@ -149,9 +176,15 @@ def test_citation_card_uses_passage_offsets() -> None:
 
 def test_sources_panel_for_an_abstention_labels_nearest_passages_as_not_an_answer() -> None:
     hostile = _hit(HOSTILE, source="evil<img src=x onerror=alert(1)>.md")
-    answer = Answer(question="q", text="The documents do not contain an answer to this question.", abstained=True,
-                    confidence=0.1, citations=(), hits=(hostile, _hit("Two."), _hit("Three."), _hit("Four.")),
-                    query="q")
+    answer = Answer(
+        question="q",
+        text="The documents do not contain an answer to this question.",
+        abstained=True,
+        confidence=0.1,
+        citations=(),
+        hits=(hostile, _hit("Two."), _hit("Three."), _hit("Four.")),
+        query="q",
+    )
     panel = ui.sources_html(answer, turn=0)
     assert ui.NOT_AN_ANSWER in panel
     assert panel.count('class="rag-card rag-nearest"') == 3
@@ -182,8 +215,12 @@ def test_document_viewer_marks_the_span_and_escapes_the_rest() -> None:
 def test_document_viewer_shows_the_page_and_a_window_of_a_long_document() -> None:
     text = "x" * (ui.VIEWER_MAX_CHARS * 2)
     start = ui.VIEWER_MAX_CHARS + 5
-    doc = Document(source="big.pdf", text=text, sha256="0",
-                   pages=(Page(1, 0, ui.VIEWER_MAX_CHARS), Page(2, ui.VIEWER_MAX_CHARS, len(text))))
+    doc = Document(
+        source="big.pdf",
+        text=text,
+        sha256="0",
+        pages=(Page(1, 0, ui.VIEWER_MAX_CHARS), Page(2, ui.VIEWER_MAX_CHARS, len(text))),
+    )
     out = ui.document_html(doc, start, start + 10)
     assert "page 2" in out and "Showing characters" in out
     assert len(out) < ui.VIEWER_MAX_CHARS + 2000
@@ -194,18 +231,21 @@ def test_document_viewer_shows_the_page_and_a_window_of_a_long_document() -> Non
 # --- uploads ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, safe", [
-    ("notes.md", "notes.md"),
-    ("../../etc/passwd.md", "passwd.md"),
-    ("..\\..\\windows\\evil.txt", "evil.txt"),
-    (".hidden.md", "hidden.md"),
-    ("..", "upload"),
-    ("", "upload"),
-    ("a\x00b\u202e.md", "ab.md"),
-    ('<img src=x onerror="a">.md', "_img src_x onerror__a__.md"),
-    ("Résumé 2024 (final).docx", "Résumé 2024 (final).docx"),
-    ("report.PDF", "report.PDF"),
-])
+@pytest.mark.parametrize(
+    "raw, safe",
+    [
+        ("notes.md", "notes.md"),
+        ("../../etc/passwd.md", "passwd.md"),
+        ("..\\..\\windows\\evil.txt", "evil.txt"),
+        (".hidden.md", "hidden.md"),
+        ("..", "upload"),
+        ("", "upload"),
+        ("a\x00b\u202e.md", "ab.md"),
+        ('<img src=x onerror="a">.md', "_img src_x onerror__a__.md"),
+        ("Résumé 2024 (final).docx", "Résumé 2024 (final).docx"),
+        ("report.PDF", "report.PDF"),
+    ],
+)
 def test_sanitize_filename(raw: str, safe: str) -> None:
     assert ui.sanitize_filename(raw) == safe
 
@@ -225,14 +265,17 @@ def test_long_names_keep_their_suffix() -> None:
     assert name.endswith(".docx") and len(name) == ui.MAX_FILENAME_CHARS
 
 
-@pytest.mark.parametrize("name, size, problem", [
-    ("a.md", 10, None),
-    ("a.PDF", 10, None),
-    ("a.exe", 10, "unsupported file type '.exe'"),
-    ("noext", 10, "unsupported file type '(none)'"),
-    ("a.txt", 3 * 1024 * 1024, "file is 3 MB, over the 2 MB limit"),
-    ("a.txt", 0, "empty file"),
-])
+@pytest.mark.parametrize(
+    "name, size, problem",
+    [
+        ("a.md", 10, None),
+        ("a.PDF", 10, None),
+        ("a.exe", 10, "unsupported file type '.exe'"),
+        ("noext", 10, "unsupported file type '(none)'"),
+        ("a.txt", 3 * 1024 * 1024, "file is 3 MB, over the 2 MB limit"),
+        ("a.txt", 0, "empty file"),
+    ],
+)
 def test_upload_problem(name: str, size: int, problem: str | None) -> None:
     found = ui.upload_problem(name, size, max_mb=2)
     assert (found is None) if problem is None else (found is not None and found.startswith(problem)), found
@@ -282,8 +325,17 @@ def _tentative(doc: str, quote: str, *, confidence: float = 0.42) -> Answer:
     from rag.replies import TENTATIVE_PREFIX
 
     c = _citation(1, doc, quote)
-    return Answer(question="q?", text=f"{TENTATIVE_PREFIX} “{c.quote}” [1]", abstained=True, tentative=True,
-                  confidence=confidence, citations=(c,), hits=(_hit(doc),), query="q?", candidate=f"{c.quote} [1]")
+    return Answer(
+        question="q?",
+        text=f"{TENTATIVE_PREFIX} “{c.quote}” [1]",
+        abstained=True,
+        tentative=True,
+        confidence=confidence,
+        citations=(c,),
+        hits=(_hit(doc),),
+        query="q?",
+        candidate=f"{c.quote} [1]",
+    )
 
 
 def test_tentative_answer_is_marked_not_sure_with_its_citation_linked() -> None:
@@ -300,7 +352,7 @@ def test_tentative_answer_is_marked_not_sure_with_its_citation_linked() -> None:
 
 def test_tentative_answer_escapes_a_hostile_quote_and_links_only_its_marker() -> None:
     doc = f"Intro. Earlier work [1] said {HOSTILE}\n\n    indented # heading\n- item here."
-    quote = doc[doc.index("Earlier"):]
+    quote = doc[doc.index("Earlier") :]
     md = ui.answer_markdown(_tentative(doc, quote), turn=0)
     rendered = _markdown().render(md)
     assert re.findall(r"<a\b[^>]*>", rendered) == ['<a href="#cite-0-1">']  # "[1]" in the quote stays text
@@ -319,8 +371,15 @@ def test_tentative_answer_shows_its_passage_in_the_sources_under_a_not_sure_note
 
 
 def test_a_refusal_is_unchanged_by_the_tentative_rendering() -> None:
-    refusal = Answer(question="q", text="The documents do not contain an answer to this question.", abstained=True,
-                     confidence=0.1, citations=(), hits=(_hit("One."),), query="q")
+    refusal = Answer(
+        question="q",
+        text="The documents do not contain an answer to this question.",
+        abstained=True,
+        confidence=0.1,
+        citations=(),
+        hits=(_hit("One."),),
+        query="q",
+    )
     assert ui.answer_markdown(refusal, 0) == ui.abstention_markdown(refusal)
     assert ui.NOT_SURE not in ui.answer_markdown(refusal, 0) and "rag-tentative" not in ui.sources_html(refusal, 0)
     assert ui.NOT_AN_ANSWER in ui.sources_html(refusal, 0)
@@ -328,8 +387,9 @@ def test_a_refusal_is_unchanged_by_the_tentative_rendering() -> None:
 
 def test_a_tentative_answer_with_a_model_configured_stays_marked_not_sure() -> None:
     doc = "Intro. Up to 8,000 soldiers may have arrived. Outro."
-    md = ui.generated_answer_markdown(_tentative(doc, "Up to 8,000 soldiers may have arrived."), 0,
-                                      label="SmolLM2-135M (local)")
+    md = ui.generated_answer_markdown(
+        _tentative(doc, "Up to 8,000 soldiers may have arrived."), 0, label="SmolLM2-135M (local)"
+    )
     assert md.startswith(f"> **⚠ {ui.NOT_SURE}.**") and "(#cite-0-1)" in md and "was not asked" in md
 
 
@@ -376,7 +436,10 @@ def test_the_scorer_setting_reaches_the_answer_with_its_own_threshold(spied) -> 
     reader = _turn(demo, "Reader ", 0.6)
     assert [c.answer_scorer for c in configs] == ["heuristic", "reader"]
     # The slider sets the chosen scorer's threshold; the other scorer's stays the default.
-    assert configs[0].thresholds()[0] == 0.3 and configs[0].reader_abstain_threshold == RagConfig().reader_abstain_threshold
+    assert (
+        configs[0].thresholds()[0] == 0.3
+        and configs[0].reader_abstain_threshold == RagConfig().reader_abstain_threshold
+    )
     assert configs[1].thresholds()[0] == 0.6 and configs[1].abstain_threshold == RagConfig().abstain_threshold
     # Each answer came from its scorer: the confidence features differ in kind.
     h_answer, r_answer = heuristic[-1][2][-1], reader[-1][2][-1]

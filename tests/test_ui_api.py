@@ -4,14 +4,15 @@ The server runs over a temporary index built by `rag index` from a copy of seeds
 loopback port. Also here: `rag serve` refusing a missing index, the Evaluation tab's report
 loading, and `remove_documents`, the core function the Documents tab removes with.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -19,9 +20,19 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 from serving import ENV, RAG, build_seed_index, serving  # noqa: E402
+
 KURSK = "How many North Korean soldiers have arrived in Kursk?"
-ANSWER_KEYS = {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms", "generator",
-               "sentences"}
+ANSWER_KEYS = {
+    "question",
+    "answer",
+    "abstained",
+    "tentative",
+    "confidence",
+    "citations",
+    "timings_ms",
+    "generator",
+    "sentences",
+}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 
 
@@ -67,8 +78,14 @@ def test_ask_endpoint_returns_the_rag_ask_json_contract(client) -> None:
 
 
 def test_ask_endpoint_matches_the_cli_json(client, seed_index: Path) -> None:
-    cli = subprocess.run([RAG, "ask", KURSK, "--json", "--index-dir", str(seed_index)], env=ENV, check=True,
-                         capture_output=True, text=True, timeout=300)
+    cli = subprocess.run(
+        [RAG, "ask", KURSK, "--json", "--index-dir", str(seed_index)],
+        env=ENV,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     expected = json.loads(cli.stdout)
     got = client.predict(KURSK, api_name="/ask")
     expected.pop("timings_ms"), got.pop("timings_ms")
@@ -99,13 +116,16 @@ def test_ask_endpoint_abstains_off_topic(client) -> None:
     assert "do not contain" in data["answer"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("",), "question is empty"),
-    (("x" * 3000,), "over the limit"),
-    ((KURSK, 3, "fuzzy"), "mode must be one of"),
-    ((KURSK, 0), "top_k must be >= 1"),
-    ((KURSK, 3, "hybrid", None, "bm25"), "answer_scorer must be one of reader, heuristic, got 'bm25'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("",), "question is empty"),
+        (("x" * 3000,), "over the limit"),
+        ((KURSK, 3, "fuzzy"), "mode must be one of"),
+        ((KURSK, 0), "top_k must be >= 1"),
+        ((KURSK, 3, "hybrid", None, "bm25"), "answer_scorer must be one of reader, heuristic, got 'bm25'"),
+    ],
+)
 def test_ask_endpoint_reports_bad_input(client, args: tuple, message: str) -> None:
     from gradio_client.exceptions import AppError
 
@@ -145,16 +165,22 @@ def test_server_listens_on_loopback_only(server: tuple[str, int]) -> None:
 
 def test_serve_without_an_index_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
-    result = subprocess.run([RAG, "serve", "--index-dir", str(missing)], env=ENV, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [RAG, "serve", "--index-dir", str(missing)], env=ENV, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "rag index" in result.stderr and str(missing) in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_serve_rejects_a_bad_upload_limit(tmp_path: Path) -> None:
-    result = subprocess.run([RAG, "serve", "--index-dir", str(tmp_path)], env={**ENV, "RAG_MAX_FILE_MB": "lots"},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [RAG, "serve", "--index-dir", str(tmp_path)],
+        env={**ENV, "RAG_MAX_FILE_MB": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "RAG_MAX_FILE_MB must be a number" in result.stderr
 
 
@@ -205,13 +231,17 @@ def test_add_uploads_indexes_keeps_and_reloads_then_remove_upload_deletes(tmp_pa
     (docs / "a.md").write_text("Apples grow on trees in the orchard.\n", encoding="utf-8")
     build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
     rag = RAG.open(tmp_path / "index", embedder=embedder)
-    (incoming / "upload-1").write_text("The walrus census counted 4,812 walruses on Brindle Island.\n",
-                                       encoding="utf-8")
+    (incoming / "upload-1").write_text(
+        "The walrus census counted 4,812 walruses on Brindle Island.\n", encoding="utf-8"
+    )
     (incoming / "upload-2").write_bytes(b"%PDF-1.4 truncated")
     reloads: list[bool] = []
 
-    report = add_uploads(rag, {"walrus.md": incoming / "upload-1", "broken.pdf": incoming / "upload-2"},
-                         on_reload=lambda: reloads.append(True))
+    report = add_uploads(
+        rag,
+        {"walrus.md": incoming / "upload-1", "broken.pdf": incoming / "upload-2"},
+        on_reload=lambda: reloads.append(True),
+    )
     uploads = tmp_path / "index" / UPLOADS
     assert report.outcome == {"walrus.md": "added"} and set(report.skipped) == {"broken.pdf"}
     assert report.stats is not None and report.stats.added == ["walrus.md"] and reloads == [True]

@@ -4,16 +4,15 @@ One server (a temporary index over a copy of seeds/, uploads limited to 50 KB) a
 the module; each test opens a fresh page, so chats do not leak between tests. Screenshots go to
 conftest.ARTIFACTS (outside the checkout).
 """
+
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest
-
 from conftest import ARTIFACTS, skip_or_fail
 from serving import ENV, build_seed_index, serving
 
@@ -21,8 +20,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 MAX_UPLOAD_MB = "0.05"  # 50 KB, so the oversized upload below is refused
 TIMEOUT_MS = 30_000
 
@@ -48,7 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator["Browser"]:
+def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
@@ -56,15 +62,20 @@ def browser() -> Iterator["Browser"]:
 
 
 @pytest.fixture()
-def page(browser: "Browser", server: str) -> Iterator["Page"]:
+def page(browser: Browser, server: str) -> Iterator[Page]:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     off_host: list[str] = []
-    page.on("request", lambda r: off_host.append(r.url)
+    page.on(
+        "request",
+        lambda r: (
+            off_host.append(r.url)
             if urlparse(r.url).hostname not in ("127.0.0.1", "localhost", None) and r.url.startswith("http")
-            else None)
+            else None
+        ),
+    )
     page.goto(server, wait_until="domcontentloaded")
     page.locator("#question textarea").wait_for()
     yield page
@@ -72,7 +83,7 @@ def page(browser: "Browser", server: str) -> Iterator["Page"]:
     assert not off_host, f"the UI made requests off this machine: {off_host}"
 
 
-def ask(page: "Page", question: str) -> None:
+def ask(page: Page, question: str) -> None:
     """Type `question`, send it, and wait for its answer to finish (the Sources panel is final)."""
     bots = page.locator('#chat [data-testid="bot"]').count()
     box = page.locator("#question textarea")
@@ -84,16 +95,18 @@ def ask(page: "Page", question: str) -> None:
         """([n, q]) => document.querySelectorAll('#chat [data-testid="bot"]').length === n + 1
                 && document.querySelector('#sources .rag-query')
                 && document.querySelector('#sources .rag-query').innerText.includes(q)
-                && !document.querySelector('#question textarea').value""", arg=[bots, question])
+                && !document.querySelector('#question textarea').value""",
+        arg=[bots, question],
+    )
 
 
-def documents_in_footer(page: "Page") -> int:
+def documents_in_footer(page: Page) -> int:
     match = re.search(r"(\d+) documents?,", page.locator("#rag-footer").inner_text())
     assert match, page.locator("#rag-footer").inner_text()
     return int(match.group(1))
 
 
-def remove_document(page: "Page", name: str) -> None:
+def remove_document(page: Page, name: str) -> None:
     page.get_by_role("tab", name="Documents").click()
     page.locator("#doc-table").get_by_text(name).filter(visible=True).first.click()  # picks the row to remove
     expect(page.locator("#remove-choice input")).to_have_value(name)
@@ -102,34 +115,37 @@ def remove_document(page: "Page", name: str) -> None:
     expect(page.locator("#doc-table")).not_to_contain_text(name)
 
 
-def last_bot_message(page: "Page") -> str:
+def last_bot_message(page: Page) -> str:
     return page.locator('#chat [data-testid="bot"]').last.inner_text()
 
 
-def upload(page: "Page", *files: tuple[str, bytes]) -> str:
+def upload(page: Page, *files: tuple[str, bytes]) -> str:
     """Upload `(name, data)` files at once on the Documents tab; the status or error toast that follows."""
     page.get_by_role("tab", name="Documents").click()
     before = page.locator("#upload-status").inner_text()
     page.locator("#upload input[type=file]").set_input_files(
-        [{"name": name, "mimeType": "application/octet-stream", "buffer": data} for name, data in files])
+        [{"name": name, "mimeType": "application/octet-stream", "buffer": data} for name, data in files]
+    )
     page.wait_for_function(  # a finished upload writes ✓/✗ lines; the size limit shows a toast
         """before => { const s = document.querySelector('#upload-status');
                        const toast = document.querySelector('.toast-body');
                        return (s && /[✓✗]/.test(s.innerText) && s.innerText !== before) || toast; }""",
-        arg=before)
+        arg=before,
+    )
     toasts = " ".join(t.inner_text() for t in page.locator(".toast-body").all())
     return f"{page.locator('#upload-status').inner_text()} {toasts}".strip()
 
 
-def in_viewport(page: "Page", selector: str) -> bool:
+def in_viewport(page: Page, selector: str) -> bool:
     return page.locator(selector).evaluate(
         """el => { const r = el.getBoundingClientRect();
                    const box = el.closest('.rag-doc-text').getBoundingClientRect();
                    return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight
-                          && r.top >= box.top - 1 && r.bottom <= box.bottom + 1; }""")
+                          && r.top >= box.top - 1 && r.bottom <= box.bottom + 1; }"""
+    )
 
 
-def test_cited_answer_opens_the_document_at_the_quote(page: "Page") -> None:
+def test_cited_answer_opens_the_document_at_the_quote(page: Page) -> None:
     page.evaluate("""() => {  // record each length the answer bubble shows while it streams in
         window.__lengths = new Set();
         new MutationObserver(() => {
@@ -150,27 +166,31 @@ def test_cited_answer_opens_the_document_at_the_quote(page: "Page") -> None:
     page.locator('#chat a[href^="#cite-"]').first.click()
     cited = page.locator("#doc-viewer mark#rag-cited")
     expect(cited).to_contain_text("8,000")
-    page.wait_for_function("() => { const m = document.querySelector('#doc-viewer mark#rag-cited');"
-                           " const r = m.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }")
+    page.wait_for_function(
+        "() => { const m = document.querySelector('#doc-viewer mark#rag-cited');"
+        " const r = m.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; }"
+    )
     assert in_viewport(page, "#doc-viewer mark#rag-cited")
     assert "#cite" not in page.url, "a citation link navigated"
     page.screenshot(path=str(ARTIFACTS / "chat-document.png"), full_page=True)
 
 
-def test_clicking_a_card_scrolls_the_viewer_to_a_quote_deep_in_the_document(page: "Page") -> None:
+def test_clicking_a_card_scrolls_the_viewer_to_a_quote_deep_in_the_document(page: Page) -> None:
     ask(page, "Who met Chinese diplomats at Ambassador Shi Feng's residence?")
     card = page.locator("#sources .rag-card").first
     expect(card.locator("mark")).to_contain_text("Shi Feng")
     card.click()
     expect(page.locator("#doc-viewer mark#rag-cited")).to_contain_text("Shi Feng")
     # The quote sits a third of the way into the document, below the viewer's first screen.
-    page.wait_for_function("() => document.querySelector('#doc-viewer mark#rag-cited') &&"
-                           " document.querySelector('#doc-viewer mark#rag-cited').getBoundingClientRect().top"
-                           " < innerHeight")
+    page.wait_for_function(
+        "() => document.querySelector('#doc-viewer mark#rag-cited') &&"
+        " document.querySelector('#doc-viewer mark#rag-cited').getBoundingClientRect().top"
+        " < innerHeight"
+    )
     assert in_viewport(page, "#doc-viewer mark#rag-cited")
 
 
-def test_off_topic_question_abstains_and_labels_passages_as_not_an_answer(page: "Page") -> None:
+def test_off_topic_question_abstains_and_labels_passages_as_not_an_answer(page: Page) -> None:
     ask(page, "What is the boiling point of liquid nitrogen in Kelvin?")
     message = last_bot_message(page)
     assert "Not found in the documents" in message and "do not contain" in message
@@ -181,7 +201,7 @@ def test_off_topic_question_abstains_and_labels_passages_as_not_an_answer(page: 
     page.screenshot(path=str(ARTIFACTS / "abstention.png"), full_page=True)
 
 
-def test_follow_up_is_searched_with_the_previous_question(page: "Page") -> None:
+def test_follow_up_is_searched_with_the_previous_question(page: Page) -> None:
     first = "What are US officials doing about the North Korean troops?"
     ask(page, first)
     ask(page, "What about China?")
@@ -190,7 +210,7 @@ def test_follow_up_is_searched_with_the_previous_question(page: "Page") -> None:
     assert len(page.locator('#chat [data-testid="bot"]').all()) == 2
 
 
-def test_uploaded_document_is_answerable_until_removed(page: "Page") -> None:
+def test_uploaded_document_is_answerable_until_removed(page: Page) -> None:
     documents = documents_in_footer(page)
     fact = b"# Field notes\n\nThe quokka sanctuary on Rottnest Island opened its new visitor centre in 1987.\n"
     status = upload(page, ("quokka notes.md", fact), ("broken.pdf", b"%PDF-1.4 this is not really a PDF"))
@@ -216,39 +236,57 @@ def test_uploaded_document_is_answerable_until_removed(page: "Page") -> None:
     assert "quokka notes.md" not in page.locator("#sources").inner_text()
 
 
-def test_hostile_document_is_shown_as_text_and_runs_nothing(page: "Page") -> None:
-    payload = ('The otter festival banner reads <script>window.__pwned=1</script> in large letters. '
-               'The otter festival poster shows <img src=x onerror="window.__pwned=2"> beside the stage. '
-               'The otter festival ticket link is [click](javascript:window.__pwned=3) for guests.\n')
+def test_hostile_document_is_shown_as_text_and_runs_nothing(page: Page) -> None:
+    payload = (
+        "The otter festival banner reads <script>window.__pwned=1</script> in large letters. "
+        'The otter festival poster shows <img src=x onerror="window.__pwned=2"> beside the stage. '
+        "The otter festival ticket link is [click](javascript:window.__pwned=3) for guests.\n"
+    )
     status = upload(page, ('otter<img src=x onerror="window.__pwned=4">.md', payload.encode()))
     assert "added" in status, status
     assert "<img" not in page.locator("#doc-table").inner_html()
 
     page.get_by_role("tab", name="Chat").click()
-    for question in ("What does the otter festival banner read?", "What does the otter festival poster show?",
-                     "What is the otter festival ticket link?"):
+    for question in (
+        "What does the otter festival banner read?",
+        "What does the otter festival poster show?",
+        "What is the otter festival ticket link?",
+    ):
         ask(page, question)
         page.locator("#sources .rag-card").first.click()
         expect(page.locator("#doc-viewer mark#rag-cited")).to_contain_text("otter festival")
     chat, sources, viewer = (page.locator(s).inner_text() for s in ("#chat", "#sources", "#doc-viewer"))
-    for literal in ("<script>window.__pwned=1</script>", '<img src=x onerror="window.__pwned=2">',
-                    "[click](javascript:window.__pwned=3)"):
+    for literal in (
+        "<script>window.__pwned=1</script>",
+        '<img src=x onerror="window.__pwned=2">',
+        "[click](javascript:window.__pwned=3)",
+    ):
         assert literal in chat, literal
         assert literal in sources, literal
         assert literal in viewer, literal
     assert page.evaluate("() => window.__pwned") is None
     page.screenshot(path=str(ARTIFACTS / "hostile.png"), full_page=True)
-    assert page.locator("a[href^='javascript' i], #chat img, #sources img, #doc-viewer img, "
-                        "#chat script, #sources script, #doc-viewer script").count() == 0
+    assert (
+        page.locator(
+            "a[href^='javascript' i], #chat img, #sources img, #doc-viewer img, "
+            "#chat script, #sources script, #doc-viewer script"
+        ).count()
+        == 0
+    )
     page.get_by_role("tab", name="Documents").click()
-    name = (page.locator("#doc-table").get_by_text(re.compile(r"^otter.*\.md$")).filter(visible=True)
-            .first.inner_text().strip())
+    name = (
+        page.locator("#doc-table")
+        .get_by_text(re.compile(r"^otter.*\.md$"))
+        .filter(visible=True)
+        .first.inner_text()
+        .strip()
+    )
     assert name.endswith(".md") and not set('<>"/') & set(name), name
     remove_document(page, name)
     assert page.evaluate("() => window.__pwned") is None
 
 
-def test_oversized_and_unsupported_uploads_are_refused_with_a_message(page: "Page") -> None:
+def test_oversized_and_unsupported_uploads_are_refused_with_a_message(page: Page) -> None:
     footer = page.locator('#rag-footer [data-testid="markdown"]')
     before = footer.inner_text()
     status = upload(page, ("huge.md", b"The walrus census counted many walruses. " * 2000))  # 84 KB > 50 KB
@@ -261,11 +299,12 @@ def test_oversized_and_unsupported_uploads_are_refused_with_a_message(page: "Pag
     assert footer.inner_text() == before
 
 
-def test_first_screen_shows_examples_settings_footer_and_evaluation(page: "Page") -> None:
+def test_first_screen_shows_examples_settings_footer_and_evaluation(page: Page) -> None:
     expect(page.get_by_text("What did Blinken warn?")).to_be_visible()
     page.get_by_text("Who met Chinese diplomats").click()
     expect(page.locator("#question textarea")).to_have_value(
-        "Who met Chinese diplomats at Ambassador Shi Feng's residence?")
+        "Who met Chinese diplomats at Ambassador Shi Feng's residence?"
+    )
     footer = page.locator('#rag-footer [data-testid="markdown"]')
     expect(footer).to_contain_text("all-MiniLM-L6-v2 (onnx-int8 backend")  # the configured backend
     expect(footer).to_contain_text(re.compile(r"\d+ documents?, \d+ chunks"))
@@ -275,7 +314,7 @@ def test_first_screen_shows_examples_settings_footer_and_evaluation(page: "Page"
     expect(page.locator("#eval-report table").first).to_be_visible()
 
 
-def test_settings_are_passed_to_the_question(page: "Page") -> None:
+def test_settings_are_passed_to_the_question(page: Page) -> None:
     question = "Which US official reported that North Korean soldiers had arrived near Ukraine?"
     page.locator("#settings").get_by_text("Settings").click()
     expect(page.get_by_text("Retrieval mode")).to_be_visible()
@@ -292,7 +331,7 @@ def test_settings_are_passed_to_the_question(page: "Page") -> None:
     assert "Blinken" in last_bot_message(page) and "[1]" in last_bot_message(page)
 
 
-def test_switching_the_answer_scorer_resets_the_threshold_and_answers_with_it(page: "Page") -> None:
+def test_switching_the_answer_scorer_resets_the_threshold_and_answers_with_it(page: Page) -> None:
     from rag.config import RagConfig
 
     page.locator("#settings").get_by_text("Settings").click()

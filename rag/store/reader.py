@@ -1,11 +1,13 @@
 """The read side of the index: `Index`, one committed generation loaded for searching."""
+
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +26,9 @@ class Index:
         >>> index.chunks([1, 2])  # doctest: +SKIP
     """
 
-    def __init__(self, index_dir: Path, manifest: dict[str, Any], faiss_index: Any, bm25: Any,
-                 bm25_ids: np.ndarray) -> None:
+    def __init__(
+        self, index_dir: Path, manifest: dict[str, Any], faiss_index: Any, bm25: Any, bm25_ids: np.ndarray
+    ) -> None:
         self.dir = index_dir
         self.manifest = manifest
         self.generation: int = manifest["generation"]
@@ -36,7 +39,7 @@ class Index:
         self._db.execute("PRAGMA query_only = ON")
 
     @classmethod
-    def load(cls, index_dir: str | os.PathLike[str], *, config: RagConfig | None = None) -> "Index":
+    def load(cls, index_dir: str | os.PathLike[str], *, config: RagConfig | None = None) -> Index:
         config = config or RagConfig()
         path = Path(index_dir)
         manifest = read_manifest(path)
@@ -56,17 +59,23 @@ class Index:
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """The chunks with these ids (ids not in the store are left out)."""
-        return {row[0]: chunk_from_row(row) for row in self._select(
-            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({{}})", ids)}
+        return {
+            row[0]: chunk_from_row(row)
+            for row in self._select(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE id IN ({{}})", ids)
+        }
 
     def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         dim = int(self.manifest["params"]["model_dim"])
-        return {row[0]: np.frombuffer(row[1], dtype=np.float16).reshape(-1, dim).astype(np.float32)
-                for row in self._select("SELECT id, sentence_vectors FROM chunks WHERE id IN ({})", ids)}
+        return {
+            row[0]: np.frombuffer(row[1], dtype=np.float16).reshape(-1, dim).astype(np.float32)
+            for row in self._select("SELECT id, sentence_vectors FROM chunks WHERE id IN ({})", ids)
+        }
 
     def chunk_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
-        return {row[0]: np.frombuffer(row[1], dtype=np.float32)
-                for row in self._select("SELECT id, vector FROM chunks WHERE id IN ({})", ids)}
+        return {
+            row[0]: np.frombuffer(row[1], dtype=np.float32)
+            for row in self._select("SELECT id, vector FROM chunks WHERE id IN ({})", ids)
+        }
 
     def _select(self, sql: str, ids: Sequence[int]) -> list[tuple]:
         ids = [int(i) for i in ids]
@@ -75,12 +84,16 @@ class Index:
         return self._db.execute(sql.format(",".join("?" * len(ids))), ids).fetchall()
 
     def documents(self) -> list[DocumentInfo]:
-        return [DocumentInfo(source, info["sha256"], info["n_chunks"], info["added_at"], info["chars"])
-                for source, info in sorted(self.manifest["documents"].items())]
+        return [
+            DocumentInfo(source, info["sha256"], info["n_chunks"], info["added_at"], info["chars"])
+            for source, info in sorted(self.manifest["documents"].items())
+        ]
 
     def document(self, source: str) -> Document | None:
-        row = self._db.execute(f"SELECT source, text, sha256, pages FROM documents WHERE source = :source "
-                               f"AND {LIVE}", {"source": source, "gen": self.generation}).fetchone()
+        row = self._db.execute(
+            f"SELECT source, text, sha256, pages FROM documents WHERE source = :source AND {LIVE}",
+            {"source": source, "gen": self.generation},
+        ).fetchone()
         if row is None:
             return None
         return Document(row[0], row[1], row[2], tuple(Page(*p) for p in json.loads(row[3])))
@@ -93,8 +106,10 @@ class Index:
             >>> [c.id for c in index.document_chunks("notes.md")]  # doctest: +SKIP
             [7, 8, 9]
         """
-        rows = self._db.execute(f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE source = :source AND {LIVE} "
-                                "ORDER BY id", {"source": source, "gen": self.generation})
+        rows = self._db.execute(
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE source = :source AND {LIVE} ORDER BY id",
+            {"source": source, "gen": self.generation},
+        )
         return [chunk_from_row(row) for row in rows]
 
     def vector_blocks(self, *, block_rows: int = VECTOR_BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray]]:

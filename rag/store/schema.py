@@ -4,11 +4,12 @@ Rows carry the generation that added them (`gen_added`) and the one that removed
 (`gen_removed`, NULL while they are current), so the rows of generation G and of G+1 live side by
 side until a manifest names G+1.
 """
+
 from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -44,8 +45,7 @@ def chunk_from_row(row: tuple) -> Chunk:
     return Chunk(cid, source, start, end, text, page, tuple(tuple(s) for s in json.loads(sentences)))
 
 
-def vector_blocks(cursor: sqlite3.Cursor, block_rows: int = VECTOR_BLOCK
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def vector_blocks(cursor: sqlite3.Cursor, block_rows: int = VECTOR_BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(chunk ids, vectors) of a cursor over (id, vector) rows, `block_rows` rows at a time: int64
     ids and a float32 (rows, dim) array, so memory holds one block, not every vector."""
     while True:

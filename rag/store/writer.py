@@ -5,6 +5,7 @@ An update of generation G writes G+1's rows in one SQLite transaction, then `vec
 and `bm25-<G+1>/` beside G's files, and commits by atomically replacing `manifest.json`. A crash or
 Ctrl-C at any point leaves G loadable; the next writer rolls back what was left half-done.
 """
+
 from __future__ import annotations
 
 import errno
@@ -13,9 +14,10 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +71,7 @@ class IndexWriter:
         self.rebuild = rebuild
         self._lock_fd: int | None = None
 
-    def __enter__(self) -> "IndexWriter":
+    def __enter__(self) -> IndexWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -78,8 +80,10 @@ class IndexWriter:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 holder = _read_pid(self.dir / ".lock")
-                raise IndexLocked(f"another process{f' (pid {holder})' if holder else ''} is writing the index "
-                                  f"at {self.dir}; wait for it to finish") from None
+                raise IndexLocked(
+                    f"another process{f' (pid {holder})' if holder else ''} is writing the index "
+                    f"at {self.dir}; wait for it to finish"
+                ) from None
             raise
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
@@ -135,8 +139,15 @@ class IndexWriter:
             return {}
         return {s: d["sha256"] for s, d in self.manifest["documents"].items()}
 
-    def apply(self, documents: Iterable[EmbeddedDocument], remove: Iterable[str], *, embed_backend: str,
-              stats: UpdateStats | None = None, empty_corpus_error: str | None = None) -> UpdateStats:
+    def apply(
+        self,
+        documents: Iterable[EmbeddedDocument],
+        remove: Iterable[str],
+        *,
+        embed_backend: str,
+        stats: UpdateStats | None = None,
+        empty_corpus_error: str | None = None,
+    ) -> UpdateStats:
         """Add (or replace) `documents` and remove the sources in `remove`, as one generation.
 
         `documents` are chunked and embedded already (`rag.ingest.embed_documents`) and consumed
@@ -148,8 +159,12 @@ class IndexWriter:
         """
         started = time.perf_counter()
         stats = UpdateStats() if stats is None else stats
-        update = _Update(self.generation + 1, self.current_documents(),
-                         {} if self.manifest is None or self.rebuild else dict(self.manifest["documents"]), stats)
+        update = _Update(
+            self.generation + 1,
+            self.current_documents(),
+            {} if self.manifest is None or self.rebuild else dict(self.manifest["documents"]),
+            stats,
+        )
         with self.db:  # one transaction; invisible to readers until the manifest names the new generation
             self._remove_sources(update, remove)
             for document in documents:
@@ -175,12 +190,15 @@ class IndexWriter:
 
     def _retire(self, update: _Update, source: str) -> None:
         """Mark the current rows of `source` as removed by the new generation."""
-        update.removed_ids.extend(r[0] for r in self.db.execute(
-            "SELECT id FROM chunks WHERE source = ? AND gen_removed IS NULL", (source,)))
-        self.db.execute("UPDATE chunks SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL",
-                        (update.generation, source))
-        self.db.execute("UPDATE documents SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL",
-                        (update.generation, source))
+        update.removed_ids.extend(
+            r[0] for r in self.db.execute("SELECT id FROM chunks WHERE source = ? AND gen_removed IS NULL", (source,))
+        )
+        self.db.execute(
+            "UPDATE chunks SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL", (update.generation, source)
+        )
+        self.db.execute(
+            "UPDATE documents SET gen_removed = ? WHERE source = ? AND gen_removed IS NULL", (update.generation, source)
+        )
         update.documents.pop(source, None)
 
     def _add_document(self, update: _Update, embedded: EmbeddedDocument) -> None:
@@ -192,16 +210,40 @@ class IndexWriter:
         self.db.executemany(
             'INSERT INTO chunks (source, start, "end", page, text, sentences, vector, sentence_vectors, gen_added) '
             "VALUES (?,?,?,?,?,?,?,?,?)",
-            ((c.source, c.start, c.end, c.page, c.text, json.dumps(c.sentences), vector.astype(np.float32).tobytes(),
-              sentence_vectors.astype(np.float16).tobytes(), g)
-             for c, vector, sentence_vectors in zip(chunks, embedded.vectors, embedded.sentence_vectors)))
+            (
+                (
+                    c.source,
+                    c.start,
+                    c.end,
+                    c.page,
+                    c.text,
+                    json.dumps(c.sentences),
+                    vector.astype(np.float32).tobytes(),
+                    sentence_vectors.astype(np.float16).tobytes(),
+                    g,
+                )
+                for c, vector, sentence_vectors in zip(chunks, embedded.vectors, embedded.sentence_vectors)
+            ),
+        )
         now = time.time()
         self.db.execute(
             "INSERT INTO documents (source, sha256, text, pages, n_chunks, added_at, gen_added) VALUES (?,?,?,?,?,?,?)",
-            (doc.source, doc.sha256, doc.text, json.dumps([[p.number, p.start, p.end] for p in doc.pages]),
-             len(chunks), now, g))
-        update.documents[doc.source] = {"sha256": doc.sha256, "n_chunks": len(chunks), "added_at": now,
-                                        "chars": len(doc.text)}
+            (
+                doc.source,
+                doc.sha256,
+                doc.text,
+                json.dumps([[p.number, p.start, p.end] for p in doc.pages]),
+                len(chunks),
+                now,
+                g,
+            ),
+        )
+        update.documents[doc.source] = {
+            "sha256": doc.sha256,
+            "n_chunks": len(chunks),
+            "added_at": now,
+            "chars": len(doc.text),
+        }
         update.chunks_added += len(chunks)
 
     def _commit(self, update: _Update, embed_backend: str) -> None:
@@ -215,8 +257,16 @@ class IndexWriter:
         backends = set() if self.manifest is None or self.rebuild else set(self.manifest.get("embed_backends", []))
         if update.chunks_added:
             backends.add(embed_backend)
-        manifest = new_manifest(g, self.config, faiss_index=faiss_kind, faiss_file=faiss_file, bm25_file=bm25_file,
-                                n_chunks=n_chunks, documents=update.documents, embed_backends=backends)
+        manifest = new_manifest(
+            g,
+            self.config,
+            faiss_index=faiss_kind,
+            faiss_file=faiss_file,
+            bm25_file=bm25_file,
+            n_chunks=n_chunks,
+            documents=update.documents,
+            embed_backends=backends,
+        )
         write_manifest(self.dir, manifest)
         old = self.manifest
         self.manifest, self.generation, self.rebuild = manifest, g, False
@@ -234,8 +284,11 @@ class IndexWriter:
         """
         kind = files.faiss_kind(n_chunks, self.config)
         previous = None if self.manifest is None or self.rebuild else self.manifest
-        if previous is not None and previous.get("faiss_index", files.FLAT) == kind \
-                and not (removed_ids and kind != files.FLAT):
+        if (
+            previous is not None
+            and previous.get("faiss_index", files.FLAT) == kind
+            and not (removed_ids and kind != files.FLAT)
+        ):
             index = files.read_faiss(self.dir / previous["files"]["faiss"])
             if removed_ids:
                 index.remove_ids(np.asarray(removed_ids, dtype=np.int64))
@@ -250,8 +303,9 @@ class IndexWriter:
     def _write_bm25(self, gen: int) -> str:
         """Write generation `gen`'s BM25 index from its live chunks, in id order; returns its folder name."""
         name = files.bm25_name(gen)
-        files.write_bm25(self.db.execute(f"SELECT id, text FROM chunks WHERE {LIVE} ORDER BY id", {"gen": gen}),
-                         self.dir / name)
+        files.write_bm25(
+            self.db.execute(f"SELECT id, text FROM chunks WHERE {LIVE} ORDER BY id", {"gen": gen}), self.dir / name
+        )
         return name
 
 

@@ -24,20 +24,64 @@ Importing `rag.ui` gives the rendering and upload helpers without importing Grad
     >>> from gradio_client import Client  # doctest: +SKIP
     >>> Client("http://127.0.0.1:7860/").predict("What did Blinken warn?", api_name="/ask")  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from rag.load import format_size
-from rag.ui.render import (NOT_AN_ANSWER, NOT_SUPPORTED, NOT_SURE, VIEWER_MAX_CHARS, abstention_markdown,
-                           answer_markdown, answer_pieces, cannot_answer_markdown, citation_card, document_html,
-                           document_rows, draft_markdown, escape_html, escape_markdown, footer_markdown,
-                           generated_answer_markdown, generator_error_markdown, is_fallback, nearest_card,
-                           sources_html, stream_steps, tentative_markdown, viewer_placeholder)
+from rag.ui.render import (
+    NOT_AN_ANSWER,
+    NOT_SUPPORTED,
+    NOT_SURE,
+    VIEWER_MAX_CHARS,
+    abstention_markdown,
+    answer_markdown,
+    answer_pieces,
+    cannot_answer_markdown,
+    citation_card,
+    document_html,
+    document_rows,
+    draft_markdown,
+    escape_html,
+    escape_markdown,
+    footer_markdown,
+    generated_answer_markdown,
+    generator_error_markdown,
+    is_fallback,
+    nearest_card,
+    sources_html,
+    stream_steps,
+    tentative_markdown,
+    viewer_placeholder,
+)
 from rag.ui.uploads import MAX_FILENAME_CHARS, sanitize_filename, upload_count_problem, upload_problem
 
 __all__ = [
-    "MAX_FILENAME_CHARS", "NOT_AN_ANSWER", "NOT_SUPPORTED", "NOT_SURE", "VIEWER_MAX_CHARS", "abstention_markdown",
-    "answer_markdown", "answer_pieces", "cannot_answer_markdown", "citation_card", "document_html", "document_rows",
-    "draft_markdown", "escape_html", "escape_markdown", "footer_markdown", "format_size", "generated_answer_markdown",
-    "generator_error_markdown", "is_fallback", "nearest_card", "sanitize_filename", "sources_html", "stream_steps",
-    "tentative_markdown", "upload_count_problem", "upload_problem", "viewer_placeholder",
+    "MAX_FILENAME_CHARS",
+    "NOT_AN_ANSWER",
+    "NOT_SUPPORTED",
+    "NOT_SURE",
+    "VIEWER_MAX_CHARS",
+    "abstention_markdown",
+    "answer_markdown",
+    "answer_pieces",
+    "cannot_answer_markdown",
+    "citation_card",
+    "document_html",
+    "document_rows",
+    "draft_markdown",
+    "escape_html",
+    "escape_markdown",
+    "footer_markdown",
+    "format_size",
+    "generated_answer_markdown",
+    "generator_error_markdown",
+    "is_fallback",
+    "nearest_card",
+    "sanitize_filename",
+    "sources_html",
+    "stream_steps",
+    "tentative_markdown",
+    "upload_count_problem",
+    "upload_problem",
+    "viewer_placeholder",
 ]

@@ -4,6 +4,7 @@ Example:
     >>> "rag-card" in read_asset("style.css")
     True
 """
+
 from __future__ import annotations
 
 from importlib.resources import files

@@ -5,11 +5,11 @@ Example:
     >>> demo = build_app(RAG.open("index"))  # doctest: +SKIP
     >>> demo.launch()  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 import gradio as gr
@@ -24,9 +24,11 @@ from rag.ui.render import sources_html, viewer_placeholder
 from rag.ui.settings import generator_info, scorer_threshold
 
 TITLE = "rag · ask your documents"
-INTRO = ("## Ask your documents\nAnswers quote the documents word for word and cite them; "
-         "with a language model (*Settings → Answer generator*) only the sentences the cited "
-         "passages support are kept. When the documents do not contain an answer, it says so.")
+INTRO = (
+    "## Ask your documents\nAnswers quote the documents word for word and cite them; "
+    "with a language model (*Settings → Answer generator*) only the sentences the cited "
+    "passages support are kept. When the documents do not contain an answer, it says so."
+)
 EXAMPLES = [
     "How many North Korean soldiers have arrived in Kursk?",
     "What did Blinken warn?",
@@ -94,14 +96,27 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
 def _chat_tab(defaults: RagConfig, generators: list[str]) -> ChatTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            chatbot = gr.Chatbot(elem_id="chat", height=460, label="Chat", latex_delimiters=[],
-                                 sanitize_html=True, allow_tags=False, feedback_options=None,
-                                 buttons=["copy"], group_consecutive_messages=False,
-                                 placeholder="Ask a question below, or pick an example.")
+            chatbot = gr.Chatbot(
+                elem_id="chat",
+                height=460,
+                label="Chat",
+                latex_delimiters=[],
+                sanitize_html=True,
+                allow_tags=False,
+                feedback_options=None,
+                buttons=["copy"],
+                group_consecutive_messages=False,
+                placeholder="Ask a question below, or pick an example.",
+            )
             with gr.Row():
-                question = gr.Textbox(show_label=False, scale=5, elem_id="question", lines=1,
-                                      max_length=defaults.max_question_chars,
-                                      placeholder="Ask a question about your documents")
+                question = gr.Textbox(
+                    show_label=False,
+                    scale=5,
+                    elem_id="question",
+                    lines=1,
+                    max_length=defaults.max_question_chars,
+                    placeholder="Ask a question about your documents",
+                )
                 ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
             gr.Examples([[q] for q in EXAMPLES], inputs=[question], label="Examples (seed article)")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
@@ -114,70 +129,119 @@ def _chat_tab(defaults: RagConfig, generators: list[str]) -> ChatTab:
     return ChatTab(chatbot, question, ask_button, *settings, sources, viewer)
 
 
-def _settings(defaults: RagConfig, generators: list[str]) -> tuple[gr.Radio, gr.Slider, gr.Radio, gr.Slider,
-                                                                     gr.Radio]:
+def _settings(defaults: RagConfig, generators: list[str]) -> tuple[gr.Radio, gr.Slider, gr.Radio, gr.Slider, gr.Radio]:
     """The Settings accordion: (mode, top-k, answer scorer, threshold, generator)."""
-    mode = gr.Radio(list(MODES), value=defaults.mode, label="Retrieval mode", elem_id="mode",
-                    info="dense: embeddings · bm25: keywords · hybrid: both, fused")
+    mode = gr.Radio(
+        list(MODES),
+        value=defaults.mode,
+        label="Retrieval mode",
+        elem_id="mode",
+        info="dense: embeddings · bm25: keywords · hybrid: both, fused",
+    )
     top_k = gr.Slider(1, 20, value=defaults.top_k, step=1, label="Top-k passages", elem_id="top-k")
-    scorer = gr.Radio(list(ANSWER_SCORERS), value=defaults.answer_scorer, label="Answer scorer",
-                      elem_id="answer-scorer",
-                      info="what picks the quoted sentence and the confidence · reader: the trained reader "
-                           "model · heuristic: similarity and word overlap")
-    threshold = gr.Slider(0.0, 1.0, value=scorer_threshold(defaults, defaults.answer_scorer), step=0.01,
-                          label="Abstention threshold", elem_id="threshold",
-                          info="answer only when the answer scorer's confidence reaches this; a little below "
-                               "it, the closest passage is shown marked \"Not sure\" (resets to the scorer's "
-                               "default when the scorer changes)")
-    generator = gr.Radio(generators, value=defaults.generator, label="Answer generator", elem_id="generator",
-                         info=generator_info(defaults, generators))
+    scorer = gr.Radio(
+        list(ANSWER_SCORERS),
+        value=defaults.answer_scorer,
+        label="Answer scorer",
+        elem_id="answer-scorer",
+        info="what picks the quoted sentence and the confidence · reader: the trained reader "
+        "model · heuristic: similarity and word overlap",
+    )
+    threshold = gr.Slider(
+        0.0,
+        1.0,
+        value=scorer_threshold(defaults, defaults.answer_scorer),
+        step=0.01,
+        label="Abstention threshold",
+        elem_id="threshold",
+        info="answer only when the answer scorer's confidence reaches this; a little below "
+        'it, the closest passage is shown marked "Not sure" (resets to the scorer\'s '
+        "default when the scorer changes)",
+    )
+    generator = gr.Radio(
+        generators,
+        value=defaults.generator,
+        label="Answer generator",
+        elem_id="generator",
+        info=generator_info(defaults, generators),
+    )
     return mode, top_k, scorer, threshold, generator
 
 
 def _documents_tab(defaults: RagConfig, rows: list[list[object]], sources: list[str]) -> DocumentsTab:
     limit = format_size(int(defaults.max_file_mb * 1024 * 1024))
-    gr.Markdown(f"Upload {' '.join(SUPPORTED_SUFFIXES)} files, several at once, up to {limit} "
-                f"each. They can be asked about as soon as they are indexed.")
-    files = gr.File(label="Upload documents", file_count="multiple", type="filepath", elem_id="upload",
-                    height=150)
+    gr.Markdown(
+        f"Upload {' '.join(SUPPORTED_SUFFIXES)} files, several at once, up to {limit} "
+        f"each. They can be asked about as soon as they are indexed."
+    )
+    files = gr.File(label="Upload documents", file_count="multiple", type="filepath", elem_id="upload", height=150)
     status = gr.Markdown(elem_id="upload-status")
-    table = gr.Dataframe(value=rows, headers=["Document", "Chunks", "Added"], interactive=False,
-                         elem_id="doc-table", label="Indexed documents", wrap=True)
+    table = gr.Dataframe(
+        value=rows,
+        headers=["Document", "Chunks", "Added"],
+        interactive=False,
+        elem_id="doc-table",
+        label="Indexed documents",
+        wrap=True,
+    )
     with gr.Row():
-        to_remove = gr.Dropdown(choices=sources, value=None, label="Document to remove",
-                                elem_id="remove-choice", scale=4)
+        to_remove = gr.Dropdown(
+            choices=sources, value=None, label="Document to remove", elem_id="remove-choice", scale=4
+        )
         remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove", scale=1)
     return DocumentsTab(files, status, table, to_remove, remove_button)
 
 
 def _evaluation_tab(reports_dir: Path) -> EvaluationTab:
     report_md, image = eval_report(reports_dir)
-    gr.Markdown("The latest report written by `rag eval` (eval/reports/latest.md and latest.png); "
-                "before any, the report of the demo questions (eval/reports/seed.md).")
+    gr.Markdown(
+        "The latest report written by `rag eval` (eval/reports/latest.md and latest.png); "
+        "before any, the report of the demo questions (eval/reports/seed.md)."
+    )
     refresh_button = gr.Button("Reload report", size="sm")
-    plot = gr.Image(image, label="Latest evaluation", type="pil", format="png", interactive=False,
-                    elem_id="eval-plot", height=420, visible=image is not None, buttons=["download", "fullscreen"])
+    plot = gr.Image(
+        image,
+        label="Latest evaluation",
+        type="pil",
+        format="png",
+        interactive=False,
+        elem_id="eval-plot",
+        height=420,
+        visible=image is not None,
+        buttons=["download", "fullscreen"],
+    )
     report = gr.Markdown(report_md, elem_id="eval-report", max_height=700)
     return EvaluationTab(refresh_button, plot, report)
 
 
 def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State) -> None:
     settings = [chat.mode, chat.top_k, chat.threshold, chat.generator, chat.scorer]
-    gr.on([chat.question.submit, chat.ask_button.click], handlers.respond,
-          inputs=[chat.question, chat.chatbot, turns, *settings],
-          outputs=[chat.question, chat.chatbot, turns, chat.sources], show_progress="minimal", **PRIVATE)
-    chat.scorer.change(handlers.threshold_for, inputs=[chat.scorer], outputs=[chat.threshold],
-                       show_progress="hidden", **PRIVATE)
+    gr.on(
+        [chat.question.submit, chat.ask_button.click],
+        handlers.respond,
+        inputs=[chat.question, chat.chatbot, turns, *settings],
+        outputs=[chat.question, chat.chatbot, turns, chat.sources],
+        show_progress="minimal",
+        **PRIVATE,
+    )
+    chat.scorer.change(
+        handlers.threshold_for, inputs=[chat.scorer], outputs=[chat.threshold], show_progress="hidden", **PRIVATE
+    )
     chat.chatbot.clear(handlers.clear_chat, outputs=[turns, chat.sources, chat.viewer], **PRIVATE)
-    chat.sources.cite(handlers.open_citation, inputs=[turns], outputs=[chat.viewer], show_progress="hidden",
-                      **PRIVATE)
+    chat.sources.cite(handlers.open_citation, inputs=[turns], outputs=[chat.viewer], show_progress="hidden", **PRIVATE)
 
 
 def _wire_documents(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> None:
     index_outputs = [documents.table, documents.to_remove, footer]
     writes: dict[str, Any] = {"show_progress_on": [documents.status], "concurrency_limit": 1, "concurrency_id": WRITES}
-    documents.files.upload(handlers.upload, inputs=[documents.files],
-                           outputs=[documents.files, documents.status, *index_outputs], **writes, **PRIVATE)
-    documents.remove_button.click(handlers.remove, inputs=[documents.to_remove],
-                                  outputs=[documents.status, *index_outputs], **writes, **PRIVATE)
+    documents.files.upload(
+        handlers.upload,
+        inputs=[documents.files],
+        outputs=[documents.files, documents.status, *index_outputs],
+        **writes,
+        **PRIVATE,
+    )
+    documents.remove_button.click(
+        handlers.remove, inputs=[documents.to_remove], outputs=[documents.status, *index_outputs], **writes, **PRIVATE
+    )
     documents.table.select(handlers.pick_row, inputs=[documents.table], outputs=[documents.to_remove], **PRIVATE)

@@ -5,6 +5,7 @@ measured numbers too.
 Example:
     >>> text, image = eval_report(REPORTS_DIR)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,9 @@ def eval_report(reports_dir: Path) -> tuple[str, Any]:
     """The report's markdown and its plot (a PIL image, or None), or a note saying how to make one."""
     md = next((reports_dir / f"{stem}.md" for stem in SHOWN if (reports_dir / f"{stem}.md").is_file()), None)
     if md is None:
-        return ("**No evaluation report yet.** Run `rag eval` to write one to "
-                f"`{reports_dir}/latest.md`, then reload."), None
+        return (
+            f"**No evaluation report yet.** Run `rag eval` to write one to `{reports_dir}/latest.md`, then reload."
+        ), None
     png = md.with_suffix(".png")
     image = None
     if png.is_file():

@@ -8,12 +8,14 @@ Example:
     >>> handlers.ask("What did Blinken warn?")["citations"][0]["source"]  # doctest: +SKIP
     '000_a8b8e53ddfe7d5e4.txt'
 """
+
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 import gradio as gr
 
@@ -24,12 +26,31 @@ from rag.reader import ReaderUnavailable
 from rag.store import IndexError_
 from rag.types import Answer, Document
 from rag.ui.evaluation import eval_report
-from rag.ui.render import (answer_markdown, answer_pieces, cannot_answer_markdown, document_html, document_rows,
-                           draft_markdown, escape_markdown, footer_markdown, generated_answer_markdown,
-                           generator_error_markdown, pending_sources, sources_html, stream_steps, viewer_placeholder)
+from rag.ui.render import (
+    answer_markdown,
+    answer_pieces,
+    cannot_answer_markdown,
+    document_html,
+    document_rows,
+    draft_markdown,
+    escape_markdown,
+    footer_markdown,
+    generated_answer_markdown,
+    generator_error_markdown,
+    pending_sources,
+    sources_html,
+    stream_steps,
+    viewer_placeholder,
+)
 from rag.ui.settings import api_config, chat_config, generator_choices, scorer_threshold
-from rag.ui.uploads import (refused_line, removal_line, screen_uploads, status_markdown, upload_count_problem,
-                            upload_lines)
+from rag.ui.uploads import (
+    refused_line,
+    removal_line,
+    screen_uploads,
+    status_markdown,
+    upload_count_problem,
+    upload_lines,
+)
 
 STREAM_DELAY_S = 0.03
 log = logging.getLogger(__name__)
@@ -50,15 +71,30 @@ class Handlers:
 
     # --- chat ----------------------------------------------------------------------------------
 
-    def respond(self, message: str, messages: list[dict], turns: Turns, mode: str, top_k: float,
-                threshold: float, generator: str | None = None,
-                answer_scorer: str | None = None) -> Iterator[ChatUpdate]:
+    def respond(
+        self,
+        message: str,
+        messages: list[dict],
+        turns: Turns,
+        mode: str,
+        top_k: float,
+        threshold: float,
+        generator: str | None = None,
+        answer_scorer: str | None = None,
+    ) -> Iterator[ChatUpdate]:
         """One chat turn with the Settings' values, streamed as updates. Bad settings or a bad
         question leave the question typed, with a warning."""
         question = (message or "").strip()
         try:
-            config = chat_config(self.defaults, self.generators, mode=mode, top_k=top_k, threshold=threshold,
-                                 generator=generator, answer_scorer=answer_scorer)
+            config = chat_config(
+                self.defaults,
+                self.generators,
+                mode=mode,
+                top_k=top_k,
+                threshold=threshold,
+                generator=generator,
+                answer_scorer=answer_scorer,
+            )
             question = validate_question(question, config=config)
         except (BadInput, ValueError) as exc:
             gr.Warning(str(exc))
@@ -66,14 +102,16 @@ class Handlers:
             return
         messages = list(messages or []) + [
             {"role": "user", "content": escape_markdown(question)},
-            {"role": "assistant", "content": "*Searching the documents…*"}]
+            {"role": "assistant", "content": "*Searching the documents…*"},
+        ]
         yield "", messages, turns, pending_sources("Searching…")
         history = [(a.question, a.text) for a in turns]
         turn = self._generated_turn if config.generator != "extractive" else self._quoted_turn
         yield from turn(question, messages=messages, turns=turns, history=history, config=config)
 
-    def _quoted_turn(self, question: str, *, messages: list[dict], turns: Turns, history: list[tuple[str, str]],
-                     config: RagConfig) -> Iterator[ChatUpdate]:
+    def _quoted_turn(
+        self, question: str, *, messages: list[dict], turns: Turns, history: list[tuple[str, str]], config: RagConfig
+    ) -> Iterator[ChatUpdate]:
         """An extractive answer, its words streamed in (a refusal or a "not sure" answer shown whole)."""
         try:
             answer = self.rag.ask(question, history=history, config=config)
@@ -94,8 +132,9 @@ class Handlers:
             if not last:
                 time.sleep(STREAM_DELAY_S)
 
-    def _generated_turn(self, question: str, *, messages: list[dict], turns: Turns,
-                        history: list[tuple[str, str]], config: RagConfig) -> Iterator[ChatUpdate]:
+    def _generated_turn(
+        self, question: str, *, messages: list[dict], turns: Turns, history: list[tuple[str, str]], config: RagConfig
+    ) -> Iterator[ChatUpdate]:
         """A generated answer: the model's text streams in as an escaped draft marked as being
         verified; the verified answer then replaces it. A failing generator leaves a message in
         the chat instead of the answer, and the app keeps working."""
@@ -153,7 +192,11 @@ class Handlers:
 
     # --- documents -----------------------------------------------------------------------------
 
-    def upload(self, files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    def upload(
+        self,
+        files: list[str] | None,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008  (Gradio injects the tracker through this default)
+    ) -> tuple[Any, ...]:
         """Check and index uploaded files: (file box, status, table, remove choice, footer)."""
         files = list(files or [])
         too_many = upload_count_problem(len(files), limit=self.defaults.max_files_per_upload)
@@ -175,8 +218,9 @@ class Handlers:
 
         progress(0, desc=f"Reading {len(accepted)} file(s)")
         try:
-            report = add_uploads(self.rag, accepted, progress=embedded,
-                                 on_reload=lambda: progress(1.0, desc="Reloading the index"))
+            report = add_uploads(
+                self.rag, accepted, progress=embedded, on_reload=lambda: progress(1.0, desc="Reloading the index")
+            )
         except (IndexError_, ValueError) as exc:  # index locked by `rag index`; a document too large
             return [f"✗ Nothing added: {escape_markdown(str(exc))}"]
         return upload_lines(report)
@@ -206,8 +250,11 @@ class Handlers:
         """The indexed documents as table rows and names, and the footer."""
         documents = self.rag.index.documents()
         backend = getattr(self.rag.embedder, "backend", None) or self.defaults.embed_backend
-        return (document_rows(documents), [d.source for d in documents],
-                footer_markdown(len(documents), len(self.rag.index), backend=backend))
+        return (
+            document_rows(documents),
+            [d.source for d in documents],
+            footer_markdown(len(documents), len(self.rag.index), backend=backend),
+        )
 
     def documents_view(self) -> tuple[Any, ...]:
         """Updates for (table, remove choice, footer) after the index changed."""
@@ -216,16 +263,23 @@ class Handlers:
 
     # --- API -----------------------------------------------------------------------------------
 
-    def ask(self, question: str, top_k: int | None = None, mode: str | None = None,
-            generator: str | None = None, answer_scorer: str | None = None) -> dict:
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        mode: str | None = None,
+        generator: str | None = None,
+        answer_scorer: str | None = None,
+    ) -> dict:
         """Answer `question` from the index: the JSON object `rag ask --json` prints. `generator`:
         "extractive" (quoted sentences), "local" (SmolLM2-135M, every sentence verified), or the
         server's configured "openai"/"ollama"; default: the server's. `answer_scorer`: "reader"
         (the trained reader) or "heuristic", with that scorer's threshold; default: the server's.
         A confidence in the scorer's "not sure" band gives `"tentative": true` (and `"abstained": true`)."""
         try:
-            config = api_config(self.defaults, self.generators, top_k=top_k, mode=mode, generator=generator,
-                                answer_scorer=answer_scorer)
+            config = api_config(
+                self.defaults, self.generators, top_k=top_k, mode=mode, generator=generator, answer_scorer=answer_scorer
+            )
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None  # bad input is no server fault
         try:
@@ -238,8 +292,11 @@ class Handlers:
             if config.generator == "extractive":
                 raise
             log.warning("generator %s failed: %r", config.generator, exc)
-            raise gr.Error(f"{generator_failure(exc, config)}. Ask with generator=extractive for an answer "
-                           "quoted from the documents.", print_exception=False) from None
+            raise gr.Error(
+                f"{generator_failure(exc, config)}. Ask with generator=extractive for an answer "
+                "quoted from the documents.",
+                print_exception=False,
+            ) from None
 
 
 class _Span(NamedTuple):
@@ -270,7 +327,7 @@ def _clicked_span(answer: Answer, data: dict) -> _Span | str:
 
 def _locate(document: Document, span: _Span) -> tuple[int, int]:
     """The span's offsets in `document`, found again by its text if the document changed since."""
-    if document.text[span.start:span.end] == span.text:
+    if document.text[span.start : span.end] == span.text:
         return span.start, span.end
     found = document.text.find(span.text)
     return (found, found + len(span.text)) if found >= 0 else (0, 0)

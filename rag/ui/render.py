@@ -9,13 +9,15 @@ Example:
     >>> print(escape_markdown("<b>[x](javascript:alert(1))</b>"))
     &lt;b&gt;\\[x\\]\\(javascript\\:alert\\(1\\)\\)&lt;/b&gt;
 """
+
 from __future__ import annotations
 
 import html
 import re
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from rag.config import RagConfig
 from rag.reader import ReaderUnavailable
@@ -109,15 +111,18 @@ def tentative_markdown(answer: Answer, turn: int) -> str:
         said = f"The closest passage says “{escape_markdown(_one_line(c.quote))}” {marker_markdown(turn, c.n)}"
     else:  # not what rag.answer writes; show the text, escaped, without links
         said = escape_markdown(_one_line(answer.text))
-    return (f"> **⚠ {NOT_SURE}.** {said}\n>\n"
-            f"> *Low confidence ({answer.confidence:.2f}): this passage may not answer the question. "
-            "Check the source before relying on it.*")
+    return (
+        f"> **⚠ {NOT_SURE}.** {said}\n>\n"
+        f"> *Low confidence ({answer.confidence:.2f}): this passage may not answer the question. "
+        "Check the source before relying on it.*"
+    )
 
 
 def abstention_markdown(answer: Answer) -> str:
     """An abstention, set apart as a quote block so it never reads like an answer."""
-    nearest = ("\n>\n> The nearest passages are listed under **Sources**; they are *not* an answer."
-               if answer.hits else "")
+    nearest = (
+        "\n>\n> The nearest passages are listed under **Sources**; they are *not* an answer." if answer.hits else ""
+    )
     return f"> **Not found in the documents.** {escape_markdown(answer.text)}{nearest}"
 
 
@@ -150,8 +155,10 @@ def draft_markdown(text: str, label: str) -> str:
     note = f"*Draft by {escape_markdown(label)}, not yet checked: verifying each sentence against its sources…*"
     draft = _one_line(text)
     if not draft:
-        return (f"*{escape_markdown(label)} is writing an answer from the retrieved passages; each sentence "
-                "will be verified against the passage it cites…*")
+        return (
+            f"*{escape_markdown(label)} is writing an answer from the retrieved passages; each sentence "
+            "will be verified against the passage it cites…*"
+        )
     return f"{escape_markdown(draft)}\n\n{note}"
 
 
@@ -162,7 +169,7 @@ def _with_markers(text: str, turn: int, numbers: set[int]) -> str:
         n = int(match.group(1))
         if n not in numbers:
             continue
-        out.append(escape_markdown(text[pos:match.start()]))
+        out.append(escape_markdown(text[pos : match.start()]))
         out.append(marker_markdown(turn, n))
         pos = match.end()
     out.append(escape_markdown(text[pos:]))
@@ -200,11 +207,15 @@ def verification_line(answer: Answer, label: str) -> str:
         return f"*⚠ {who} wrote no usable sentence; the answer above quotes the documents instead.*"
     if kept == 0:
         shown = "no answer is given" if answer.abstained else "the answer above quotes the documents instead"
-        return (f"*⚠ Written by {who}: none of its {len(sentences)} sentence{'s' if len(sentences) != 1 else ''} "
-                f"was supported by the passage it cites; all were removed, and {shown}.*")
+        return (
+            f"*⚠ Written by {who}: none of its {len(sentences)} sentence{'s' if len(sentences) != 1 else ''} "
+            f"was supported by the passage it cites; all were removed, and {shown}.*"
+        )
     removed_part = f", {removed} removed as not supported" if removed else ", none removed"
-    return (f"*✓ Written by {who}: {kept} of {len(sentences)} sentence{'s' if len(sentences) != 1 else ''} "
-            f"verified against the passages they cite{removed_part}.*")
+    return (
+        f"*✓ Written by {who}: {kept} of {len(sentences)} sentence{'s' if len(sentences) != 1 else ''} "
+        f"verified against the passages they cite{removed_part}.*"
+    )
 
 
 def generated_answer_markdown(answer: Answer, turn: int, *, label: str) -> str:
@@ -218,8 +229,11 @@ def generated_answer_markdown(answer: Answer, turn: int, *, label: str) -> str:
     with a line saying so.
     """
     if answer.generator == "extractive":
-        note = (f"\n\n*{escape_markdown(label)} was not asked: the retrieved passages are too weak to answer from.*"
-                if answer.abstained else "")
+        note = (
+            f"\n\n*{escape_markdown(label)} was not asked: the retrieved passages are too weak to answer from.*"
+            if answer.abstained
+            else ""
+        )
         return answer_markdown(answer, turn) + note
     if answer.tentative:
         body = tentative_markdown(answer, turn)
@@ -240,15 +254,20 @@ def generated_answer_markdown(answer: Answer, turn: int, *, label: str) -> str:
 def generator_error_markdown(message: str) -> str:
     """A failed generator in the chat: `message` (`rag.generate.generator_failure`'s line: what failed
     and why), escaped, and what to do."""
-    return (f"> **{escape_markdown(_one_line(message))}**\n>\n"
-            "> Choose **extractive** under *Settings → Answer generator* to get answers quoted from the "
-            "documents without a language model, or try again.")
+    return (
+        f"> **{escape_markdown(_one_line(message))}**\n>\n"
+        "> Choose **extractive** under *Settings → Answer generator* to get answers quoted from the "
+        "documents without a language model, or try again."
+    )
 
 
 def cannot_answer_markdown(exc: BaseException) -> str:
     """A question that could not be answered (bad input, the reader model missing), for the chat."""
-    hint = (" Choose **heuristic** under *Settings → Answer scorer* to answer without it."
-            if isinstance(exc, ReaderUnavailable) else "")
+    hint = (
+        " Choose **heuristic** under *Settings → Answer scorer* to answer without it."
+        if isinstance(exc, ReaderUnavailable)
+        else ""
+    )
     return f"**Cannot answer:** {escape_markdown(str(exc))}{hint}"
 
 
@@ -260,8 +279,13 @@ def _highlight(text: str, start: int, end: int, *, mark_attrs: str = "") -> str:
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     if end <= start:
         return escape_html(text)
-    return (escape_html(text[:start]) + f"<mark{mark_attrs}>" + escape_html(text[start:end]) + "</mark>"
-            + escape_html(text[end:]))
+    return (
+        escape_html(text[:start])
+        + f"<mark{mark_attrs}>"
+        + escape_html(text[start:end])
+        + "</mark>"
+        + escape_html(text[end:])
+    )
 
 
 def _quote_span(c: Citation) -> tuple[int, int]:
@@ -275,17 +299,21 @@ def _quote_span(c: Citation) -> tuple[int, int]:
 
 def _meta(source: str, page: int | None, score: float, *, score_label: str = "score") -> str:
     page_part = f' · <span class="rag-page">page {int(page)}</span>' if page is not None else ""
-    return (f'<span class="rag-file">{escape_html(PurePosixPath(source).name)}</span>{page_part}'
-            f' · <span class="rag-score">{score_label} {score:.2f}</span>')
+    return (
+        f'<span class="rag-file">{escape_html(PurePosixPath(source).name)}</span>{page_part}'
+        f' · <span class="rag-score">{score_label} {score:.2f}</span>'
+    )
 
 
 def citation_card(c: Citation, turn: int) -> str:
     a, b = _quote_span(c)
-    return (f'<button type="button" class="rag-card" data-turn="{int(turn)}" data-n="{int(c.n)}" '
-            f'title="Open {escape_html(c.source)} at the quoted sentence">'
-            f'<span class="rag-card-head"><span class="rag-n">[{int(c.n)}]</span> '
-            f'{_meta(c.source, c.page, c.score)}</span>'
-            f'<span class="rag-passage">{_highlight(c.passage, a, b)}</span></button>')
+    return (
+        f'<button type="button" class="rag-card" data-turn="{int(turn)}" data-n="{int(c.n)}" '
+        f'title="Open {escape_html(c.source)} at the quoted sentence">'
+        f'<span class="rag-card-head"><span class="rag-n">[{int(c.n)}]</span> '
+        f"{_meta(c.source, c.page, c.score)}</span>"
+        f'<span class="rag-passage">{_highlight(c.passage, a, b)}</span></button>'
+    )
 
 
 def _hit_score(hit: Hit) -> tuple[float, str]:
@@ -295,10 +323,12 @@ def _hit_score(hit: Hit) -> tuple[float, str]:
 
 def nearest_card(hit: Hit, turn: int, k: int) -> str:
     score, label = _hit_score(hit)
-    return (f'<button type="button" class="rag-card rag-nearest" data-turn="{int(turn)}" data-hit="{int(k)}" '
-            f'title="Open {escape_html(hit.chunk.source)} at this passage">'
-            f'<span class="rag-card-head">{_meta(hit.chunk.source, hit.chunk.page, score, score_label=label)}</span>'
-            f'<span class="rag-passage">{escape_html(hit.chunk.text)}</span></button>')
+    return (
+        f'<button type="button" class="rag-card rag-nearest" data-turn="{int(turn)}" data-hit="{int(k)}" '
+        f'title="Open {escape_html(hit.chunk.source)} at this passage">'
+        f'<span class="rag-card-head">{_meta(hit.chunk.source, hit.chunk.page, score, score_label=label)}</span>'
+        f'<span class="rag-passage">{escape_html(hit.chunk.text)}</span></button>'
+    )
 
 
 def sources_html(answer: Answer | None, turn: int, *, nearest: int = 3) -> str:
@@ -306,13 +336,17 @@ def sources_html(answer: Answer | None, turn: int, *, nearest: int = 3) -> str:
     "not sure" note for a tentative answer), or the nearest passages under a heading that says
     they are not an answer."""
     if answer is None:
-        return ('<div class="rag-sources rag-empty">Ask a question: the passages each answer quotes '
-                'appear here. Click a card or a <b>[n]</b> marker to open the document.</div>')
+        return (
+            '<div class="rag-sources rag-empty">Ask a question: the passages each answer quotes '
+            "appear here. Click a card or a <b>[n]</b> marker to open the document.</div>"
+        )
     query = f'<div class="rag-query">Retrieval query: <q>{escape_html(answer.query or answer.question)}</q></div>'
     if answer.tentative and answer.citations:
         cards = "".join(citation_card(c, turn) for c in answer.citations)
-        note = (f'<div class="rag-tentative" role="note">⚠ {NOT_SURE}: the closest passage, quoted with low '
-                f'confidence ({answer.confidence:.2f}); it may not answer the question.</div>')
+        note = (
+            f'<div class="rag-tentative" role="note">⚠ {NOT_SURE}: the closest passage, quoted with low '
+            f"confidence ({answer.confidence:.2f}); it may not answer the question.</div>"
+        )
         return f'<div class="rag-sources">{query}{note}{cards}</div>'
     if not answer.abstained:
         cards = "".join(citation_card(c, turn) for c in answer.citations)
@@ -321,16 +355,19 @@ def sources_html(answer: Answer | None, turn: int, *, nearest: int = 3) -> str:
     if not hits:
         return f'<div class="rag-sources">{query}<p class="rag-abstain">No passages found.</p></div>'
     cards = "".join(nearest_card(h, turn, k) for k, h in enumerate(hits))
-    return (f'<div class="rag-sources">{query}<div class="rag-abstain" role="note">{NOT_AN_ANSWER}: '
-            f'the documents do not answer this question; these are only the closest matches.</div>{cards}</div>')
+    return (
+        f'<div class="rag-sources">{query}<div class="rag-abstain" role="note">{NOT_AN_ANSWER}: '
+        f"the documents do not answer this question; these are only the closest matches.</div>{cards}</div>"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Document viewer
 
 
-def document_html(document: Document, start: int, end: int, *, label: str = "quoted sentence",
-                  nonce: int | None = None) -> str:
+def document_html(
+    document: Document, start: int, end: int, *, label: str = "quoted sentence", nonce: int | None = None
+) -> str:
     """The whole document, escaped, with `text[start:end]` in `<mark id="rag-cited">`.
 
     A document over `VIEWER_MAX_CHARS` is shown as a window around the span, with a note.
@@ -343,12 +380,17 @@ def document_html(document: Document, start: int, end: int, *, label: str = "quo
         lo = max(0, min(start - half, len(text) - VIEWER_MAX_CHARS))
         hi = min(len(text), lo + VIEWER_MAX_CHARS)
     page = document.page_at(start)
-    head = (f'<div class="rag-doc-head"><span class="rag-file">{escape_html(document.source)}</span>'
-            + (f" · page {int(page)}" if page is not None else "")
-            + f' · {len(text):,} characters · <span class="rag-legend"><mark>highlighted</mark>: {escape_html(label)}'
-            f'</span></div>')
-    note = (f'<div class="rag-doc-note">Showing characters {lo:,}–{hi:,} of {len(text):,}.</div>'
-            if (lo, hi) != (0, len(text)) else "")
+    head = (
+        f'<div class="rag-doc-head"><span class="rag-file">{escape_html(document.source)}</span>'
+        + (f" · page {int(page)}" if page is not None else "")
+        + f' · {len(text):,} characters · <span class="rag-legend"><mark>highlighted</mark>: {escape_html(label)}'
+        f"</span></div>"
+    )
+    note = (
+        f'<div class="rag-doc-note">Showing characters {lo:,}–{hi:,} of {len(text):,}.</div>'
+        if (lo, hi) != (0, len(text))
+        else ""
+    )
     body = _highlight(text[lo:hi], start - lo, end - lo, mark_attrs=' id="rag-cited" class="rag-cited"')
     stamp = f' data-opened="{int(nonce)}"' if nonce is not None else ""
     return f'<div class="rag-doc"{stamp}>{head}{note}<div class="rag-doc-text">{body}</div></div>'
@@ -369,8 +411,7 @@ def pending_sources(message: str) -> str:
 
 def document_rows(documents: Iterable[DocumentInfo]) -> list[list[object]]:
     """Rows for the documents table: name, chunks, added (local time), from `Index.documents()`."""
-    return [[d.source, int(d.n_chunks), time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))]
-            for d in documents]
+    return [[d.source, int(d.n_chunks), time.strftime("%Y-%m-%d %H:%M", time.localtime(d.added_at))] for d in documents]
 
 
 def footer_markdown(n_documents: int, n_chunks: int, *, backend: str | None = None) -> str:
@@ -378,5 +419,7 @@ def footer_markdown(n_documents: int, n_chunks: int, *, backend: str | None = No
     not given), and the index's size."""
     backend = backend or RagConfig().embed_backend
     docs = f"{n_documents} document{'s' if n_documents != 1 else ''}"
-    return (f"Model: **{MODEL_LABEL}** ({escape_markdown(backend)} backend, runs locally, offline) · "
-            f"Index: **{docs}**, **{n_chunks} chunks**")
+    return (
+        f"Model: **{MODEL_LABEL}** ({escape_markdown(backend)} backend, runs locally, offline) · "
+        f"Index: **{docs}**, **{n_chunks} chunks**"
+    )

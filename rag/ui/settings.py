@@ -7,6 +7,7 @@ Example:
     >>> check_answer_scorer(" Reader")
     'reader'
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,29 +51,49 @@ def scorer_threshold(defaults: RagConfig, scorer: str) -> float:
 
 def generator_info(defaults: RagConfig, allowed: list[str]) -> str:
     """The help line under the Settings' generator choice: what each offered generator does."""
-    parts = ["extractive: quotes sentences from the documents, no language model",
-             "local: SmolLM2-135M writes the answer on this machine, and every sentence is verified against "
-             "the passage it cites (unsupported sentences are removed and marked)"]
+    parts = [
+        "extractive: quotes sentences from the documents, no language model",
+        "local: SmolLM2-135M writes the answer on this machine, and every sentence is verified against "
+        "the passage it cites (unsupported sentences are removed and marked)",
+    ]
     for name in allowed:
         if name not in LOCAL_GENERATORS:
-            parts.append(f"{name}: {defaults.llm_model} at {defaults.llm_base_url or 'the default URL'}, "
-                         "verified the same way")
+            parts.append(
+                f"{name}: {defaults.llm_model} at {defaults.llm_base_url or 'the default URL'}, verified the same way"
+            )
     return " · ".join(parts)
 
 
-def chat_config(defaults: RagConfig, allowed: list[str], *, mode: str, top_k: float, threshold: float,
-                generator: str | None, answer_scorer: str | None) -> RagConfig:
+def chat_config(
+    defaults: RagConfig,
+    allowed: list[str],
+    *,
+    mode: str,
+    top_k: float,
+    threshold: float,
+    generator: str | None,
+    answer_scorer: str | None,
+) -> RagConfig:
     """The config a chat question is asked with: the Settings panel's values over the server's.
     The slider sets the chosen scorer's threshold, and its "not sure" band below it. Raises
     BadInput (or ValueError from RagConfig) for a value it does not take."""
     return defaults.replace(
-        mode=mode, top_k=int(top_k), generator=check_generator(generator or defaults.generator, allowed),
+        mode=mode,
+        top_k=int(top_k),
+        generator=check_generator(generator or defaults.generator, allowed),
         answer_scorer=check_answer_scorer(answer_scorer or defaults.answer_scorer),
     ).with_threshold(float(threshold))
 
 
-def api_config(defaults: RagConfig, allowed: list[str], *, top_k: object = None, mode: str | None = None,
-               generator: str | None = None, answer_scorer: str | None = None) -> RagConfig:
+def api_config(
+    defaults: RagConfig,
+    allowed: list[str],
+    *,
+    top_k: object = None,
+    mode: str | None = None,
+    generator: str | None = None,
+    answer_scorer: str | None = None,
+) -> RagConfig:
     """The config an `ask` API call is answered with: the arguments given over the server's
     defaults (an answer scorer with its own threshold). Raises BadInput, ValueError or TypeError."""
     changes: dict[str, Any] = {}

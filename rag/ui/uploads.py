@@ -9,12 +9,14 @@ Example:
     >>> upload_problem("tool.exe", 10, max_mb=1)[:30]
     "unsupported file type '.exe'; "
 """
+
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from rag.load import file_size_problem, file_type_problem
 from rag.ui.render import escape_markdown
@@ -62,8 +64,10 @@ def upload_count_problem(n_files: int, *, limit: int) -> str | None:
     """Why an upload of `n_files` files is refused as a whole, or None when the count is fine."""
     if n_files <= limit:
         return None
-    return (f"{n_files} files in one upload, over the limit of {limit}; nothing was added. Upload them in "
-            "smaller groups, or index a folder with `rag index`.")
+    return (
+        f"{n_files} files in one upload, over the limit of {limit}; nothing was added. Upload them in "
+        "smaller groups, or index a folder with `rag index`."
+    )
 
 
 def screen_uploads(files: Iterable[str | Path], *, max_mb: float) -> tuple[dict[str, Path], list[tuple[str, str]]]:
