@@ -135,6 +135,12 @@ class Reader:
         ReaderUnavailable naming the missing file."""
         return _load(str(Path(model_dir) if model_dir else MODEL_DIR))
 
+    @staticmethod
+    def forget_loaded() -> None:
+        """Drop the readers loaded so far, so the next `load` reads the files again (training
+        writes new ones into a folder that may have been loaded before)."""
+        _load.cache_clear()
+
     def logits(self, question: str, candidates: Sequence[Candidate], *, batch_size: int = 32) -> np.ndarray:
         rows = encode_candidates(self.pieces, question, candidates, max_tokens=self.max_tokens)
         out = [
