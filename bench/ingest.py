@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence, cast
@@ -128,70 +129,115 @@ def throughput(limit: int, backends: Sequence[EmbedBackend], rounds: int) -> Non
     """Every method on every backend, interleaved: the documents are split into `rounds` slices and
     each slice goes through all of them back to back (the order reversed every other round), so a
     change in the machine's load falls on all methods alike. Times are summed over the rounds."""
-    from eval.baseline import LangChainBaseline, load_embeddings
+    from eval.baseline import load_embeddings
     from rag.embed import Embedder
-    from rag.pipeline import build_index
 
     documents = scifact_corpus(limit)
-    names = list(documents)
     embedders = {b: Embedder.load(backend=b) for b in backends}
     for e in embedders.values():
         e.encode_queries(["warm up the encoder and its thread pool"] * 8)
     lc_embeddings = load_embeddings() if "torch" in backends else None
     if lc_embeddings is not None:
         lc_embeddings.embed_documents(["warm up the encoder and its thread pool"] * 8)
-    acc: dict[EmbedBackend, dict[str, float]] = {b: {"rag_s": 0.0, "embed_s": 0.0, "chunks": 0, "bare_s": 0.0, "texts": 0,
-                                            "tokens": 0, "lc_s": 0.0, "tutorial_s": 0.0, "tutorial_chunks": 0}
-                                        for b in backends}
+    acc, load = _interleaved_rounds(documents, backends, embedders, lc_embeddings, rounds)
+    peak, how = peak_flops()
+    results: list[dict[str, Any]] = []
+    for b, a in acc.items():
+        results.append(_backend_result(b, a, limit, peak))
+        print(json.dumps(results[-1]), flush=True)
+    _print_summary(results, limit=limit, rounds=rounds, load=load, peak=peak, how=how)
+    write_result("ingest" + TAG["suffix"], {"limit": limit, "rounds": rounds, "load_avg_during": load,
+                                           "peak_flops": peak, "peak_flops_estimate": how, "targets": TARGETS,
+                                           "results": results})
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round's slice of the documents: written as files into `docs_dir`, and its chunk texts."""
+
+    number: int
+    part: dict[str, str]
+    docs_dir: Path
+    texts: list[str]
+    work: Path  # the folder the round's indexes go into
+
+
+def _interleaved_rounds(documents: dict[str, str], backends: Sequence[EmbedBackend],
+                        embedders: dict[EmbedBackend, Any], lc_embeddings: Any,
+                        rounds: int) -> tuple[dict[EmbedBackend, dict[str, float]], list[float]]:
+    """Every method of every backend over each round's slice, the order reversed every other round:
+    the times and counts summed per backend, and the load average before and after each round."""
+    names = list(documents)
+    acc: dict[EmbedBackend, dict[str, float]] = {
+        b: {"rag_s": 0.0, "embed_s": 0.0, "chunks": 0, "bare_s": 0.0, "texts": 0, "tokens": 0, "lc_s": 0.0,
+            "tutorial_s": 0.0, "tutorial_chunks": 0} for b in backends}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         for round_no in range(rounds):
             part = {n: documents[n] for n in names[round_no::rounds]}
             docs_dir = write_docs(part, Path(tmp) / f"docs-{round_no}")
             texts = chunk_texts(part, next(iter(embedders.values())).tokenizer)
+            this = _Round(round_no, part, docs_dir, texts, Path(tmp))
             for b in (backends if round_no % 2 == 0 else list(backends)[::-1]):
-                a, emb = acc[b], embedders[b]
                 steps = ["rag", "bare"] + (["langchain", "tutorial"] if b == "torch" else [])
                 for step in (steps if round_no % 2 == 0 else steps[::-1]):
-                    if step == "rag":
-                        started = time.perf_counter()
-                        report = build_index([docs_dir], index_dir=Path(tmp) / f"index-{b}-{round_no}", embedder=emb,
-                                             config=RagConfig(embed_backend=b))
-                        a["rag_s"] += time.perf_counter() - started
-                        a["embed_s"] += report.stats.embed_seconds
-                        a["chunks"] += report.stats.chunks_embedded
-                        assert sorted(index_texts(Path(tmp) / f"index-{b}-{round_no}")) == sorted(texts)
-                    elif step == "bare":
-                        a["bare_s"] += bare_encode(emb, texts)
-                        a["texts"] += len(texts)
-                        a["tokens"] += token_count(emb, texts)
-                    elif step == "langchain":
-                        a["lc_s"] += langchain_same_chunks(texts, lc_embeddings)
-                    else:
-                        started = time.perf_counter()
-                        a["tutorial_chunks"] += LangChainBaseline.build(part, embeddings=lc_embeddings).n_chunks
-                        a["tutorial_s"] += time.perf_counter() - started
+                    _time_step(step, acc[b], b, embedders[b], this, lc_embeddings)
             load.append(os.getloadavg()[0])
             print(f"round {round_no + 1}/{rounds} done, load {load[-1]:.2f}", file=sys.stderr, flush=True)
-    peak, how = peak_flops()
-    results: list[dict[str, Any]] = []
-    for b, a in acc.items():
-        r: dict[str, Any] = {"backend": b, "documents": limit, "chunks": a["chunks"], "tokens": a["tokens"],
-             "rag_seconds": round(a["rag_s"], 2), "rag_embed_seconds": round(a["embed_s"], 2),
-             "rag_chunks_per_s": round(a["chunks"] / a["rag_s"], 2), "bare_seconds": round(a["bare_s"], 2),
-             "bare_chunks_per_s": round(a["texts"] / a["bare_s"], 2),
-             "flops_per_chunk": 2 * MODEL_PARAMS * a["tokens"] / max(a["texts"], 1)}
-        r["rag_vs_bare"] = round(r["rag_chunks_per_s"] / r["bare_chunks_per_s"], 3)
-        r["rag_share_of_peak"] = round(r["flops_per_chunk"] * r["rag_chunks_per_s"] / peak, 4)
-        r["bare_share_of_peak"] = round(r["flops_per_chunk"] * r["bare_chunks_per_s"] / peak, 4)
-        if a["lc_s"]:
-            r.update({"langchain_seconds": round(a["lc_s"], 2),
-                      "langchain_chunks_per_s": round(a["texts"] / a["lc_s"], 2),
-                      "langchain_tutorial_seconds": round(a["tutorial_s"], 2),
-                      "langchain_tutorial_chunks": a["tutorial_chunks"],
-                      "langchain_tutorial_docs_per_s": round(limit / a["tutorial_s"], 2)})
-        results.append(r)
-        print(json.dumps(r), flush=True)
+    return acc, load
+
+
+def _time_step(step: str, a: dict[str, float], backend: EmbedBackend, emb: Any, this: _Round,
+               lc_embeddings: Any) -> None:
+    """One method ("rag", "bare", "langchain" or "tutorial") over the round's slice: its time and
+    counts added to `a`."""
+    from eval.baseline import LangChainBaseline
+    from rag.pipeline import build_index
+
+    if step == "rag":
+        index_dir = this.work / f"index-{backend}-{this.number}"
+        started = time.perf_counter()
+        report = build_index([this.docs_dir], index_dir=index_dir, embedder=emb,
+                             config=RagConfig(embed_backend=backend))
+        a["rag_s"] += time.perf_counter() - started
+        a["embed_s"] += report.stats.embed_seconds
+        a["chunks"] += report.stats.chunks_embedded
+        assert sorted(index_texts(index_dir)) == sorted(this.texts)
+    elif step == "bare":
+        a["bare_s"] += bare_encode(emb, this.texts)
+        a["texts"] += len(this.texts)
+        a["tokens"] += token_count(emb, this.texts)
+    elif step == "langchain":
+        a["lc_s"] += langchain_same_chunks(this.texts, lc_embeddings)
+    else:
+        started = time.perf_counter()
+        a["tutorial_chunks"] += LangChainBaseline.build(this.part, embeddings=lc_embeddings).n_chunks
+        a["tutorial_s"] += time.perf_counter() - started
+
+
+def _backend_result(b: EmbedBackend, a: dict[str, float], limit: int, peak: float) -> dict[str, Any]:
+    """One backend's rates from its summed times and counts: chunks per second of each method,
+    rag against bare, and the share of the machine's peak FLOP/s."""
+    r: dict[str, Any] = {"backend": b, "documents": limit, "chunks": a["chunks"], "tokens": a["tokens"],
+         "rag_seconds": round(a["rag_s"], 2), "rag_embed_seconds": round(a["embed_s"], 2),
+         "rag_chunks_per_s": round(a["chunks"] / a["rag_s"], 2), "bare_seconds": round(a["bare_s"], 2),
+         "bare_chunks_per_s": round(a["texts"] / a["bare_s"], 2),
+         "flops_per_chunk": 2 * MODEL_PARAMS * a["tokens"] / max(a["texts"], 1)}
+    r["rag_vs_bare"] = round(r["rag_chunks_per_s"] / r["bare_chunks_per_s"], 3)
+    r["rag_share_of_peak"] = round(r["flops_per_chunk"] * r["rag_chunks_per_s"] / peak, 4)
+    r["bare_share_of_peak"] = round(r["flops_per_chunk"] * r["bare_chunks_per_s"] / peak, 4)
+    if a["lc_s"]:
+        r.update({"langchain_seconds": round(a["lc_s"], 2),
+                  "langchain_chunks_per_s": round(a["texts"] / a["lc_s"], 2),
+                  "langchain_tutorial_seconds": round(a["tutorial_s"], 2),
+                  "langchain_tutorial_chunks": a["tutorial_chunks"],
+                  "langchain_tutorial_docs_per_s": round(limit / a["tutorial_s"], 2)})
+    return r
+
+
+def _print_summary(results: list[dict[str, Any]], *, limit: int, rounds: int, load: list[float], peak: float,
+                   how: str) -> None:
+    """The table of every backend's rates, against bare encoding, LangChain and torch."""
     lc = next((r for r in results if "langchain_chunks_per_s" in r), None)
     torch_rate = next((r["rag_chunks_per_s"] for r in results if r["backend"] == "torch"), None)
     rows = [[r["backend"], r["chunks"], r["rag_chunks_per_s"], r["bare_chunks_per_s"], f"{r['rag_vs_bare']:.2f}x",
@@ -208,9 +254,6 @@ def throughput(limit: int, backends: Sequence[EmbedBackend], rounds: int) -> Non
         print(f"LangChain FAISS.from_documents over the same chunk texts: {lc['langchain_chunks_per_s']} chunks/s; "
               f"tutorial pipeline (its own splitter: {lc['langchain_tutorial_chunks']} chunks): "
               f"{lc['langchain_tutorial_docs_per_s']} docs/s")
-    write_result("ingest" + TAG["suffix"], {"limit": limit, "rounds": rounds, "load_avg_during": load,
-                                           "peak_flops": peak, "peak_flops_estimate": how, "targets": TARGETS,
-                                           "results": results})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -208,15 +208,8 @@ def run_load(url: str, *, users: int, seconds: float, max_requests: int = 10_000
     from gradio_client import Client
 
     url = check_loopback(url)
-    run_id = uuid.uuid4().hex[:8]
-    rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="rag-load-"))
-    added = work / f"bench-added-{run_id}.txt"
-    removed = work / f"bench-removed-{run_id}.txt"
-    added.write_text(ADDED_FACT.format(n=rng.randint(2000, 9000)) + "\n", encoding="utf-8")
-    removed.write_text(REMOVED_FACT.format(n=rng.randint(2000, 9000)) + "\n", encoding="utf-8")
-    added_figure = added.read_text().split(" counted ")[1].split(" ")[0]
-    removed_figure = removed.read_text().split(" repaired ")[1].split(" ")[0]
+    added, removed, added_figure, removed_figure = _update_documents(work, seed)
     questions = [*SEED_QUESTIONS, (ADDED_QUESTION, None), (REMOVED_QUESTION, None)]
 
     tab = BrowserSession(url)
@@ -225,64 +218,100 @@ def run_load(url: str, *, users: int, seconds: float, max_requests: int = 10_000
     if update:
         upd.statuses.append(tab.upload_documents([removed]))  # the document the update will remove
     clients = [Client(url + "/", verbose=False, download_files=False) for _ in range(users)]
-    records: list[Record] = []
-    lock = threading.Lock()
     t0 = time.monotonic()
-    deadline = t0 + seconds
-
-    def user(k: int) -> None:
-        client = clients[k]
-        order = list(range(len(questions)))
-        random.Random(seed + 1 + k).shuffle(order)
-        for i in range(max_requests):
-            if time.monotonic() >= deadline:
-                return
-            question = questions[order[i % len(order)]][0]
-            started = time.monotonic()
-            try:
-                data = client.predict(question, api_name="/ask")
-                problem = check_answer(data, question)
-                record = Record(question, started - t0, time.monotonic() - started, problem, data)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                record = Record(question, started - t0, time.monotonic() - started,
-                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
-            with lock:
-                records.append(record)
-
-    def updater() -> None:
-        time.sleep(min(seconds / 3, 20))  # a third of the way in: users are asking at full tilt
-        started = time.monotonic()
-        try:
-            upd.statuses.append(tab.upload_documents([added]))
-            upd.statuses.append(tab.remove_document(removed.name))
-            upd.done_at = time.monotonic() - t0
-        except Exception as exc:  # noqa: BLE001
-            upd.error = f"{type(exc).__name__}: {exc}"
-        upd.seconds = time.monotonic() - started
-
-    threads = [threading.Thread(target=user, args=(k,), daemon=True) for k in range(users)]
+    asking = _Users(questions, t0=t0, deadline=t0 + seconds, max_requests=max_requests)
+    threads = [threading.Thread(target=asking.ask, args=(clients[k], seed + 1 + k), daemon=True)
+               for k in range(users)]
     if update:
-        threads.append(threading.Thread(target=updater, daemon=True))
+        threads.append(threading.Thread(target=_update_midway, args=(tab, upd, added, removed.name),
+                                        kwargs={"seconds": seconds, "t0": t0}, daemon=True))
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=max(0.0, deadline + 300 - time.monotonic()))
+        t.join(timeout=max(0.0, asking.deadline + 300 - time.monotonic()))
     elapsed = time.monotonic() - t0
     hung = sum(t.is_alive() for t in threads)  # a request still waiting 5 minutes after the end
 
+    records = asking.records
     checks = _update_checks(records, upd, clients[0], added.name, removed.name, added_figure, removed_figure) \
         if update else {}
     if update:  # leave the index holding what it held
         with contextlib.suppress(Exception):
             upd.statuses.append(tab.remove_document(added.name))
     checks["documents_before"], checks["documents_after"] = documents_before, _documents(tab)
+    _close_all(tab, clients, work)
+    return _report(records, upd if update else None, checks, users=users, seconds=seconds, elapsed=elapsed,
+                   wrong=_wrong_answers(records, questions), hung=hung)
+
+
+def _update_documents(work: Path, seed: int) -> tuple[Path, Path, str, str]:
+    """The document the update adds and the one it removes, written into `work` under names of this
+    run (each states a figure drawn with `seed`), and the two figures."""
+    run_id = uuid.uuid4().hex[:8]
+    rng = random.Random(seed)
+    added = work / f"bench-added-{run_id}.txt"
+    removed = work / f"bench-removed-{run_id}.txt"
+    added.write_text(ADDED_FACT.format(n=rng.randint(2000, 9000)) + "\n", encoding="utf-8")
+    removed.write_text(REMOVED_FACT.format(n=rng.randint(2000, 9000)) + "\n", encoding="utf-8")
+    added_figure = added.read_text().split(" counted ")[1].split(" ")[0]
+    removed_figure = removed.read_text().split(" repaired ")[1].split(" ")[0]
+    return added, removed, added_figure, removed_figure
+
+
+@dataclass
+class _Users:
+    """What the user threads share: the questions, the clock, and the records they all append to."""
+
+    questions: list[tuple[str, str | None]]
+    t0: float
+    deadline: float
+    max_requests: int
+    records: list[Record] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ask(self, client: Any, seed: int) -> None:
+        """One user: the questions in an order shuffled with `seed`, round and round, until the
+        deadline or `max_requests`; each answer checked (`check_answer`) and recorded."""
+        order = list(range(len(self.questions)))
+        random.Random(seed).shuffle(order)
+        for i in range(self.max_requests):
+            if time.monotonic() >= self.deadline:
+                return
+            question = self.questions[order[i % len(order)]][0]
+            started = time.monotonic()
+            try:
+                data = client.predict(question, api_name="/ask")
+                problem = check_answer(data, question)
+                record = Record(question, started - self.t0, time.monotonic() - started, problem, data)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                record = Record(question, started - self.t0, time.monotonic() - started,
+                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            with self.lock:
+                self.records.append(record)
+
+
+def _update_midway(tab: BrowserSession, upd: Update, added: Path, removed: str, *, seconds: float,
+                   t0: float) -> None:
+    """A third of the way in (at most 20 s), upload `added` and remove `removed` through the
+    Documents tab, noting in `upd` when it finished, how long it took, and any error."""
+    time.sleep(min(seconds / 3, 20))  # a third of the way in: users are asking at full tilt
+    started = time.monotonic()
+    try:
+        upd.statuses.append(tab.upload_documents([added]))
+        upd.statuses.append(tab.remove_document(removed))
+        upd.done_at = time.monotonic() - t0
+    except Exception as exc:  # noqa: BLE001
+        upd.error = f"{type(exc).__name__}: {exc}"
+    upd.seconds = time.monotonic() - started
+
+
+def _close_all(tab: BrowserSession, clients: list[Any], work: Path) -> None:
+    """Close the browser session and the clients, and delete the run's documents."""
     tab.close()
     for c in clients:
         with contextlib.suppress(Exception):
             c.close()
     shutil.rmtree(work, ignore_errors=True)
-    return _report(records, upd if update else None, checks, users=users, seconds=seconds, elapsed=elapsed,
-                   wrong=_wrong_answers(records, questions), hung=hung)
 
 
 def _documents(tab: BrowserSession) -> list[str]:

@@ -131,10 +131,10 @@ def questions(size: str, n: int) -> list[str]:
 
 
 def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict[str, Any]:
-    from rag.answer import compose_answer
+    """Latency percentiles per stage over `n_queries` questions after `warmup` ones on the index at
+    `index_dir`, with its load time and memory; for seed and SciFact also `RAG.ask`'s."""
     from rag.embed import Embedder
     from rag.pipeline import RAG
-    from rag.retrieve import bm25_search, dense_search, fuse
     from rag.store import Index
 
     config = RagConfig()
@@ -148,6 +148,25 @@ def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict
     qs = questions(size, n_queries + warmup)
     synthetic_vectors = SyntheticEmbedder(seed=0, topics=max(len(index) // 100, 200)).query_vectors(len(qs)) \
         if synthetic else None
+    times = _stage_times(index, embedder, config, qs, synthetic_vectors, warmup=warmup)
+    out: dict[str, Any] = {"size": size, "synthetic": synthetic, "chunks": len(index),
+                           "faiss_index": index.manifest.get("faiss_index"), "queries": n_queries,
+                           "index_load_s": round(load_s, 2), "index_rss_mb": round(index_rss),
+                           **{s: percentiles(v) for s, v in times.items()}}
+    if not synthetic:
+        out["ask"] = percentiles(_ask_times(RAG(index, embedder, config), qs)[warmup:])
+    out["peak_rss_mb"] = round(peak_rss_mb())
+    index.close()
+    return out
+
+
+def _stage_times(index: Any, embedder: Any, config: RagConfig, qs: Sequence[str], synthetic_vectors: Any, *,
+                 warmup: int) -> dict[str, list[float]]:
+    """Milliseconds of each of `STAGES` per question of `qs` but the first `warmup`; the dense
+    query vector is `synthetic_vectors[i]` when given (the model's is still computed and timed)."""
+    from rag.answer import compose_answer
+    from rag.retrieve import bm25_search, dense_search, fuse
+
     k = max(config.top_k, config.answer_hits)
     n_candidates = max(config.candidates, k)
     times: dict[str, list[float]] = {s: [] for s in STAGES}
@@ -168,21 +187,17 @@ def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict
         if i >= warmup:
             for stage, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t0, t5))):
                 times[stage].append((b - a) * 1000)
-    out: dict[str, Any] = {"size": size, "synthetic": synthetic, "chunks": len(index),
-                           "faiss_index": index.manifest.get("faiss_index"), "queries": n_queries,
-                           "index_load_s": round(load_s, 2), "index_rss_mb": round(index_rss),
-                           **{s: percentiles(v) for s, v in times.items()}}
-    if not synthetic:
-        rag = RAG(index, embedder, config)
-        asks = []
-        for q in qs:
-            t0 = time.perf_counter()
-            rag.ask(q)
-            asks.append((time.perf_counter() - t0) * 1000)
-        out["ask"] = percentiles(asks[warmup:])
-    out["peak_rss_mb"] = round(peak_rss_mb())
-    index.close()
-    return out
+    return times
+
+
+def _ask_times(rag: Any, qs: Sequence[str]) -> list[float]:
+    """Milliseconds of `rag.ask` per question of `qs`."""
+    asks = []
+    for q in qs:
+        t0 = time.perf_counter()
+        rag.ask(q)
+        asks.append((time.perf_counter() - t0) * 1000)
+    return asks
 
 
 def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024)

@@ -26,11 +26,14 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from rag.config import FITTED_FILE, check_fitted, fitted_path, forget_fitted, load_fitted
+
+if TYPE_CHECKING:
+    from eval.datasets import QADataset, QAItem
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -265,7 +268,6 @@ def collect_rows(scorer: str, *, embed_backend: str, seed: int = 0, index_dir: s
     caps every dataset (a quick run). With `index_dir`, indexes are kept there per dataset and the
     rows saved as calibration_rows_{scorer}.json, so feature work can be redone without asking again.
     """
-    from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_realtimeqa, load_squad, sample_items, split_items
     from eval.runner import run_qa
     from rag.config import RagConfig
     from rag.embed import Embedder
@@ -274,6 +276,34 @@ def collect_rows(scorer: str, *, embed_backend: str, seed: int = 0, index_dir: s
     # Answer everything: every question's features are wanted.
     config = RagConfig(answer_scorer=scorer).with_threshold(0.0, tentative=0.0)
     trained = reader_training_ids() if scorer == "reader" else set()
+    rows: list[Row] = []
+    described: list[dict[str, Any]] = []
+    for name, file, dataset, default_limit in _calibration_sources(scorer):
+        caps = [c for c in (default_limit, limit) if c is not None]
+        cap = min(caps) if caps else None
+        items = _calibration_items(name, dataset, trained, cap=cap, seed=seed)
+        report = run_qa(dataset, items, config=config, embedder=embedder,
+                        index_dir=index_dir and Path(index_dir) / name)
+        for q in report["per_question"]:
+            rows.append((q["features"], q["answerable"], name))
+        n_answerable = sum(q["answerable"] for q in report["per_question"])
+        described.append({"name": name, "file": dataset_file(file),
+                          "split": "all" if name == "news-calibration" else "calibration",
+                          "selection": _selection(name, cap=cap, seed=seed, n_trained=len(trained)),
+                          "rows": len(items), "answerable": n_answerable, "unanswerable": len(items) - n_answerable,
+                          "source_hash": dataset.source_hash})
+        print(f"{name}: {len(items)} calibration questions")
+    if index_dir:
+        Path(index_dir).mkdir(parents=True, exist_ok=True)
+        Path(index_dir, f"calibration_rows_{scorer}.json").write_text(json.dumps(rows))
+    return rows, described, len(trained)
+
+
+def _calibration_sources(scorer: str) -> list[tuple[str, Path, QADataset, int | None]]:
+    """(name, file, dataset, questions sampled unless a smaller limit is given) of each dataset
+    `collect_rows` asks with `scorer`."""
+    from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_realtimeqa, load_squad
+
     squad_file, clapnq_dir = SHARED / "squad2-dev" / "dev-v2.0.json", SHARED / "clapnq-dev"
     sources = [("squad2-dev", squad_file, load_squad(squad_file), SQUAD_CALIBRATION_QUESTIONS),
                ("clapnq-dev", clapnq_dir, load_clapnq(clapnq_dir), None)]
@@ -283,35 +313,33 @@ def collect_rows(scorer: str, *, embed_backend: str, seed: int = 0, index_dir: s
         sources.append(("news-calibration", news_file,
                         load_realtimeqa(news_file, start=start, answerable_until=until, end=end,
                                         name="news-calibration"), None))
-    rows: list[Row] = []
-    described: list[dict[str, Any]] = []
-    for name, file, dataset, default_limit in sources:
-        calibration = split_items(dataset.items)[0] if name != "news-calibration" else list(dataset.items)
-        if name == "squad2-dev":
-            calibration = [item for item in calibration if item.id not in trained]
-        caps = [c for c in (default_limit, limit) if c is not None]
-        cap = min(caps) if caps else None
-        items = sample_items(calibration, limit=cap, seed=seed) if cap else calibration
-        report = run_qa(dataset, items, config=config, embedder=embedder,
-                        index_dir=index_dir and Path(index_dir) / name)
-        for q in report["per_question"]:
-            rows.append((q["features"], q["answerable"], name))
-        n_answerable = sum(q["answerable"] for q in report["per_question"])
-        selection = f"{cap} sampled (seed {seed})" if cap else "all"
-        if name == "squad2-dev" and trained:
-            selection += f" from the rows the reader did not train on (its {len(trained)} training questions left out)"
-        if name == "news-calibration":
-            selection = (f"RealTime QA training weeks {start}-{end}, answerable until {until} "
-                         "(eval.datasets.NEWS_CALIBRATION)") + ("" if not cap else f", {cap} sampled (seed {seed})")
-        split = "all" if name == "news-calibration" else "calibration"
-        described.append({"name": name, "file": dataset_file(file), "split": split, "selection": selection,
-                          "rows": len(items), "answerable": n_answerable, "unanswerable": len(items) - n_answerable,
-                          "source_hash": dataset.source_hash})
-        print(f"{name}: {len(items)} calibration questions")
-    if index_dir:
-        Path(index_dir).mkdir(parents=True, exist_ok=True)
-        Path(index_dir, f"calibration_rows_{scorer}.json").write_text(json.dumps(rows))
-    return rows, described, len(trained)
+    return sources
+
+
+def _calibration_items(name: str, dataset: QADataset, trained: set[str], *, cap: int | None,
+                       seed: int) -> list[QAItem]:
+    """The questions of `dataset` to ask: its calibration half (every row of the news weeks), less
+    the SQuAD questions in `trained`, `cap` of them sampled with `seed` when `cap` is set."""
+    from eval.datasets import sample_items, split_items
+
+    calibration = split_items(dataset.items)[0] if name != "news-calibration" else list(dataset.items)
+    if name == "squad2-dev":
+        calibration = [item for item in calibration if item.id not in trained]
+    return sample_items(calibration, limit=cap, seed=seed) if cap else calibration
+
+
+def _selection(name: str, *, cap: int | None, seed: int, n_trained: int) -> str:
+    """How the questions of dataset `name` were chosen, in words, for its provenance entry."""
+    from eval.datasets import NEWS_CALIBRATION
+
+    selection = f"{cap} sampled (seed {seed})" if cap else "all"
+    if name == "squad2-dev" and n_trained:
+        selection += f" from the rows the reader did not train on (its {n_trained} training questions left out)"
+    if name == "news-calibration":
+        start, until, end = NEWS_CALIBRATION
+        selection = (f"RealTime QA training weeks {start}-{end}, answerable until {until} "
+                     "(eval.datasets.NEWS_CALIBRATION)") + ("" if not cap else f", {cap} sampled (seed {seed})")
+    return selection
 
 
 def calibrate(*, scorer: str, embed_backend: str, command: str, seed: int = 0, index_dir: str | Path | None = None,

@@ -354,6 +354,17 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", n
         'rtqa-20230707_0'
     """
     path = _existing_file(path)
+    first_day, until, last_day = _news_window(start, answerable_until, end)
+    rows = _realtimeqa_rows(path, first_day=first_day, last_day=last_day)
+    window = [row for row in rows if row["date"] <= until]
+    later = [row for row in rows if row["date"] > until]
+    documents, texts_of_row = _news_documents(window)
+    items = _answerable_news_items(window, texts_of_row) + _unanswerable_news_items(later, documents)
+    return QADataset(name or "realtimeqa-news", documents, items, _hash_files({path.name: path}))
+
+
+def _news_window(start: str, answerable_until: str, end: str | None) -> tuple[str, str, str | None]:
+    """`load_realtimeqa`'s days checked: (first day read, last answerable day, last day read or None)."""
     until = _news_date(answerable_until, what="answerable_until")
     first_day = _news_date(start, what="start")
     last_day = _news_date(end, what="end") if end is not None else None
@@ -362,6 +373,12 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", n
         raise ValueError(f"answerable_until must not be before {what}, got {answerable_until!r}")
     if last_day is not None and last_day < until:
         raise ValueError(f"end must not be before answerable_until ({answerable_until}), got {end!r}")
+    return first_day, until, last_day
+
+
+def _realtimeqa_rows(path: Path, *, first_day: str, last_day: str | None) -> list[dict[str, Any]]:
+    """The rows of `path` dated in [first_day, last_day] (no end when None), in file order; of a row
+    repeated with the same id, date, question and answers, the copy with the most search results."""
     rows: dict[str, tuple[int, dict[str, Any]]] = {}
     for line_no, where, raw in _json_lines(path):
         row = _realtimeqa_row(raw, where=where)
@@ -375,13 +392,16 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", n
             if len(row["results"]) <= len(first["results"]):
                 continue
         rows[row["id"]] = (line_no, row)
-    window = [row for _, row in rows.values() if row["date"] <= until]
-    later = [row for _, row in rows.values() if row["date"] > until]
+    return [row for _, row in rows.values()]
 
+
+def _news_documents(rows: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The documents of `rows` (file name -> text: each row's evidence and search results, empty
+    and repeated texts skipped) and, per row id, the distinct texts of its own documents."""
     documents: dict[str, str] = {}
     name_of_text: dict[str, str] = {}
     texts_of_row: dict[str, list[str]] = {}
-    for row in window:
+    for row in rows:
         stem = _safe_stem(row["id"])
         candidates = [(f"{stem}-evidence", row["evidence"])]
         candidates += [(f"{stem}-result-{k}", f"{title}\n\n{text}" if title.strip() else text)
@@ -396,19 +416,26 @@ def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", n
                 documents[file_name] = text
             own.append(text)
         texts_of_row[row["id"]] = list(dict.fromkeys(own))
+    return documents, texts_of_row
 
+
+def _answerable_news_items(rows: list[dict[str, Any]], texts_of_row: dict[str, list[str]]) -> list[QAItem]:
+    """An item per row whose answer one of its own documents holds, with up to 3 evidence sentences."""
     items: list[QAItem] = []
-    for row in window:
+    for row in rows:
         evidence = [sentence for text in texts_of_row[row["id"]]
                     if (sentence := _sentence_with(row["answers"], text)) is not None]
         if evidence:
             items.append(QAItem(f"rtqa-{row['id']}", row["question"], row["answers"],
                                 tuple(dict.fromkeys(evidence))[:3]))
+    return items
+
+
+def _unanswerable_news_items(rows: list[dict[str, Any]], documents: dict[str, str]) -> list[QAItem]:
+    """An unanswerable item per row whose answer no document holds as a whole word sequence."""
     corpus = "\n\n".join(documents.values()).lower()
-    for row in later:
-        if not any(_occurs_as_words(answer, corpus) for answer in row["answers"]):
-            items.append(QAItem(f"rtqa-{row['id']}", row["question"], (), ()))
-    return QADataset(name or "realtimeqa-news", documents, items, _hash_files({path.name: path}))
+    return [QAItem(f"rtqa-{row['id']}", row["question"], (), ()) for row in rows
+            if not any(_occurs_as_words(answer, corpus) for answer in row["answers"])]
 
 
 def _realtimeqa_row(row: Any, *, where: str) -> dict[str, Any]:

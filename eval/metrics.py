@@ -405,27 +405,34 @@ def abstention_metrics(
     correct: list[float | None] = [float(bool(x) != bool(a)) for x, a in zip(abstained, answerable)]
     n_pos, n_neg = int(positive.sum()), n - int(positive.sum())
     *_, balanced = _rates(sum(1 for x in answered if x), sum(1 for x in refused if x), n_pos, n_neg)
-
-    auroc_individual: list[float | None] = [None] * n
-    auroc = 0.5
-    if n_pos and n_neg:
-        pos, neg = np.sort(scores[positive]), np.sort(scores[~positive])
-        below = np.searchsorted(neg, scores, side="left")  # unanswerable with lower confidence
-        equal_neg = np.searchsorted(neg, scores, side="right") - below
-        above = n_pos - np.searchsorted(pos, scores, side="right")  # answerable with higher confidence
-        equal_pos = np.searchsorted(pos, scores, side="right") - np.searchsorted(pos, scores, side="left")
-        for i in range(n):
-            if positive[i]:
-                auroc_individual[i] = float((below[i] + 0.5 * equal_neg[i]) / n_neg)
-            else:
-                auroc_individual[i] = float((above[i] + 0.5 * equal_pos[i]) / n_pos)
-        auroc = _mean([auroc_individual[i] for i in range(n) if positive[i]])
+    auroc, auroc_individual = _auroc_by_question(scores, positive)
     return {
         "refused_unanswerable": _result(refused),
         "answered_answerable": _result(answered),
         "balanced_accuracy": MetricResult(score=balanced, individual_scores=correct),
         "auroc": MetricResult(score=auroc, individual_scores=auroc_individual),
     }
+
+
+def _auroc_by_question(scores: np.ndarray, positive: np.ndarray) -> tuple[float, list[float | None]]:
+    """`abstention_metrics`' AUROC of `scores` (answerable where `positive`) and its per-question
+    entries; (0.5, all None) unless both classes are present."""
+    n = len(positive)
+    n_pos, n_neg = int(positive.sum()), n - int(positive.sum())
+    individual: list[float | None] = [None] * n
+    if not (n_pos and n_neg):
+        return 0.5, individual
+    pos, neg = np.sort(scores[positive]), np.sort(scores[~positive])
+    below = np.searchsorted(neg, scores, side="left")  # unanswerable with lower confidence
+    equal_neg = np.searchsorted(neg, scores, side="right") - below
+    above = n_pos - np.searchsorted(pos, scores, side="right")  # answerable with higher confidence
+    equal_pos = np.searchsorted(pos, scores, side="right") - np.searchsorted(pos, scores, side="left")
+    for i in range(n):
+        if positive[i]:
+            individual[i] = float((below[i] + 0.5 * equal_neg[i]) / n_neg)
+        else:
+            individual[i] = float((above[i] + 0.5 * equal_pos[i]) / n_pos)
+    return _mean([individual[i] for i in range(n) if positive[i]]), individual
 
 
 def _split_by_class(confidence: Sequence[float], answerable: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
@@ -496,6 +503,19 @@ def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
     # values[len] = +inf; there, the questions abstained on are those with confidence <= values[i-1].
     cuts = np.concatenate([[-np.inf], values])
     names = np.asarray(groups, dtype=object) if groups is not None else np.zeros(n, dtype=object)
+    first, last = _first_best_run(_mean_balanced_accuracy(scores, positive, names, cuts))
+    if first == len(values):  # only "abstain on everything" is best
+        return math.nextafter(float(values[-1]), math.inf)
+    low = values[first - 1] if first > 0 else values[0]
+    high = values[last] if last < len(values) else values[-1]
+    return float((low + high) / 2)
+
+
+def _mean_balanced_accuracy(scores: np.ndarray, positive: np.ndarray, names: np.ndarray,
+                            cuts: np.ndarray) -> list[int]:
+    """Per interval of `best_threshold` (abstaining on confidence <= cuts[i]), the sum over the
+    groups `names` of their balanced accuracies times one common integer: the mean of the groups'
+    balanced accuracies up to a constant factor, in integers so that ties compare exactly."""
     # Per group, balanced accuracy times its denominator (integers); summed over groups, each
     # scaled to a common denominator, so the mean of the groups' balanced accuracies compares exactly.
     parts: list[tuple[list[int], int]] = []
@@ -509,7 +529,11 @@ def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
         else:
             parts.append(((answered_pos if len(pos) else refused_neg).tolist(), len(pos) or len(neg)))
     common = math.lcm(*(d for _, d in parts))
-    key = [sum(k[i] * (common // d) for k, d in parts) for i in range(len(cuts))]
+    return [sum(k[i] * (common // d) for k, d in parts) for i in range(len(cuts))]
+
+
+def _first_best_run(key: list[int]) -> tuple[int, int]:
+    """(first, last) index of the lowest run of adjacent entries of `key` equal to its maximum."""
     best = max(key)
     runs: list[tuple[int, int]] = []  # (first, last) interval of each run of best intervals
     for i in (i for i, v in enumerate(key) if v == best):
@@ -517,12 +541,7 @@ def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
             runs[-1] = (runs[-1][0], i)
         else:
             runs.append((i, i))
-    first, last = runs[0]
-    if first == len(values):  # only "abstain on everything" is best
-        return math.nextafter(float(values[-1]), math.inf)
-    low = values[first - 1] if first > 0 else values[0]
-    high = values[last] if last < len(values) else values[-1]
-    return float((low + high) / 2)
+    return runs[0]
 
 
 # --- BEIR and cost ----------------------------------------------------------------------------

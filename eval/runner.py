@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from eval.datasets import BeirDataset, QADataset, QAItem, write_documents
-from eval.metrics import (EvidenceLocator, Span, abstention_metrics, answer_metrics, beir_metrics,
+from eval.metrics import (EvidenceLocator, MetricResult, Span, abstention_metrics, answer_metrics, beir_metrics,
                           citation_precision, percentiles, retrieval_metrics)
 from rag.config import RagConfig
 from rag.embed import Embedder
@@ -73,16 +73,7 @@ def _index_cost(cost: dict[str, Any]) -> dict[str, Any]:
 
 def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents: dict[str, str]) -> dict[str, Any]:
     """Metrics over one system's per-question results (each: answer JSON + retrieved spans)."""
-    locator = EvidenceLocator(documents)
-    relevant: list[list[Span]] = []
-    unlocated = 0
-    for item in items:
-        spans: list[Span] = []
-        for evidence in item.evidence:
-            found = locator.locate(evidence)
-            unlocated += not found
-            spans.extend(found)
-        relevant.append(spans)
+    relevant, unlocated = _relevant_spans(items, documents)
     retrieved = [[Span(*s) for s in r["retrieved"]] for r in results]
     cited = [[Span(c["source"], c["start"], c["end"]) for c in r["citations"]] for r in results]
     quotes = [[c["quote"] for c in r["citations"]] for r in results]
@@ -98,14 +89,59 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     abstention = abstention_metrics([r["abstained"] for r in results], [item.answerable for item in items],
                                     [r["confidence"] for r in results])
     tentative = [bool(r.get("tentative")) for r in results]
+    latency = percentiles([r["timings_ms"]["total"] for r in results], ps=(50, 95))
+    generation = generation_metrics(results)
+    per_question = _per_question(items, results, candidates=candidates, tentative=tentative, retrieval=retrieval,
+                                 answer=answer, citations=citations, with_sentences=bool(generation))
+    return {
+        "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
+        "answer": {**{k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
+                   "containment_strict": round(strict["containment"].score, 4),
+                   "f1_strict": round(strict["f1"].score, 4)},
+        "citations": {"precision": round(citations.score, 4)},
+        "abstention": _abstention_summary(abstention, tentative, items),
+        "latency_ms": {k: round(v, 1) for k, v in latency.items()},
+        "generation": generation,
+        "evidence_unlocated": unlocated,
+        "per_question": per_question,
+    }
+
+
+def _relevant_spans(items: Sequence[QAItem], documents: dict[str, str]) -> tuple[list[list[Span]], int]:
+    """Per item, the document spans its evidence was found at; and how many evidence texts were not found."""
+    locator = EvidenceLocator(documents)
+    relevant: list[list[Span]] = []
+    unlocated = 0
+    for item in items:
+        spans: list[Span] = []
+        for evidence in item.evidence:
+            found = locator.locate(evidence)
+            unlocated += not found
+            spans.extend(found)
+        relevant.append(spans)
+    return relevant, unlocated
+
+
+def _abstention_summary(abstention: dict[str, MetricResult], tentative: Sequence[bool],
+                        items: Sequence[QAItem]) -> dict[str, float]:
+    """The abstention scores, and the shares of answerable and of unanswerable questions answered "not sure"."""
+    # `refused_unanswerable` counts "not sure" answers as refusals (they assert nothing); the
+    # tentative shares say how many of each kind got the closest passage instead of a refusal.
     n_answerable = sum(item.answerable for item in items)
     n_unanswerable = len(items) - n_answerable
     split = {"tentative_answerable": sum(t for t, item in zip(tentative, items) if item.answerable)
              / max(n_answerable, 1),
              "tentative_unanswerable": sum(t for t, item in zip(tentative, items) if not item.answerable)
              / max(n_unanswerable, 1)}
-    latency = percentiles([r["timings_ms"]["total"] for r in results], ps=(50, 95))
-    generation = generation_metrics(results)
+    return {**{k: round(abstention[k].score, 4)
+               for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
+            **{k: round(v, 4) for k, v in split.items()}}
+
+
+def _per_question(items: Sequence[QAItem], results: Sequence[dict[str, Any]], *, candidates: Sequence[str],
+                  tentative: Sequence[bool], retrieval: dict[str, MetricResult], answer: dict[str, MetricResult],
+                  citations: MetricResult, with_sentences: bool) -> list[dict[str, Any]]:
+    """The report's entry per question: what was asked and answered, and the question's own scores."""
     per_question = []
     for i, (item, r) in enumerate(zip(items, results)):
         per_question.append({
@@ -118,24 +154,9 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
             "citation_precision": citations.individual_scores[i],
             "retrieved": [{"source": s[0], "start": s[1], "end": s[2], "text": s[3][:300]} for s in r["retrieved_text"]],
             "latency_ms": round(r["timings_ms"]["total"], 1),
-            **({"sentences": r["sentences"]} if generation else {}),
+            **({"sentences": r["sentences"]} if with_sentences else {}),
         })
-    return {
-        "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
-        "answer": {**{k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
-                   "containment_strict": round(strict["containment"].score, 4),
-                   "f1_strict": round(strict["f1"].score, 4)},
-        "citations": {"precision": round(citations.score, 4)},
-        # `refused_unanswerable` counts "not sure" answers as refusals (they assert nothing); the
-        # tentative shares say how many of each kind got the closest passage instead of a refusal.
-        "abstention": {**{k: round(abstention[k].score, 4)
-                          for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
-                       **{k: round(v, 4) for k, v in split.items()}},
-        "latency_ms": {k: round(v, 1) for k, v in latency.items()},
-        "generation": generation,
-        "evidence_unlocated": unlocated,
-        "per_question": per_question,
-    }
+    return per_question
 
 
 def generation_metrics(results: Sequence[dict[str, Any]]) -> dict[str, Any]:

