@@ -16,6 +16,7 @@ p50/p95/p99 latency, errors, checks) goes to bench/results/load-<users>u-<second
 exit code is 0 only with no error and every check passed. Only a loopback URL is accepted:
 this tool floods a server and uploads files to it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,23 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlparse
 
-ANSWER_KEYS = {"question", "answer", "abstained", "tentative", "confidence", "citations", "timings_ms", "generator",
-               "sentences"}
+ANSWER_KEYS = {
+    "question",
+    "answer",
+    "abstained",
+    "tentative",
+    "confidence",
+    "citations",
+    "timings_ms",
+    "generator",
+    "sentences",
+}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 # (question, a string the answer must contain, or None to only check the contract)
 SEED_QUESTIONS: list[tuple[str, str | None]] = [
@@ -76,9 +87,11 @@ def check_loopback(url: str) -> str:
         raise NotLoopback(f"cannot resolve {parsed.hostname!r}: {exc}") from None
     addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise NotLoopback(f"refusing {url}: {parsed.hostname} is not a loopback address "
-                          f"({', '.join(sorted(addresses))}); this tool floods a server and uploads to it, "
-                          "so it only runs against this machine")
+        raise NotLoopback(
+            f"refusing {url}: {parsed.hostname} is not a loopback address "
+            f"({', '.join(sorted(addresses))}); this tool floods a server and uploads to it, "
+            "so it only runs against this machine"
+        )
     return url.rstrip("/")
 
 
@@ -125,8 +138,9 @@ class BrowserSession:
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
         self.session_hash = uuid.uuid4().hex
         self.config = self.http.get("/config").raise_for_status().json()
-        self._ids = {c["props"]["elem_id"]: c["id"] for c in self.config["components"]
-                     if c.get("props", {}).get("elem_id")}
+        self._ids = {
+            c["props"]["elem_id"]: c["id"] for c in self.config["components"] if c.get("props", {}).get("elem_id")
+        }
 
     def close(self) -> None:
         self.http.close()
@@ -143,13 +157,25 @@ class BrowserSession:
                 return dep["id"], target
         raise LookupError(f"no handler for {event} on {elem_id!r}")
 
-    def call(self, elem_id: str | int, event: str, data: list[Any], *,
-             event_data: Any = None) -> tuple[list[Any], list[str]]:
+    def call(
+        self, elem_id: str | int, event: str, data: list[Any], *, event_data: Any = None
+    ) -> tuple[list[Any], list[str]]:
         """Run a handler to completion: (its final outputs, every raw server message on the way)."""
         fn_index, trigger = self.handler(elem_id, event)
-        joined = self.http.post("/gradio_api/queue/join", json={
-            "data": data, "fn_index": fn_index, "trigger_id": trigger, "session_hash": self.session_hash,
-            "event_data": event_data}).raise_for_status().json()
+        joined = (
+            self.http.post(
+                "/gradio_api/queue/join",
+                json={
+                    "data": data,
+                    "fn_index": fn_index,
+                    "trigger_id": trigger,
+                    "session_hash": self.session_hash,
+                    "event_data": event_data,
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
         raw: list[str] = []
         with self.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session_hash}) as stream:
             for line in stream.iter_lines():
@@ -168,8 +194,16 @@ class BrowserSession:
         """Upload files as the Documents tab does; the status markdown it shows."""
         files = [("files", (p.name, p.read_bytes(), "text/plain")) for p in paths]
         stored = self.http.post("/gradio_api/upload", files=files).raise_for_status().json()
-        payload = [{"path": s, "orig_name": p.name, "size": p.stat().st_size, "mime_type": "text/plain",
-                    "meta": {"_type": "gradio.FileData"}} for s, p in zip(stored, paths)]
+        payload = [
+            {
+                "path": s,
+                "orig_name": p.name,
+                "size": p.stat().st_size,
+                "mime_type": "text/plain",
+                "meta": {"_type": "gradio.FileData"},
+            }
+            for s, p in zip(stored, paths)
+        ]
         outputs, _ = self.call("upload", "upload", [payload])
         return outputs[1]
 
@@ -202,8 +236,9 @@ class Update:
     error: str | None = None
 
 
-def run_load(url: str, *, users: int, seconds: float, max_requests: int = 10_000, update: bool = True,
-             seed: int = 0) -> dict[str, Any]:
+def run_load(
+    url: str, *, users: int, seconds: float, max_requests: int = 10_000, update: bool = True, seed: int = 0
+) -> dict[str, Any]:
     """Drive the server at `url`; the report as a dict (see the module docstring)."""
     from gradio_client import Client
 
@@ -220,11 +255,16 @@ def run_load(url: str, *, users: int, seconds: float, max_requests: int = 10_000
     clients = [Client(url + "/", verbose=False, download_files=False) for _ in range(users)]
     t0 = time.monotonic()
     asking = _Users(questions, t0=t0, deadline=t0 + seconds, max_requests=max_requests)
-    threads = [threading.Thread(target=asking.ask, args=(clients[k], seed + 1 + k), daemon=True)
-               for k in range(users)]
+    threads = [threading.Thread(target=asking.ask, args=(clients[k], seed + 1 + k), daemon=True) for k in range(users)]
     if update:
-        threads.append(threading.Thread(target=_update_midway, args=(tab, upd, added, removed.name),
-                                        kwargs={"seconds": seconds, "t0": t0}, daemon=True))
+        threads.append(
+            threading.Thread(
+                target=_update_midway,
+                args=(tab, upd, added, removed.name),
+                kwargs={"seconds": seconds, "t0": t0},
+                daemon=True,
+            )
+        )
     for t in threads:
         t.start()
     for t in threads:
@@ -233,15 +273,26 @@ def run_load(url: str, *, users: int, seconds: float, max_requests: int = 10_000
     hung = sum(t.is_alive() for t in threads)  # a request still waiting 5 minutes after the end
 
     records = asking.records
-    checks = _update_checks(records, upd, clients[0], added.name, removed.name, added_figure, removed_figure) \
-        if update else {}
+    checks = (
+        _update_checks(records, upd, clients[0], added.name, removed.name, added_figure, removed_figure)
+        if update
+        else {}
+    )
     if update:  # leave the index holding what it held
         with contextlib.suppress(Exception):
             upd.statuses.append(tab.remove_document(added.name))
     checks["documents_before"], checks["documents_after"] = documents_before, _documents(tab)
     _close_all(tab, clients, work)
-    return _report(records, upd if update else None, checks, users=users, seconds=seconds, elapsed=elapsed,
-                   wrong=_wrong_answers(records, questions), hung=hung)
+    return _report(
+        records,
+        upd if update else None,
+        checks,
+        users=users,
+        seconds=seconds,
+        elapsed=elapsed,
+        wrong=_wrong_answers(records, questions),
+        hung=hung,
+    )
 
 
 def _update_documents(work: Path, seed: int) -> tuple[Path, Path, str, str]:
@@ -283,15 +334,18 @@ class _Users:
                 data = client.predict(question, api_name="/ask")
                 problem = check_answer(data, question)
                 record = Record(question, started - self.t0, time.monotonic() - started, problem, data)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
-                record = Record(question, started - self.t0, time.monotonic() - started,
-                                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+            except Exception as exc:
+                record = Record(
+                    question,
+                    started - self.t0,
+                    time.monotonic() - started,
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+                )
             with self.lock:
                 self.records.append(record)
 
 
-def _update_midway(tab: BrowserSession, upd: Update, added: Path, removed: str, *, seconds: float,
-                   t0: float) -> None:
+def _update_midway(tab: BrowserSession, upd: Update, added: Path, removed: str, *, seconds: float, t0: float) -> None:
     """A third of the way in (at most 20 s), upload `added` and remove `removed` through the
     Documents tab, noting in `upd` when it finished, how long it took, and any error."""
     time.sleep(min(seconds / 3, 20))  # a third of the way in: users are asking at full tilt
@@ -300,7 +354,7 @@ def _update_midway(tab: BrowserSession, upd: Update, added: Path, removed: str, 
         upd.statuses.append(tab.upload_documents([added]))
         upd.statuses.append(tab.remove_document(removed))
         upd.done_at = time.monotonic() - t0
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         upd.error = f"{type(exc).__name__}: {exc}"
     upd.seconds = time.monotonic() - started
 
@@ -322,12 +376,16 @@ def _documents(tab: BrowserSession) -> list[str]:
 
 def _wrong_answers(records: list[Record], questions: list[tuple[str, str | None]]) -> list[str]:
     expected = dict(questions)
-    return [f"{r.question!r}: {r.data['answer'][:120]!r}" for r in records
-            if r.error is None and r.data and expected.get(r.question) and expected[r.question] not in r.data["answer"]]
+    return [
+        f"{r.question!r}: {r.data['answer'][:120]!r}"
+        for r in records
+        if r.error is None and r.data and expected.get(r.question) and expected[r.question] not in r.data["answer"]
+    ]
 
 
-def _update_checks(records: list[Record], upd: Update, client: Any, added: str, removed: str,
-                   added_figure: str, removed_figure: str) -> dict[str, Any]:
+def _update_checks(
+    records: list[Record], upd: Update, client: Any, added: str, removed: str, added_figure: str, removed_figure: str
+) -> dict[str, Any]:
     """After the update finished: the added document answers, the removed one is gone."""
     if upd.done_at is None:
         return {"update_finished": False}
@@ -344,39 +402,71 @@ def _update_checks(records: list[Record], upd: Update, client: Any, added: str, 
     return {
         "update_finished": True,
         "asked_after_update": len(after),
-        "added_or_removed_question_asked_after_update": sum(r.question in (ADDED_QUESTION, REMOVED_QUESTION)
-                                                            for r in after),
+        "added_or_removed_question_asked_after_update": sum(
+            r.question in (ADDED_QUESTION, REMOVED_QUESTION) for r in after
+        ),
         "stale_answers_after_update": stale[:20],
-        "added_question_answered": (not final_added["abstained"] and added_figure in final_added["answer"]
-                                    and added in {c["source"] for c in final_added["citations"]}),
+        "added_question_answered": (
+            not final_added["abstained"]
+            and added_figure in final_added["answer"]
+            and added in {c["source"] for c in final_added["citations"]}
+        ),
         "removed_question_abstains": bool(final_removed["abstained"]) and removed_figure not in final_removed["answer"],
     }
 
 
-def _report(records: list[Record], upd: Update | None, checks: dict[str, Any], *, users: int, seconds: float,
-            elapsed: float, wrong: list[str], hung: int) -> dict[str, Any]:
+def _report(
+    records: list[Record],
+    upd: Update | None,
+    checks: dict[str, Any],
+    *,
+    users: int,
+    seconds: float,
+    elapsed: float,
+    wrong: list[str],
+    hung: int,
+) -> dict[str, Any]:
     import numpy as np
 
     ok = [r for r in records if r.error is None]
     errors = [r for r in records if r.error is not None]
     latencies = np.array([r.seconds * 1000 for r in ok]) if ok else np.array([float("nan")])
-    update_ok = upd is None or (upd.error is None and checks.get("update_finished") and not
-                                checks.get("stale_answers_after_update") and checks.get("added_question_answered")
-                                and checks.get("removed_question_abstains")
-                                and checks["documents_before"] == checks["documents_after"])
+    update_ok = upd is None or (
+        upd.error is None
+        and checks.get("update_finished")
+        and not checks.get("stale_answers_after_update")
+        and checks.get("added_question_answered")
+        and checks.get("removed_question_abstains")
+        and checks["documents_before"] == checks["documents_after"]
+    )
     return {
-        "users": users, "seconds": seconds, "elapsed_s": round(elapsed, 2),
-        "requests": len(records) + hung, "answered": len(ok), "errors": len(errors) + hung, "hung": hung,
+        "users": users,
+        "seconds": seconds,
+        "elapsed_s": round(elapsed, 2),
+        "requests": len(records) + hung,
+        "answered": len(ok),
+        "errors": len(errors) + hung,
+        "hung": hung,
         "throughput_rps": round(len(ok) / elapsed, 2) if elapsed else 0.0,
         "latency_ms": {f"p{p}": round(float(np.percentile(latencies, p)), 1) for p in (50, 95, 99)}
-                      | {"max": round(float(latencies.max()), 1)},
+        | {"max": round(float(latencies.max()), 1)},
         "abstained": sum(bool(r.data and r.data["abstained"]) for r in ok),
-        "wrong_answers": wrong[:20], "n_wrong_answers": len(wrong),
+        "wrong_answers": wrong[:20],
+        "n_wrong_answers": len(wrong),
         "error_samples": sorted({r.error for r in errors if r.error})[:20],
-        "documents_before": checks.pop("documents_before"), "documents_after": checks.pop("documents_after"),
-        "update": None if upd is None else {"added": upd.added, "removed": upd.removed, "done_at_s": upd.done_at,
-                                            "seconds": round(upd.seconds, 2), "error": upd.error,
-                                            "statuses": upd.statuses, **checks},
+        "documents_before": checks.pop("documents_before"),
+        "documents_after": checks.pop("documents_after"),
+        "update": None
+        if upd is None
+        else {
+            "added": upd.added,
+            "removed": upd.removed,
+            "done_at_s": upd.done_at,
+            "seconds": round(upd.seconds, 2),
+            "error": upd.error,
+            "statuses": upd.statuses,
+            **checks,
+        },
         "passed": bool(not errors and not hung and not wrong and update_ok),
     }
 
@@ -407,18 +497,32 @@ class Server:
 
 
 @contextlib.contextmanager
-def rag_server(index_dir: str | os.PathLike[str], *, log: Path | None = None, timeout: float = 240,
-               env: Mapping[str, str] | None = None) -> Iterator[Server]:
+def rag_server(
+    index_dir: str | os.PathLike[str],
+    *,
+    log: Path | None = None,
+    timeout: float = 240,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
     """`rag serve` on `index_dir` at a free loopback port for the duration (`env`: extra variables)."""
     port = free_port()
     script = Path(sys.executable).with_name("rag")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           **(env or {})}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        **(env or {}),
+    }
     log = log or Path(index_dir).parent / f"serve-{port}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([*command, "serve", "--index-dir", str(index_dir), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [*command, "serve", "--index-dir", str(index_dir), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         started = time.monotonic()
@@ -446,8 +550,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--url", help="a running `rag serve` on this machine, e.g. http://127.0.0.1:7860")
-    target.add_argument("--index-dir", help="start `rag serve` on this index folder for the run (use a copy: "
-                                            "the run adds and removes documents)")
+    target.add_argument(
+        "--index-dir",
+        help="start `rag serve` on this index folder for the run (use a copy: the run adds and removes documents)",
+    )
     p.add_argument("--users", type=int, default=16)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--max-requests", type=int, default=10_000, help="per user (default: %(default)s)")
@@ -460,10 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.url:
             check_loopback(args.url)
-        with (contextlib.nullcontext(None) if args.url else rag_server(args.index_dir)) as server:
+        with contextlib.nullcontext(None) if args.url else rag_server(args.index_dir) as server:
             url = args.url or (server.url if server is not None else "")
-            report = run_load(url, users=args.users, seconds=args.seconds,
-                              max_requests=args.max_requests, update=not args.no_update)
+            report = run_load(
+                url, users=args.users, seconds=args.seconds, max_requests=args.max_requests, update=not args.no_update
+            )
             if server is not None:
                 report["server_peak_rss_mb"] = server.peak_rss_mb()
     except NotLoopback as exc:
@@ -479,11 +586,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         write_result(name, report)
     lat = report["latency_ms"]
-    print(f"{report['users']} users, {report['elapsed_s']:.0f} s: {report['answered']} answered, "
-          f"{report['errors']} errors, "
-          f"{report['throughput_rps']} req/s, p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; "
-          f"update {'ok' if report['update'] is None or report['passed'] else report['update']}; "
-          f"{'PASSED' if report['passed'] else 'FAILED'}")
+    print(
+        f"{report['users']} users, {report['elapsed_s']:.0f} s: {report['answered']} answered, "
+        f"{report['errors']} errors, "
+        f"{report['throughput_rps']} req/s, p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; "
+        f"update {'ok' if report['update'] is None or report['passed'] else report['update']}; "
+        f"{'PASSED' if report['passed'] else 'FAILED'}"
+    )
     return 0 if report["passed"] else 1
 
 

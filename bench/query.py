@@ -18,6 +18,7 @@ the measured `RAG.ask` wall time. At synthetic sizes the dense query vector is d
 synthetic space (the real model's vector would match nothing there).
 Each size runs in its own process, so peak RSS is per size. Results: bench/results/query.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,18 +26,34 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from bench.common import (ROOT, SCIFACT, SEED_DIR, SyntheticCorpus, SyntheticEmbedder, peak_rss_mb, percentiles,
-                          print_table, scifact_corpus, write_result)
+from bench.common import (
+    ROOT,
+    SCIFACT,
+    SEED_DIR,
+    SyntheticCorpus,
+    SyntheticEmbedder,
+    peak_rss_mb,
+    percentiles,
+    print_table,
+    scifact_corpus,
+    write_result,
+)
 from rag.config import RagConfig
 
 STAGES = ("embed", "dense", "bm25", "fusion", "answer", "total")
-TARGETS = {"total_p50_ms_seed_scifact": 50, "dense_p50_ms_1m": 5, "recall_at_10": 0.95, "bm25_p50_ms_1m": 30,
-           "rss_gb_1m": 4}
+TARGETS = {
+    "total_p50_ms_seed_scifact": 50,
+    "dense_p50_ms_1m": 5,
+    "recall_at_10": 0.95,
+    "bm25_p50_ms_1m": 30,
+    "rss_gb_1m": 4,
+}
 CACHE = ROOT / ".cache" / "bench"
 
 
@@ -65,14 +82,20 @@ def build_synthetic(size: str, index_dir: Path) -> dict[str, Any]:
     target = parse_size(size)
     corpus = SyntheticCorpus(seed=0)
     embedder = SyntheticEmbedder(seed=0, topics=max(target // 100, 200))
-    sample = [len(chunk_document(d, embedder.tokenizer, max_tokens=200, overlap_sentences=1))
-              for d in corpus.documents(50)]
+    sample = [
+        len(chunk_document(d, embedder.tokenizer, max_tokens=200, overlap_sentences=1)) for d in corpus.documents(50)
+    ]
     n_docs = max(1, round(target / np.mean(sample)))
     started = time.perf_counter()
     with IndexWriter(index_dir, RagConfig(), rebuild=True) as writer:
         stats = update_index(writer, corpus.documents(n_docs), [], embedder=embedder)
-    return {"size": size, "documents": n_docs, "chunks": stats.n_chunks,
-            "build_seconds": round(time.perf_counter() - started, 1), "build_peak_rss_mb": round(peak_rss_mb())}
+    return {
+        "size": size,
+        "documents": n_docs,
+        "chunks": stats.n_chunks,
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "build_peak_rss_mb": round(peak_rss_mb()),
+    }
 
 
 def build_scifact(index_dir: Path) -> dict[str, Any]:
@@ -86,8 +109,11 @@ def build_scifact(index_dir: Path) -> dict[str, Any]:
         docs = write_docs(scifact_corpus(), Path(tmp) / "docs")
         started = time.perf_counter()
         report = build_index([docs], index_dir=index_dir, embedder=Embedder.load())
-    return {"size": "scifact", "chunks": report.stats.n_chunks,
-            "build_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "size": "scifact",
+        "chunks": report.stats.n_chunks,
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def index_dir_for(size: str, scifact_index: str | None) -> Path:
@@ -146,13 +172,20 @@ def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict
     index_rss = current_rss_mb() - before
     synthetic = size not in ("seed", "scifact")
     qs = questions(size, n_queries + warmup)
-    synthetic_vectors = SyntheticEmbedder(seed=0, topics=max(len(index) // 100, 200)).query_vectors(len(qs)) \
-        if synthetic else None
+    synthetic_vectors = (
+        SyntheticEmbedder(seed=0, topics=max(len(index) // 100, 200)).query_vectors(len(qs)) if synthetic else None
+    )
     times = _stage_times(index, embedder, config, qs, synthetic_vectors, warmup=warmup)
-    out: dict[str, Any] = {"size": size, "synthetic": synthetic, "chunks": len(index),
-                           "faiss_index": index.manifest.get("faiss_index"), "queries": n_queries,
-                           "index_load_s": round(load_s, 2), "index_rss_mb": round(index_rss),
-                           **{s: percentiles(v) for s, v in times.items()}}
+    out: dict[str, Any] = {
+        "size": size,
+        "synthetic": synthetic,
+        "chunks": len(index),
+        "faiss_index": index.manifest.get("faiss_index"),
+        "queries": n_queries,
+        "index_load_s": round(load_s, 2),
+        "index_rss_mb": round(index_rss),
+        **{s: percentiles(v) for s, v in times.items()},
+    }
     if not synthetic:
         out["ask"] = percentiles(_ask_times(RAG(index, embedder, config), qs)[warmup:])
     out["peak_rss_mb"] = round(peak_rss_mb())
@@ -160,8 +193,9 @@ def measure(size: str, index_dir: Path, n_queries: int, warmup: int = 5) -> dict
     return out
 
 
-def _stage_times(index: Any, embedder: Any, config: RagConfig, qs: Sequence[str], synthetic_vectors: Any, *,
-                 warmup: int) -> dict[str, list[float]]:
+def _stage_times(
+    index: Any, embedder: Any, config: RagConfig, qs: Sequence[str], synthetic_vectors: Any, *, warmup: int
+) -> dict[str, list[float]]:
     """Milliseconds of each of `STAGES` per question of `qs` but the first `warmup`; the dense
     query vector is `synthetic_vectors[i]` when given (the model's is still computed and timed)."""
     from rag.answer import compose_answer
@@ -200,8 +234,9 @@ def _ask_times(rag: Any, qs: Sequence[str]) -> list[float]:
     return asks
 
 
-def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024)
-                ) -> dict[str, Any]:
+def hnsw_recall(
+    index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[int] = (16, 32, 64, 128, 256, 512, 1024)
+) -> dict[str, Any]:
     """Recall@10 (tie-tolerant) and single-query search p50 of HNSW against exact search on the
     index's own stored vectors, for each efSearch; the HNSW graph is the index's own when it has
     one, else built here with the default config."""
@@ -216,7 +251,7 @@ def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[in
     ids = np.empty(n, dtype=np.int64)
     k = 0
     for block_ids, block in index.vector_blocks():
-        ids[k:k + len(block_ids)], vectors[k:k + len(block_ids)] = block_ids, block
+        ids[k : k + len(block_ids)], vectors[k : k + len(block_ids)] = block_ids, block
         k += len(block_ids)
     exact = faiss.IndexFlatIP(config.model_dim)
     exact.add(vectors)
@@ -245,8 +280,13 @@ def hnsw_recall(index_dir: Path, *, n_queries: int = 200, ef_values: Sequence[in
             hits += int(((vectors[rows_found] @ q) >= kth - 1e-5).sum())
         rows.append({"ef_search": ef, "recall@10": round(hits / (10 * len(queries)), 4), **percentiles(lat)})
     index.close()
-    return {"chunks": n, "hnsw_M": config.hnsw_m, "ef_construction": config.hnsw_ef_construction,
-            "graph_built_here_s": round(built, 1), "sweep": rows}
+    return {
+        "chunks": n,
+        "hnsw_M": config.hnsw_m,
+        "ef_construction": config.hnsw_ef_construction,
+        "graph_built_here_s": round(built, 1),
+        "sweep": rows,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,8 +301,12 @@ def child(args: list[str]) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.query", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", nargs="+", default=["seed", "scifact", "100k"],
-                   help="seed, scifact and synthetic chunk counts such as 100k or 1m (default: %(default)s)")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["seed", "scifact", "100k"],
+        help="seed, scifact and synthetic chunk counts such as 100k or 1m (default: %(default)s)",
+    )
     p.add_argument("--scifact-index", help="an existing SciFact index folder to reuse (read only)")
     p.add_argument("--queries", type=int, default=200, help="questions per size (default: %(default)s)")
     p.add_argument("--no-recall", action="store_true", help="skip the HNSW recall sweep at synthetic sizes")
@@ -272,9 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.child:
         what, size = args.child
         index_dir = index_dir_for(size, args.scifact_index)
-        result = {"build": lambda: ensure_index(size, args.scifact_index),
-                  "measure": lambda: measure(size, index_dir, args.queries),
-                  "recall": lambda: hnsw_recall(index_dir)}[what]()
+        result = {
+            "build": lambda: ensure_index(size, args.scifact_index),
+            "measure": lambda: measure(size, index_dir, args.queries),
+            "recall": lambda: hnsw_recall(index_dir),
+        }[what]()
         print(json.dumps(result))
         return 0
     extra = ["--queries", str(args.queries)] + (["--scifact-index", args.scifact_index] if args.scifact_index else [])
@@ -290,19 +336,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for r in results:
         label = f"{r['size']} (synthetic text + vectors)" if r["synthetic"] else r["size"]
-        rows.append([label, r["chunks"], r["faiss_index"].replace("IndexIDMap2(", "").rstrip(")"),
-                     *[f"{r[s]['p50']:.2f} / {r[s]['p95']:.2f}" for s in STAGES],
-                     f"{r['ask']['p50']:.1f} / {r['ask']['p95']:.1f}" if "ask" in r else "-",
-                     r["peak_rss_mb"]])
+        rows.append(
+            [
+                label,
+                r["chunks"],
+                r["faiss_index"].replace("IndexIDMap2(", "").rstrip(")"),
+                *[f"{r[s]['p50']:.2f} / {r[s]['p95']:.2f}" for s in STAGES],
+                f"{r['ask']['p50']:.1f} / {r['ask']['p95']:.1f}" if "ask" in r else "-",
+                r["peak_rss_mb"],
+            ]
+        )
     print(f"\np50 / p95 ms per stage, {args.queries} questions per size")
     print_table(["corpus", "chunks", "faiss", *STAGES, "RAG.ask", "peak RSS MiB"], rows)
     for size, rec in recalls.items():
-        print(f"\nHNSW vs exact, {size} ({rec['chunks']} chunks, M={rec['hnsw_M']}, efConstruction="
-              f"{rec['ef_construction']}), single-query search")
-        print_table(["efSearch", "recall@10 (>= 0.95)", "p50 ms", "p95 ms"],
-                    [[s["ef_search"], s["recall@10"], s["p50"], s["p95"]] for s in rec["sweep"]])
-    write_result(f"query{args.tag}", {"targets": TARGETS, "config": RagConfig().to_dict(), "builds": builds,
-                                      "results": results, "hnsw_recall": recalls})
+        print(
+            f"\nHNSW vs exact, {size} ({rec['chunks']} chunks, M={rec['hnsw_M']}, efConstruction="
+            f"{rec['ef_construction']}), single-query search"
+        )
+        print_table(
+            ["efSearch", "recall@10 (>= 0.95)", "p50 ms", "p95 ms"],
+            [[s["ef_search"], s["recall@10"], s["p50"], s["p95"]] for s in rec["sweep"]],
+        )
+    write_result(
+        f"query{args.tag}",
+        {
+            "targets": TARGETS,
+            "config": RagConfig().to_dict(),
+            "builds": builds,
+            "results": results,
+            "hnsw_recall": recalls,
+        },
+    )
     return 0
 
 

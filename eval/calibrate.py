@@ -18,6 +18,7 @@ Example:
     rag eval --calibrate --index-dir .cache/eval-h
     rag eval --calibrate --answer-scorer reader --fitted /tmp/fitted.json --dry-run
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,18 +26,20 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.config import FITTED_FILE, check_fitted, fitted_path, forget_fitted, load_fitted
+from eval.datasets import SHARED_DATASETS
+from rag.config import FITTED_FILE, AnswerScorer, check_fitted, fitted_path, forget_fitted, load_fitted
 
 if TYPE_CHECKING:
     from eval.datasets import QADataset, QAItem
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+SHARED = SHARED_DATASETS
 REPORTS = ROOT / "eval" / "reports"
 # L2 penalty on the weights of the class-balanced mean log loss (each class weighs one half).
 L2 = 1e-4
@@ -45,8 +48,10 @@ SQUAD_CALIBRATION_QUESTIONS = 1000
 COVERAGE = 0.90
 BLOCK_OF_SCORER = {"heuristic": "heuristic_confidence", "reader": "reader_confidence"}
 THRESHOLD_RULE = "eval.metrics.best_threshold: the best mean over datasets of balanced accuracy"
-TENTATIVE_RULE = (f"eval.calibrate.tentative_threshold: answers and not-sure answers reach {COVERAGE:.2f} of "
-                  "answerable questions (mean over datasets)")
+TENTATIVE_RULE = (
+    f"eval.calibrate.tentative_threshold: answers and not-sure answers reach {COVERAGE:.2f} of "
+    "answerable questions (mean over datasets)"
+)
 
 Row = tuple[Sequence[float], bool, str]  # (features, answerable, dataset name)
 
@@ -82,8 +87,14 @@ def fit_logistic(x: Any, y: Any, *, l2: float = L2) -> np.ndarray:
     return np.concatenate([model.intercept_, model.coef_[0]])
 
 
-def tentative_threshold(confidence: Sequence[float], answerable: Sequence[bool], groups: Sequence[str],
-                        answer_at: float, *, coverage: float = COVERAGE) -> float:
+def tentative_threshold(
+    confidence: Sequence[float],
+    answerable: Sequence[bool],
+    groups: Sequence[str],
+    answer_at: float,
+    *,
+    coverage: float = COVERAGE,
+) -> float:
     """The highest threshold t <= `answer_at` at which answers and "not sure" answers together
     reach `coverage` of the answerable questions (the mean over datasets, so a large calibration
     set does not decide alone). Below the balanced-accuracy threshold unanswerable questions always
@@ -130,7 +141,7 @@ def fit_confidence(rows: Sequence[Row], *, scorer: str) -> tuple[dict[str, Any],
     answerable = [bool(r[1]) for r in rows]
     groups = [r[2] for r in rows]
     w = fit_logistic(x, answerable)
-    conf = [confidence(f, w, names=names) for f in x]
+    conf = [confidence(f.tolist(), w.tolist(), names=names) for f in x]
     threshold = round(best_threshold(conf, answerable, groups=groups), 4)
     tentative = round(tentative_threshold(conf, answerable, groups, threshold), 4)
     metrics: dict[str, dict[str, float]] = {}
@@ -139,8 +150,12 @@ def fit_confidence(rows: Sequence[Row], *, scorer: str) -> tuple[dict[str, Any],
         c = [conf[i] for i in idx]
         m = abstention_metrics([v < threshold for v in c], [answerable[i] for i in idx], c)
         metrics[name] = {k: round(v.score, 4) for k, v in m.items()}
-    block = {"features": list(names), "weights": [round(float(v), 4) for v in w],
-             "answer_threshold": threshold, "tentative_threshold": tentative}
+    block = {
+        "features": list(names),
+        "weights": [round(float(v), 4) for v in w],
+        "answer_threshold": threshold,
+        "tentative_threshold": tentative,
+    }
     return block, metrics
 
 
@@ -164,6 +179,7 @@ def dataset_file(path: str | Path) -> str:
 def git_state() -> tuple[str, bool | None]:
     """(HEAD commit, whether the working tree has uncommitted changes) of this checkout; ("unknown", None)
     outside a git checkout."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=ROOT)
@@ -176,18 +192,28 @@ def git_state() -> tuple[str, bool | None]:
     return commit or "unknown", (bool(status.strip()) if status is not None and commit else None)
 
 
-def provenance(*, command: str, datasets: Sequence[dict[str, Any]], fit: dict[str, Any],
-               metrics: dict[str, Any] | None = None, note: str | None = None) -> dict[str, Any]:
+def provenance(
+    *,
+    command: str,
+    datasets: Sequence[dict[str, Any]],
+    fit: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
     """The provenance of a fitted block: the command, the git commit it ran on (and whether the
     tree was dirty), the date (UTC), the datasets and rows, the fit settings with scikit-learn's
     version, and optionally metrics and a note."""
     import sklearn
 
     commit, dirty = git_state()
-    out: dict[str, Any] = {"command": command, "git_commit": commit, "git_dirty": dirty,
-                           "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-                           "datasets": list(datasets),
-                           "fit": {**fit, "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__}}}
+    out: dict[str, Any] = {
+        "command": command,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "datasets": list(datasets),
+        "fit": {**fit, "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__}},
+    }
     if metrics is not None:
         out["metrics"] = metrics
     if note:
@@ -209,8 +235,10 @@ def write_fitted(block_name: str, block: dict[str, Any], *, path: str | Path | N
     target = Path(path) if path is not None else fitted_path()
     data = load_fitted(target if target.exists() else FITTED_FILE)
     if block_name not in data:
-        raise ValueError(f"no block {block_name!r} in the fitted file (blocks: "
-                         f"{', '.join(k for k, v in data.items() if isinstance(v, dict))})")
+        raise ValueError(
+            f"no block {block_name!r} in the fitted file (blocks: "
+            f"{', '.join(k for k, v in data.items() if isinstance(v, dict))})"
+        )
     data[block_name] = block
     check_fitted(data, source=f"{target} (about to be written)")
     _atomic_write(target, json.dumps(data, indent=1) + "\n")
@@ -250,14 +278,25 @@ def reader_training_ids() -> set[str]:
 
     meta = json.loads((MODEL_DIR / "reader.json").read_text(encoding="utf-8"))
     settings = meta["settings"]
-    groups, _ = build_data(SHARED, seed=meta["seed"], max_negatives=settings["max_negatives"],
-                           limit=settings["limit_questions"], sources=settings["sources"],
-                           squad_questions=settings.get("squad_questions"))
+    groups, _ = build_data(
+        SHARED,
+        seed=meta["seed"],
+        max_negatives=settings["max_negatives"],
+        limit=settings["limit_questions"],
+        sources=settings["sources"],
+        squad_questions=settings.get("squad_questions"),
+    )
     return {g[0].group for g in groups if g[0].source == "squad"}
 
 
-def collect_rows(scorer: str, *, embed_backend: str, seed: int = 0, index_dir: str | Path | None = None,
-                 limit: int | None = None) -> tuple[list[Row], list[dict[str, Any]], int]:
+def collect_rows(
+    scorer: AnswerScorer,
+    *,
+    embed_backend: str,
+    seed: int = 0,
+    index_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> tuple[list[Row], list[dict[str, Any]], int]:
     """Ask the calibration questions with `scorer` answering everything and return their
     (features, answerable, dataset) rows, a provenance entry per dataset, and the number of SQuAD
     questions left out as the reader's training data.
@@ -282,16 +321,24 @@ def collect_rows(scorer: str, *, embed_backend: str, seed: int = 0, index_dir: s
         caps = [c for c in (default_limit, limit) if c is not None]
         cap = min(caps) if caps else None
         items = _calibration_items(name, dataset, trained, cap=cap, seed=seed)
-        report = run_qa(dataset, items, config=config, embedder=embedder,
-                        index_dir=index_dir and Path(index_dir) / name)
+        report = run_qa(
+            dataset, items, config=config, embedder=embedder, index_dir=index_dir and Path(index_dir) / name
+        )
         for q in report["per_question"]:
             rows.append((q["features"], q["answerable"], name))
         n_answerable = sum(q["answerable"] for q in report["per_question"])
-        described.append({"name": name, "file": dataset_file(file),
-                          "split": "all" if name == "news-calibration" else "calibration",
-                          "selection": _selection(name, cap=cap, seed=seed, n_trained=len(trained)),
-                          "rows": len(items), "answerable": n_answerable, "unanswerable": len(items) - n_answerable,
-                          "source_hash": dataset.source_hash})
+        described.append(
+            {
+                "name": name,
+                "file": dataset_file(file),
+                "split": "all" if name == "news-calibration" else "calibration",
+                "selection": _selection(name, cap=cap, seed=seed, n_trained=len(trained)),
+                "rows": len(items),
+                "answerable": n_answerable,
+                "unanswerable": len(items) - n_answerable,
+                "source_hash": dataset.source_hash,
+            }
+        )
         print(f"{name}: {len(items)} calibration questions")
     if index_dir:
         Path(index_dir).mkdir(parents=True, exist_ok=True)
@@ -305,19 +352,25 @@ def _calibration_sources(scorer: str) -> list[tuple[str, Path, QADataset, int | 
     from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_realtimeqa, load_squad
 
     squad_file, clapnq_dir = SHARED / "squad2-dev" / "dev-v2.0.json", SHARED / "clapnq-dev"
-    sources = [("squad2-dev", squad_file, load_squad(squad_file), SQUAD_CALIBRATION_QUESTIONS),
-               ("clapnq-dev", clapnq_dir, load_clapnq(clapnq_dir), None)]
+    sources = [
+        ("squad2-dev", squad_file, load_squad(squad_file), SQUAD_CALIBRATION_QUESTIONS),
+        ("clapnq-dev", clapnq_dir, load_clapnq(clapnq_dir), None),
+    ]
     if scorer == "heuristic":  # news training weeks: all calibration rows (the reader trained on them)
         start, until, end = NEWS_CALIBRATION
         news_file = SHARED / "realtimeqa-2022-2023" / "qa.jsonl"
-        sources.append(("news-calibration", news_file,
-                        load_realtimeqa(news_file, start=start, answerable_until=until, end=end,
-                                        name="news-calibration"), None))
+        sources.append(
+            (
+                "news-calibration",
+                news_file,
+                load_realtimeqa(news_file, start=start, answerable_until=until, end=end, name="news-calibration"),
+                None,
+            )
+        )
     return sources
 
 
-def _calibration_items(name: str, dataset: QADataset, trained: set[str], *, cap: int | None,
-                       seed: int) -> list[QAItem]:
+def _calibration_items(name: str, dataset: QADataset, trained: set[str], *, cap: int | None, seed: int) -> list[QAItem]:
     """The questions of `dataset` to ask: its calibration half (every row of the news weeks), less
     the SQuAD questions in `trained`, `cap` of them sampled with `seed` when `cap` is set."""
     from eval.datasets import sample_items, split_items
@@ -337,32 +390,53 @@ def _selection(name: str, *, cap: int | None, seed: int, n_trained: int) -> str:
         selection += f" from the rows the reader did not train on (its {n_trained} training questions left out)"
     if name == "news-calibration":
         start, until, end = NEWS_CALIBRATION
-        selection = (f"RealTime QA training weeks {start}-{end}, answerable until {until} "
-                     "(eval.datasets.NEWS_CALIBRATION)") + ("" if not cap else f", {cap} sampled (seed {seed})")
+        selection = (
+            f"RealTime QA training weeks {start}-{end}, answerable until {until} (eval.datasets.NEWS_CALIBRATION)"
+        ) + ("" if not cap else f", {cap} sampled (seed {seed})")
     return selection
 
 
-def calibrate(*, scorer: str, embed_backend: str, command: str, seed: int = 0, index_dir: str | Path | None = None,
-              limit: int | None = None, fitted: str | Path | None = None, report: str | Path | None = None,
-              dry_run: bool = False) -> dict[str, Any]:
+def calibrate(
+    *,
+    scorer: AnswerScorer,
+    embed_backend: str,
+    command: str,
+    seed: int = 0,
+    index_dir: str | Path | None = None,
+    limit: int | None = None,
+    fitted: str | Path | None = None,
+    report: str | Path | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
     """`rag eval --calibrate`: fit `scorer`'s confidence weights, answer threshold and "not sure"
     threshold on the calibration rows (`collect_rows`) and, unless `dry_run`, write its block into
     the fitted file `fitted` (default: `fitted_path()`, the package's rag/fitted.json unless
     `$RAG_FITTED` is set). The summary is returned, and written to `report` (default, when the
     package's file is written: eval/reports/calibration.json, or calibration-reader.json)."""
-    rows, datasets, left_out = collect_rows(scorer, embed_backend=embed_backend, seed=seed, index_dir=index_dir,
-                                            limit=limit)
+    rows, datasets, left_out = collect_rows(
+        scorer, embed_backend=embed_backend, seed=seed, index_dir=index_dir, limit=limit
+    )
     block, metrics = fit_confidence(rows, scorer=scorer)
-    summary: dict[str, Any] = {"scorer": scorer, "features": block["features"], "weights": block["weights"],
-                               "threshold": block["answer_threshold"],
-                               "tentative_threshold": block["tentative_threshold"], "n": len(rows),
-                               "squad_rows_left_out_as_reader_training": left_out, **metrics,
-                               "tentative_rule": TENTATIVE_RULE}
+    summary: dict[str, Any] = {
+        "scorer": scorer,
+        "features": block["features"],
+        "weights": block["weights"],
+        "threshold": block["answer_threshold"],
+        "tentative_threshold": block["tentative_threshold"],
+        "n": len(rows),
+        "squad_rows_left_out_as_reader_training": left_out,
+        **metrics,
+        "tentative_rule": TENTATIVE_RULE,
+    }
     print(json.dumps(summary, indent=1))
     if dry_run:
         return summary
-    fit = {"method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights", "l2": L2,
-           "answer_threshold": THRESHOLD_RULE, "tentative_threshold": TENTATIVE_RULE}
+    fit = {
+        "method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights",
+        "l2": L2,
+        "answer_threshold": THRESHOLD_RULE,
+        "tentative_threshold": TENTATIVE_RULE,
+    }
     block["provenance"] = provenance(command=command, datasets=datasets, fit=fit, metrics=metrics)
     target = write_fitted(BLOCK_OF_SCORER[scorer], block, path=fitted)
     print(f"wrote {BLOCK_OF_SCORER[scorer]} into {target}")

@@ -8,6 +8,7 @@ lines `"<file sha256>  <name relative to the dataset folder>\\n"` sorted by name
 Calibration and reporting never share rows: `split_items` divides a dataset once, thresholds
 are chosen on the calibration rows only, and the report rows are the only ones reported.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,16 +20,18 @@ import os
 import random
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from rag.chunk import split_sentences
 
 # The shared benchmark datasets live beside the checkout (../shared/datasets); RAG_SHARED_DATASETS
 # points the harness, the benchmarks and the tests elsewhere.
-SHARED_DATASETS = Path(os.environ.get("RAG_SHARED_DATASETS")
-                       or Path(__file__).resolve().parents[2] / "shared" / "datasets")
+SHARED_DATASETS = Path(
+    os.environ.get("RAG_SHARED_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
+)
 SPLIT_SALT = "rag-eval-v1"
 CLAPNQ_FILES = ("clapnq_dev_answerable.jsonl", "clapnq_dev_unanswerable.jsonl")
 _QA_JSONL_KEYS = ("id", "question", "answers", "evidence")
@@ -131,8 +134,7 @@ def load_qa_jsonl(path: str | Path) -> list[QAItem]:
             raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
         unknown = sorted(set(row) - set(_QA_JSONL_KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} "
-                             f"(expected {', '.join(_QA_JSONL_KEYS)})")
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(_QA_JSONL_KEYS)})")
         for key in ("id", "question"):
             if not isinstance(row[key], str) or not row[key].strip():
                 raise ValueError(f"{where}: {key!r} must be a non-empty string, got {row[key]!r}")
@@ -224,8 +226,9 @@ def _squad_item(qa: Any, context: str, *, where: str) -> QAItem:
         impossible = bool(qa.get("is_impossible", not answers))
         texts = () if impossible else tuple(dict.fromkeys(a["text"] for a in answers))
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{where}: malformed question {qa!r:.120} ({type(exc).__name__}: {exc}); "
-                         "needs id, question, answers[].text") from None
+        raise ValueError(
+            f"{where}: malformed question {qa!r:.120} ({type(exc).__name__}: {exc}); needs id, question, answers[].text"
+        ) from None
     if not impossible and not texts:
         raise ValueError(f"{where}: question {qid!r} is answerable but has no answers")
     return QAItem(qid, question, texts, (context,) if texts else ())
@@ -273,8 +276,7 @@ def load_clapnq(directory: str | Path, *, name: str | None = None) -> QADataset:
                     name_of_text[text] = file_name
                     documents[file_name] = text
             items.append(item)
-    return QADataset(name or folder.name, documents, items,
-                     _hash_files({p.name: p for p in files}))
+    return QADataset(name or folder.name, documents, items, _hash_files({p.name: p for p in files}))
 
 
 def _clapnq_item(row: Any, *, where: str) -> tuple[QAItem, list[tuple[str, str]]]:
@@ -284,8 +286,10 @@ def _clapnq_item(row: Any, *, where: str) -> tuple[QAItem, list[tuple[str, str]]
         first = row["output"][0] if row["output"] else {}
         answer = (first.get("answer") or "").strip()
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{where}: malformed row ({type(exc).__name__}: {exc}); needs id, input, "
-                         "passages[].title/text, output[].answer") from None
+        raise ValueError(
+            f"{where}: malformed row ({type(exc).__name__}: {exc}); needs id, input, "
+            "passages[].title/text, output[].answer"
+        ) from None
     if not texts:
         raise ValueError(f"{where}: row {qid!r} has no passages")
     if not answer:
@@ -296,8 +300,9 @@ def _clapnq_item(row: Any, *, where: str) -> tuple[QAItem, list[tuple[str, str]]
         if isinstance(selected, int):  # the format documents indices; the dev files hold texts
             sentences = passage.get("sentences") or []
             if not 0 <= selected < len(sentences):
-                raise ValueError(f"{where}: selected sentence index {selected} out of range "
-                                 f"(passage has {len(sentences)} sentences)")
+                raise ValueError(
+                    f"{where}: selected sentence index {selected} out of range (passage has {len(sentences)} sentences)"
+                )
             selected = sentences[selected]
         sentence = str(selected).strip()
         if not any(sentence in text for _, text in texts):
@@ -311,8 +316,14 @@ def _clapnq_item(row: Any, *, where: str) -> tuple[QAItem, list[tuple[str, str]]
 # --- RealTime QA ------------------------------------------------------------------------------
 
 
-def load_realtimeqa(path: str | Path, *, answerable_until: str = "2023/10/31", name: str | None = None,
-                    start: str = NEWS_VALIDATION_FROM, end: str | None = None) -> QADataset:
+def load_realtimeqa(
+    path: str | Path,
+    *,
+    answerable_until: str = "2023/10/31",
+    name: str | None = None,
+    start: str = NEWS_VALIDATION_FROM,
+    end: str | None = None,
+) -> QADataset:
     """Read RealTime QA news questions (one JSON object per line: `id`, `date` "YYYY/MM/DD",
     `question`, `answers`, `evidence`, `search_results[].title/text`) as a news QA set.
 
@@ -387,8 +398,10 @@ def _realtimeqa_rows(path: Path, *, first_day: str, last_day: str | None) -> lis
         if row["id"] in rows:
             first_line, first = rows[row["id"]]
             if any(first[key] != row[key] for key in ("date", "question", "answers")):
-                raise ValueError(f"{where}: duplicate id {row['id']!r} (first on line {first_line}) "
-                                 "with a different date, question or answers")
+                raise ValueError(
+                    f"{where}: duplicate id {row['id']!r} (first on line {first_line}) "
+                    "with a different date, question or answers"
+                )
             if len(row["results"]) <= len(first["results"]):
                 continue
         rows[row["id"]] = (line_no, row)
@@ -404,8 +417,11 @@ def _news_documents(rows: list[dict[str, Any]]) -> tuple[dict[str, str], dict[st
     for row in rows:
         stem = _safe_stem(row["id"])
         candidates = [(f"{stem}-evidence", row["evidence"])]
-        candidates += [(f"{stem}-result-{k}", f"{title}\n\n{text}" if title.strip() else text)
-                       for k, (title, text) in enumerate(row["results"], start=1) if text.strip()]
+        candidates += [
+            (f"{stem}-result-{k}", f"{title}\n\n{text}" if title.strip() else text)
+            for k, (title, text) in enumerate(row["results"], start=1)
+            if text.strip()
+        ]
         own: list[str] = []
         for doc_stem, text in candidates:
             if not text.strip():
@@ -423,19 +439,26 @@ def _answerable_news_items(rows: list[dict[str, Any]], texts_of_row: dict[str, l
     """An item per row whose answer one of its own documents holds, with up to 3 evidence sentences."""
     items: list[QAItem] = []
     for row in rows:
-        evidence = [sentence for text in texts_of_row[row["id"]]
-                    if (sentence := _sentence_with(row["answers"], text)) is not None]
+        evidence = [
+            sentence
+            for text in texts_of_row[row["id"]]
+            if (sentence := _sentence_with(row["answers"], text)) is not None
+        ]
         if evidence:
-            items.append(QAItem(f"rtqa-{row['id']}", row["question"], row["answers"],
-                                tuple(dict.fromkeys(evidence))[:3]))
+            items.append(
+                QAItem(f"rtqa-{row['id']}", row["question"], row["answers"], tuple(dict.fromkeys(evidence))[:3])
+            )
     return items
 
 
 def _unanswerable_news_items(rows: list[dict[str, Any]], documents: dict[str, str]) -> list[QAItem]:
     """An unanswerable item per row whose answer no document holds as a whole word sequence."""
     corpus = "\n\n".join(documents.values()).lower()
-    return [QAItem(f"rtqa-{row['id']}", row["question"], (), ()) for row in rows
-            if not any(_occurs_as_words(answer, corpus) for answer in row["answers"])]
+    return [
+        QAItem(f"rtqa-{row['id']}", row["question"], (), ())
+        for row in rows
+        if not any(_occurs_as_words(answer, corpus) for answer in row["answers"])
+    ]
 
 
 def _realtimeqa_row(row: Any, *, where: str) -> dict[str, Any]:
@@ -444,8 +467,10 @@ def _realtimeqa_row(row: Any, *, where: str) -> dict[str, Any]:
         answers, evidence = row["answers"], row.get("evidence") or ""
         results = [(r.get("title") or "", r.get("text") or "") for r in row.get("search_results") or []]
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{where}: malformed row ({type(exc).__name__}: {exc}); needs id, date, question, "
-                         "answers, evidence, search_results[].title/text") from None
+        raise ValueError(
+            f"{where}: malformed row ({type(exc).__name__}: {exc}); needs id, date, question, "
+            "answers, evidence, search_results[].title/text"
+        ) from None
     for key, value in (("id", qid), ("question", question)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
@@ -454,9 +479,14 @@ def _realtimeqa_row(row: Any, *, where: str) -> dict[str, Any]:
     if not isinstance(evidence, str) or not all(isinstance(t, str) for result in results for t in result):
         raise ValueError(f"{where}: 'evidence' and search_results[].title/text must be strings")
     forms = [form for answer in answers for form in (answer.strip(), _unquote(answer))]
-    return {"id": qid.strip(), "date": _news_date(date, what=f"{where}: 'date'"), "question": question.strip(),
-            "answers": tuple(dict.fromkeys(form for form in forms if form)), "evidence": evidence,
-            "results": results}
+    return {
+        "id": qid.strip(),
+        "date": _news_date(date, what=f"{where}: 'date'"),
+        "question": question.strip(),
+        "answers": tuple(dict.fromkeys(form for form in forms if form)),
+        "evidence": evidence,
+        "results": results,
+    }
 
 
 def _news_date(value: Any, *, what: str) -> str:
@@ -483,8 +513,7 @@ def _sentence_with(answers: Iterable[str], text: str) -> str | None:
     preferring whole-word occurrences ("Ford" in "Ford said", not in "Stanford")."""
     found: list[re.Match[str]] = []
     for template in (r"(?<!\w){}(?!\w)", "{}"):
-        found = [m for answer in answers
-                 if (m := re.search(template.format(re.escape(answer)), text, re.IGNORECASE))]
+        found = [m for answer in answers if (m := re.search(template.format(re.escape(answer)), text, re.IGNORECASE))]
         if found:
             break
     if not found:
@@ -504,7 +533,7 @@ def _occurs_as_words(answer: str, lowered: str) -> bool:
     pattern = re.compile(r"\s+".join(re.escape(word) for word in answer.lower().split()) + r"(?!\w)")
     match = pattern.search(lowered)
     while match:
-        if not re.match(r"\w", lowered[match.start() - 1: match.start()]):
+        if not re.match(r"\w", lowered[match.start() - 1 : match.start()]):
             return True
         match = pattern.search(lowered, match.start() + 1)
     return False
@@ -529,18 +558,19 @@ def load_beir(directory: str | Path, *, name: str | None = None) -> BeirDataset:
     corpus_path = _existing_file(folder / "corpus.jsonl")
     queries_path = _existing_file(folder / "queries.jsonl")
     qrels_path = _existing_file(folder / "qrels" / "test.tsv")
-    corpus = {row["_id"]: (row.get("title") or "", row["text"])
-              for row in _jsonl_rows(corpus_path, ("_id", "text"))}
+    corpus = {row["_id"]: (row.get("title") or "", row["text"]) for row in _jsonl_rows(corpus_path, ("_id", "text"))}
     all_queries = {row["_id"]: row["text"] for row in _jsonl_rows(queries_path, ("_id", "text"))}
     qrels = _read_qrels(qrels_path)
     missing_queries = sorted(set(qrels) - set(all_queries))
     if missing_queries:
-        raise ValueError(f"{qrels_path}: judged queries missing from {queries_path.name}: "
-                         f"{', '.join(missing_queries[:10])}")
+        raise ValueError(
+            f"{qrels_path}: judged queries missing from {queries_path.name}: {', '.join(missing_queries[:10])}"
+        )
     missing_docs = sorted({d for judged in qrels.values() for d in judged} - set(corpus))
     if missing_docs:
-        raise ValueError(f"{qrels_path}: judged documents missing from {corpus_path.name}: "
-                         f"{', '.join(missing_docs[:10])}")
+        raise ValueError(
+            f"{qrels_path}: judged documents missing from {corpus_path.name}: {', '.join(missing_docs[:10])}"
+        )
     queries = {qid: all_queries[qid] for qid in all_queries if qid in qrels}
     paths = {"corpus.jsonl": corpus_path, "queries.jsonl": queries_path, "qrels/test.tsv": qrels_path}
     return BeirDataset(name or folder.name, corpus, queries, qrels, _hash_files(paths))
@@ -588,8 +618,9 @@ def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
 # --- splitting and sampling -------------------------------------------------------------------
 
 
-def split_items(items: Iterable[QAItem], *, calibration_share: float = 0.5,
-                salt: str = SPLIT_SALT) -> tuple[list[QAItem], list[QAItem]]:
+def split_items(
+    items: Iterable[QAItem], *, calibration_share: float = 0.5, salt: str = SPLIT_SALT
+) -> tuple[list[QAItem], list[QAItem]]:
     """Split items into (calibration, report) rows, deterministically.
 
     Calibration rows are used to choose thresholds (e.g. the abstention threshold); report rows
@@ -611,15 +642,20 @@ def split_items(items: Iterable[QAItem], *, calibration_share: float = 0.5,
     _check_unique_ids(items)
     calibration_ids: set[str] = set()
     for answerable in (True, False):
-        stratum = sorted((item.id for item in items if item.answerable == answerable),
-                         key=lambda item_id: hashlib.sha256((salt + item_id).encode()).hexdigest())
-        calibration_ids.update(stratum[:math.floor(calibration_share * len(stratum) + 0.5)])
-    return ([item for item in items if item.id in calibration_ids],
-            [item for item in items if item.id not in calibration_ids])
+        stratum = sorted(
+            (item.id for item in items if item.answerable == answerable),
+            key=lambda item_id: hashlib.sha256((salt + item_id).encode()).hexdigest(),
+        )
+        calibration_ids.update(stratum[: math.floor(calibration_share * len(stratum) + 0.5)])
+    return (
+        [item for item in items if item.id in calibration_ids],
+        [item for item in items if item.id not in calibration_ids],
+    )
 
 
-def sample_items(items: Iterable[QAItem], *, limit: int, seed: int,
-                 unanswerable_share: float | None = None) -> list[QAItem]:
+def sample_items(
+    items: Iterable[QAItem], *, limit: int, seed: int, unanswerable_share: float | None = None
+) -> list[QAItem]:
     """A reproducible sample of at most `limit` items, drawn with `random.Random(seed)`.
 
     Items are ordered by id before drawing, so the sample depends only on the set of items and
@@ -652,8 +688,10 @@ def sample_items(items: Iterable[QAItem], *, limit: int, seed: int,
             stratum = [item for item in by_id if item.answerable == answerable]
             if len(stratum) < wanted[answerable]:
                 kind = "answerable" if answerable else "unanswerable"
-                raise ValueError(f"need {wanted[answerable]} {kind} items for limit={limit} and "
-                                 f"unanswerable_share={unanswerable_share}, only {len(stratum)} available")
+                raise ValueError(
+                    f"need {wanted[answerable]} {kind} items for limit={limit} and "
+                    f"unanswerable_share={unanswerable_share}, only {len(stratum)} available"
+                )
             chosen.extend(rng.sample(stratum, wanted[answerable]))
     chosen_ids = {item.id for item in chosen}
     return [item for item in items if item.id in chosen_ids]
@@ -677,8 +715,13 @@ def write_documents(documents: dict[str, str], folder: str | Path) -> list[Path]
     for doc_name, text in documents.items():
         relative = Path(doc_name)
         target = (root / relative).resolve()
-        if (not doc_name or relative.is_absolute() or ".." in relative.parts
-                or target == root or not target.is_relative_to(root)):
+        if (
+            not doc_name
+            or relative.is_absolute()
+            or ".." in relative.parts
+            or target == root
+            or not target.is_relative_to(root)
+        ):
             raise ValueError(f"document name {doc_name!r} would be written outside {root}")
         targets.append((target, text))
     written = []

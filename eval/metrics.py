@@ -7,6 +7,7 @@ answer F1); the aggregate is the mean over the applicable entries, and 0.0 when 
 
 Inputs are parallel lists, one entry per question, checked for equal length.
 """
+
 from __future__ import annotations
 
 import math
@@ -280,6 +281,7 @@ def locate(evidence: str, documents: Mapping[str, str]) -> list[Span]:
 
 # --- retrieval and citations ------------------------------------------------------------------
 
+
 def _overlaps(span: Span, others: Sequence[Span]) -> bool:
     return any(span.source == o.source and span.start < o.end and o.start < span.end for o in others)
 
@@ -347,13 +349,15 @@ def citation_precision(
         if not cited or (not evidence and containment("", answers) is None):
             individual.append(None)
             continue
-        supported = sum(_overlaps(span, evidence) or containment(quote, answers) == 1.0
-                        for span, quote in zip(cited, quoted))
+        supported = sum(
+            _overlaps(span, evidence) or containment(quote, answers) == 1.0 for span, quote in zip(cited, quoted)
+        )
         individual.append(supported / len(cited))
     return _result(individual)
 
 
 # --- abstention -------------------------------------------------------------------------------
+
 
 def _check_confidence(confidence: Sequence[float]) -> np.ndarray:
     values = np.asarray(confidence, dtype=float)
@@ -362,7 +366,9 @@ def _check_confidence(confidence: Sequence[float]) -> np.ndarray:
     return values
 
 
-def _rates(answered_positive: int, refused_negative: int, n_positive: int, n_negative: int) -> tuple[float, float, float]:
+def _rates(
+    answered_positive: int, refused_negative: int, n_positive: int, n_negative: int
+) -> tuple[float, float, float]:
     """answered_answerable, refused_unanswerable, balanced accuracy (mean of the defined rates)."""
     defined = []
     answered_rate = refused_rate = 0.0
@@ -464,13 +470,20 @@ def threshold_sweep(
         answered_pos = len(pos) - int(np.searchsorted(pos, t, side="left"))
         refused_neg = int(np.searchsorted(neg, t, side="left"))
         answered_rate, refused_rate, balanced = _rates(answered_pos, refused_neg, len(pos), len(neg))
-        rows.append({"threshold": float(t), "answered_answerable": answered_rate,
-                     "refused_unanswerable": refused_rate, "balanced_accuracy": balanced})
+        rows.append(
+            {
+                "threshold": float(t),
+                "answered_answerable": answered_rate,
+                "refused_unanswerable": refused_rate,
+                "balanced_accuracy": balanced,
+            }
+        )
     return rows
 
 
-def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
-                   groups: Sequence[str] | None = None) -> float:
+def best_threshold(
+    confidence: Sequence[float], answerable: Sequence[bool], *, groups: Sequence[str] | None = None
+) -> float:
     """The threshold t maximising balanced accuracy of "abstain when confidence < t".
 
     With `groups` (a dataset name per question), the objective is the mean over groups of each
@@ -492,8 +505,9 @@ def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
         ...                groups=["a"] * 6 + ["b"] * 2)  # b, two questions, weighs as much as a
         0.675
     """
-    n = _check_same_length(confidence=confidence, answerable=answerable,
-                           **({"groups": groups} if groups is not None else {}))
+    n = _check_same_length(
+        confidence=confidence, answerable=answerable, **({"groups": groups} if groups is not None else {})
+    )
     scores = _check_confidence(confidence).reshape(n)
     positive = np.asarray(answerable, dtype=bool).reshape(n)
     if not n:
@@ -511,8 +525,7 @@ def best_threshold(confidence: Sequence[float], answerable: Sequence[bool], *,
     return float((low + high) / 2)
 
 
-def _mean_balanced_accuracy(scores: np.ndarray, positive: np.ndarray, names: np.ndarray,
-                            cuts: np.ndarray) -> list[int]:
+def _mean_balanced_accuracy(scores: np.ndarray, positive: np.ndarray, names: np.ndarray, cuts: np.ndarray) -> list[int]:
     """Per interval of `best_threshold` (abstaining on confidence <= cuts[i]), the sum over the
     groups `names` of their balanced accuracies times one common integer: the mean of the groups'
     balanced accuracies up to a constant factor, in integers so that ties compare exactly."""
@@ -546,7 +559,10 @@ def _first_best_run(key: list[int]) -> tuple[int, int]:
 
 # --- BEIR and cost ----------------------------------------------------------------------------
 
-def beir_metrics(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]) -> dict[str, MetricResult]:
+
+def beir_metrics(
+    run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]]
+) -> dict[str, MetricResult]:
     """`ndcg@10` and `recall@100` of a BEIR run, computed by ir_measures (pytrec_eval backend).
 
     `run` maps query id -> doc id -> score; `qrels` query id -> doc id -> graded relevance.

@@ -4,34 +4,58 @@
 question, and returns a report dict (see `eval/report.py` for the files written from it).
 `run_beir` does the same for retrieval-only BEIR data.
 """
+
 from __future__ import annotations
 
 import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
 from eval.datasets import BeirDataset, QADataset, QAItem, write_documents
-from eval.metrics import (EvidenceLocator, MetricResult, Span, abstention_metrics, answer_metrics, beir_metrics,
-                          citation_precision, percentiles, retrieval_metrics)
+from eval.metrics import (
+    EvidenceLocator,
+    MetricResult,
+    Span,
+    abstention_metrics,
+    answer_metrics,
+    beir_metrics,
+    citation_precision,
+    percentiles,
+    retrieval_metrics,
+)
 from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.pipeline import RAG, build_index
 from rag.store import Index, library_versions
 
-REPORT_KEYS = ("dataset", "n_questions", "n_unanswerable", "retrieval", "answer", "citations", "abstention",
-               "latency_ms", "index", "config", "versions", "per_question")
+REPORT_KEYS = (
+    "dataset",
+    "n_questions",
+    "n_unanswerable",
+    "retrieval",
+    "answer",
+    "citations",
+    "abstention",
+    "latency_ms",
+    "index",
+    "config",
+    "versions",
+    "per_question",
+)
 
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -47,8 +71,9 @@ def _folder(path: str | Path | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
-def build_eval_index(documents: dict[str, str], *, work_dir: Path, index_dir: Path, config: RagConfig,
-                     embedder: Embedder) -> dict[str, float]:
+def build_eval_index(
+    documents: dict[str, str], *, work_dir: Path, index_dir: Path, config: RagConfig, embedder: Embedder
+) -> dict[str, float]:
     """Write the documents as files and index them like a user would; return build cost."""
     docs_dir = work_dir / "docs"
     if not docs_dir.exists():
@@ -59,9 +84,12 @@ def build_eval_index(documents: dict[str, str], *, work_dir: Path, index_dir: Pa
     seconds = time.perf_counter() - started
     bar.close()
     embedded = report.stats.chunks_embedded
-    return {"seconds": round(seconds, 2), "chunks": report.stats.n_chunks,
-            "chunks_per_s": round(embedded / seconds, 1) if embedded and seconds else 0.0,
-            "reused": embedded == 0}
+    return {
+        "seconds": round(seconds, 2),
+        "chunks": report.stats.n_chunks,
+        "chunks_per_s": round(embedded / seconds, 1) if embedded and seconds else 0.0,
+        "reused": embedded == 0,
+    }
 
 
 def _index_cost(cost: dict[str, Any]) -> dict[str, Any]:
@@ -86,18 +114,29 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
     answer = answer_metrics(candidates, golds, [True] * len(results))
     strict = answer_metrics([c if ok else "" for c, ok in zip(candidates, answered)], golds, answered)
     citations = citation_precision(cited, quotes, relevant, golds)
-    abstention = abstention_metrics([r["abstained"] for r in results], [item.answerable for item in items],
-                                    [r["confidence"] for r in results])
+    abstention = abstention_metrics(
+        [r["abstained"] for r in results], [item.answerable for item in items], [r["confidence"] for r in results]
+    )
     tentative = [bool(r.get("tentative")) for r in results]
     latency = percentiles([r["timings_ms"]["total"] for r in results], ps=(50, 95))
     generation = generation_metrics(results)
-    per_question = _per_question(items, results, candidates=candidates, tentative=tentative, retrieval=retrieval,
-                                 answer=answer, citations=citations, with_sentences=bool(generation))
+    per_question = _per_question(
+        items,
+        results,
+        candidates=candidates,
+        tentative=tentative,
+        retrieval=retrieval,
+        answer=answer,
+        citations=citations,
+        with_sentences=bool(generation),
+    )
     return {
         "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
-        "answer": {**{k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
-                   "containment_strict": round(strict["containment"].score, 4),
-                   "f1_strict": round(strict["f1"].score, 4)},
+        "answer": {
+            **{k: round(answer[k].score, 4) for k in ("containment", "f1", "exact_match", "mean_words")},
+            "containment_strict": round(strict["containment"].score, 4),
+            "f1_strict": round(strict["f1"].score, 4),
+        },
         "citations": {"precision": round(citations.score, 4)},
         "abstention": _abstention_summary(abstention, tentative, items),
         "latency_ms": {k: round(v, 1) for k, v in latency.items()},
@@ -122,40 +161,66 @@ def _relevant_spans(items: Sequence[QAItem], documents: dict[str, str]) -> tuple
     return relevant, unlocated
 
 
-def _abstention_summary(abstention: dict[str, MetricResult], tentative: Sequence[bool],
-                        items: Sequence[QAItem]) -> dict[str, float]:
+def _abstention_summary(
+    abstention: dict[str, MetricResult], tentative: Sequence[bool], items: Sequence[QAItem]
+) -> dict[str, float]:
     """The abstention scores, and the shares of answerable and of unanswerable questions answered "not sure"."""
     # `refused_unanswerable` counts "not sure" answers as refusals (they assert nothing); the
     # tentative shares say how many of each kind got the closest passage instead of a refusal.
     n_answerable = sum(item.answerable for item in items)
     n_unanswerable = len(items) - n_answerable
-    split = {"tentative_answerable": sum(t for t, item in zip(tentative, items) if item.answerable)
-             / max(n_answerable, 1),
-             "tentative_unanswerable": sum(t for t, item in zip(tentative, items) if not item.answerable)
-             / max(n_unanswerable, 1)}
-    return {**{k: round(abstention[k].score, 4)
-               for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")},
-            **{k: round(v, 4) for k, v in split.items()}}
+    split = {
+        "tentative_answerable": sum(t for t, item in zip(tentative, items) if item.answerable) / max(n_answerable, 1),
+        "tentative_unanswerable": sum(t for t, item in zip(tentative, items) if not item.answerable)
+        / max(n_unanswerable, 1),
+    }
+    return {
+        **{
+            k: round(abstention[k].score, 4)
+            for k in ("refused_unanswerable", "answered_answerable", "balanced_accuracy", "auroc")
+        },
+        **{k: round(v, 4) for k, v in split.items()},
+    }
 
 
-def _per_question(items: Sequence[QAItem], results: Sequence[dict[str, Any]], *, candidates: Sequence[str],
-                  tentative: Sequence[bool], retrieval: dict[str, MetricResult], answer: dict[str, MetricResult],
-                  citations: MetricResult, with_sentences: bool) -> list[dict[str, Any]]:
+def _per_question(
+    items: Sequence[QAItem],
+    results: Sequence[dict[str, Any]],
+    *,
+    candidates: Sequence[str],
+    tentative: Sequence[bool],
+    retrieval: dict[str, MetricResult],
+    answer: dict[str, MetricResult],
+    citations: MetricResult,
+    with_sentences: bool,
+) -> list[dict[str, Any]]:
     """The report's entry per question: what was asked and answered, and the question's own scores."""
     per_question = []
     for i, (item, r) in enumerate(zip(items, results)):
-        per_question.append({
-            "id": item.id, "question": item.question, "answers": list(item.answers),
-            "answerable": item.answerable, "prediction": r["answer"], "candidate": candidates[i],
-            "abstained": r["abstained"], "tentative": tentative[i],
-            "confidence": r["confidence"], "features": r.get("features", []),
-            "hit@5": retrieval["hit@5"].individual_scores[i], "rr": retrieval["mrr"].individual_scores[i],
-            "containment": answer["containment"].individual_scores[i], "f1": answer["f1"].individual_scores[i],
-            "citation_precision": citations.individual_scores[i],
-            "retrieved": [{"source": s[0], "start": s[1], "end": s[2], "text": s[3][:300]} for s in r["retrieved_text"]],
-            "latency_ms": round(r["timings_ms"]["total"], 1),
-            **({"sentences": r["sentences"]} if with_sentences else {}),
-        })
+        per_question.append(
+            {
+                "id": item.id,
+                "question": item.question,
+                "answers": list(item.answers),
+                "answerable": item.answerable,
+                "prediction": r["answer"],
+                "candidate": candidates[i],
+                "abstained": r["abstained"],
+                "tentative": tentative[i],
+                "confidence": r["confidence"],
+                "features": r.get("features", []),
+                "hit@5": retrieval["hit@5"].individual_scores[i],
+                "rr": retrieval["mrr"].individual_scores[i],
+                "containment": answer["containment"].individual_scores[i],
+                "f1": answer["f1"].individual_scores[i],
+                "citation_precision": citations.individual_scores[i],
+                "retrieved": [
+                    {"source": s[0], "start": s[1], "end": s[2], "text": s[3][:300]} for s in r["retrieved_text"]
+                ],
+                "latency_ms": round(r["timings_ms"]["total"], 1),
+                **({"sentences": r["sentences"]} if with_sentences else {}),
+            }
+        )
     return per_question
 
 
@@ -176,8 +241,11 @@ def generation_metrics(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     sentences = [s for r in asked for s in r.get("sentences", [])]
     removed = [s for s in sentences if not s["supported"]]
     with_removal = [r for r in asked if any(not s["supported"] for s in r.get("sentences", []))]
-    fallback = [r for r in asked if r.get("sentences") and not any(s["supported"] for s in r["sentences"])
-                and not r["abstained"]]
+    fallback = [
+        r
+        for r in asked
+        if r.get("sentences") and not any(s["supported"] for s in r["sentences"]) and not r["abstained"]
+    ]
     out = {
         "asked_model": round(len(asked) / len(results), 4),
         "sentences_per_answer": round(len(sentences) / len(asked), 2) if asked else 0.0,
@@ -212,15 +280,24 @@ def _baseline(baseline: Any, item: QAItem) -> dict[str, Any]:
     return out
 
 
-def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, embedder: Embedder,
-           index_dir: str | Path | None = None, baseline: str | None = None,
-           ask: Callable[[RAG, QAItem], dict[str, Any]] = _ours, compare_scorers: bool = False) -> dict[str, Any]:
+def run_qa(
+    dataset: QADataset,
+    items: Sequence[QAItem],
+    *,
+    config: RagConfig,
+    embedder: Embedder,
+    index_dir: str | Path | None = None,
+    baseline: str | None = None,
+    ask: Callable[[RAG, QAItem], dict[str, Any]] = _ours,
+    compare_scorers: bool = False,
+) -> dict[str, Any]:
     """Index `dataset.documents`, ask `items`, and score. Returns the report dict. With
     `compare_scorers`, the questions are asked again with the other answer scorer on the same
     index, and its scores are kept under `report["compare"][scorer]`."""
     with _folder(index_dir) as work:
-        cost = build_eval_index(dataset.documents, work_dir=work, index_dir=work / "index", config=config,
-                                embedder=embedder)
+        cost = build_eval_index(
+            dataset.documents, work_dir=work, index_dir=work / "index", config=config, embedder=embedder
+        )
         rag = RAG(Index.load(work / "index", config=config), embedder, config)
         documents = {d.source: doc.text for d in rag.index.documents() if (doc := rag.index.document(d.source))}
         results = [ask(rag, item) for item in tqdm(items, desc=dataset.name, unit="q", disable=None, leave=False)]
@@ -228,10 +305,14 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
         if compare_scorers:
             other = "heuristic" if config.answer_scorer == "reader" else "reader"
             rag_other = RAG(rag.index, embedder, config.replace(answer_scorer=other))
-            other_results = [ask(rag_other, item) for item in tqdm(items, desc=other, unit="q", disable=None,
-                                                                   leave=False)]
-            compared[other] = {k: v for k, v in _score(items, other_results, documents).items()
-                               if k not in ("per_question", "evidence_unlocated")}
+            other_results = [
+                ask(rag_other, item) for item in tqdm(items, desc=other, unit="q", disable=None, leave=False)
+            ]
+            compared[other] = {
+                k: v
+                for k, v in _score(items, other_results, documents).items()
+                if k not in ("per_question", "evidence_unlocated")
+            }
         rag.index.close()
     scored = _score(items, results, documents)
     report: dict[str, Any] = {
@@ -253,8 +334,9 @@ def run_qa(dataset: QADataset, items: Sequence[QAItem], *, config: RagConfig, em
     return report
 
 
-def run_langchain_baseline(dataset: QADataset, items: Sequence[QAItem], documents: dict[str, str], *,
-                           top_k: int) -> dict[str, Any]:
+def run_langchain_baseline(
+    dataset: QADataset, items: Sequence[QAItem], documents: dict[str, str], *, top_k: int
+) -> dict[str, Any]:
     from eval.baseline import LangChainBaseline
 
     started = time.perf_counter()
@@ -263,8 +345,11 @@ def run_langchain_baseline(dataset: QADataset, items: Sequence[QAItem], document
     results = [_baseline(system, item) for item in tqdm(items, desc="langchain", unit="q", disable=None, leave=False)]
     scored = _score(items, results, dataset.documents)
     scored.pop("per_question")
-    scored["index"] = {"seconds": round(seconds, 2), "chunks_per_s": round(system.n_chunks / seconds, 1),
-                       "chunks": system.n_chunks}
+    scored["index"] = {
+        "seconds": round(seconds, 2),
+        "chunks_per_s": round(system.n_chunks / seconds, 1),
+        "chunks": system.n_chunks,
+    }
     scored["name"] = "langchain: RecursiveCharacterTextSplitter 1000/200 + FAISS, top chunk"
     return scored
 
@@ -275,12 +360,21 @@ def run_langchain_baseline(dataset: QADataset, items: Sequence[QAItem], document
 
 def beir_documents(dataset: BeirDataset) -> dict[str, str]:
     """One file per corpus document: `<id>.txt` holding the title, a blank line and the text."""
-    return {f"{doc_id}.txt": (f"{title}\n\n{text}" if title else text)
-            for doc_id, (title, text) in dataset.corpus.items()}
+    return {
+        f"{doc_id}.txt": (f"{title}\n\n{text}" if title else text) for doc_id, (title, text) in dataset.corpus.items()
+    }
 
 
-def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, index_dir: str | Path | None = None,
-             baseline: str | None = None, depth: int = 100, compare_scorers: bool = False) -> dict[str, Any]:
+def run_beir(
+    dataset: BeirDataset,
+    *,
+    config: RagConfig,
+    embedder: Embedder,
+    index_dir: str | Path | None = None,
+    baseline: str | None = None,
+    depth: int = 100,
+    compare_scorers: bool = False,
+) -> dict[str, Any]:
     from rag.reader import Reader
     from rag.rerank import read_and_rerank
     from rag.retrieve import search
@@ -289,8 +383,7 @@ def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, ind
     reader = Reader.load() if config.answer_scorer == "reader" and config.rerank else None
     documents = beir_documents(dataset)
     with _folder(index_dir) as work:
-        cost = build_eval_index(documents, work_dir=work, index_dir=work / "index", config=config,
-                                embedder=embedder)
+        cost = build_eval_index(documents, work_dir=work, index_dir=work / "index", config=config, embedder=embedder)
         index = Index.load(work / "index", config=config)
         run: dict[str, dict[str, float]] = {}
         fused_run: dict[str, dict[str, float]] = {}  # before the reader reorders (the heuristic scorer's)
@@ -308,20 +401,32 @@ def run_beir(dataset: BeirDataset, *, config: RagConfig, embedder: Embedder, ind
         index.close()
     scores = beir_metrics(run, dataset.qrels)
     report: dict[str, Any] = {
-        "dataset": dataset.name, "n_questions": len(dataset.queries), "n_unanswerable": 0,
+        "dataset": dataset.name,
+        "n_questions": len(dataset.queries),
+        "n_unanswerable": 0,
         "retrieval": {k: round(scores[k].score, 4) for k in ("ndcg@10", "recall@100")},
-        "answer": {}, "citations": {}, "abstention": {},
+        "answer": {},
+        "citations": {},
+        "abstention": {},
         "latency_ms": {k: round(v, 1) for k, v in percentiles(latencies, ps=(50, 95)).items()},
         "index": _index_cost(cost),
         "config": config.to_dict(),
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
-        "per_question": [{"id": qid, "question": dataset.queries[qid], "ndcg@10": scores["ndcg@10"].individual_scores[i],
-                          "retrieved": [{"source": d, "score": s} for d, s in list(run.get(qid, {}).items())[:5]]}
-                         for i, qid in enumerate(dataset.qrels)],
+        "per_question": [
+            {
+                "id": qid,
+                "question": dataset.queries[qid],
+                "ndcg@10": scores["ndcg@10"].individual_scores[i],
+                "retrieved": [{"source": d, "score": s} for d, s in list(run.get(qid, {}).items())[:5]],
+            }
+            for i, qid in enumerate(dataset.qrels)
+        ],
     }
     if compare_scorers and reader is not None:
         fused = beir_metrics(fused_run, dataset.qrels)
-        report["compare"] = {"heuristic": {"retrieval": {k: round(fused[k].score, 4) for k in ("ndcg@10", "recall@100")}}}
+        report["compare"] = {
+            "heuristic": {"retrieval": {k: round(fused[k].score, 4) for k in ("ndcg@10", "recall@100")}}
+        }
     if baseline == "langchain":
         report["baseline"] = run_beir_langchain(dataset, documents, depth=depth)
     return report
@@ -352,8 +457,12 @@ def run_beir_langchain(dataset: BeirDataset, documents: dict[str, str], *, depth
         out = system.ask(query)
         run[qid] = _doc_run(((c["source"], c["score"]) for c in out["citations"]), depth)
     scores = beir_metrics(run, dataset.qrels)
-    return {"name": "langchain: RecursiveCharacterTextSplitter 1000/200 + FAISS",
-            "retrieval": {k: round(scores[k].score, 4) for k in ("ndcg@10", "recall@100")},
-            "index": {"seconds": round(seconds, 2), "chunks_per_s": round(system.n_chunks / seconds, 1),
-                      "chunks": system.n_chunks}}
-
+    return {
+        "name": "langchain: RecursiveCharacterTextSplitter 1000/200 + FAISS",
+        "retrieval": {k: round(scores[k].score, 4) for k in ("ndcg@10", "recall@100")},
+        "index": {
+            "seconds": round(seconds, 2),
+            "chunks_per_s": round(system.n_chunks / seconds, 1),
+            "chunks": system.n_chunks,
+        },
+    }

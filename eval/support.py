@@ -37,6 +37,7 @@ fitted-numbers file (`eval.calibrate.write_fitted`; `--fitted` names another fil
 Example:
     python -m eval.support --index-dir .cache/eval-support
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,12 +47,14 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from eval.datasets import SHARED_DATASETS
 from rag.numeric import sigmoid
 
 if TYPE_CHECKING:
@@ -60,7 +63,7 @@ if TYPE_CHECKING:
     from rag.verify import Evidence
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
+SHARED = SHARED_DATASETS
 REPORT = ROOT / "eval" / "reports" / "support.json"
 FRAGMENT_SAMPLE = 800
 # Negative kinds per form, and those the weights are fitted on (the others are only reported).
@@ -73,20 +76,27 @@ _NAME = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]+")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.support", description=__doc__.split("\n")[0])
     p.add_argument("--clapnq", default=str(SHARED / "clapnq-dev"), help="ClapNQ dev folder (default: %(default)s)")
-    p.add_argument("--squad", default=str(SHARED / "squad2-dev" / "dev-v2.0.json"),
-                   help="SQuAD 2.0 dev JSON (default: %(default)s)")
+    p.add_argument(
+        "--squad",
+        default=str(SHARED / "squad2-dev" / "dev-v2.0.json"),
+        help="SQuAD 2.0 dev JSON (default: %(default)s)",
+    )
     p.add_argument("--index-dir", help="index folder to build in, kept for reruns (default: a temporary folder)")
     p.add_argument("--report", default=str(REPORT), help="where to write the JSON report (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for the swapped facts (default: %(default)s)")
-    p.add_argument("--fitted", metavar="FILE.json",
-                   help="the fitted-numbers file to write the support block into (default: $RAG_FITTED, else the "
-                        "package's rag/fitted.json)")
+    p.add_argument(
+        "--fitted",
+        metavar="FILE.json",
+        help="the fitted-numbers file to write the support block into (default: $RAG_FITTED, else the "
+        "package's rag/fitted.json)",
+    )
     p.add_argument("--dry-run", action="store_true", help="measure and report, do not write the fitted file")
     return p
 
 
-def _swap(sentence: str, passage: str, donors: Sequence[str], rng: random.Random, *,
-          from_passage: bool = False) -> str | None:
+def _swap(
+    sentence: str, passage: str, donors: Sequence[str], rng: random.Random, *, from_passage: bool = False
+) -> str | None:
     """`sentence` with one number (else one name) that `passage` holds replaced by one from a donor
     passage that `passage` does not hold (`from_passage`: by another one of the passage's own, not
     in the sentence); None when the sentence has neither."""
@@ -99,7 +109,7 @@ def _swap(sentence: str, passage: str, donors: Sequence[str], rng: random.Random
             options = sorted({m.group(0) for m in pattern.finditer(donor)} - {target.group(0)})
             options = [o for o in options if (o not in sentence if from_passage else o not in passage)]
             if options:
-                return sentence[:target.start()] + rng.choice(options) + sentence[target.end():]
+                return sentence[: target.start()] + rng.choice(options) + sentence[target.end() :]
     return None
 
 
@@ -127,8 +137,9 @@ def statement_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> li
             continue
         gold = source_of[gold_text]
         gold_hits = [Hit(c, 0.0) for c in index.document_chunks(gold)]
-        other = next((h for h in search(index, item.question, vector, config=config, top_k=10)
-                      if h.chunk.source != gold), None)
+        other = next(
+            (h for h in search(index, item.question, vector, config=config, top_k=10) if h.chunk.source != gold), None
+        )
         half = half_of.get(item.id, "report")
         answer = item.answers[0]
         for a, b in split_sentences(answer):
@@ -171,19 +182,25 @@ def fragment_units(dataset: Any, index: Any, embedder: Any, *, seed: int) -> lis
         answer, context = item.answers[0], item.evidence[0]
         name = next(n for n, text in dataset.documents.items() if context in text)
         start = dataset.documents[name].find(context)
-        gold = [Hit(c, 0.0) for c in chunks_of[name]
-                if c.start < start + len(context) and start < c.end and answer in c.text]
+        gold = [
+            Hit(c, 0.0)
+            for c in chunks_of[name]
+            if c.start < start + len(context) and start < c.end and answer in c.text
+        ]
         if not gold:
             continue
         base = {"id": item.id, "half": half_of.get(item.id, "report"), "form": "fragment"}
         base["question"] = item.question
         units.append({**base, "sentence": answer, "hits": gold, "label": 1, "kind": "gold"})
-        other = next((h for h in search(index, item.question, vector, config=config, top_k=10)
-                      if answer not in h.chunk.text), None)
+        other = next(
+            (h for h in search(index, item.question, vector, config=config, top_k=10) if answer not in h.chunk.text),
+            None,
+        )
         if other is not None:
             units.append({**base, "sentence": answer, "hits": [other], "label": 0, "kind": "retrieved"})
-        wrong = sorted({a for a in answers_of[context]
-                        if a not in answer and answer not in a and a not in item.answers})
+        wrong = sorted(
+            {a for a in answers_of[context] if a not in answer and answer not in a and a not in item.answers}
+        )
         if wrong:
             units.append({**base, "sentence": rng.choice(wrong), "hits": gold, "label": 0, "kind": "wrong_answer"})
     return units
@@ -226,22 +243,29 @@ def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return abstention_metrics([False] * len(labels), labels.astype(bool).tolist(), scores.tolist())["auroc"].score
 
 
-def metrics(scores: np.ndarray, labels: np.ndarray, kinds: np.ndarray, threshold: float, *,
-            form: str) -> dict[str, Any]:
+def metrics(
+    scores: np.ndarray, labels: np.ndarray, kinds: np.ndarray, threshold: float, *, form: str
+) -> dict[str, Any]:
     """AUROC, and precision / recall / balanced accuracy of "supported when score >= threshold",
     over the rows of the kinds fitted on, and per negative kind (each against all positives)."""
     per_kind = {}
     for kind in KINDS[form]:
         mask = (labels == 1) | (kinds == kind)
         neg = kinds == kind
-        per_kind[kind] = {"n": int(neg.sum()), "auroc": round(_auroc(scores[mask], labels[mask]), 4),
-                          "unsupported_caught": round(float((scores[neg] < threshold).mean()) if neg.any() else 0.0, 4)}
+        per_kind[kind] = {
+            "n": int(neg.sum()),
+            "auroc": round(_auroc(scores[mask], labels[mask]), 4),
+            "unsupported_caught": round(float((scores[neg] < threshold).mean()) if neg.any() else 0.0, 4),
+        }
     fitted = np.isin(kinds, FITTED_KINDS[form])
     scores, labels = scores[fitted], labels[fitted]
     kept = scores >= threshold
     pos = labels == 1
-    out: dict[str, Any] = {"n_positive": int(pos.sum()), "n_negative": int((~pos).sum()),
-                           "auroc": round(_auroc(scores, labels), 4)}
+    out: dict[str, Any] = {
+        "n_positive": int(pos.sum()),
+        "n_negative": int((~pos).sum()),
+        "auroc": round(_auroc(scores, labels), 4),
+    }
     tp = int((kept & pos).sum())
     out["precision"] = round(tp / max(int(kept.sum()), 1), 4)
     out["recall"] = round(tp / max(int(pos.sum()), 1), 4)
@@ -291,14 +315,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fitted_on": {form: list(kinds_) for form, kinds_ in FITTED_KINDS.items()},
         **results,
         "index": indexes,
-        "seconds": {"indexing_and_features": round(scored - started, 1),
-                    "total": round(time.perf_counter() - started, 1)},
+        "seconds": {
+            "indexing_and_features": round(scored - started, 1),
+            "total": round(time.perf_counter() - started, 1),
+        },
         "versions": library_versions(),
     }
 
 
-def _units_and_spans(datasets: dict[str, Any], embedder: Any, config: Any, *, index_dir: str | None,
-                     seed: int) -> tuple[list[dict[str, Any]], list[Any], dict[str, Any]]:
+def _units_and_spans(
+    datasets: dict[str, Any], embedder: Any, config: Any, *, index_dir: str | None, seed: int
+) -> tuple[list[dict[str, Any]], list[Any], dict[str, Any]]:
     """Each form's units (`statement_units`, `fragment_units`) with their evidence spans, every
     dataset indexed into `index_dir` (default: a temporary folder); and the indexing cost per form."""
     import tempfile
@@ -315,8 +342,13 @@ def _units_and_spans(datasets: dict[str, Any], embedder: Any, config: Any, *, in
             index, indexes[form] = _indexed(dataset.documents, root / dataset.name, embedder, config)
             try:
                 made = makers[form](dataset, index, embedder, seed=seed)
-                spans += evidence_spans([u["sentence"] for u in made], [u["hits"] for u in made], index, embedder,
-                                        questions=[u.get("question") for u in made])
+                spans += evidence_spans(
+                    [u["sentence"] for u in made],
+                    [u["hits"] for u in made],
+                    index,
+                    embedder,
+                    questions=[u.get("question") for u in made],
+                )
                 units += made
             finally:
                 index.close()
@@ -335,10 +367,13 @@ class _Columns:
 
     @classmethod
     def of(cls, units: list[dict[str, Any]]) -> _Columns:
-        return cls(labels=np.array([u["label"] for u in units]), kinds=np.array([u["kind"] for u in units]),
-                   forms=np.array([u["form"] for u in units]),
-                   cal=np.array([u["half"] == "calibration" for u in units]),
-                   fitted_kind=np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units]))
+        return cls(
+            labels=np.array([u["label"] for u in units]),
+            kinds=np.array([u["kind"] for u in units]),
+            forms=np.array([u["form"] for u in units]),
+            cal=np.array([u["half"] == "calibration" for u in units]),
+            fitted_kind=np.array([u["kind"] in FITTED_KINDS[u["form"]] for u in units]),
+        )
 
     @property
     def fit_rows(self) -> np.ndarray:
@@ -346,8 +381,9 @@ class _Columns:
         return self.cal & self.fitted_kind
 
 
-def _fit_forms(forms: Sequence[str], spans: list[Any], columns: _Columns,
-               shipped: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def _fit_forms(
+    forms: Sequence[str], spans: list[Any], columns: _Columns, shipped: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Per form, the weights fitted on its calibration rows (starting from the `shipped` ones) and
     their best threshold; the fragment bias moved so that the statements' threshold serves both."""
     from eval.metrics import best_threshold
@@ -366,8 +402,9 @@ def _fit_forms(forms: Sequence[str], spans: list[Any], columns: _Columns,
     return fitted, best
 
 
-def _measure(weights: dict[str, Any], spans: list[Any], columns: _Columns,
-             forms: Sequence[str]) -> tuple[np.ndarray, dict[str, Any]]:
+def _measure(
+    weights: dict[str, Any], spans: list[Any], columns: _Columns, forms: Sequence[str]
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Every unit's score under `weights` (one set per form), and the report entry: the threshold
     chosen on the statements' calibration rows, and per form the weights and each half's `metrics`."""
     from eval.metrics import best_threshold
@@ -392,17 +429,30 @@ def _threshold_sweep(scores: np.ndarray, columns: _Columns) -> list[dict[str, fl
     at thresholds 0.2 to 0.9."""
     report_fit = ~columns.cal & columns.fitted_kind
     labels = columns.labels
-    return [{"threshold": t, "recall": round(float((scores[report_fit & (labels == 1)] >= t).mean()), 4),
-             "unsupported_caught": round(float((scores[report_fit & (labels == 0)] < t).mean()), 4)}
-            for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)]
+    return [
+        {
+            "threshold": t,
+            "recall": round(float((scores[report_fit & (labels == 1)] >= t).mean()), 4),
+            "unsupported_caught": round(float((scores[report_fit & (labels == 0)] < t).mean()), 4),
+        }
+        for t in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    ]
 
 
 def _unit_counts(columns: _Columns, forms: Sequence[str]) -> dict[str, Any]:
     """Units per form, half and kind ("gold": the positives)."""
-    return {form: {half: {kind: int(((columns.kinds == kind) & (columns.forms == form)
-                                     & (columns.cal == (half == "calibration"))).sum())
-                          for kind in ("gold", *KINDS[form])} for half in ("calibration", "report")}
-            for form in forms}
+    return {
+        form: {
+            half: {
+                kind: int(
+                    ((columns.kinds == kind) & (columns.forms == form) & (columns.cal == (half == "calibration"))).sum()
+                )
+                for kind in ("gold", *KINDS[form])
+            }
+            for half in ("calibration", "report")
+        }
+        for form in forms
+    }
 
 
 _WORDS = re.compile(r"\w+")
@@ -420,7 +470,7 @@ def holds(sentence: str, fragment: str) -> bool:
     return bool(wanted) and all(w in words for w in wanted)
 
 
-def fragment_evidence(question: str, fragment: str, hits: Sequence[Hit], reader: "Reader") -> list["Evidence"]:
+def fragment_evidence(question: str, fragment: str, hits: Sequence[Hit], reader: Reader) -> list[Evidence]:
     """For a short answer (a name, a number) to `question`: in each passage, the best sentence that
     holds the fragment's words, scored by the reader as an answer to the question (score 0 and an
     empty quote when no sentence holds it). An answer copied from a sentence that answers another
@@ -432,10 +482,10 @@ def fragment_evidence(question: str, fragment: str, hits: Sequence[Hit], reader:
     from rag.rerank import in_context
     from rag.verify import Evidence
 
-    out: list["Evidence"] = []
+    out: list[Evidence] = []
     for hit in hits:
         chunk = hit.chunk
-        spans = [(a, b) for a, b in chunk.sentences if holds(chunk.text[a - chunk.start: b - chunk.start], fragment)]
+        spans = [(a, b) for a, b in chunk.sentences if holds(chunk.text[a - chunk.start : b - chunk.start], fragment)]
         if not spans:
             out.append(Evidence(hit, chunk.start, chunk.start, (), 0.0))
             continue
@@ -457,8 +507,9 @@ def kept_threshold(scores: np.ndarray, *, keep: float = 0.90) -> float:
     return float(ordered[int(np.floor((1.0 - keep) * len(ordered) + 1e-9))]) if len(ordered) else 0.5
 
 
-def reader_fragment_results(units: list[dict[str, Any]], *, scores_of: dict[str, Any], fitted: dict[str, Any],
-                            spans: list[Any]) -> dict[str, Any]:
+def reader_fragment_results(
+    units: list[dict[str, Any]], *, scores_of: dict[str, Any], fitted: dict[str, Any], spans: list[Any]
+) -> dict[str, Any]:
     """Fragments judged by the reader (`fragment_evidence`) against the fitted support
     score, both at the threshold that keeps 90% of supported fragments on the calibration half,
     on the report half. SQuAD questions the reader was trained on are left out of both halves."""
@@ -471,18 +522,32 @@ def reader_fragment_results(units: list[dict[str, Any]], *, scores_of: dict[str,
     labels = np.array([units[i]["label"] for i in rows])
     kinds = np.array([units[i]["kind"] for i in rows])
     cal = np.array([units[i]["half"] == "calibration" for i in rows])
-    by_reader = np.array([max((e.score for e in fragment_evidence(units[i]["question"], units[i]["sentence"],
-                                                                   units[i]["hits"], reader)), default=0.0)
-                          for i in rows])
+    by_reader = np.array(
+        [
+            max(
+                (
+                    e.score
+                    for e in fragment_evidence(units[i]["question"], units[i]["sentence"], units[i]["hits"], reader)
+                ),
+                default=0.0,
+            )
+            for i in rows
+        ]
+    )
     _, by_support = _best_rows([spans[i] for i in rows], np.asarray(fitted["fragment"], float))
-    out: dict[str, Any] = {"rows_left_out_as_reader_training": len({units[i]["id"] for i in range(len(units))
-                                                                   if units[i]["form"] == "fragment"} & trained)}
+    out: dict[str, Any] = {
+        "rows_left_out_as_reader_training": len(
+            {units[i]["id"] for i in range(len(units)) if units[i]["form"] == "fragment"} & trained
+        )
+    }
     for name, scores in (("reader", by_reader), ("support_score", by_support)):
         threshold = kept_threshold(scores[cal & (labels == 1)])
         report = ~cal
-        entry = {"threshold_keeping_0.90": round(threshold, 4),
-                 "auroc_report": round(_auroc(scores[report], labels[report]), 4),
-                 "kept_report": round(float((scores[report & (labels == 1)] >= threshold).mean()), 4)}
+        entry = {
+            "threshold_keeping_0.90": round(threshold, 4),
+            "auroc_report": round(_auroc(scores[report], labels[report]), 4),
+            "kept_report": round(float((scores[report & (labels == 1)] >= threshold).mean()), 4),
+        }
         for kind in KINDS["fragment"]:
             neg = report & (kinds == kind)
             entry[f"{kind}_caught_report"] = round(float((scores[neg] < threshold).mean()) if neg.any() else 0.0, 4)
@@ -492,29 +557,41 @@ def reader_fragment_results(units: list[dict[str, Any]], *, scores_of: dict[str,
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = ["Support score (weights and threshold chosen on the calibration half; AUROC, precision, recall and "
-             "caught over the kinds fitted on)"]
+    lines = [
+        "Support score (weights and threshold chosen on the calibration half; AUROC, precision, recall and "
+        "caught over the kinds fitted on)"
+    ]
     for form in ("statement", "fragment"):
         kinds = KINDS[form]
-        lines.append(f"\n{form}s ({report['datasets'][form]['name']}): "
-                     + " | ".join(f"{k}" for k in kinds) + " columns are AUROC/caught against that kind alone")
-        lines.append(f"{'weights':<8} {'half':<12} {'threshold':>9} {'AUROC':>6} {'precision':>9} {'recall':>6} "
-                     f"{'caught':>6} | " + " | ".join(f"{k:<13}" for k in kinds))
+        lines.append(
+            f"\n{form}s ({report['datasets'][form]['name']}): "
+            + " | ".join(f"{k}" for k in kinds)
+            + " columns are AUROC/caught against that kind alone"
+        )
+        lines.append(
+            f"{'weights':<8} {'half':<12} {'threshold':>9} {'AUROC':>6} {'precision':>9} {'recall':>6} "
+            f"{'caught':>6} | " + " | ".join(f"{k:<13}" for k in kinds)
+        )
         for name in ("fitted", "shipped"):
             for half in ("calibration", "report"):
                 r = report[name][form][half]
-                lines.append(f"{name:<8} {half:<12} {report[name]['threshold']:>9.3f} {r['auroc']:>6.3f} "
-                             f"{r['precision']:>9.3f} {r['recall']:>6.3f} {r['unsupported_caught']:>6.3f} | "
-                             + " | ".join(f"{r[k]['auroc']:.3f}/{r[k]['unsupported_caught']:.3f}".ljust(13)
-                                          for k in kinds))
+                lines.append(
+                    f"{name:<8} {half:<12} {report[name]['threshold']:>9.3f} {r['auroc']:>6.3f} "
+                    f"{r['precision']:>9.3f} {r['recall']:>6.3f} {r['unsupported_caught']:>6.3f} | "
+                    + " | ".join(f"{r[k]['auroc']:.3f}/{r[k]['unsupported_caught']:.3f}".ljust(13) for k in kinds)
+                )
         lines.append(f"rows: {report['units'][form]}")
         lines.append(f"fitted weights ({', '.join(report['features'])}): {report['fitted'][form]['weights']}")
     if "reader_fragments" in report:
-        lines.append("\nfragments, reader vs support score, threshold keeping 0.90 of supported (calibration half), "
-                     "report half: " + json.dumps(report["reader_fragments"]))
+        lines.append(
+            "\nfragments, reader vs support score, threshold keeping 0.90 of supported (calibration half), "
+            "report half: " + json.dumps(report["reader_fragments"])
+        )
     sweep = report["threshold_sweep_report"]
-    lines.append("\nthreshold sweep, report half, both forms (recall / caught): " + ", ".join(
-        f"{r['threshold']:.1f}: {r['recall']:.3f}/{r['unsupported_caught']:.3f}" for r in sweep))
+    lines.append(
+        "\nthreshold sweep, report half, both forms (recall / caught): "
+        + ", ".join(f"{r['threshold']:.1f}: {r['recall']:.3f}/{r['unsupported_caught']:.3f}" for r in sweep)
+    )
     return "\n".join(lines)
 
 
@@ -525,28 +602,57 @@ def fitted_block(report: dict[str, Any], args: argparse.Namespace, *, command: s
 
     datasets = []
     for form, file, selection in (
-            ("statement", args.clapnq, "answer sentences of answerable rows: gold passage (positive), best "
-                                       "retrieved other passage and one fact swapped (negatives)"),
-            ("fragment", args.squad, f"{FRAGMENT_SAMPLE} answerable sampled (seed {args.seed}): answer with its "
-                                     "question against its paragraph (positive), another passage and another "
-                                     "answer of the same paragraph (negatives)")):
+        (
+            "statement",
+            args.clapnq,
+            "answer sentences of answerable rows: gold passage (positive), best "
+            "retrieved other passage and one fact swapped (negatives)",
+        ),
+        (
+            "fragment",
+            args.squad,
+            f"{FRAGMENT_SAMPLE} answerable sampled (seed {args.seed}): answer with its "
+            "question against its paragraph (positive), another passage and another "
+            "answer of the same paragraph (negatives)",
+        ),
+    ):
         counts = report["units"][form]["calibration"]
         positive = counts["gold"]
         negative = sum(counts[kind] for kind in FITTED_KINDS[form] if kind != "gold")
-        datasets.append({"name": report["datasets"][form]["name"], "file": dataset_file(file), "split": "calibration",
-                         "form": form, "selection": selection, "rows": positive + negative, "positive": positive,
-                         "negative": negative, "source_hash": report["datasets"][form]["source_hash"]})
-    metrics = {f"{form}_report_half": {k: report["fitted"][form]["report"][k]
-                                       for k in ("auroc", "precision", "recall", "unsupported_caught")}
-               for form in ("statement", "fragment")}
-    fit = {"method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights, on each "
-                     "claim's best span, refitted until the best spans settle (eval.support.fit_weights)",
-           "l2": L2, "fitted_on": report["fitted_on"],
-           "threshold": "eval.metrics.best_threshold on the statements; the fragment bias moved so that their own "
-                        "best threshold falls on it"}
-    return {"features": list(report["features"]), "statement_weights": report["fitted"]["statement"]["weights"],
-            "fragment_weights": report["fitted"]["fragment"]["weights"], "threshold": report["fitted"]["threshold"],
-            "provenance": provenance(command=command, datasets=datasets, fit=fit, metrics=metrics)}
+        datasets.append(
+            {
+                "name": report["datasets"][form]["name"],
+                "file": dataset_file(file),
+                "split": "calibration",
+                "form": form,
+                "selection": selection,
+                "rows": positive + negative,
+                "positive": positive,
+                "negative": negative,
+                "source_hash": report["datasets"][form]["source_hash"],
+            }
+        )
+    metrics = {
+        f"{form}_report_half": {
+            k: report["fitted"][form]["report"][k] for k in ("auroc", "precision", "recall", "unsupported_caught")
+        }
+        for form in ("statement", "fragment")
+    }
+    fit = {
+        "method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights, on each "
+        "claim's best span, refitted until the best spans settle (eval.support.fit_weights)",
+        "l2": L2,
+        "fitted_on": report["fitted_on"],
+        "threshold": "eval.metrics.best_threshold on the statements; the fragment bias moved so that their own "
+        "best threshold falls on it",
+    }
+    return {
+        "features": list(report["features"]),
+        "statement_weights": report["fitted"]["statement"]["weights"],
+        "fragment_weights": report["fitted"]["fragment"]["weights"],
+        "threshold": report["fitted"]["threshold"],
+        "provenance": provenance(command=command, datasets=datasets, fit=fit, metrics=metrics),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

