@@ -252,10 +252,10 @@ class RagConfig:
 
 # --- checking a config -----------------------------------------------------------------------
 # A rule reads a config and returns what is wrong with it, or None.
-Rule = Callable[[RagConfig], str | None]
+_Rule = Callable[[RagConfig], str | None]
 
 
-def _one_of(name: str, options: tuple[str, ...]) -> Rule:
+def _one_of(name: str, options: tuple[str, ...]) -> _Rule:
     def rule(config: RagConfig) -> str | None:
         value = getattr(config, name)
         return None if value in options else f"{name} must be one of {', '.join(options)}, got {value!r}"
@@ -263,9 +263,7 @@ def _one_of(name: str, options: tuple[str, ...]) -> Rule:
     return rule
 
 
-def _count(name: str) -> Rule:
-    """A whole number, at least 1."""
-
+def _count(name: str) -> _Rule:
     def rule(config: RagConfig) -> str | None:
         value = getattr(config, name)
         return None if isinstance(value, int) and value >= 1 else f"{name} must be >= 1, got {value!r}"
@@ -273,7 +271,7 @@ def _count(name: str) -> Rule:
     return rule
 
 
-def _within(name: str, low: float, high: float) -> Rule:
+def _within(name: str, low: float, high: float) -> _Rule:
     def rule(config: RagConfig) -> str | None:
         value = getattr(config, name)
         return None if low <= value <= high else f"{name} must be within [{low:g}, {high:g}], got {value}"
@@ -281,7 +279,7 @@ def _within(name: str, low: float, high: float) -> Rule:
     return rule
 
 
-def _above(name: str, low: int) -> Rule:
+def _above(name: str, low: int) -> _Rule:
     def rule(config: RagConfig) -> str | None:
         value = getattr(config, name)
         return None if value > low else f"{name} must be > {low}, got {value}"
@@ -289,7 +287,7 @@ def _above(name: str, low: int) -> Rule:
     return rule
 
 
-def _at_least(name: str, low: int) -> Rule:
+def _at_least(name: str, low: int) -> _Rule:
     def rule(config: RagConfig) -> str | None:
         value = getattr(config, name)
         return None if value >= low else f"{name} must be >= {low}, got {value}"
@@ -318,6 +316,7 @@ def _chunk_fits_model(config: RagConfig) -> str | None:
     )
 
 
+# Settings that count something: whole numbers, at least 1.
 _COUNTS = (
     "top_k",
     "candidates",
@@ -339,7 +338,7 @@ _COUNTS = (
     "rerank_depth",
 )
 # What `RagConfig.__post_init__` checks, in order.
-_RULES: tuple[Rule, ...] = (
+_RULES: tuple[_Rule, ...] = (
     _one_of("mode", MODES),
     *(_count(name) for name in _COUNTS),
     _one_of("embed_backend", EMBED_BACKENDS),
