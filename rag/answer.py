@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -273,18 +273,42 @@ def compose_answer(
         sentences = score_sentences(question, query_vector, hits, index, config=config, terms=terms) if hits else []
     sentences = list(sentences)
     conf, features = answer_confidence(hits, sentences, terms, config=config)
-    if not sentences:
-        return Answer(
-            question=question,
-            text=ABSTAIN_TEXT,
-            abstained=True,
-            confidence=conf,
-            citations=(),
-            hits=tuple(hits),
-            features=tuple(features),
-        )
+    refusal = Answer(
+        question=question,
+        text=ABSTAIN_TEXT,
+        abstained=True,
+        confidence=conf,
+        citations=(),
+        hits=tuple(hits),
+        features=tuple(features),
+    )
+    return _by_confidence(refusal, sentences, set(terms.terms), config=config) if sentences else refusal
+
+
+def _by_confidence(
+    refusal: Answer, sentences: Sequence[ScoredSentence], q_terms: set[str], *, config: RagConfig
+) -> Answer:
+    """The answer `refusal.confidence` calls for: the chosen sentences, cited, at or above the
+    answer threshold; in the "not sure" band the best sentence alone, marked as uncertain; below,
+    the refusal. `candidate` holds the chosen sentences in all three."""
+    conf, best = refusal.confidence, sentences[0]
+    citations, parts = _cite(_choose(sentences, config), best, q_terms, config=config)
+    text = " ".join(parts)
     answer_at, tentative_at = config.thresholds()
-    tentative = tentative_at <= conf < answer_at
+    if conf >= answer_at:
+        return replace(refusal, text=text, abstained=False, citations=tuple(citations), candidate=text)
+    if conf >= tentative_at:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
+        closest, _ = _cite([best], best, q_terms, config=config)
+        return replace(
+            refusal, text=tentative_text(closest[0].quote), tentative=True, citations=tuple(closest), candidate=text
+        )
+    return replace(refusal, candidate=text)
+
+
+def _choose(sentences: Sequence[ScoredSentence], config: RagConfig) -> list[ScoredSentence]:
+    """The answer's sentences: the best, then up to `answer_max_sentences` in all from the next
+    candidates that score at least `second_sentence_ratio` of the best's, share a term with the
+    question and (with `adjacent_only`) come right before or after one already chosen."""
     best = sentences[0]
     chosen = [best]
     for s in sentences[1 : config.answer_max_sentences * 4]:
@@ -296,43 +320,7 @@ def compose_answer(
             and (not config.adjacent_only or _adjacent(s, chosen))
         ):
             chosen.append(s)
-    q_terms = set(terms.terms)
-    citations, parts = _cite(chosen, best, q_terms, config=config)
-    text = " ".join(parts)
-    if conf >= answer_at:
-        return Answer(
-            question=question,
-            text=text,
-            abstained=False,
-            confidence=conf,
-            citations=tuple(citations),
-            hits=tuple(hits),
-            features=tuple(features),
-            candidate=text,
-        )
-    if tentative:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
-        closest, _ = _cite([best], best, q_terms, config=config)
-        return Answer(
-            question=question,
-            text=tentative_text(closest[0].quote),
-            abstained=True,
-            tentative=True,
-            confidence=conf,
-            citations=tuple(closest),
-            hits=tuple(hits),
-            features=tuple(features),
-            candidate=text,
-        )
-    return Answer(
-        question=question,
-        text=ABSTAIN_TEXT,
-        abstained=True,
-        confidence=conf,
-        citations=(),
-        hits=tuple(hits),
-        features=tuple(features),
-        candidate=text,
-    )
+    return chosen
 
 
 def _cite(

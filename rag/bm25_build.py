@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,53 +116,82 @@ def _count(
     df = np.zeros(0, dtype=np.int64)
     id_blocks: list[np.ndarray] = []
     total_len = 0
-    n_blocks = 0
-    while True:
-        block = list(itertools.islice(it, block_rows))
-        if not block:
-            break
-        id_blocks.append(np.fromiter((r[0] for r in block), dtype=np.int64, count=len(block)))
-        tokenized = tokenize([r[1] for r in block])
+    while (block := _read_block(it, block_rows, tokenize)) is not None:
+        ids, lengths, flat, local_vocab = block
         del block
-        doc_ids, local_vocab = tokenized.ids, tokenized.vocab
-        lengths = np.fromiter((len(d) for d in doc_ids), dtype=np.int64, count=len(doc_ids))
-        n_tokens = int(lengths.sum())
-        flat = np.fromiter(itertools.chain.from_iterable(doc_ids), dtype=np.int64, count=n_tokens)
-        del tokenized, doc_ids
-        # Block-local term ids -> provisional global ids, new stems numbered by first appearance.
-        local_stem = [""] * len(local_vocab)
-        for stem, i in local_vocab.items():
-            local_stem[i] = stem
-        to_global = np.zeros(len(local_vocab), dtype=np.int64)
-        if n_tokens:
-            seen, first = np.unique(flat, return_index=True)
-            for local in seen[np.argsort(first, kind="stable")].tolist():
-                stem = local_stem[local]
-                g = global_id.get(stem)
-                if g is None:
-                    g = global_id[stem] = len(global_id)
-                to_global[local] = g
-        # (document, term) pairs with their counts: sorted by document, then term.
-        doc_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        keys, tf = np.unique((doc_of << 32) | to_global[flat], return_counts=True)
-        del flat, doc_of
-        terms = (keys & 0xFFFFFFFF).astype(np.int32)
-        n_terms = np.bincount(keys >> 32, minlength=len(lengths)).astype(np.int32)
-        del keys
+        id_blocks.append(ids)
+        terms, tf, n_terms = _document_terms(lengths, flat, _provisional_ids(flat, local_vocab, global_id))
+        del flat
         if len(global_id) > len(df):
             df = np.concatenate([df, np.zeros(len(global_id) - len(df), dtype=np.int64)])
         df += np.bincount(terms, minlength=len(df))
-        total_len += n_tokens
-        for name, array in (
-            ("terms", terms),
-            ("tf", tf.astype(np.int32)),
-            ("nterms", n_terms),
-            ("lengths", lengths.astype(np.int32)),
-        ):
-            np.save(spill / f"{n_blocks}.{name}.npy", array, allow_pickle=False)
-        n_blocks += 1
+        total_len += int(lengths.sum())
+        _spill_block(spill, len(id_blocks) - 1, terms, tf, n_terms, lengths)
     ids = np.concatenate(id_blocks) if id_blocks else np.zeros(0, dtype=np.int64)
-    return ids, list(global_id), df, total_len, n_blocks
+    return ids, list(global_id), df, total_len, len(id_blocks)
+
+
+def _read_block(
+    rows: Iterator[tuple[int, str]], block_rows: int, tokenize: Callable[[list[str]], Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]] | None:
+    """The next `block_rows` rows tokenized: their ids, each document's token count, all their
+    block-local term ids in one array, and the block's vocabulary (stem -> local id); None when no
+    row is left. The texts are let go once tokenized."""
+    block = list(itertools.islice(rows, block_rows))
+    if not block:
+        return None
+    ids = np.fromiter((r[0] for r in block), dtype=np.int64, count=len(block))
+    tokenized = tokenize([r[1] for r in block])
+    del block
+    doc_ids, local_vocab = tokenized.ids, tokenized.vocab
+    lengths = np.fromiter((len(d) for d in doc_ids), dtype=np.int64, count=len(doc_ids))
+    flat = np.fromiter(itertools.chain.from_iterable(doc_ids), dtype=np.int64, count=int(lengths.sum()))
+    return ids, lengths, flat, local_vocab
+
+
+def _provisional_ids(flat: np.ndarray, local_vocab: dict[str, int], global_id: dict[str, int]) -> np.ndarray:
+    """Block-local term id -> provisional global id; the block's new stems are added to
+    `global_id`, numbered in order of first appearance in `flat`."""
+    local_stem = [""] * len(local_vocab)
+    for stem, i in local_vocab.items():
+        local_stem[i] = stem
+    to_global = np.zeros(len(local_vocab), dtype=np.int64)
+    if len(flat):
+        seen, first = np.unique(flat, return_index=True)
+        for local in seen[np.argsort(first, kind="stable")].tolist():
+            stem = local_stem[local]
+            g = global_id.get(stem)
+            if g is None:
+                g = global_id[stem] = len(global_id)
+            to_global[local] = g
+    return to_global
+
+
+def _document_terms(
+    lengths: np.ndarray, flat: np.ndarray, to_global: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The block's distinct (document, term) pairs, sorted by document, then term: the term of
+    each (provisional id, int32), its count in the document (int64) and the number of pairs per
+    document (int32)."""
+    doc_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    keys, tf = np.unique((doc_of << 32) | to_global[flat], return_counts=True)
+    del doc_of
+    terms = (keys & 0xFFFFFFFF).astype(np.int32)
+    n_terms = np.bincount(keys >> 32, minlength=len(lengths)).astype(np.int32)
+    return terms, tf, n_terms
+
+
+def _spill_block(
+    spill: Path, blk: int, terms: np.ndarray, tf: np.ndarray, n_terms: np.ndarray, lengths: np.ndarray
+) -> None:
+    """Block `blk`'s entries written to `spill` (int32 arrays) for pass 2 (`_score_block`)."""
+    for name, array in (
+        ("terms", terms),
+        ("tf", tf.astype(np.int32)),
+        ("nterms", n_terms),
+        ("lengths", lengths.astype(np.int32)),
+    ):
+        np.save(spill / f"{blk}.{name}.npy", array, allow_pickle=False)
 
 
 def _bm25s_vocab(stems: list[str]) -> tuple[dict[str, int], np.ndarray]:
@@ -201,38 +230,60 @@ def _fill(
     heads = indptr[:-1].copy()
     first_doc = 0
     for blk in range(n_blocks):
-        terms = final_of[np.load(spill / f"{blk}.terms.npy")]
-        tf = np.load(spill / f"{blk}.tf.npy").astype(np.float32)
-        n_terms = np.load(spill / f"{blk}.nterms.npy")
-        lengths = np.load(spill / f"{blk}.lengths.npy")
-        local_doc = np.repeat(np.arange(len(n_terms), dtype=np.int32), n_terms)
-        # bm25s (_score_tfc_lucene, per document, then idf * tfc stored as float32): with NumPy 2
-        # the float64 length term makes the sum float64; NumPy 1's value-based casting added the
-        # float64 scalar to the float32 tf in float32. result_type reproduces either.
-        norm = k1 * ((1 - b) + b * lengths[local_doc] / avg_len)
-        norm = norm.astype(np.result_type(avg_len, tf), copy=False)
-        scores = (idfs[terms] * (tf / (norm + tf))).astype(np.float32)
-        del tf, norm, lengths
-        order = np.argsort(terms, kind="stable")  # documents stay ascending within a term
-        sorted_terms = terms[order]
-        starts = (
-            np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]])
-            if len(order)
-            else np.zeros(0, dtype=np.int64)
-        )
-        counts = np.diff(np.r_[starts, len(order)])
-        group_terms = sorted_terms[starts]
-        pos = heads[sorted_terms] + (np.arange(len(order)) - np.repeat(starts, counts))
-        data[pos] = scores[order]
-        indices[pos] = local_doc[order] + first_doc
-        heads[group_terms] += counts
-        first_doc += len(n_terms)
-        del terms, scores, order, sorted_terms, pos, local_doc
+        terms, local_doc, scores, n_docs = _score_block(spill, blk, final_of, idfs, avg_len, k1, b)
+        _place(terms, local_doc, scores, first_doc, heads, data, indices)
+        first_doc += n_docs
+        del terms, local_doc, scores
     if not np.array_equal(heads, indptr[1:]):
         raise AssertionError("BM25 build: column counts of pass 2 differ from pass 1")
     data.flush()
     indices.flush()
     del data, indices
+
+
+def _score_block(
+    spill: Path, blk: int, final_of: np.ndarray, idfs: np.ndarray, avg_len: np.float64, k1: float, b: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Block `blk`'s entries read back from the spill: their final term ids, block-local document
+    numbers and BM25 scores (float32, as bm25s computes them), and the block's document count."""
+    terms = final_of[np.load(spill / f"{blk}.terms.npy")]
+    tf = np.load(spill / f"{blk}.tf.npy").astype(np.float32)
+    n_terms = np.load(spill / f"{blk}.nterms.npy")
+    lengths = np.load(spill / f"{blk}.lengths.npy")
+    local_doc = np.repeat(np.arange(len(n_terms), dtype=np.int32), n_terms)
+    # bm25s (_score_tfc_lucene, per document, then idf * tfc stored as float32): with NumPy 2
+    # the float64 length term makes the sum float64; NumPy 1's value-based casting added the
+    # float64 scalar to the float32 tf in float32. result_type reproduces either.
+    norm = k1 * ((1 - b) + b * lengths[local_doc] / avg_len)
+    norm = norm.astype(np.result_type(avg_len, tf), copy=False)
+    scores = (idfs[terms] * (tf / (norm + tf))).astype(np.float32)
+    return terms, local_doc, scores, len(n_terms)
+
+
+def _place(
+    terms: np.ndarray,
+    local_doc: np.ndarray,
+    scores: np.ndarray,
+    first_doc: int,
+    heads: np.ndarray,
+    data: np.ndarray,
+    indices: np.ndarray,
+) -> None:
+    """Write a block's entries at their columns' next free slots (`heads`, advanced past them) by
+    counting sort: entries sorted by term, stably, so documents stay ascending within a column."""
+    order = np.argsort(terms, kind="stable")  # documents stay ascending within a term
+    sorted_terms = terms[order]
+    starts = (
+        np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]])
+        if len(order)
+        else np.zeros(0, dtype=np.int64)
+    )
+    counts = np.diff(np.r_[starts, len(order)])
+    group_terms = sorted_terms[starts]
+    pos = heads[sorted_terms] + (np.arange(len(order)) - np.repeat(starts, counts))
+    data[pos] = scores[order]
+    indices[pos] = local_doc[order] + first_doc
+    heads[group_terms] += counts
 
 
 def _write_meta(out: Path, vocab_dict: dict[str, int], n_docs: int, k1: float, b: float, method: str) -> None:

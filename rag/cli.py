@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from rag.pipeline import RAG
+    from rag.types import Answer
 
 DEFAULT_SOURCES = "seeds"
 
@@ -232,15 +233,23 @@ def _ask(args: argparse.Namespace) -> int:
         validate_question(args.question, config=config)
     except BadInput as exc:
         raise CliError(str(exc)) from None
-    from rag.pipeline import RAG
+    answer = _answer(args, _with_index_chunking(config, args.index_dir))
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def _answer(args: argparse.Namespace, config: RagConfig) -> Answer:
+    """The verified answer to `args.question`. A generated draft streams to the terminal (stderr,
+    dimmed) as it is written; the verified answer, which keeps only the sentences its sources
+    support, is what goes to stdout."""
+    from rag.pipeline import RAG, BadInput
     from rag.reader import ReaderUnavailable
     from rag.store import IndexError_
-
-    config = _with_index_chunking(config, args.index_dir)
     from rag.types import Answer
 
-    # A generated draft streams to the terminal (stderr, dimmed) as it is written; the verified
-    # answer, which keeps only the sentences its sources support, is what goes to stdout.
     show_draft = config.generator != "extractive" and not args.json and sys.stderr.isatty()
     answer = None
     try:
@@ -262,9 +271,12 @@ def _ask(args: argparse.Namespace) -> int:
     if show_draft:
         sys.stderr.write("\n\n")
     assert answer is not None
-    if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
-        return 0
+    return answer
+
+
+def _print_answer(answer: Answer) -> None:
+    """The answer for people: its text, the sentences removed as unsupported, the sources, and
+    what a refusal or a "not sure" answer rests on."""
     print(answer.text)
     removed = [s.text for s in answer.sentences if not s.supported]
     if removed:
@@ -283,7 +295,6 @@ def _ask(args: argparse.Namespace) -> int:
         for h in answer.hits[:3]:
             print(f"  - {h.chunk.source}: {h.chunk.text[:100]}…")
     print(f"\nconfidence {answer.confidence:.2f} · {answer.timings_ms['total']:.0f} ms")
-    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

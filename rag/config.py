@@ -15,6 +15,7 @@ import functools
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -197,73 +198,10 @@ class RagConfig:
     max_question_chars: int = 2000
 
     def __post_init__(self) -> None:
-        _check(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        for name in (
-            "top_k",
-            "candidates",
-            "rrf_k",
-            "chunk_tokens",
-            "embed_batch_size",
-            "answer_max_sentences",
-            "answer_max_words",
-            "answer_hits",
-            "max_question_chars",
-            "max_chunks_per_document",
-            "approximate_above",
-            "hnsw_m",
-            "hnsw_ef_construction",
-            "hnsw_ef_search",
-            "llm_max_new_tokens",
-            "generate_passages",
-            "reader_sentences",
-            "rerank_depth",
-        ):
-            value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"{name} must be >= 1, got {value!r}")
-        _check(
-            self.embed_backend in EMBED_BACKENDS,
-            f"embed_backend must be one of {', '.join(EMBED_BACKENDS)}, got {self.embed_backend!r}",
-        )
-        _check(
-            self.generator in GENERATORS, f"generator must be one of {', '.join(GENERATORS)}, got {self.generator!r}"
-        )
-        _check(
-            self.generator not in ("openai", "ollama") or bool(self.llm_model),
-            f"generator {self.generator!r} needs llm_model (the model name the server knows)",
-        )
-        _check(
-            self.generator != "openai" or bool(self.llm_base_url),
-            "generator 'openai' needs llm_base_url (e.g. http://127.0.0.1:8080/v1)",
-        )
-        _check(0.0 <= self.llm_temperature <= 2.0, f"llm_temperature must be within [0, 2], got {self.llm_temperature}")
-        _check(self.llm_timeout_s > 0, f"llm_timeout_s must be > 0, got {self.llm_timeout_s}")
-        _check(
-            0.0 <= self.support_threshold <= 1.0,
-            f"support_threshold must be within [0, 1], got {self.support_threshold}",
-        )
-        _check(
-            self.chunk_tokens <= MODEL_MAX_TOKENS - 2,
-            f"chunk_tokens must be <= {MODEL_MAX_TOKENS - 2} (the model window less [CLS] and [SEP]), "
-            f"got {self.chunk_tokens}",
-        )
-        _check(
-            self.chunk_overlap_sentences >= 0,
-            f"chunk_overlap_sentences must be >= 0, got {self.chunk_overlap_sentences}",
-        )
-        _check(0.0 <= self.semantic_weight <= 1.0, f"semantic_weight must be within [0, 1], got {self.semantic_weight}")
-        _check(
-            0.0 <= self.abstain_threshold <= 1.0,
-            f"abstain_threshold must be within [0, 1], got {self.abstain_threshold}",
-        )
-        _check(
-            self.answer_scorer in ANSWER_SCORERS,
-            f"answer_scorer must be one of {', '.join(ANSWER_SCORERS)}, got {self.answer_scorer!r}",
-        )
-        for name in ("reader_abstain_threshold", "reader_tentative_threshold", "tentative_threshold"):
-            value = getattr(self, name)
-            _check(0.0 <= value <= 1.0, f"{name} must be within [0, 1], got {value}")
-        _check(self.bm25_weight >= 0, f"bm25_weight must be >= 0, got {self.bm25_weight}")
-        _check(self.max_file_mb > 0, f"max_file_mb must be > 0, got {self.max_file_mb}")
+        for rule in _RULES:  # in order: the first broken rule is the error
+            problem = rule(self)
+            if problem:
+                raise ValueError(problem)
 
     @classmethod
     def from_fitted(cls, path: str | Path, **changes: Any) -> RagConfig:
@@ -312,9 +250,115 @@ class RagConfig:
         }
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
+# --- checking a config -----------------------------------------------------------------------
+# A rule reads a config and returns what is wrong with it, or None.
+_Rule = Callable[[RagConfig], str | None]
+
+
+def _one_of(name: str, options: tuple[str, ...]) -> _Rule:
+    def rule(config: RagConfig) -> str | None:
+        value = getattr(config, name)
+        return None if value in options else f"{name} must be one of {', '.join(options)}, got {value!r}"
+
+    return rule
+
+
+def _count(name: str) -> _Rule:
+    def rule(config: RagConfig) -> str | None:
+        value = getattr(config, name)
+        return None if isinstance(value, int) and value >= 1 else f"{name} must be >= 1, got {value!r}"
+
+    return rule
+
+
+def _within(name: str, low: float, high: float) -> _Rule:
+    def rule(config: RagConfig) -> str | None:
+        value = getattr(config, name)
+        return None if low <= value <= high else f"{name} must be within [{low:g}, {high:g}], got {value}"
+
+    return rule
+
+
+def _above(name: str, low: int) -> _Rule:
+    def rule(config: RagConfig) -> str | None:
+        value = getattr(config, name)
+        return None if value > low else f"{name} must be > {low}, got {value}"
+
+    return rule
+
+
+def _at_least(name: str, low: int) -> _Rule:
+    def rule(config: RagConfig) -> str | None:
+        value = getattr(config, name)
+        return None if value >= low else f"{name} must be >= {low}, got {value}"
+
+    return rule
+
+
+def _server_model_named(config: RagConfig) -> str | None:
+    if config.generator in ("openai", "ollama") and not config.llm_model:
+        return f"generator {config.generator!r} needs llm_model (the model name the server knows)"
+    return None
+
+
+def _openai_url_given(config: RagConfig) -> str | None:
+    if config.generator == "openai" and not config.llm_base_url:
+        return "generator 'openai' needs llm_base_url (e.g. http://127.0.0.1:8080/v1)"
+    return None
+
+
+def _chunk_fits_model(config: RagConfig) -> str | None:
+    if config.chunk_tokens <= MODEL_MAX_TOKENS - 2:
+        return None
+    return (
+        f"chunk_tokens must be <= {MODEL_MAX_TOKENS - 2} (the model window less [CLS] and [SEP]), "
+        f"got {config.chunk_tokens}"
+    )
+
+
+# Settings that count something: whole numbers, at least 1.
+_COUNTS = (
+    "top_k",
+    "candidates",
+    "rrf_k",
+    "chunk_tokens",
+    "embed_batch_size",
+    "answer_max_sentences",
+    "answer_max_words",
+    "answer_hits",
+    "max_question_chars",
+    "max_chunks_per_document",
+    "approximate_above",
+    "hnsw_m",
+    "hnsw_ef_construction",
+    "hnsw_ef_search",
+    "llm_max_new_tokens",
+    "generate_passages",
+    "reader_sentences",
+    "rerank_depth",
+)
+# What `RagConfig.__post_init__` checks, in order.
+_RULES: tuple[_Rule, ...] = (
+    _one_of("mode", MODES),
+    *(_count(name) for name in _COUNTS),
+    _one_of("embed_backend", EMBED_BACKENDS),
+    _one_of("generator", GENERATORS),
+    _server_model_named,
+    _openai_url_given,
+    _within("llm_temperature", 0.0, 2.0),
+    _above("llm_timeout_s", 0),
+    _within("support_threshold", 0.0, 1.0),
+    _chunk_fits_model,
+    _at_least("chunk_overlap_sentences", 0),
+    _within("semantic_weight", 0.0, 1.0),
+    _within("abstain_threshold", 0.0, 1.0),
+    _one_of("answer_scorer", ANSWER_SCORERS),
+    _within("reader_abstain_threshold", 0.0, 1.0),
+    _within("reader_tentative_threshold", 0.0, 1.0),
+    _within("tentative_threshold", 0.0, 1.0),
+    _at_least("bm25_weight", 0),
+    _above("max_file_mb", 0),
+)
 
 
 # --- the fitted-numbers file ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ import importlib.util
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -269,21 +269,50 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import TextIteratorStreamer
 
+        prompt, start = self._prompt(messages)
+        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = threading.Event()
+        failure: list[BaseException] = []
+        max_new_tokens = kwargs.get("max_new_tokens", self.max_new_tokens)
+        worker = self._start_generation(inputs, streamer, cancelled, failure, max_new_tokens)
+        try:
+            if start:
+                yield self._chunk(start, run_manager)
+            for piece in _until_stop(streamer, (*self.stop_sequences, *(stop or ()))):
+                yield self._chunk(piece, run_manager)
+        finally:
+            cancelled.set()  # a reader that stops early (or a stop sequence) stops generation
+        worker.join()
+        if failure:
+            raise failure[0]
+
+    def _prompt(self, messages: list[BaseMessage]) -> tuple[str, str]:
+        """The prompt text (the tokenizer's chat template) and the start of the reply: a final AI
+        message is not sent as a message but begins the reply, which the model continues and `_stream`
+        yields first."""
         roles = {"system": "system", "human": "user", "ai": "assistant"}
-        # A final AI message is the start of the reply: the model continues it, and it is streamed first.
         start = str(messages[-1].content) if messages and messages[-1].type == "ai" else ""
         chat = [
             {"role": roles.get(m.type, "user"), "content": str(m.content)}
             for m in (messages[:-1] if start else messages)
         ]
-        prompt = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + start
-        inputs = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        cancelled = threading.Event()
-        failure: list[BaseException] = []
+        return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + start, start
+
+    def _start_generation(
+        self,
+        inputs: Any,
+        streamer: Any,
+        cancelled: threading.Event,
+        failure: list[BaseException],
+        max_new_tokens: Any,
+    ) -> threading.Thread:
+        """Greedy generation from `inputs` in a started thread, feeding `streamer`; it stops at the
+        next token once `cancelled` is set, and an error in it is put in `failure` (and ends the stream)."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         class Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **_: Any) -> bool:
@@ -298,42 +327,47 @@ class LocalChatModel(BaseChatModel):
                         **inputs,
                         streamer=streamer,
                         do_sample=False,
-                        max_new_tokens=int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+                        max_new_tokens=int(max_new_tokens),
                         stopping_criteria=StoppingCriteriaList([Cancelled()]),
                         pad_token_id=self.tokenizer.eos_token_id,
                     )
-            except BaseException as exc:  # re-raised in the reader's thread below
+            except BaseException as exc:  # re-raised in the reader's thread by `_stream`
                 failure.append(exc)
                 streamer.end()
 
-        def emit(piece: str) -> ChatGenerationChunk:
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
-            if run_manager:
-                run_manager.on_llm_new_token(piece, chunk=chunk)
-            return chunk
-
         worker = threading.Thread(target=generate, name="rag-local-generate", daemon=True)
         worker.start()
-        try:
-            if start:
-                yield emit(start)
-            text = ""
-            for piece in streamer:
-                if not piece:
-                    continue
-                text += piece
-                cut = min((text.find(s) for s in (*self.stop_sequences, *(stop or ())) if s and s in text), default=-1)
-                if cut >= 0:  # a stop sequence: what comes before it, then stop
-                    piece = piece[: max(0, len(piece) - (len(text) - cut))]
-                if piece:
-                    yield emit(piece)
-                if cut >= 0:
-                    break
-        finally:
-            cancelled.set()  # a reader that stops early (or a stop sequence) stops generation
-        worker.join()
-        if failure:
-            raise failure[0]
+        return worker
+
+    @staticmethod
+    def _chunk(piece: str, run_manager: CallbackManagerForLLMRun | None) -> ChatGenerationChunk:
+        """`piece` as LangChain streams it, reported to the run's callbacks."""
+        chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        if run_manager:
+            run_manager.on_llm_new_token(piece, chunk=chunk)
+        return chunk
+
+
+def _until_stop(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
+    """The non-empty text `pieces` until one of `stops` appears in the text they make: the piece
+    in which it appears is cut before it, and nothing follows.
+
+    Example:
+        >>> list(_until_stop(["[1] Paris", "", ".\\n\\nMore", " text"], ["\\n\\n"]))
+        ['[1] Paris', '.']
+    """
+    text = ""
+    for piece in pieces:
+        if not piece:
+            continue
+        text += piece
+        cut = min((text.find(s) for s in stops if s and s in text), default=-1)
+        if cut >= 0:  # a stop sequence: what comes before it, then stop
+            piece = piece[: max(0, len(piece) - (len(text) - cut))]
+        if piece:
+            yield piece
+        if cut >= 0:
+            break
 
 
 # --- prompt, streaming, rewriting -------------------------------------------------------------

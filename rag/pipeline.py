@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +26,7 @@ from rag.reader import Reader
 from rag.rerank import read_and_rerank
 from rag.retrieve import search
 from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
-from rag.types import Answer, CheckedSentence, Hit
+from rag.types import Answer, CheckedSentence, Document, Hit
 from rag.verify import verify_answer
 
 if TYPE_CHECKING:
@@ -82,27 +82,15 @@ def build_index(
     config = config or RagConfig()
     paths = list(paths)
     files, skipped = find_files(paths)
-    max_bytes = int(config.max_file_mb * 1024 * 1024)
     report = BuildReport(UpdateStats(), list(skipped))
-
-    def documents():
-        for item in load_documents(files, max_bytes=max_bytes):
-            if isinstance(item, Skipped):
-                report.skipped.append(item)
-                if on_skip:
-                    on_skip(item)
-            else:
-                yield item
-
+    documents = _readable(files, int(config.max_file_mb * 1024 * 1024), report, on_skip)
     with IndexWriter(index_dir, config, rebuild=rebuild) as writer:
-        current = writer.current_documents()
-        listed = {source for _, source in files}
-        to_remove = set(remove) | ({s for s in current if s not in listed} if remove_missing else set())
+        to_remove = _to_remove(writer, files, remove, remove_missing=remove_missing)
         try:
             report.stats = update_index(
                 writer,
-                documents(),
-                sorted(to_remove),
+                documents,
+                to_remove,
                 embedder=embedder,
                 progress=progress,
                 empty_corpus_error="" if remove else _empty_message(paths, report.skipped),
@@ -110,11 +98,37 @@ def build_index(
         except EmptyCorpus:
             raise BadInput(_empty_message(paths, report.skipped)) from None
     for source, reason in report.stats.too_large:
-        oversized = Skipped(source, reason)
-        report.skipped.append(oversized)
-        if on_skip:
-            on_skip(oversized)
+        _skip(report, Skipped(source, reason), on_skip)
     return report
+
+
+def _readable(
+    files: Iterable[tuple[Path, str]], max_bytes: int, report: BuildReport, on_skip: Callable[[Skipped], None] | None
+) -> Iterator[Document]:
+    """The documents of `files`, loaded as they are asked for; a file that cannot be read is
+    skipped (see `_skip`)."""
+    for item in load_documents(files, max_bytes=max_bytes):
+        if isinstance(item, Skipped):
+            _skip(report, item, on_skip)
+        else:
+            yield item
+
+
+def _skip(report: BuildReport, skipped: Skipped, on_skip: Callable[[Skipped], None] | None) -> None:
+    """Record a file that is not indexed in `report`, and pass it to `on_skip`."""
+    report.skipped.append(skipped)
+    if on_skip:
+        on_skip(skipped)
+
+
+def _to_remove(
+    writer: IndexWriter, files: Iterable[tuple[Path, str]], remove: Sequence[str], *, remove_missing: bool
+) -> list[str]:
+    """The sources to remove, sorted: `remove`, and with `remove_missing` the indexed documents
+    that are not among `files`."""
+    current = writer.current_documents()
+    listed = {source for _, source in files}
+    return sorted(set(remove) | ({s for s in current if s not in listed} if remove_missing else set()))
 
 
 def _empty_message(paths: Iterable[object], skipped: list[Skipped]) -> str:
@@ -203,18 +217,35 @@ class RAG:
         model_ms = timings.get("rewrite", 0.0) + timings.get("generate", 0.0)
         timings["retrieve"] = (answered - started) * 1000 - model_ms - timings["answer"]
         if model is None or answer.abstained:
-            sentences = tuple(CheckedSentence(c.quote, (c.n,), True, 1.0) for c in answer.citations)
-            timings.pop("generate", None)  # no model was asked (loading it stays in "total")
-            timings["total"] = (answered - started) * 1000
-            yield replace(
-                answer, hits=answer.hits[: config.top_k], query=query, timings_ms=timings, sentences=sentences
-            )
+            yield _answer_without_model(answer, query, config, timings, total_ms=(answered - started) * 1000)
             return
+        # A rewritten follow-up stands on its own; `condense_query`'s joined questions do not read well.
+        prompt_question = query if history and rewrites(config) else question
+        verified, done = yield from self._write_and_verify(
+            model, question, prompt_question, hits, answer, config, timings, since=answered
+        )
+        timings["total"] = (done - started) * 1000
+        yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
+
+    def _write_and_verify(
+        self,
+        model: BaseChatModel,
+        question: str,
+        prompt_question: str,
+        hits: Sequence[Hit],
+        extractive: Answer,
+        config: RagConfig,
+        timings: dict[str, float],
+        *,
+        since: float,
+    ) -> Generator[str, None, tuple[Answer, float]]:
+        """The model's draft answer to `prompt_question` from the first `generate_passages` hits,
+        yielded piece by piece as it is written; returns the answer `verify_answer` makes of it and
+        when that was done (`time.perf_counter()`). The writing time (from `since`) is added to
+        `timings["generate"]`, the verification's is `timings["verify"]`."""
         from rag.generate import build_messages, stream_tokens
 
         passages = hits[: config.generate_passages]
-        # A rewritten follow-up stands on its own; `condense_query`'s joined questions do not read well.
-        prompt_question = query if history and rewrites(config) else question
         pieces: list[str] = []
         for piece in stream_tokens(model, build_messages(prompt_question, passages, config)):
             pieces.append(piece)
@@ -227,16 +258,13 @@ class RAG:
             self.index,
             self.embedder,
             config=config,
-            extractive=answer,
+            extractive=extractive,
             generator=config.generator,
         )
         done = time.perf_counter()
-        timings.update(
-            generate=timings["generate"] + (generated - answered) * 1000,
-            verify=(done - generated) * 1000,
-            total=(done - started) * 1000,
-        )
-        yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
+        timings["generate"] += (generated - since) * 1000
+        timings["verify"] = (done - generated) * 1000
+        return verified, done
 
     @staticmethod
     def _chat_model(config: RagConfig, timings: dict[str, float]) -> BaseChatModel:
@@ -294,6 +322,17 @@ class RAG:
         )
         timings["answer"] = (time.perf_counter() - retrieved) * 1000
         return answer, hits
+
+
+def _answer_without_model(
+    answer: Answer, query: str, config: RagConfig, timings: dict[str, float], *, total_ms: float
+) -> Answer:
+    """The extractive answer as `RAG.ask_stream` returns it when no model writes one: its quotes
+    are its checked sentences, and no "generate" time is shown (loading a model stays in "total")."""
+    sentences = tuple(CheckedSentence(c.quote, (c.n,), True, 1.0) for c in answer.citations)
+    timings.pop("generate", None)  # no model was asked
+    timings["total"] = total_ms
+    return replace(answer, hits=answer.hits[: config.top_k], query=query, timings_ms=timings, sentences=sentences)
 
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:
@@ -367,30 +406,45 @@ def add_uploads(
         for name, path in files.items():
             shutil.copyfile(path, staging / name)
         try:
-            built = build_index(
-                [staging / name for name in files],
-                index_dir=rag.index.dir,
-                embedder=rag.embedder,
-                config=rag.config,
-                remove_missing=False,
-                progress=progress,
-                on_skip=lambda s: report.skipped.__setitem__(s.source, s.reason),
-            )
+            report.stats = stats = _index_staged(rag, [staging / name for name in files], report, progress)
         except BadInput:
             return report  # nothing readable; the reasons are in `skipped`
-        report.stats = stats = built.stats
-        for name in files:
-            if name not in report.skipped:
-                os.replace(staging / name, uploads_dir / name)
-                report.outcome[name] = (
-                    "added" if name in stats.added else "changed" if name in stats.changed else "unchanged"
-                )
+        _keep_indexed(files, stats, staging, uploads_dir, report)
         if on_reload:
             on_reload()
         rag.reload()
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _index_staged(
+    rag: RAG, paths: list[Path], report: UploadReport, progress: Callable[[int], None] | None
+) -> UpdateStats:
+    """Add the staged files at `paths` to `rag`'s index; each skipped file's reason goes into
+    `report.skipped`. Raises BadInput when none was readable."""
+    return build_index(
+        paths,
+        index_dir=rag.index.dir,
+        embedder=rag.embedder,
+        config=rag.config,
+        remove_missing=False,
+        progress=progress,
+        on_skip=lambda s: report.skipped.__setitem__(s.source, s.reason),
+    ).stats
+
+
+def _keep_indexed(
+    names: Iterable[str], stats: UpdateStats, staging: Path, uploads_dir: Path, report: UploadReport
+) -> None:
+    """Move each file that was indexed (not in `report.skipped`) from `staging` into `uploads_dir`,
+    and record in `report.outcome` whether the update (`stats`) added, changed or left it unchanged."""
+    for name in names:
+        if name not in report.skipped:
+            os.replace(staging / name, uploads_dir / name)
+            report.outcome[name] = (
+                "added" if name in stats.added else "changed" if name in stats.changed else "unchanged"
+            )
 
 
 def remove_upload(rag: RAG, source: str) -> UpdateStats:

@@ -49,7 +49,7 @@ from rag.lexical import stem_terms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.retrieve import idf_weights
-from rag.types import Answer, CheckedSentence, Citation, Hit
+from rag.types import Answer, CheckedSentence, Chunk, Citation, Hit
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
@@ -258,52 +258,95 @@ def evidence_spans(
         )
     if not claims:
         return []
+    checked = _checked_claims(claims, questions, embedder)
+    sentences = _passage_sentences({h.chunk.id: h.chunk for hits in passages for h in hits}, index)
+    idf = idf_weights(index, sorted(set().union(*(c.terms for c in checked))))
+    return [
+        [_passage_spans(claim, hit, sentences[hit.chunk.id], idf) for hit in hits]
+        for claim, hits in zip(checked, passages)
+    ]
+
+
+@dataclass(frozen=True)
+class _CheckedClaim:
+    """A claim as the support features see it."""
+
+    terms: set[str]  # the stemmed words of what is checked: the claim, after its question for a fragment
+    own: set[str] | None  # a fragment's own stemmed words (`answer_lexical`); None for a statement
+    numbers: set[str]
+    names: set[str]
+    vector: np.ndarray  # the embedding of what is checked
+
+
+def _checked_claims(claims: Sequence[str], questions: Sequence[str | None], embedder: Embedder) -> list[_CheckedClaim]:
+    """Each claim's words, numbers, names and vector (one embedding call, one stemming call each
+    for the checked texts and for the claims alone)."""
     checked = [f"{q} {c}" if q else c for c, q in zip(claims, questions)]
-    claim_vectors = embedder.encode_queries(checked)
-    chunks = {h.chunk.id: h.chunk for hits in passages for h in hits}
+    vectors = embedder.encode_queries(checked)
+    checked_terms = [set(t) for t in stem_terms(checked)]
+    own_terms = [set(t) for t in stem_terms(list(claims))]
+    return [
+        _CheckedClaim(terms, own if question else None, _number_set(claim), _names(claim), vector)
+        for claim, question, terms, own, vector in zip(claims, questions, checked_terms, own_terms, vectors)
+    ]
+
+
+@dataclass(frozen=True)
+class _Sentences:
+    """A passage's sentences as the support features see them."""
+
+    terms: list[set[str]]  # stemmed content words of each sentence
+    numbers: list[set[str]]  # numbers of each sentence
+    vectors: np.ndarray | None  # sentence vectors from the index; None when it stores none
+
+
+def _passage_sentences(chunks: Mapping[int, Chunk], index: Index) -> dict[int, _Sentences]:
+    """The sentences of each chunk (by id), stemmed in one call, with their vectors from the index."""
     vectors = index.sentence_vectors(list(chunks))
     texts = {cid: [c.text[a - c.start : b - c.start] for a, b in c.sentences] for cid, c in chunks.items()}
     flat = [t for cid in chunks for t in texts[cid]]
     flat_terms = iter(stem_terms(flat) if flat else [])
-    terms_of = {cid: [set(next(flat_terms)) for _ in texts[cid]] for cid in chunks}
-    numbers_of = {cid: [_number_set(t) for t in texts[cid]] for cid in chunks}
-    checked_terms = [set(t) for t in stem_terms(checked)]
-    own_terms = [set(t) for t in stem_terms(list(claims))]
-    idf = idf_weights(index, sorted(set().union(*checked_terms)))
-    out: list[list[list[Span]]] = []
-    for claim, question, terms, own, vector, hits in zip(
-        claims, questions, checked_terms, own_terms, claim_vectors, passages
-    ):
-        numbers, names = _number_set(claim), _names(claim)
-        row: list[list[Span]] = []
-        for hit in hits:
-            chunk = hit.chunk
-            terms_k, numbers_k, vecs = terms_of[chunk.id], numbers_of[chunk.id], vectors.get(chunk.id)
-            passage_lexical = _share(terms, set().union(*terms_k), idf)
-            passage_lower = chunk.text.lower()
-            name_missing = sum(1 for n in names if n not in passage_lower) / len(names) if names else 0.0
-            spans = []
-            n = len(terms_k)
-            for first, last in [(k, k) for k in range(n)] + [(k, k + 1) for k in range(n - 1)]:
-                if vecs is not None and last < len(vecs):
-                    v = vecs[first] + vecs[last] if last != first else vecs[first]
-                    semantic = float(v @ vector) / max(float(np.linalg.norm(v)), 1e-9)
-                else:  # no sentence vectors stored: the passage's own cosine to the query
-                    semantic = hit.dense
-                span_terms = terms_k[first] | terms_k[last]
-                features = (
-                    1.0,
-                    _share(terms, span_terms, idf),
-                    semantic,
-                    passage_lexical,
-                    1.0 if numbers - (numbers_k[first] | numbers_k[last]) else 0.0,
-                    name_missing,
-                    _share(own, span_terms, idf) if question else 0.0,
-                )
-                spans.append(Span(chunk.sentences[first][0], chunk.sentences[last][1], features))
-            row.append(spans)
-        out.append(row)
-    return out
+    return {
+        cid: _Sentences(
+            [set(next(flat_terms)) for _ in texts[cid]], [_number_set(t) for t in texts[cid]], vectors.get(cid)
+        )
+        for cid in chunks
+    }
+
+
+def _passage_spans(claim: _CheckedClaim, hit: Hit, sentences: _Sentences, idf: Mapping[str, float]) -> list[Span]:
+    """The candidate quotes for `claim` in one passage with their features (`SUPPORT_FEATURES`):
+    each sentence, then each pair of adjacent sentences."""
+    chunk = hit.chunk
+    terms, numbers = sentences.terms, sentences.numbers
+    passage_lexical = _share(claim.terms, set().union(*terms), idf)
+    passage_lower = chunk.text.lower()
+    names = claim.names
+    name_missing = sum(1 for n in names if n not in passage_lower) / len(names) if names else 0.0
+    spans = []
+    n = len(terms)
+    for first, last in [(k, k) for k in range(n)] + [(k, k + 1) for k in range(n - 1)]:
+        span_terms = terms[first] | terms[last]
+        features = (
+            1.0,
+            _share(claim.terms, span_terms, idf),
+            _semantic(claim.vector, sentences.vectors, first, last, hit),
+            passage_lexical,
+            1.0 if claim.numbers - (numbers[first] | numbers[last]) else 0.0,
+            name_missing,
+            _share(claim.own, span_terms, idf) if claim.own is not None else 0.0,
+        )
+        spans.append(Span(chunk.sentences[first][0], chunk.sentences[last][1], features))
+    return spans
+
+
+def _semantic(vector: np.ndarray, vecs: np.ndarray | None, first: int, last: int, hit: Hit) -> float:
+    """Cosine between a claim's vector and sentences `first`..`last` of the passage (a pair's
+    vector: the normalised sum of its two)."""
+    if vecs is None or last >= len(vecs):  # no sentence vectors stored: the passage's own cosine to the query
+        return hit.dense
+    v = vecs[first] + vecs[last] if last != first else vecs[first]
+    return float(v @ vector) / max(float(np.linalg.norm(v)), 1e-9)
 
 
 def best_evidence(
@@ -377,63 +420,13 @@ def verify_answer(
         >>> a.text, a.sentences[0].supported  # doctest: +SKIP
         ('Up to 8,000 soldiers arrived. [1]', True)
     """
-
     hits = list(hits)
-    claims = split_claims(generated, len(hits), sources=sorted({h.chunk.source for h in hits}))
-    refusals = [c for c in claims if is_refusal(c.text)]
-    claims = [c for c in claims if not is_refusal(c.text)]
-    if refusals and not any(c.cited for c in claims):
+    claims, refused = _read_reply(generated, hits)
+    if refused:
         return _replace(extractive, text=ABSTAIN_TEXT, abstained=True, citations=(), generator=generator, sentences=())
-    cited = [c for c in claims if c.cited]
-    evidence = dict(
-        zip(
-            (id(c) for c in cited),
-            best_evidence(
-                [c.text for c in cited],
-                [[hits[n - 1] for n in c.cited] for c in cited],
-                index,
-                embedder,
-                question=question,
-                threshold=config.support_threshold,
-                config=config,
-            ),
-        )
-    )
-    citations: list[Citation] = []
-    by_span: dict[tuple[str, int, int], int] = {}
-    checked: list[CheckedSentence] = []
-    parts: list[str] = []
-    for claim in claims:
-        found = evidence.get(id(claim), [])
-        support = max((e.score for e in found), default=0.0)
-        if support < config.support_threshold:
-            checked.append(CheckedSentence(claim.text, (), False, round(support, 4)))
-            continue
-        numbers = []
-        for e in sorted(found, key=lambda e: -e.score):
-            if e.score < config.support_threshold:
-                continue
-            key = (e.hit.chunk.source, e.start, e.end)
-            if key not in by_span:
-                chunk = e.hit.chunk
-                by_span[key] = len(citations) + 1
-                citations.append(
-                    Citation(
-                        n=by_span[key],
-                        source=chunk.source,
-                        start=e.start,
-                        end=e.end,
-                        page=chunk.page,
-                        quote=e.quote,
-                        passage=chunk.text,
-                        score=round(e.score, 4),
-                        passage_start=chunk.start,
-                    )
-                )
-            if by_span[key] not in numbers:
-                numbers.append(by_span[key])
-        checked.append(CheckedSentence(claim.text, tuple(numbers), True, round(support, 4)))
-        parts.append(claim.text + "".join(f" [{n}]" for n in numbers))
+    evidence = _cited_evidence(question, claims, hits, index, embedder, config=config)
+    checked, citations = _judge(claims, evidence, config.support_threshold)
+    parts = [s.text + "".join(f" [{n}]" for n in s.citations) for s in checked if s.supported]
     if not parts:
         return _replace(extractive, generator=generator, sentences=tuple(checked))
     text = " ".join(parts)
@@ -446,6 +439,90 @@ def verify_answer(
         generator=generator,
         sentences=tuple(checked),
     )
+
+
+def _read_reply(generated: str, hits: Sequence[Hit]) -> tuple[list[Claim], bool]:
+    """The claims of the model's reply, its refusal sentences left out, and whether the reply is a
+    refusal: it says the refusal sentence and cites nothing besides."""
+    claims = split_claims(generated, len(hits), sources=sorted({h.chunk.source for h in hits}))
+    refusals = [c for c in claims if is_refusal(c.text)]
+    claims = [c for c in claims if not is_refusal(c.text)]
+    return claims, bool(refusals) and not any(c.cited for c in claims)
+
+
+def _cited_evidence(
+    question: str, claims: Sequence[Claim], hits: Sequence[Hit], index: Index, embedder: Embedder, *, config: RagConfig
+) -> list[list[Evidence]]:
+    """For each claim, the best quote in each passage it cites (`hits[n - 1]` for its `[n]`);
+    [] for a claim that cites none."""
+    cited = [c for c in claims if c.cited]
+    found = iter(
+        best_evidence(
+            [c.text for c in cited],
+            [[hits[n - 1] for n in c.cited] for c in cited],
+            index,
+            embedder,
+            question=question,
+            threshold=config.support_threshold,
+            config=config,
+        )
+    )
+    return [next(found) if c.cited else [] for c in claims]
+
+
+def _judge(
+    claims: Sequence[Claim], evidence: Sequence[Sequence[Evidence]], threshold: float
+) -> tuple[list[CheckedSentence], list[Citation]]:
+    """Each claim judged against its evidence (see `_check`), and the citations of those kept."""
+    citations = _Citations()
+    checked = [_check(claim, found, threshold, citations) for claim, found in zip(claims, evidence)]
+    return checked, citations.citations
+
+
+class _Citations:
+    """The verified answer's citations: one per distinct quote (source and offsets), numbered
+    from 1 in the order the kept sentences first cite them."""
+
+    def __init__(self) -> None:
+        self.citations: list[Citation] = []
+        self._numbers: dict[tuple[str, int, int], int] = {}
+
+    def number(self, evidence: Evidence) -> int:
+        """The number of `evidence`'s quote, cited anew when no kept sentence cited it yet."""
+        chunk = evidence.hit.chunk
+        key = (chunk.source, evidence.start, evidence.end)
+        if key not in self._numbers:
+            self._numbers[key] = len(self.citations) + 1
+            self.citations.append(
+                Citation(
+                    n=self._numbers[key],
+                    source=chunk.source,
+                    start=evidence.start,
+                    end=evidence.end,
+                    page=chunk.page,
+                    quote=evidence.quote,
+                    passage=chunk.text,
+                    score=round(evidence.score, 4),
+                    passage_start=chunk.start,
+                )
+            )
+        return self._numbers[key]
+
+
+def _check(claim: Claim, found: Sequence[Evidence], threshold: float, citations: _Citations) -> CheckedSentence:
+    """The claim as judged: supported when its best quote's score reaches `threshold`, citing
+    every quote that does (best first); removed, citing nothing, otherwise."""
+    support = max((e.score for e in found), default=0.0)
+    if support < threshold:
+        return CheckedSentence(claim.text, (), False, round(support, 4))
+    numbers: list[int] = []
+    for e in sorted(found, key=lambda e: -e.score):
+        if e.score < threshold:
+            continue
+        n = citations.number(e)
+        if n not in numbers:
+            numbers.append(n)
+    return CheckedSentence(claim.text, tuple(numbers), True, round(support, 4))
 
 
 def _replace(answer: Answer, **changes: Any) -> Answer:

@@ -17,6 +17,7 @@ from rag.generate import (
     GeneratorError,
     GeneratorUnavailable,
     LocalChatModel,
+    _until_stop,
     build_messages,
     chat_model,
     rewrite_question,
@@ -193,6 +194,16 @@ def test_a_rewrite_that_is_not_a_question_falls_back_to_condense_query() -> None
         assert rewrite_question(model, "What about China?", history) == condense_query("What about China?", history)
     model = FakeListChatModel(responses=["Rewritten question: What do US officials say about China?"])
     assert rewrite_question(model, "What about China?", history) == "What do US officials say about China?"
+
+
+def test_the_local_stream_ends_at_a_stop_sequence_even_across_pieces() -> None:
+    assert list(_until_stop(["[1] Paris", " is big", "", "."], ["\n\n"])) == ["[1] Paris", " is big", "."]
+    assert list(_until_stop(["[1] Paris.\n\n", "More"], ["\n\n"])) == ["[1] Paris."]
+    # The stop sequence completed by a later piece: what was streamed stays, nothing follows.
+    assert list(_until_stop(["[1] Paris.\n", "\nMore", "text"], ["\n\n"])) == ["[1] Paris.\n"]
+    # The earliest of several stop sequences counts; an empty one never matches.
+    assert list(_until_stop(["a STOP b END c"], ["", "END", "STOP"])) == ["a "]
+    assert list(_until_stop(["", "STOP"], ["STOP"])) == []
 
 
 def test_openai_without_a_model_name_is_refused() -> None:
