@@ -40,17 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-ANSWER_KEYS = {
-    "question",
-    "answer",
-    "abstained",
-    "tentative",
-    "confidence",
-    "citations",
-    "timings_ms",
-    "generator",
-    "sentences",
-}
+from rag.types import ANSWER_JSON_KEYS
+
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 # (question, a string the answer must contain, or None to only check the contract)
 SEED_QUESTIONS: list[tuple[str, str | None]] = [
@@ -97,7 +88,7 @@ def check_loopback(url: str) -> str:
 
 def check_answer(data: Any, question: str) -> str | None:
     """Why `data` breaks the `rag ask --json` contract, or None when it keeps it."""
-    if not isinstance(data, dict) or set(data) != ANSWER_KEYS:
+    if not isinstance(data, dict) or set(data) != ANSWER_JSON_KEYS:
         return f"keys {sorted(data) if isinstance(data, dict) else type(data).__name__}"
     if data["question"] != question.replace("\x00", " ").strip():
         return f"question echoed as {data['question']!r}"

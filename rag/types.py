@@ -167,7 +167,7 @@ class Answer:
     tentative: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The `rag ask --json` contract."""
+        """The `rag ask --json` contract (its keys: `ANSWER_JSON_KEYS`)."""
         return {
             "question": self.question,
             "answer": self.text,
@@ -179,3 +179,7 @@ class Answer:
             "generator": self.generator,
             "sentences": [s.to_json() for s in self.sentences],
         }
+
+
+# The keys of `Answer.to_json()`: what `rag ask --json` and the `ask` API return for a question.
+ANSWER_JSON_KEYS = frozenset(Answer(question="", text="", abstained=True, confidence=0.0, citations=()).to_json())

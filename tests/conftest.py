@@ -27,6 +27,21 @@ from eval.datasets import SHARED_DATASETS
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
 SHARED = SHARED_DATASETS
+# The keys of an answer in `rag ask --json` and the `ask` API: the contract, written out once here
+# (not read from the code), so a change to it fails the tests that check it.
+ANSWER_KEYS = frozenset(
+    {
+        "question",
+        "answer",
+        "abstained",
+        "tentative",
+        "confidence",
+        "citations",
+        "timings_ms",
+        "generator",
+        "sentences",
+    }
+)
 
 
 # Screenshots and logs a person may want to look at after a run: outside the checkout (the suite

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import ANSWER_KEYS
 
 KURSK_QUESTION = "How many North Korean soldiers have arrived in Kursk?"
 
@@ -73,17 +74,7 @@ def test_ask_json_prints_exactly_one_object(indexed, rag_cli, seed_path: Path) -
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()) == 1
     data = json.loads(result.stdout)
-    assert set(data) == {
-        "question",
-        "answer",
-        "abstained",
-        "tentative",
-        "confidence",
-        "citations",
-        "timings_ms",
-        "generator",
-        "sentences",
-    }
+    assert set(data) == ANSWER_KEYS
     assert data["question"] == KURSK_QUESTION and data["abstained"] is False
     assert "[1]" in data["answer"] and 0.0 <= data["confidence"] <= 1.0
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import ANSWER_KEYS
 
 from rag.chunk import split_sentences
 from rag.config import RagConfig
@@ -112,17 +113,7 @@ def test_json_contract_and_timings(rag: RAG) -> None:
     answer = rag.ask(KURSK_QUESTION)
     data = json.loads(json.dumps(answer.to_json()))
 
-    assert set(data) == {
-        "question",
-        "answer",
-        "abstained",
-        "tentative",
-        "confidence",
-        "citations",
-        "timings_ms",
-        "generator",
-        "sentences",
-    }
+    assert set(data) == ANSWER_KEYS
     assert data["question"] == KURSK_QUESTION and data["answer"] == answer.text
     assert set(data["timings_ms"]) == {"retrieve", "answer", "total"}
     assert 0 < data["timings_ms"]["retrieve"] <= data["timings_ms"]["total"]

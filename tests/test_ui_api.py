@@ -15,24 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import ANSWER_KEYS
+from serving import ENV, RAG, build_seed_index, serving
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-from serving import ENV, RAG, build_seed_index, serving  # noqa: E402
 
 KURSK = "How many North Korean soldiers have arrived in Kursk?"
-ANSWER_KEYS = {
-    "question",
-    "answer",
-    "abstained",
-    "tentative",
-    "confidence",
-    "citations",
-    "timings_ms",
-    "generator",
-    "sentences",
-}
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
 
 
