@@ -19,6 +19,29 @@ from bench.load import rag_server  # noqa: E402
 
 RAG = str(Path(sys.executable).with_name("rag"))
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+# Debian's Chromium, driven by Playwright (its own browser download needs the internet), with
+# everything that would reach the network switched off.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} not found: install it with `apt-get install -y chromium`"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed: pip install playwright"
+    return None
 
 
 def build_seed_index(root: Path, seeds: Path, *, env: Mapping[str, str] = ENV) -> Path:

@@ -14,35 +14,18 @@ from urllib.parse import urlparse
 
 import pytest
 from conftest import ARTIFACTS, skip_or_fail
-from serving import ENV, build_seed_index, serving
+from serving import CHROMIUM, CHROMIUM_ARGS, ENV, browser_missing, build_seed_index, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 MAX_UPLOAD_MB = "0.05"  # 50 KB, so the oversized upload below is refused
 TIMEOUT_MS = 30_000
 
 
-def _missing(reason: str) -> None:
-    skip_or_fail(f"{reason}; the Makefile installs it", module=True)
-
-
-if not Path(CHROMIUM).exists():
-    _missing(f"{CHROMIUM} not found: install it with `apt-get install -y chromium`")
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    _missing("the playwright package is not installed: pip install playwright")
+if (_reason := browser_missing()) is not None:
+    skip_or_fail(f"{_reason}; the Makefile installs it", module=True)
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")

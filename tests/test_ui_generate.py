@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import gradio as gr
 import pytest
 from conftest import skip_or_fail
+from serving import CHROMIUM, CHROMIUM_ARGS, browser_missing
 
 from rag import ui
 from rag.config import RagConfig
@@ -404,27 +405,7 @@ def test_ask_api_validates_the_generator_argument(tmp_path: Path) -> None:
 
 # --- a real browser, the real local generator --------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 GENERATION_TIMEOUT_MS = 300_000  # model load plus generation on two shared cores
-
-
-def _browser_missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} not found: install it with `apt-get install -y chromium`"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed: pip install playwright"
-    return None
 
 
 def _local_generator_missing() -> str | None:
@@ -442,7 +423,7 @@ def _local_generator_missing() -> str | None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    for reason in (_browser_missing(), _local_generator_missing()):
+    for reason in (browser_missing(), _local_generator_missing()):
         if reason:
             skip_or_fail(reason)
     from serving import build_seed_index, serving

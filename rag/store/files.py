@@ -156,12 +156,8 @@ def fsync_file(path: Path) -> None:
 
 
 def fsync_dir(path: Path) -> None:
-    """Flush a folder's entries (a rename into it) to the disk."""
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Flush a folder's entries (a rename into it) to the disk: the same call, on the folder."""
+    fsync_file(path)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
