@@ -26,6 +26,20 @@ MAX_NEW_TOKENS = 96
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
+def _openai_flags(server: LlmServer) -> list[str]:
+    """The CLI flags that point the `openai` generator at the llama.cpp server."""
+    return [
+        "--generator",
+        "openai",
+        "--llm-base-url",
+        server.base_url,
+        "--llm-model",
+        server.model,
+        "--llm-max-new-tokens",
+        str(MAX_NEW_TOKENS),
+    ]
+
+
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory) -> LlmServer:
     reason = llama_cpp_missing()
@@ -193,14 +207,7 @@ def test_cli_ask_with_openai_generator(
             KURSK_QUESTION,
             "--index-dir",
             str(seed_index),
-            "--generator",
-            "openai",
-            "--llm-base-url",
-            llm_server.base_url,
-            "--llm-model",
-            llm_server.model,
-            "--llm-max-new-tokens",
-            str(MAX_NEW_TOKENS),
+            *_openai_flags(llm_server),
             "--json",
         ],
         cwd=tmp_path,
@@ -250,14 +257,7 @@ def test_rag_eval_runs_with_the_openai_generator(llm_server: LlmServer, embedder
             str(questions),
             "--docs",
             str(root / "seeds"),
-            "--generator",
-            "openai",
-            "--llm-base-url",
-            llm_server.base_url,
-            "--llm-model",
-            llm_server.model,
-            "--llm-max-new-tokens",
-            str(MAX_NEW_TOKENS),
+            *_openai_flags(llm_server),
             "--report",
             str(report_path),
         ]
