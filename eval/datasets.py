@@ -121,12 +121,7 @@ def load_qa_jsonl(path: str | Path) -> list[QAItem]:
     path = _existing_file(path)
     items: list[QAItem] = []
     seen: dict[str, int] = {}
-    for line_no, line in _numbered_lines(path):
-        where = f"{path}, line {line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    for line_no, where, row in _json_lines(path):
         if not isinstance(row, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
         missing = [key for key in _QA_JSONL_KEYS if key not in row]
@@ -583,7 +578,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, str, Any]]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+            raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
         yield line_no, where, value
 
 
