@@ -457,11 +457,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _key(path: str | Path | None) -> Path:
-    # `fitted_path()` without building a Path: a config reads this once per fitted field.
-    return _resolved(str(path) if path is not None else os.environ.get(FITTED_ENV) or _FITTED_FILE_NAME)
-
-
-_FITTED_FILE_NAME = str(FITTED_FILE)
+    return _resolved(str(fitted_path() if path is None else path))
 
 
 @functools.cache
