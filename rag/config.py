@@ -422,34 +422,52 @@ def check_fitted(data: Any, *, source: str) -> None:
         if not isinstance(values, dict):
             fail(block, "is missing" if values is None else f"must be an object, got {values!r}")
         for key, kind in keys.items():
-            name = f"{block}.{key}"
             if key not in values:
-                fail(name, "is missing")
-            value = values[key]
-            if kind == "names":
-                if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
-                    fail(name, f"must be a non-empty list of names, got {value!r}")
-            elif kind == "weights":
-                if not (isinstance(value, list) and all(_is_number(v) for v in value)):
-                    fail(name, f"must be a list of numbers, got {value!r}")
-                if len(value) != len(values.get("features", ())):
-                    fail(name, f"must hold one number per feature ({len(values['features'])}), got {len(value)}")
-            elif kind == "probability":
-                if not (_is_number(value) and 0.0 <= value <= 1.0):
-                    fail(name, f"must be a number within [0, 1], got {value!r}")
-            else:
-                if not isinstance(value, dict):
-                    fail(name, f"must be an object with {', '.join(PROVENANCE_KEYS)}, got {value!r}")
-                missing = [k for k in PROVENANCE_KEYS if k not in value]
-                if missing:
-                    fail(name, f"must name {', '.join(PROVENANCE_KEYS)}; missing {', '.join(missing)}")
-                used = value["datasets"]
-                if not (
-                    isinstance(used, list)
-                    and used
-                    and all(isinstance(d, dict) and all(k in d for k in DATASET_KEYS) for d in used)
-                ):
-                    fail(f"{name}.datasets", f"must list the datasets used, each with {', '.join(DATASET_KEYS)}")
+                fail(f"{block}.{key}", "is missing")
+            problem = _KIND_CHECKS[kind](values[key], values)
+            if problem:
+                fail(f"{block}.{key}{problem[0]}", problem[1])
+
+
+def _names_problem(value: Any, block: dict[str, Any]) -> tuple[str, str] | None:
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return None
+    return "", f"must be a non-empty list of names, got {value!r}"
+
+
+def _weights_problem(value: Any, block: dict[str, Any]) -> tuple[str, str] | None:
+    if not (isinstance(value, list) and all(_is_number(v) for v in value)):
+        return "", f"must be a list of numbers, got {value!r}"
+    if len(value) != len(block.get("features", ())):
+        return "", f"must hold one number per feature ({len(block['features'])}), got {len(value)}"
+    return None
+
+
+def _probability_problem(value: Any, block: dict[str, Any]) -> tuple[str, str] | None:
+    if _is_number(value) and 0.0 <= value <= 1.0:
+        return None
+    return "", f"must be a number within [0, 1], got {value!r}"
+
+
+def _provenance_problem(value: Any, block: dict[str, Any]) -> tuple[str, str] | None:
+    if not isinstance(value, dict):
+        return "", f"must be an object with {', '.join(PROVENANCE_KEYS)}, got {value!r}"
+    missing = [k for k in PROVENANCE_KEYS if k not in value]
+    if missing:
+        return "", f"must name {', '.join(PROVENANCE_KEYS)}; missing {', '.join(missing)}"
+    used = value["datasets"]
+    if isinstance(used, list) and used and all(isinstance(d, dict) and all(k in d for k in DATASET_KEYS) for d in used):
+        return None
+    return ".datasets", f"must list the datasets used, each with {', '.join(DATASET_KEYS)}"
+
+
+# Per kind of fitted value: (suffix of the key named, problem) for a bad value, or None.
+_KIND_CHECKS: dict[str, Callable[[Any, dict[str, Any]], tuple[str, str] | None]] = {
+    "names": _names_problem,
+    "weights": _weights_problem,
+    "probability": _probability_problem,
+    "provenance": _provenance_problem,
+}
 
 
 def _is_number(value: Any) -> bool:
