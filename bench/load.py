@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bench.common import rag_command
 from rag.types import ANSWER_JSON_KEYS
 
 CITATION_KEYS = {"n", "source", "start", "end", "page", "quote", "passage", "score"}
@@ -497,8 +498,7 @@ def rag_server(
 ) -> Iterator[Server]:
     """`rag serve` on `index_dir` at a free loopback port for the duration (`env`: extra variables)."""
     port = free_port()
-    script = Path(sys.executable).with_name("rag")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "rag.cli"]
+    command = rag_command()
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from serving import ENV
 
+from bench.load import free_port
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,18 +97,10 @@ def _fresh_venv(tmp: Path, wheel: Path) -> Path:
     return venv
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def _serving(venv: Path, index_dir: Path, *, cwd: Path, timeout: float = 240) -> Iterator[str]:
     """`rag serve` from `venv` on a free loopback port until the block ends; yields its URL."""
-    port = _free_port()
+    port = free_port()
     log = cwd / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
