@@ -199,7 +199,7 @@ def _stage_times(
     """Milliseconds of each of `STAGES` per question of `qs` but the first `warmup`; the dense
     query vector is `synthetic_vectors[i]` when given (the model's is still computed and timed)."""
     from rag.answer import compose_answer
-    from rag.retrieve import bm25_search, dense_search, fuse
+    from rag.retrieve import fuse
 
     k = max(config.top_k, config.answer_hits)
     n_candidates = max(config.candidates, k)
@@ -210,9 +210,9 @@ def _stage_times(
         t1 = time.perf_counter()
         if synthetic_vectors is not None:
             vector = synthetic_vectors[i]
-        dense = dense_search(index, vector, n_candidates)
+        dense = index.dense_search(vector, n_candidates)
         t2 = time.perf_counter()
-        lexical = bm25_search(index, q, n_candidates)
+        lexical = index.lexical_search(q, n_candidates)
         t3 = time.perf_counter()
         hits = fuse(index, dense, lexical, vector, config=config, top_k=k)
         t4 = time.perf_counter()

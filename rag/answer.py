@@ -24,11 +24,10 @@ from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
-from rag.retrieve import idf_weights
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
-    from rag.store import Index
+    from rag.store.base import Store
 
 FEATURES = (
     "bias",
@@ -109,10 +108,10 @@ class QuestionTerms:
     kind: str = "other"  # see `question_type`
 
     @classmethod
-    def of(cls, question: str, index: Index) -> QuestionTerms:
+    def of(cls, question: str, index: Store) -> QuestionTerms:
         terms = frozenset(stem_terms([question])[0])
-        n = max(len(index.bm25_ids), 1)
-        return cls(terms, idf_weights(index, sorted(terms)), idf(n, 0), question_type(question))
+        n = max(len(index), 1)
+        return cls(terms, index.idf_weights(sorted(terms)), idf(n, 0), question_type(question))
 
     def coverage(self, terms: set[str]) -> float:
         """Share of the question's IDF weight found among `terms`."""
@@ -128,7 +127,7 @@ def score_sentences(
     question: str,
     query_vector: np.ndarray,
     hits: Sequence[Hit],
-    index: Index,
+    index: Store,
     *,
     config: RagConfig,
     terms: QuestionTerms | None = None,
@@ -256,7 +255,7 @@ def compose_answer(
     question: str,
     query_vector: np.ndarray,
     hits: Sequence[Hit],
-    index: Index,
+    index: Store,
     *,
     config: RagConfig,
     sentences: Sequence[ScoredSentence] | None = None,

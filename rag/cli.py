@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATHS",
         help=f"files or folders, searched recursively (default: {DEFAULT_SOURCES}/)",
     )
-    p.add_argument("--index-dir", default=defaults.index_dir, help="index folder (default: %(default)s)")
+    _store_flags(p, defaults)
     p.add_argument(
         "--add", action="store_true", help="add to the index without removing documents that are not under PATHS"
     )
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ask", help="answer a question from the index")
     p.add_argument("question")
-    p.add_argument("--index-dir", default=defaults.index_dir)
+    _store_flags(p, defaults)
     p.add_argument("--top-k", type=int, default=defaults.top_k)
     p.add_argument("--mode", choices=MODES, default=defaults.mode)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -69,12 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="start the chat UI")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--index-dir", default=defaults.index_dir)
+    _store_flags(p, defaults)
     _backend_flag(p, defaults)
     _generator_flags(p, defaults)
 
     sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)", add_help=False)
     return parser
+
+
+def _store_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
+    """--store SPEC and its older spelling --index-dir DIR (the same as --store faiss:DIR)."""
+    p.add_argument(
+        "--store",
+        dest="index_dir",
+        default=defaults.index_dir,
+        metavar="SPEC",
+        help="where the index is: faiss:DIR or a folder (default: %(default)s), milvus:PATH.db (Milvus Lite), "
+        "milvus://HOST:PORT[/COLLECTION] (a Milvus server; token from $MILVUS_TOKEN)",
+    )
+    p.add_argument("--index-dir", dest="index_dir", metavar="DIR", help="index folder: the same as --store faiss:DIR")
 
 
 def _backend_flag(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
@@ -154,9 +167,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _config(args: argparse.Namespace, **extra: Any) -> RagConfig:
     try:
-        return RagConfig(index_dir=args.index_dir, **extra)
+        config = RagConfig(index_dir=args.index_dir, **extra)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    from rag.store import IndexError_
+    from rag.store.locate import parse_store
+
+    try:
+        parse_store(config.index_dir)  # a bad spec is named before any model loads
+    except IndexError_ as exc:
+        raise CliError(str(exc)) from None
+    return config
 
 
 def _index(args: argparse.Namespace) -> int:
@@ -208,9 +229,13 @@ def _index(args: argparse.Namespace) -> int:
 def _with_index_chunking(config: RagConfig, index_dir: str) -> RagConfig:
     """Chunking belongs to the index (`rag index --chunk-tokens/--chunk-overlap`); `ask` and `serve`
     have no flags for it, so they read with the index's own values (the model is still checked)."""
-    from rag.store import read_manifest
+    from rag.store import IndexError_
+    from rag.store.locate import committed_manifest
 
-    built = (read_manifest(index_dir) or {}).get("params", {})
+    try:
+        built = (committed_manifest(index_dir) or {}).get("params", {})
+    except IndexError_ as exc:
+        raise CliError(str(exc)) from None
     chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
     try:
         return config.replace(**chunking) if chunking else config
@@ -343,13 +368,17 @@ def _open_served(args: argparse.Namespace) -> RAG:
         raise CliError(f"--port must be within 1-65535, got {args.port}")
     config = _config(args, embed_backend=args.embed_backend, **_generator_config(args), **extra)
     from rag.pipeline import index_exists
+    from rag.store import IndexError_
 
-    if not index_exists(args.index_dir):
-        raise CliError(f"no index at {args.index_dir}: build one first with `rag index --index-dir {args.index_dir}`")
+    try:
+        exists = index_exists(args.index_dir)
+    except IndexError_ as exc:
+        raise CliError(str(exc)) from None
+    if not exists:
+        raise CliError(f"no index at {args.index_dir}: build one first with `rag index --store {args.index_dir}`")
     config = _with_index_chunking(config, args.index_dir)
     from rag.pipeline import RAG
     from rag.reader import ReaderUnavailable
-    from rag.store import IndexError_
 
     try:
         return RAG.open(args.index_dir, config=config)

@@ -20,12 +20,13 @@ import numpy as np
 
 from rag.chunk import chunk_document
 from rag.config import RagConfig
-from rag.store import IndexWriter, UpdateStats
+from rag.store import UpdateStats
+from rag.store.base import StoreWriter
 from rag.types import Chunk, Document, EmbeddedDocument
 
 
 def update_index(
-    writer: IndexWriter,
+    writer: StoreWriter,
     documents: Iterable[Document],
     remove: Iterable[str],
     *,

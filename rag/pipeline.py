@@ -25,7 +25,9 @@ from rag.load import Skipped, find_files, load_documents
 from rag.reader import Reader
 from rag.rerank import read_and_rerank
 from rag.retrieve import search
-from rag.store import EmptyCorpus, Index, IndexWriter, UpdateStats, read_manifest
+from rag.store import EmptyCorpus, UpdateStats
+from rag.store.base import Store, StoreWriter
+from rag.store.locate import committed_manifest, open_store, open_writer
 from rag.types import Answer, CheckedSentence, Document, Hit
 from rag.verify import verify_answer
 
@@ -72,7 +74,8 @@ def build_index(
     progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
 ) -> BuildReport:
-    """Index the files under `paths` into `index_dir`, re-embedding only new or changed files.
+    """Index the files under `paths` into `index_dir` (a folder or any store spec
+    `rag.store.locate.parse_store` takes), re-embedding only new or changed files.
 
     With `remove_missing`, documents in the index that are no longer found under `paths` are
     removed (the index mirrors the folder); otherwise the files are added to what is there.
@@ -84,7 +87,7 @@ def build_index(
     files, skipped = find_files(paths)
     report = BuildReport(UpdateStats(), list(skipped))
     documents = _readable(files, int(config.max_file_mb * 1024 * 1024), report, on_skip)
-    with IndexWriter(index_dir, config, rebuild=rebuild) as writer:
+    with open_writer(index_dir, config=config, rebuild=rebuild) as writer:
         to_remove = _to_remove(writer, files, remove, remove_missing=remove_missing)
         try:
             report.stats = update_index(
@@ -122,7 +125,7 @@ def _skip(report: BuildReport, skipped: Skipped, on_skip: Callable[[Skipped], No
 
 
 def _to_remove(
-    writer: IndexWriter, files: Iterable[tuple[Path, str]], remove: Sequence[str], *, remove_missing: bool
+    writer: StoreWriter, files: Iterable[tuple[Path, str]], remove: Sequence[str], *, remove_missing: bool
 ) -> list[str]:
     """The sources to remove, sorted: `remove`, and with `remove_missing` the indexed documents
     that are not among `files`."""
@@ -147,7 +150,7 @@ class RAG:
     """A loaded model and index, shared by every question. Thread-safe for asking; `reload()`
     swaps in a new index generation after an update."""
 
-    def __init__(self, index: Index, embedder: Embedder, config: RagConfig, *, reader: Reader | None = None) -> None:
+    def __init__(self, index: Store, embedder: Embedder, config: RagConfig, *, reader: Reader | None = None) -> None:
         self.index = index
         self.embedder = embedder
         self.config = config
@@ -170,12 +173,12 @@ class RAG:
         embedder: Embedder | None = None,
     ) -> RAG:
         config = config or RagConfig()
-        index = Index.load(index_dir or config.index_dir, config=config)
+        index = open_store(index_dir or config.index_dir, config=config)
         reader = Reader.load() if config.answer_scorer == "reader" else None
         return cls(index, embedder or Embedder.load(backend=config.embed_backend), config, reader=reader)
 
     def reload(self) -> None:
-        fresh = Index.load(self.index.dir, config=self.config)
+        fresh = open_store(self.index.spec, config=self.config)
         with self._lock:
             self.index = fresh
 
@@ -336,7 +339,8 @@ def _answer_without_model(
 
 
 def index_exists(index_dir: str | os.PathLike[str]) -> bool:
-    return read_manifest(Path(index_dir)) is not None
+    """Whether the folder or store spec holds a committed index."""
+    return committed_manifest(index_dir) is not None
 
 
 def remove_documents(
@@ -361,8 +365,6 @@ def remove_documents(
 
 
 # --- uploads: files added to and removed from a served index ----------------------------------
-
-UPLOADS = "uploads"  # under the index folder, so an index and its uploaded files travel together
 
 
 @dataclass
@@ -398,7 +400,7 @@ def add_uploads(
     import shutil
     import uuid
 
-    uploads_dir = Path(rag.index.dir) / UPLOADS
+    uploads_dir = rag.index.uploads_dir
     staging = uploads_dir / f".staging-{uuid.uuid4().hex}"  # hidden: never indexed as a folder
     staging.mkdir(parents=True)
     report = UploadReport()
@@ -425,7 +427,7 @@ def _index_staged(
     `report.skipped`. Raises BadInput when none was readable."""
     return build_index(
         paths,
-        index_dir=rag.index.dir,
+        index_dir=rag.index.spec,
         embedder=rag.embedder,
         config=rag.config,
         remove_missing=False,
@@ -451,9 +453,9 @@ def remove_upload(rag: RAG, source: str) -> UpdateStats:
     """Remove the document `source` from `rag`'s index, delete its file from the index's
     `uploads/` folder if it was uploaded, and reload `rag`. `stats.removed` is empty when it was
     not in the index. Raises BadInput and IndexError_ as `remove_documents` does."""
-    stats = remove_documents(rag.index.dir, [source], embedder=rag.embedder, config=rag.config)
+    stats = remove_documents(rag.index.spec, [source], embedder=rag.embedder, config=rag.config)
     if source in stats.removed:
-        uploads_dir = Path(rag.index.dir) / UPLOADS
+        uploads_dir = rag.index.uploads_dir
         target = uploads_dir / source  # only a file directly in the folder: never outside it
         if target.parent.resolve() == uploads_dir.resolve() and target.is_file() and not target.is_symlink():
             target.unlink()

@@ -22,7 +22,7 @@ from rag.reader import Candidate, Reader
 from rag.types import Hit
 
 if TYPE_CHECKING:
-    from rag.store import Index
+    from rag.store.base import Store
 
 
 def prefilter(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:
@@ -102,7 +102,7 @@ def read_and_rerank(
     question: str,
     query_vector: np.ndarray,
     hits: Sequence[Hit],
-    index: Index,
+    index: Store,
     reader: Reader,
     *,
     config: RagConfig,

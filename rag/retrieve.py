@@ -1,5 +1,5 @@
-"""Dense (FAISS inner product: exact or HNSW, see rag/store/files.py), lexical (BM25 via bm25s) and fused
-(reciprocal-rank) search."""
+"""Search an index: dense, lexical (BM25) or both fused by reciprocal rank. The searches themselves are
+the store's (`rag.store.base.Store`: FAISS and bm25s in the embedded store, Milvus in the Milvus store)."""
 
 from __future__ import annotations
 
@@ -9,39 +9,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.config import RagConfig
-from rag.lexical import idf, stem_terms
 from rag.types import Hit
 
 if TYPE_CHECKING:
-    from rag.store import Index
-
-
-def dense_search(index: Index, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """(chunk id, cosine) best first."""
-    import faiss
-
-    if index.faiss.ntotal == 0:
-        return []
-    # One question is searched on the calling thread only (the setting is per thread): a second
-    # OpenMP thread gains nothing on one query and, on a busy machine, waits for a core: 8 ms a
-    # search instead of 0.9 at 1M chunks (BENCHMARKS.md).
-    faiss.omp_set_num_threads(1)
-    scores, ids = index.faiss.search(
-        np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32), min(k, index.faiss.ntotal)
-    )
-    return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-
-
-def bm25_search(index: Index, query: str, k: int) -> list[tuple[int, float]]:
-    """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out."""
-    if index.bm25 is None or not len(index.bm25_ids):
-        return []
-    vocab = index.bm25.vocab_dict
-    known = [[t for t in stem_terms([query])[0] if t in vocab]]
-    if not known[0]:
-        return []
-    rows, scores = index.bm25.retrieve(known, k=min(k, len(index.bm25_ids)), show_progress=False, n_threads=1)
-    return [(int(index.bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+    from rag.store.base import Store
 
 
 def reciprocal_rank_fusion(
@@ -66,7 +37,7 @@ def reciprocal_rank_fusion(
 
 
 def search(
-    index: Index,
+    index: Store,
     query: str,
     query_vector: np.ndarray | None,
     *,
@@ -87,13 +58,13 @@ def search(
     if config.mode != "bm25":
         if query_vector is None:
             raise ValueError(f"{config.mode} search needs the question's vector, got None")
-        dense = dense_search(index, query_vector, n_candidates)
-    lexical = bm25_search(index, query, n_candidates) if config.mode != "dense" else []
+        dense = index.dense_search(query_vector, n_candidates)
+    lexical = index.lexical_search(query, n_candidates) if config.mode != "dense" else []
     return fuse(index, dense, lexical, query_vector, config=config, top_k=k)
 
 
 def fuse(
-    index: Index,
+    index: Store,
     dense: list[tuple[int, float]],
     lexical: list[tuple[int, float]],
     query_vector: np.ndarray | None,
@@ -122,18 +93,3 @@ def fuse(
     return [
         Hit(chunks[i], float(s), dense_scores.get(i, 0.0), bm25_scores.get(i, 0.0)) for i, s in ranked if i in chunks
     ]
-
-
-def idf_weights(index: Index, terms: list[str]) -> dict[str, float]:
-    """BM25 inverse document frequency of each term over the index's chunks (unseen terms get the
-    highest weight: they are the rarest)."""
-    n = len(index.bm25_ids)
-    if index.bm25 is None or n == 0:
-        return {t: 1.0 for t in terms}
-    vocab = index.bm25.vocab_dict
-    indptr = index.bm25.scores["indptr"]
-    out = {}
-    for t in terms:
-        df = int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0
-        out[t] = idf(n, df)
-    return out

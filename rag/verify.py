@@ -48,12 +48,11 @@ from rag.config import RagConfig
 from rag.lexical import stem_terms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
-from rag.retrieve import idf_weights
 from rag.types import Answer, CheckedSentence, Chunk, Citation, Hit
 
 if TYPE_CHECKING:
     from rag.embed import Embedder
-    from rag.store import Index
+    from rag.store.base import Store
 
 # The support score's features, in the order of the weights in rag/fitted.json (`support`). Statement
 # weights are fitted on the calibration half of ClapNQ dev (report-half AUROC 0.977 against unsupported
@@ -236,7 +235,7 @@ class Span:
 def evidence_spans(
     claims: Sequence[str],
     passages: Sequence[Sequence[Hit]],
-    index: Index,
+    index: Store,
     embedder: Embedder,
     *,
     questions: Sequence[str | None] | None = None,
@@ -260,7 +259,7 @@ def evidence_spans(
         return []
     checked = _checked_claims(claims, questions, embedder)
     sentences = _passage_sentences({h.chunk.id: h.chunk for hits in passages for h in hits}, index)
-    idf = idf_weights(index, sorted(set().union(*(c.terms for c in checked))))
+    idf = index.idf_weights(sorted(set().union(*(c.terms for c in checked))))
     return [
         [_passage_spans(claim, hit, sentences[hit.chunk.id], idf) for hit in hits]
         for claim, hits in zip(checked, passages)
@@ -300,7 +299,7 @@ class _Sentences:
     vectors: np.ndarray | None  # sentence vectors from the index; None when it stores none
 
 
-def _passage_sentences(chunks: Mapping[int, Chunk], index: Index) -> dict[int, _Sentences]:
+def _passage_sentences(chunks: Mapping[int, Chunk], index: Store) -> dict[int, _Sentences]:
     """The sentences of each chunk (by id), stemmed in one call, with their vectors from the index."""
     vectors = index.sentence_vectors(list(chunks))
     texts = {cid: [c.text[a - c.start : b - c.start] for a, b in c.sentences] for cid, c in chunks.items()}
@@ -352,7 +351,7 @@ def _semantic(vector: np.ndarray, vecs: np.ndarray | None, first: int, last: int
 def best_evidence(
     claims: Sequence[str],
     passages: Sequence[Sequence[Hit]],
-    index: Index,
+    index: Store,
     embedder: Embedder,
     *,
     question: str | None = None,
@@ -399,7 +398,7 @@ def verify_answer(
     question: str,
     generated: str,
     hits: Sequence[Hit],
-    index: Index,
+    index: Store,
     embedder: Embedder,
     *,
     config: RagConfig,
@@ -451,7 +450,7 @@ def _read_reply(generated: str, hits: Sequence[Hit]) -> tuple[list[Claim], bool]
 
 
 def _cited_evidence(
-    question: str, claims: Sequence[Claim], hits: Sequence[Hit], index: Index, embedder: Embedder, *, config: RagConfig
+    question: str, claims: Sequence[Claim], hits: Sequence[Hit], index: Store, embedder: Embedder, *, config: RagConfig
 ) -> list[list[Evidence]]:
     """For each claim, the best quote in each passage it cites (`hits[n - 1]` for its `[n]`);
     [] for a claim that cites none."""

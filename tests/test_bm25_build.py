@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from conftest import skip_or_fail
 from eval.datasets import SHARED_DATASETS
 from rag.bm25_build import SPILL, build_bm25
 from rag.lexical import bm25_tokenize, stem_terms
-from rag.retrieve import bm25_search
+from rag.store.reader import bm25s_search
 
 SCIFACT = SHARED_DATASETS / "scifact"
 FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy", "vocab.index.json", "params.index.json")
@@ -124,8 +123,8 @@ def _assert_equivalent(ref_dir: Path, new_dir: Path, n_docs: int, queries: list[
                 new.get_scores(known), ref.get_scores(known), rtol=1e-6, atol=1e-7, err_msg=query
             )
             checked += 1
-        got = bm25_search(SimpleNamespace(bm25=new, bm25_ids=ids), query, k)
-        want = bm25_search(SimpleNamespace(bm25=ref, bm25_ids=ids), query, k)
+        got = bm25s_search(new, ids, query, k)
+        want = bm25s_search(ref, ids, query, k)
         np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-6, err_msg=query)
         # The same ids with the same scores, allowing ties at the cut-off to be chosen differently.
         floor = want[-1][1] + 1e-5 if len(want) == k else 0.0
@@ -203,7 +202,7 @@ def test_corpus_of_stop_words_only_loads_and_finds_nothing(tmp_path: Path) -> No
     assert (built.n_vocab, built.nnz) == (0, 0)
     retriever = _load(tmp_path)
     assert retriever.vocab_dict == {"": 0} and retriever.scores["num_docs"] == 3
-    assert bm25_search(SimpleNamespace(bm25=retriever, bm25_ids=built.ids), "the cat", 5) == []
+    assert bm25s_search(retriever, built.ids, "the cat", 5) == []
 
 
 def test_only_lucene_scoring(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import pytest
 import rag.store
 from rag.config import RagConfig
 from rag.pipeline import build_index
-from rag.retrieve import dense_search
 from rag.store import FLAT, Index, faiss_kind, new_faiss_index, read_manifest
 
 TOPICS = {"alpha.txt": "glaciers", "beta.txt": "lighthouses", "gamma.txt": "beekeeping"}
@@ -62,7 +61,7 @@ def _inner(index: Index):  # the index inside the IndexIDMap2
 
 def _dense_sources(index: Index, embedder, query: str) -> list[str]:
     vector = embedder.encode_queries([query])[0]
-    ids = [i for i, _ in dense_search(index, vector, 3)]
+    ids = [i for i, _ in index.dense_search(vector, 3)]
     return [c.source for c in (index.chunks(ids)[i] for i in ids)]
 
 

@@ -214,7 +214,8 @@ def test_remove_documents_removes_only_the_named_sources(tmp_path: Path) -> None
 
 
 def test_add_uploads_indexes_keeps_and_reloads_then_remove_upload_deletes(tmp_path: Path, embedder) -> None:
-    from rag.pipeline import RAG, UPLOADS, add_uploads, build_index, remove_upload
+    from rag.pipeline import RAG, add_uploads, build_index, remove_upload
+    from rag.store.reader import UPLOADS
 
     docs, incoming = tmp_path / "docs", tmp_path / "incoming"
     docs.mkdir(), incoming.mkdir()

@@ -38,6 +38,10 @@ class EmptyCorpus(IndexError_):
     pass
 
 
+class BadStore(IndexError_):
+    """A store spec that names no store this project can open, or a store it cannot reach."""
+
+
 @dataclass(frozen=True)
 class DocumentInfo:
     """One document as the manifest lists it."""

@@ -12,14 +12,18 @@ from typing import Any
 import numpy as np
 
 from rag.config import RagConfig
+from rag.lexical import idf, stem_terms
 from rag.store import files
 from rag.store.manifest import DocumentInfo, IndexNotFound, check_compatible, read_manifest
 from rag.store.schema import CHUNK_COLUMNS, DB, LIVE, VECTOR_BLOCK, chunk_from_row, vector_blocks
 from rag.types import Chunk, Document, Page
 
+UPLOADS = "uploads"  # files added through the UI, kept inside the index folder
+
 
 class Index:
-    """A loaded index generation: FAISS, BM25 and the chunk store. Load once, query many times.
+    """A loaded generation of the embedded store (`rag.store.base.Store`): FAISS, BM25 and the
+    chunk store in one folder. Load once, query many times.
 
     Example:
         >>> index = Index.load("index", config=RagConfig())  # doctest: +SKIP
@@ -30,6 +34,7 @@ class Index:
         self, index_dir: Path, manifest: dict[str, Any], faiss_index: Any, bm25: Any, bm25_ids: np.ndarray
     ) -> None:
         self.dir = index_dir
+        self.spec = f"faiss:{index_dir}"
         self.manifest = manifest
         self.generation: int = manifest["generation"]
         self.faiss = faiss_index
@@ -56,6 +61,39 @@ class Index:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.dir / UPLOADS
+
+    def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(chunk id, cosine) best first."""
+        import faiss
+
+        if self.faiss.ntotal == 0:
+            return []
+        # One question is searched on the calling thread only (the setting is per thread): a second
+        # OpenMP thread gains nothing on one query and, on a busy machine, waits for a core: 8 ms a
+        # search instead of 0.9 at 1M chunks (BENCHMARKS.md).
+        faiss.omp_set_num_threads(1)
+        scores, ids = self.faiss.search(
+            np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32), min(k, self.faiss.ntotal)
+        )
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out."""
+        return bm25s_search(self.bm25, self.bm25_ids, query, k)
+
+    def idf_weights(self, terms: Sequence[str]) -> dict[str, float]:
+        """BM25 inverse document frequency of each term over the index's chunks (unseen terms get
+        the highest weight: they are the rarest)."""
+        n = len(self.bm25_ids)
+        if self.bm25 is None or n == 0:
+            return {t: 1.0 for t in terms}
+        vocab = self.bm25.vocab_dict
+        indptr = self.bm25.scores["indptr"]
+        return {t: idf(n, int(indptr[vocab[t] + 1] - indptr[vocab[t]]) if t in vocab else 0) for t in terms}
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """The chunks with these ids (ids not in the store are left out)."""
@@ -118,3 +156,16 @@ class Index:
         chunk store in memory twice."""
         cursor = self._db.execute(f"SELECT id, vector FROM chunks WHERE {LIVE} ORDER BY id", {"gen": self.generation})
         return vector_blocks(cursor, block_rows)
+
+
+def bm25s_search(bm25: Any, bm25_ids: np.ndarray, query: str, k: int) -> list[tuple[int, float]]:
+    """Search a bm25s index whose row r holds chunk `bm25_ids[r]`: (chunk id, score) best first,
+    rows sharing no term with the query left out."""
+    if bm25 is None or not len(bm25_ids):
+        return []
+    vocab = bm25.vocab_dict
+    known = [[t for t in stem_terms([query])[0] if t in vocab]]
+    if not known[0]:
+        return []
+    rows, scores = bm25.retrieve(known, k=min(k, len(bm25_ids)), show_progress=False, n_threads=1)
+    return [(int(bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
