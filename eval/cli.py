@@ -19,6 +19,7 @@ from typing import Any
 
 from eval.datasets import SHARED_DATASETS as SHARED
 from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
+from rag.store import IndexError_
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = Path(__file__).resolve().parent / "conditions.yaml"
@@ -52,7 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--docs", metavar="DIR", help="documents folder for --qa")
     p.add_argument("--report", metavar="OUT.json", help="where to write the report (.json, .md and .png)")
-    p.add_argument("--index-dir", help="index folder to build in (default: a temporary folder)")
+    p.add_argument("--index-dir", help="work folder for the documents and the index (default: a temporary folder)")
+    p.add_argument(
+        "--store",
+        default="faiss",
+        metavar="KIND",
+        help="the store the index is built in: faiss (default), milvus (Milvus Lite, a file in the work folder) "
+        "or milvus://HOST:PORT[/PREFIX] (a Milvus server: one collection per dataset)",
+    )
     p.add_argument(
         "--limit",
         type=int,
@@ -146,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "or --beir DIR (or --calibrate / --check)"
             )
         report = evaluate(args, config)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, IndexError_) as exc:
         print(f"rag eval: error: {exc}", file=sys.stderr)
         return 2
     _print_summary(report)
@@ -200,8 +208,11 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
+    from eval.runner import eval_store
     from rag.embed import Embedder
+    from rag.store.locate import parse_store
 
+    parse_store(eval_store(Path("."), args.store, "check"))  # a bad --store is named before the model loads
     embedder = Embedder.load(backend=config.embed_backend)
     if args.beir:
         from eval.datasets import load_beir
@@ -212,6 +223,7 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
             config=config,
             embedder=embedder,
             index_dir=args.index_dir,
+            store=args.store,
             baseline=args.baseline,
             compare_scorers=args.compare_scorers,
         )
@@ -226,6 +238,7 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
         config=config,
         embedder=embedder,
         index_dir=args.index_dir,
+        store=args.store,
         baseline=args.baseline,
         compare_scorers=args.compare_scorers,
     )

@@ -33,7 +33,8 @@ from eval.metrics import (
 from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.pipeline import RAG, build_index
-from rag.store import Index, library_versions
+from rag.store import library_versions
+from rag.store.locate import open_store
 
 REPORT_KEYS = (
     "dataset",
@@ -71,8 +72,31 @@ def _folder(path: str | Path | None) -> Iterator[Path]:
             yield Path(tmp)
 
 
+def eval_store(work: Path, store: str, dataset: str) -> str:
+    """The store spec an evaluation builds its index in: `faiss` (the default) a folder in the work
+    folder, `milvus` a Milvus Lite file there, and a `milvus://HOST:PORT[/PREFIX]` server a
+    collection named after the dataset (`PREFIX_<dataset>`, so runs on different sets never mix).
+
+    Example:
+        >>> eval_store(Path("/w"), "milvus", "SQuAD 2.0")
+        'milvus:/w/index.db'
+        >>> eval_store(Path("/w"), "milvus://db:19530/team", "SQuAD 2.0")
+        'milvus://db:19530/team_squad_2_0'
+    """
+    if store == "faiss":
+        return str(work / "index")
+    if store == "milvus":
+        return f"milvus:{work / 'index.db'}"
+    if not store.startswith(("milvus://", "http://", "https://")):
+        raise ValueError(f"--store must be faiss, milvus or milvus://HOST:PORT[/PREFIX], got {store!r}")
+    scheme, rest = store.split("://", 1)
+    host, _, prefix = rest.partition("/")
+    name = re.sub(r"[^a-z0-9]+", "_", dataset.lower()).strip("_")
+    return f"{scheme}://{host}/{prefix.strip('/') or 'rag'}_{name}"
+
+
 def build_eval_index(
-    documents: dict[str, str], *, work_dir: Path, index_dir: Path, config: RagConfig, embedder: Embedder
+    documents: dict[str, str], *, work_dir: Path, index_dir: str | Path, config: RagConfig, embedder: Embedder
 ) -> dict[str, float]:
     """Write the documents as files and index them like a user would; return build cost."""
     docs_dir = work_dir / "docs"
@@ -287,6 +311,7 @@ def run_qa(
     config: RagConfig,
     embedder: Embedder,
     index_dir: str | Path | None = None,
+    store: str = "faiss",
     baseline: str | None = None,
     ask: Callable[[RAG, QAItem], dict[str, Any]] = _ours,
     compare_scorers: bool = False,
@@ -295,10 +320,9 @@ def run_qa(
     `compare_scorers`, the questions are asked again with the other answer scorer on the same
     index, and its scores are kept under `report["compare"][scorer]`."""
     with _folder(index_dir) as work:
-        cost = build_eval_index(
-            dataset.documents, work_dir=work, index_dir=work / "index", config=config, embedder=embedder
-        )
-        rag = RAG(Index.load(work / "index", config=config), embedder, config)
+        spec = eval_store(work, store, dataset.name)
+        cost = build_eval_index(dataset.documents, work_dir=work, index_dir=spec, config=config, embedder=embedder)
+        rag = RAG(open_store(spec, config=config), embedder, config)
         documents = {d.source: doc.text for d in rag.index.documents() if (doc := rag.index.document(d.source))}
         results = [ask(rag, item) for item in tqdm(items, desc=dataset.name, unit="q", disable=None, leave=False)]
         compared: dict[str, Any] = {}
@@ -322,7 +346,7 @@ def run_qa(
         **{k: scored[k] for k in ("retrieval", "answer", "citations", "abstention", "latency_ms")},
         **({"generation": scored["generation"]} if scored["generation"] else {}),
         "index": _index_cost(cost),
-        "config": config.to_dict(),
+        "config": {**config.to_dict(), "store": store},
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
         "per_question": scored["per_question"],
     }
@@ -371,6 +395,7 @@ def run_beir(
     config: RagConfig,
     embedder: Embedder,
     index_dir: str | Path | None = None,
+    store: str = "faiss",
     baseline: str | None = None,
     depth: int = 100,
     compare_scorers: bool = False,
@@ -383,8 +408,9 @@ def run_beir(
     reader = Reader.load() if config.answer_scorer == "reader" and config.rerank else None
     documents = beir_documents(dataset)
     with _folder(index_dir) as work:
-        cost = build_eval_index(documents, work_dir=work, index_dir=work / "index", config=config, embedder=embedder)
-        index = Index.load(work / "index", config=config)
+        spec = eval_store(work, store, dataset.name)
+        cost = build_eval_index(documents, work_dir=work, index_dir=spec, config=config, embedder=embedder)
+        index = open_store(spec, config=config)
         run: dict[str, dict[str, float]] = {}
         fused_run: dict[str, dict[str, float]] = {}  # before the reader reorders (the heuristic scorer's)
         latencies = []
@@ -410,7 +436,7 @@ def run_beir(
         "abstention": {},
         "latency_ms": {k: round(v, 1) for k, v in percentiles(latencies, ps=(50, 95)).items()},
         "index": _index_cost(cost),
-        "config": config.to_dict(),
+        "config": {**config.to_dict(), "store": store},
         "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
         "per_question": [
             {

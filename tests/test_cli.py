@@ -88,6 +88,17 @@ def test_ask_json_prints_exactly_one_object(indexed, rag_cli, seed_path: Path) -
     assert any("8,000" in c["quote"] for c in data["citations"])
 
 
+@pytest.mark.slow
+def test_store_spec_names_the_same_index_as_index_dir(indexed, rag_cli) -> None:
+    work, _ = indexed
+    by_dir = rag_cli(["ask", KURSK_QUESTION, "--index-dir", "idx", "--json"], cwd=work)
+    by_spec = rag_cli(["ask", KURSK_QUESTION, "--store", "faiss:idx", "--json"], cwd=work)
+
+    assert by_dir.returncode == by_spec.returncode == 0, by_spec.stderr
+    a, b = json.loads(by_dir.stdout), json.loads(by_spec.stdout)
+    assert a["answer"] == b["answer"] and a["citations"] == b["citations"]
+
+
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
@@ -98,8 +109,26 @@ def test_ask_json_prints_exactly_one_object(indexed, rag_cli, seed_path: Path) -
         (["index", "no-such-folder", "--index-dir", "idx"], ["path does not exist: no-such-folder"]),
         (["ask", KURSK_QUESTION], ["no index at index", "rag index"]),
         (["ask", KURSK_QUESTION, "--index-dir", "missing-index", "--json"], ["no index at missing-index"]),
+        (["ask", KURSK_QUESTION, "--store", "bogus://x"], ["unknown store 'bogus://x'", "milvus:PATH.db"]),
+        (["index", ".", "--store", "milvus:notes"], ["'milvus:notes'", "a file ending in .db"]),
+        (["serve", "--store", "milvus://db:0x"], ["'milvus://db:0x' has a bad port"]),
+        (["ask", KURSK_QUESTION, "--store", "faiss:"], ["names no folder"]),
+        (["ask", KURSK_QUESTION, "--store", "milvus://db:19530/../x"], ["collection '../x'"]),
     ],
-    ids=["empty", "whitespace", "too-long", "top-k-0", "missing-path", "no-index", "no-index-dir"],
+    ids=[
+        "empty",
+        "whitespace",
+        "too-long",
+        "top-k-0",
+        "missing-path",
+        "no-index",
+        "no-index-dir",
+        "unknown-store",
+        "lite-not-db",
+        "bad-port",
+        "faiss-no-folder",
+        "collection-traversal",
+    ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, rag_cli, args: list[str], needles: list[str]) -> None:
     result = rag_cli(args, cwd=tmp_path)
