@@ -7,15 +7,20 @@ described in `rag.store.milvus_schema`: every chunk is one row of the collection
 question needs, so answering reads no local file.
 
 Search. Dense: the FLOAT_VECTOR field, inner product, FLAT up to `approximate_above` live chunks and
-HNSW above (as the embedded store). Lexical: Milvus's BM25 function over the chunk's
-`rag.lexical.stem_terms`, which finds the candidates; each candidate is then scored exactly as
-bm25s scores it (lucene BM25, k1 1.5, b 0.75, float32) from its stored terms and the generation's
-statistics: chunk count and total term count from the manifest, document frequencies from the
-NAME_df collection. Milvus's own BM25 scores are not used as such: Milvus Lite computes them with
-per-segment statistics that count deleted and retired rows, so they drift from the embedded
-store's after the first update. Document frequencies are rows of NAME_df kept by the writer
-rather than TEXT_MATCH counts: Milvus Lite evaluates TEXT_MATCH by tokenizing every row in Python,
-0.35 s per term at 5k chunks and 12 s at 100k (BENCHMARKS.md, "Milvus store").
+HNSW above (as the embedded store). Lexical: each chunk row holds its `rag.lexical.stem_terms` and
+their BM25 term-frequency weights as a sparse vector; a question's sparse vector holds each term's
+idf, so Milvus's inner-product search over the generation's rows finds the candidates (4 per hit
+wanted, at least k + 100), and each candidate is then scored exactly as bm25s scores it (lucene
+BM25, k1 1.5, b 0.75, float32) from its stored terms and the generation's statistics: chunk count
+and total term count from the manifest, document frequencies from the NAME_df collection.
+
+Why not Milvus's BM25 function: Milvus Lite 3.2.2 computes its IDF and average length per segment,
+counting deleted rows, so after an update the changed document's new chunks, alone in a small
+segment, score on another scale; one fell out of the top 200 candidates for a question it matches
+(tests/test_milvus_store.py caught it). Why not TEXT_MATCH counts for document frequencies: Milvus
+Lite evaluates TEXT_MATCH by tokenizing every row in Python, 0.35 s per term at 5k chunks and 12 s
+at 100k (BENCHMARKS.md, "Milvus store"). The `terms` field still has the "standard" analyzer and
+TEXT_MATCH enabled, for filters.
 
 Generations. Every row carries `gen_added` and `gen_removed` (NOT_REMOVED while current), and every
 search and query a reader makes is filtered to its generation G (`gen_added <= G and gen_removed >
@@ -88,6 +93,7 @@ from rag.store.milvus_schema import (
     Names,
     ServerLock,
     add_vector_index,
+    bm25_weights,
     connect,
     create_chunks,
     create_small,
@@ -105,6 +111,7 @@ from rag.store.milvus_schema import (
     primary_key,
     read_manifest,
     scan,
+    term_hash,
     term_key,
     terms_field,
     vector_dim,
@@ -222,14 +229,18 @@ class MilvusStore:
         known = [t for t in keys if df[t] > 0]  # bm25s drops terms outside its vocabulary
         if not known:
             return []
+        n = len(self)
+        weights: dict[int, float] = {}
+        for t in known:  # a term asked twice counts twice, as in bm25s
+            weights[term_hash(t)] = weights.get(term_hash(t), 0.0) + idf(n, df[t])
         found = self.client.search(
             self.names.chunks,
-            data=[" ".join(known)],
+            data=[weights],
             anns_field="sparse",
-            limit=min(len(self), PAGE, max(k * CANDIDATES, k + 100)),
+            limit=min(n, PAGE, max(k * CANDIDATES, k + 100)),
             filter=self._live,
             output_fields=["terms"],
-            search_params={"metric_type": "BM25"},
+            search_params={"metric_type": "IP"},
         )
         rows = [(int(hit["id"]), str(hit["entity"]["terms"])) for hit in found[0]]
         return bm25_scores(known, rows, df, len(self), int(self.manifest["n_terms"]))[:k]
@@ -624,12 +635,14 @@ class MilvusWriter:
         if doc.source in update.current:
             self._retire(update, doc.source)
         key = doc_key(doc.source)
-        terms = stem_terms([c.text for c in embedded.chunks]) if embedded.chunks else []
-        for chunk, vector, sentence_vectors, chunk_terms in zip(
+        texts = [c.text for c in embedded.chunks]
+        terms = [terms_field([term_key(t) for t in ts]) for ts in stem_terms(texts)] if texts else []
+        avg_len = self._reference_length(update, terms)
+        for chunk, vector, sentence_vectors, keys in zip(
             embedded.chunks, embedded.vectors, embedded.sentence_vectors, terms
         ):
-            keys = terms_field([term_key(t) for t in chunk_terms])
-            update.rows.append(_chunk_row(update.next_id, key, chunk, vector, sentence_vectors, keys, g))
+            row = _chunk_row(update.next_id, key, chunk, vector, sentence_vectors, keys, g)
+            update.rows.append({**row, "sparse": bm25_weights(keys, avg_len)})
             update.next_id += 1
             update.n_terms += len(keys)
             update.df_delta.update(set(keys))
@@ -644,6 +657,15 @@ class MilvusWriter:
             "chars": len(doc.text),
         }
         update.chunks_added += len(embedded.chunks)
+
+    def _reference_length(self, update: _Update, terms: Sequence[Sequence[str]]) -> float:
+        """The average chunk length the new chunks' BM25 weights are written with: the committed
+        generation's for an update, the running average of this build's chunks for a build."""
+        m = self.manifest
+        if update.counting and m and int(m["n_chunks"]):
+            return int(m["n_terms"]) / int(m["n_chunks"])
+        chunks = update.chunks_added + len(terms)
+        return (update.n_terms + sum(len(t) for t in terms)) / chunks if chunks else 1.0
 
     def _insert_rows(self, update: _Update) -> None:
         if not update.rows:

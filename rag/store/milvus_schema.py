@@ -4,7 +4,8 @@ One index `NAME` (the spec's collection, "rag" by default) is four collections:
 
     NAME        one row per chunk: everything a question needs (id, source, offsets, page, text,
                 sentence spans, float16 sentence vectors, the dense vector, the BM25 terms and their
-                sparse vector, the generation that added and the one that removed the row)
+                BM25 weights as a sparse vector, the generation that added and the one that removed
+                the row)
     NAME_docs   one row per document version: full text, sha256, pages
     NAME_df     one row per (term, generation): how many chunks of the generation hold the term
     NAME_meta   the manifest row (the commit point) and, on a server, the lock row
@@ -27,13 +28,14 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymilvus import DataType, Function, FunctionType, MilvusClient
+from pymilvus import DataType, MilvusClient
 from pymilvus.client.types import LoadState
 
 from rag.store.locate import StoreSpec
@@ -111,6 +113,36 @@ def term_key(term: str) -> str:
     if len(term.encode("utf-8", "surrogatepass")) <= TERM_BYTES:
         return term
     return "_" + hashlib.sha256(term.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def term_hash(key: str) -> int:
+    """The dimension of a term key in the sparse vectors (32 bits of its sha256; a collision only
+    merges two terms' weights while finding candidates, never in the rescored result).
+
+    Example:
+        >>> term_hash("glacier") == term_hash("glacier") != term_hash("lighthous")
+        True
+    """
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:4], "big") % (2**32 - 1)
+
+
+def bm25_weights(keys: Sequence[str], avg_len: float) -> dict[int, float]:
+    """A chunk's sparse vector: for each term, BM25's term-frequency part tf / (tf + k1 (1 - b + b
+    len / avg_len)); a query's vector holds each term's idf (times its count), so the inner product
+    is the chunk's BM25 score with the length average of when it was written. That is close enough
+    to rank candidates; `rag.store.milvus.bm25_scores` then scores them exactly.
+
+    Example:
+        >>> round(bm25_weights(["cat", "cat", "run"], 3.0)[term_hash("cat")], 4)
+        0.5714
+    """
+    tf = Counter(keys)
+    norm = K1 * ((1 - B) + B * len(keys) / max(avg_len, 1e-9))
+    out: dict[int, float] = {}
+    for key, n in tf.items():
+        dim = term_hash(key)
+        out[dim] = out.get(dim, 0.0) + n / (n + norm)
+    return out
 
 
 def terms_field(keys: Sequence[str]) -> list[str]:
@@ -234,20 +266,16 @@ def create_chunks(client: MilvusClient, name: str, dim: int, kind: str, ef_const
     s.add_field("sentences", DataType.ARRAY, element_type=DataType.INT64, max_capacity=MAX_PIECES)
     _pieces_field(s, "sentence_vectors")
     s.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    # The chunk's `rag.lexical.stem_terms` joined by spaces: the "standard" tokenizer splits them
-    # back into exactly those terms (they are runs of word characters), so Milvus's BM25 and
-    # TEXT_MATCH see the embedded store's terms.
+    # The chunk's `rag.lexical.stem_terms` joined by spaces (what lexical search rescores from), and
+    # their BM25 weights as a sparse vector searched by inner product (`bm25_weights`). The
+    # "standard" tokenizer splits the joined terms back into exactly those terms (runs of word
+    # characters), so TEXT_MATCH sees the embedded store's terms.
     _varchar(s, "terms", enable_analyzer=True, analyzer_params={"tokenizer": "standard"}, enable_match=True)
     s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     _generations(s)
-    s.add_function(
-        Function(
-            name="bm25", function_type=FunctionType.BM25, input_field_names=["terms"], output_field_names=["sparse"]
-        )
-    )
     ip = client.prepare_index_params()
     add_vector_index(ip, kind, ef_construction)
-    ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"bm25_k1": K1, "bm25_b": B})
+    ip.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
     ip.add_index("doc_key", index_type="INVERTED")
     client.create_collection(name, schema=s, index_params=ip, consistency_level="Strong")
 
@@ -333,6 +361,10 @@ def write_manifest(client: MilvusClient, names: Names, manifest: dict[str, Any])
 # ---------------------------------------------------------------------------------------------
 # Connecting
 
+# The in-process Milvus Lite server accepts a keep-alive ping every 5 minutes (gRPC's default) and
+# answers pymilvus's every 10 s with "too_many_pings", which gRPC prints to stderr; on loopback no
+# keep-alive is needed.
+_LOOPBACK = {"grpc.keepalive_time_ms": 3_600_000, "grpc.keepalive_permit_without_calls": False}
 _lite_users: dict[str, int] = {}  # Milvus Lite folder -> clients open in this process
 _lite_guard = threading.Lock()
 
@@ -372,7 +404,7 @@ def _connect_lite(spec: StoreSpec) -> MilvusClient:
                 "(stop that process, or use a Milvus server)"
             )
         try:
-            client = MilvusClient(str(path), timeout=CONNECT_TIMEOUT)
+            client = MilvusClient(str(path), timeout=CONNECT_TIMEOUT, grpc_options=_LOOPBACK)
         except Exception as exc:
             raise BadStore(f"cannot open the Milvus Lite store {spec}: {one_line(exc)}") from None
         _lite_users[str(path)] = _lite_users.get(str(path), 0) + 1
