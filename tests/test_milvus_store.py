@@ -37,6 +37,7 @@ from conftest import ROOT, need_shared, run_rag
 
 from bench.common import scifact_corpus
 from rag.config import RagConfig
+from rag.lexical import idf, stem_terms
 from rag.pipeline import RAG, BadInput, build_index, remove_documents
 from rag.store import IndexLocked, IndexNotFound, check_compatible
 from rag.store.locate import committed_manifest, open_store, parse_store
@@ -279,6 +280,8 @@ def _row_counts(spec: str) -> dict[str, int]:
             "n_documents": manifest["n_documents"],
             "uncommitted": sum(_raw_count(client, n, f"gen_added > {g}") for n in names.versioned),
             "retired": sum(_raw_count(client, n, f"gen_removed < {NOT_REMOVED}") for n in names.versioned),
+            "df_uncommitted": _raw_count(client, names.df, f"gen_new > {g}"),
+            "df_zero": _raw_count(client, names.df, "df_new == 0"),
         }
     finally:
         disconnect(parsed, client)
@@ -287,7 +290,7 @@ def _row_counts(spec: str) -> dict[str, int]:
 def _assert_no_leftover_rows(spec: str) -> None:
     counts = _row_counts(spec)
     assert counts["chunks"] == counts["n_chunks"] and counts["docs"] == counts["n_documents"], counts
-    assert counts["uncommitted"] == counts["retired"] == 0, counts
+    assert counts["uncommitted"] == counts["retired"] == counts["df_uncommitted"] == counts["df_zero"] == 0, counts
 
 
 def test_an_update_with_nothing_readable_changes_nothing(fresh_pair: Pair, embedder, tmp_path: Path) -> None:
@@ -554,6 +557,9 @@ def _held(spec: str, embedder, states: dict[str, dict[str, str]]) -> str:
             assert (document.sha256 if document else None) == held.get(source), source
             assert bool(store.document_chunks(source)) == (source in held), source
         assert sum(len(store.document_chunks(s)) for s in held) == len(store) == len(_ids(store))
+        chunk_terms = [set(stem_terms([c.text])[0]) for c in store.chunks(_ids(store)).values()]
+        for term in ("station", "westfold", "rain", "northreach"):  # counted over the generation's chunks
+            assert store.idf_weights([term])[term] == idf(len(store), sum(term in t for t in chunk_terms)), term
         for i in (0, 10):  # a changed station and a steady one
             answer = rag.ask(_question(STATIONS[i]))
             text = store.document(f"s{i:02d}.txt").text  # type: ignore[union-attr]

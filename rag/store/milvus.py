@@ -85,6 +85,7 @@ from rag.store.manifest import (
     new_manifest,
 )
 from rag.store.milvus_schema import (
+    DF_FIELDS,
     K1,
     NOT_REMOVED,
     PAGE,
@@ -97,6 +98,8 @@ from rag.store.milvus_schema import (
     connect,
     create_chunks,
     create_small,
+    df_at,
+    df_row,
     disconnect,
     doc_key,
     flat_pairs,
@@ -192,6 +195,11 @@ class MilvusStore:
     def __len__(self) -> int:
         return int(self.manifest["n_chunks"])
 
+    @property
+    def live_filter(self) -> str:
+        """The filter every search and query of this generation carries."""
+        return self._live
+
     def close(self) -> None:
         if self._open:
             self._open = False
@@ -222,17 +230,10 @@ class MilvusStore:
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first, scored as the embedded store's bm25s scores; chunks
         sharing no term with the query are left out."""
-        keys = [term_key(t) for t in stem_terms([query])[0]]
-        if not keys or len(self) == 0 or k < 1:
-            return []
-        df = self._frequencies(keys)
-        known = [t for t in keys if df[t] > 0]  # bm25s drops terms outside its vocabulary
-        if not known:
+        known, weights = self.lexical_query(query)
+        if not known or k < 1:
             return []
         n = len(self)
-        weights: dict[int, float] = {}
-        for t in known:  # a term asked twice counts twice, as in bm25s
-            weights[term_hash(t)] = weights.get(term_hash(t), 0.0) + idf(n, df[t])
         found = self.client.search(
             self.names.chunks,
             data=[weights],
@@ -243,7 +244,20 @@ class MilvusStore:
             search_params={"metric_type": "IP"},
         )
         rows = [(int(hit["id"]), str(hit["entity"]["terms"])) for hit in found[0]]
-        return bm25_scores(known, rows, df, len(self), int(self.manifest["n_terms"]))[:k]
+        return bm25_scores(known, rows, self._frequencies(known), n, int(self.manifest["n_terms"]))[:k]
+
+    def lexical_query(self, query: str) -> tuple[list[str], dict[int, float]]:
+        """The query's term keys found in this generation (in query order, repeats kept, as bm25s
+        reads them) and its sparse vector: each term's idf, times its count."""
+        keys = [term_key(t) for t in stem_terms([query])[0]]
+        if not keys or len(self) == 0:
+            return [], {}
+        df = self._frequencies(keys)
+        known = [t for t in keys if df[t] > 0]  # bm25s drops terms outside its vocabulary
+        weights: dict[int, float] = {}
+        for t in known:
+            weights[term_hash(t)] = weights.get(term_hash(t), 0.0) + idf(len(self), df[t])
+        return known, weights
 
     def idf_weights(self, terms: Sequence[str]) -> dict[str, float]:
         """BM25 inverse document frequency of each term over this generation's chunks."""
@@ -254,17 +268,13 @@ class MilvusStore:
         return {t: idf(n, df[term_key(t)]) for t in terms}
 
     def _frequencies(self, keys: Sequence[str]) -> dict[str, int]:
-        """Document frequency of each term key in this generation (cached: a generation never changes)."""
+        """Document frequency of each term key in this generation, read by primary key (cached: a
+        generation never changes)."""
         missing = sorted({k for k in keys if k not in self._df})
         for i in range(0, len(missing), 1000):
             batch = missing[i : i + 1000]
-            rows = self.client.query(
-                self.names.df,
-                filter=f"term in {json.dumps(batch, ensure_ascii=False)} and {self._live}",
-                output_fields=["term", "df"],
-            )
-            found = {r["term"]: int(r["df"]) for r in rows}
-            self._df.update({k: found.get(k, 0) for k in batch})
+            rows = {r["key"]: r for r in self.client.get(self.names.df, ids=batch, output_fields=DF_FIELDS)}
+            self._df.update({k: df_at(rows.get(k), self.generation) for k in batch})
         return {k: self._df[k] for k in keys}
 
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
@@ -536,6 +546,16 @@ class MilvusWriter:
             for page in scan(self.client, name, f"gen_removed > {g} and gen_removed < {NOT_REMOVED}", [key]):
                 self._set_removed(name, key, [r[key] for r in page], NOT_REMOVED)
             self.client.delete(name, filter=f"gen_removed <= {g}")
+        for page in scan(self.client, self.names.df, f"gen_new > {g}", DF_FIELDS):
+            new = [r["key"] for r in page if not r["df_old"]]  # terms the lost generation brought
+            if new:
+                self.client.delete(self.names.df, ids=new)
+            back = [
+                {**r, "df_new": r["df_old"], "gen_new": r["gen_old"], "_v": zero_vector()} for r in page if r["df_old"]
+            ]
+            if back:
+                self.client.upsert(self.names.df, back)
+        self.client.delete(self.names.df, filter=f"df_new == 0 and gen_new <= {g}")
 
     def _set_removed(self, name: str, key: str, keys: Sequence[Any], generation: int) -> None:
         for i in range(0, len(keys), BATCH * 4):
@@ -706,6 +726,8 @@ class MilvusWriter:
         self.manifest, self.generation, self.rebuild = manifest, g, False
         for name in self.names.versioned:
             self.client.delete(name, filter=f"gen_removed <= {g}")
+        self.client.delete(self.names.df, filter=f"df_new == 0 and gen_new <= {g}")
+        for name in (*self.names.versioned, self.names.df):
             self.client.flush(name)  # readers search sealed segments, not a replayed log
         update.stats.n_chunks, update.stats.generation = n_chunks, g
 
@@ -713,27 +735,26 @@ class MilvusWriter:
         return int(self.client.query(name, filter=flt, output_fields=["count(*)"])[0]["count(*)"])
 
     def _write_frequencies(self, update: _Update) -> None:
-        """For each term whose chunk count changed: retire its row and insert one with the new count."""
-        g = update.generation
+        """Give every term whose chunk count changed a row with the new count (the committed
+        generation's kept as the older one). A build counts afresh: every term row is rewritten."""
+        g, committed = update.generation, self.generation
+        if not update.counting:
+            fresh = {t: n for t, n in update.df_delta.items() if n > 0}
+            for page in scan(self.client, self.names.df, f"gen_new <= {committed}", DF_FIELDS):
+                self._upsert([df_row(r["key"], fresh.pop(r["key"], 0), g, r, committed) for r in page])
+            self._upsert([df_row(t, n, g, None, committed) for t, n in sorted(fresh.items())])
+            return
         changed = sorted(t for t, d in update.df_delta.items() if d)
         for i in range(0, len(changed), 1000):
             batch = changed[i : i + 1000]
-            old: dict[str, dict[str, Any]] = {}
-            if update.counting:
-                flt = f"term in {json.dumps(batch, ensure_ascii=False)} and {live(self.generation)}"
-                old = {
-                    r["term"]: r
-                    for r in self.client.query(self.names.df, filter=flt, output_fields=["key", "term", "df"])
-                }
-                self._set_removed(self.names.df, "key", [r["key"] for r in old.values()], g)
-            counts = {t: (int(old[t]["df"]) if t in old else 0) + update.df_delta[t] for t in batch}
-            rows = [
-                {"key": f"{g}:{t}", "term": t, "df": n, "gen_added": g, "gen_removed": NOT_REMOVED, "_v": zero_vector()}
-                for t, n in counts.items()
-                if n > 0
-            ]
-            for j in range(0, len(rows), BATCH * 4):
-                self.client.insert(self.names.df, rows[j : j + BATCH * 4])
+            old = {r["key"]: r for r in self.client.get(self.names.df, ids=batch, output_fields=DF_FIELDS)}
+            self._upsert(
+                [df_row(t, df_at(old.get(t), committed) + update.df_delta[t], g, old.get(t), committed) for t in batch]
+            )
+
+    def _upsert(self, rows: Sequence[dict[str, Any]]) -> None:
+        for i in range(0, len(rows), BATCH * 4):
+            self.client.upsert(self.names.df, list(rows[i : i + BATCH * 4]))
 
     def _switch_vector_index(self, kind: str) -> None:
         """Give the chunk collection the dense index `kind` names when it has the other one."""

@@ -7,7 +7,9 @@ One index `NAME` (the spec's collection, "rag" by default) is four collections:
                 BM25 weights as a sparse vector, the generation that added and the one that removed
                 the row)
     NAME_docs   one row per document version: full text, sha256, pages
-    NAME_df     one row per (term, generation): how many chunks of the generation hold the term
+    NAME_df     one row per term, keyed by it: how many chunks hold it, in the last generation that
+                changed the count and in the one before (`df_at`), so a question reads its terms'
+                counts by primary key (1.3 ms in Milvus Lite; a filtered query takes 20 ms)
     NAME_meta   the manifest row (the commit point) and, on a server, the lock row
 
 Long values (a document's text, a chunk's sentence vectors, the manifest) are lists of VARCHAR
@@ -67,9 +69,9 @@ class Names:
         return cls(c, f"{c}_docs", f"{c}_df", f"{c}_meta")
 
     @property
-    def versioned(self) -> tuple[str, str, str]:
-        """The collections whose rows carry generations, and so need repairing after a crash."""
-        return (self.chunks, self.docs, self.df)
+    def versioned(self) -> tuple[str, str]:
+        """The collections whose rows carry gen_added and gen_removed."""
+        return (self.chunks, self.docs)
 
 
 def primary_key(names: Names, collection: str) -> str:
@@ -292,19 +294,52 @@ def create_small(client: MilvusClient, names: Names, name: str) -> None:
         _pieces_field(s, "pages")
         s.add_field("n_chunks", DataType.INT64)
         s.add_field("added_at", DataType.DOUBLE)
+        _generations(s)
     elif name == names.df:
-        _varchar(s, "term", max_length=TERM_BYTES * 2)
-        s.add_field("df", DataType.INT64)
+        for field in DF_FIELDS[1:]:
+            s.add_field(field, DataType.INT64)
     else:
         _pieces_field(s, "value")
-    if name != names.meta:
-        _generations(s)
     s.add_field("_v", DataType.FLOAT_VECTOR, dim=len(_ZERO))
     ip = client.prepare_index_params()
     ip.add_index("_v", index_type="FLAT", metric_type="L2")
-    if name != names.meta:
-        ip.add_index("term" if name == names.df else "doc_key", index_type="INVERTED")
+    if name == names.docs:
+        ip.add_index("doc_key", index_type="INVERTED")
     client.create_collection(name, schema=s, index_params=ip, consistency_level="Strong")
+
+
+DF_FIELDS = ["key", "df_new", "gen_new", "df_old", "gen_old"]  # a df row; key is the term key
+
+
+def df_at(row: dict[str, Any] | None, generation: int) -> int:
+    """How many chunks of `generation` hold a df row's term: the newer count when its generation
+    is not after `generation`, else the older one (0 for a term absent from either).
+
+    Example:
+        >>> df_at({"df_new": 5, "gen_new": 3, "df_old": 2, "gen_old": 1}, 2)
+        2
+        >>> df_at(None, 2)
+        0
+    """
+    if row is None:
+        return 0
+    if int(row["gen_new"]) <= generation:
+        return int(row["df_new"])
+    return int(row["df_old"]) if int(row["gen_old"]) <= generation else 0
+
+
+def df_row(key: str, count: int, generation: int, old: dict[str, Any] | None, committed: int) -> dict[str, Any]:
+    """The df row giving `key` `count` chunks from `generation` on, keeping the count the
+    committed generation sees as the older one."""
+    before = df_at(old, committed)
+    return {
+        "key": key,
+        "df_new": count,
+        "gen_new": generation,
+        "df_old": before,
+        "gen_old": committed if before else 0,
+        "_v": zero_vector(),
+    }
 
 
 def zero_vector() -> list[float]:
