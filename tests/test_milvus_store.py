@@ -46,6 +46,7 @@ from rag.store.milvus import MilvusStore, MilvusWriter, uploads_dir
 from rag.store.milvus_schema import NOT_REMOVED, Names, connect, disconnect, load_all
 
 N_SCIFACT = 250
+SEED_NAME = "000_a8b8e53ddfe7d5e4.txt"
 SEED_QUESTIONS = [json.loads(line)["question"] for line in (ROOT / "eval" / "data" / "seed_qa.jsonl").open() if line]
 
 
@@ -66,7 +67,7 @@ class Pair:
 def _write_corpus(root: Path) -> Path:
     corpus = root / "corpus"
     (corpus / "scifact").mkdir(parents=True)
-    shutil.copy(ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt", corpus)
+    shutil.copy(ROOT / "seeds" / SEED_NAME, corpus)
     for name, text in scifact_corpus(N_SCIFACT).items():
         (corpus / "scifact" / name).write_text(text, encoding="utf-8")
     return corpus
@@ -140,10 +141,9 @@ def _assert_same_store(embedded, milvus) -> None:
     assert _ids(milvus) == ids and len(ids) == len(embedded)
     assert milvus.chunks(ids) == embedded.chunks(ids)
     some = ids[:: max(1, len(ids) // 40)]
-    for mine, theirs in ((milvus.chunk_vectors(some), embedded.chunk_vectors(some)),):
-        assert mine.keys() == theirs.keys() and all(np.array_equal(mine[i], theirs[i]) for i in mine)
-    mine, theirs = milvus.sentence_vectors(some), embedded.sentence_vectors(some)
-    assert mine.keys() == theirs.keys() and all(np.array_equal(mine[i], theirs[i]) for i in mine)
+    for read in ("chunk_vectors", "sentence_vectors"):  # float32 and float16 bytes, stored exactly
+        mine, theirs = getattr(milvus, read)(some), getattr(embedded, read)(some)
+        assert mine.keys() == theirs.keys() == set(some) and all(np.array_equal(mine[i], theirs[i]) for i in mine)
     assert _document_facts(milvus) == _document_facts(embedded)
     for info in embedded.documents()[:: max(1, len(embedded.documents()) // 10)]:
         assert milvus.document(info.source) == embedded.document(info.source)
@@ -240,11 +240,27 @@ def test_a_changed_file_a_deleted_file_a_removal_and_a_rebuild_leave_both_stores
     assert removed[1].generation == removed[0].generation == 3
     _compare(pair, embedder, ["glacier lighthouse keeper parrot", *SEED_QUESTIONS[5:10]])
 
-    unchanged = _build_both(pair, embedder, remove_missing=False)  # adds the removed file back
-    assert unchanged[1].stats.added == unchanged[0].stats.added == [f"scifact/{files[2].name}"]
-    rebuilt = _build_both(pair, embedder, rebuild=True)
-    assert rebuilt[1].stats.generation == rebuilt[0].stats.generation == 5
+    again = _build_both(pair, embedder, remove_missing=False)  # adds the removed file back
+    assert again[1].stats.added == again[0].stats.added == [f"scifact/{files[2].name}"]
     _compare(pair, embedder, SEED_QUESTIONS[10:15])
+    _assert_no_leftover_rows(pair.milvus)
+
+
+def test_a_rebuild_retires_everything_and_continues_the_chunk_ids(tmp_path: Path, embedder, copy_seed) -> None:
+    corpus = copy_seed(tmp_path / "corpus").parent
+    (corpus / "notes.txt").write_text("The lighthouse keeper counted 41 gulls on the pier in May.", encoding="utf-8")
+    pair = Pair(corpus, f"faiss:{tmp_path / 'embedded'}", f"milvus:{tmp_path / 'small.db'}")
+    _build_both(pair, embedder)
+    (corpus / "notes.txt").unlink()
+    rebuilt = _build_both(pair, embedder, rebuild=True)
+    assert rebuilt[1].stats.added == rebuilt[0].stats.added == [SEED_NAME]
+    assert rebuilt[1].stats.generation == rebuilt[0].stats.generation == 2
+    _compare(pair, embedder, ["How many gulls did the keeper count?", *SEED_QUESTIONS[:3]])
+    embedded = open_store(pair.faiss)
+    try:
+        assert min(_ids(embedded)) > 1  # new ids after the old ones, in both (compared above)
+    finally:
+        embedded.close()
     _assert_no_leftover_rows(pair.milvus)
 
 
@@ -345,6 +361,30 @@ def test_a_second_writer_in_another_process_is_refused_with_the_holders_pid(fres
             MilvusWriter(parse_store(fresh_pair.milvus), RagConfig()),
         ):
             pass
+
+
+def test_the_server_lock_row_refuses_a_second_writer_until_released_or_lapsed(tmp_path: Path, monkeypatch) -> None:
+    """The lease row a server store is locked with, exercised on a Milvus Lite meta collection
+    (the same calls a server gets)."""
+    from rag.store import milvus_schema
+
+    spec = parse_store(f"milvus:{tmp_path / 'locks.db'}")
+    names = Names.of(spec)
+    client = connect(spec)
+    try:
+        milvus_schema.create_small(client, names, names.meta)
+        first, second = (milvus_schema.ServerLock(spec, client, names) for _ in range(2))
+        first.acquire()
+        with pytest.raises(IndexLocked, match=rf"another process \(pid {os.getpid()} on .+\) is writing"):
+            second.acquire()
+        first.release()
+        second.acquire()  # free once released
+        monkeypatch.setattr(milvus_schema, "LEASE_SECONDS", -1.0)  # as if its holder died long ago
+        second.renew(force=True)
+        first.acquire()  # a lapsed lease is taken over
+        assert first._holder()["token"] == first.token  # type: ignore[index]
+    finally:
+        disconnect(spec, client)
 
 
 # ----------------------------------------------------------------------------------------------

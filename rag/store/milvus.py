@@ -58,15 +58,16 @@ server store in `$RAG_CACHE_DIR/uploads/<host>_<port>_<collection>/` (RAG_CACHE_
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -102,6 +103,7 @@ from rag.store.milvus_schema import (
     df_row,
     disconnect,
     doc_key,
+    ensure_loaded,
     flat_pairs,
     join,
     lite_path,
@@ -127,7 +129,8 @@ from rag.store.schema import VECTOR_BLOCK
 from rag.store.writer import UpdateStats
 from rag.types import Chunk, Document, EmbeddedDocument, Page
 
-BATCH = 512  # chunk rows per insert
+BATCH = 512  # chunk rows (or document rows) per insert
+DOC_BATCH_BYTES = 16 * 1024 * 1024  # document text per insert, within a server's message limit
 CANDIDATES = 4  # lexical candidates fetched from Milvus's BM25 per hit wanted (at least k + 100)
 CHUNK_FIELDS = ["id", "source", "start", "end", "page", "text", "sentences"]
 
@@ -145,6 +148,22 @@ def store_error(spec: StoreSpec | str, exc: BaseException) -> BadStore:
 
 # ---------------------------------------------------------------------------------------------
 # Reading
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reported(method: Callable[Concatenate[MilvusStore, P], R]) -> Callable[Concatenate[MilvusStore, P], R]:
+    """A failed Milvus call while answering (a server gone away) as a one-line BadStore."""
+
+    @functools.wraps(method)
+    def call(self: MilvusStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except MilvusException as exc:
+            raise store_error(self.spec, exc) from None
+
+    return call
 
 
 class MilvusStore:
@@ -209,6 +228,7 @@ class MilvusStore:
     def uploads_dir(self) -> Path:
         return uploads_dir(self.store_spec)
 
+    @_reported
     def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """(chunk id, cosine) best first."""
         if len(self) == 0 or k < 1:
@@ -227,6 +247,7 @@ class MilvusStore:
         )
         return [(int(hit["id"]), float(hit["distance"])) for hit in found[0]]
 
+    @_reported
     def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first, scored as the embedded store's bm25s scores; chunks
         sharing no term with the query are left out."""
@@ -259,6 +280,7 @@ class MilvusStore:
             weights[term_hash(t)] = weights.get(term_hash(t), 0.0) + idf(len(self), df[t])
         return known, weights
 
+    @_reported
     def idf_weights(self, terms: Sequence[str]) -> dict[str, float]:
         """BM25 inverse document frequency of each term over this generation's chunks."""
         n = len(self)
@@ -277,16 +299,19 @@ class MilvusStore:
             self._df.update({k: df_at(rows.get(k), self.generation) for k in batch})
         return {k: self._df[k] for k in keys}
 
+    @_reported
     def chunks(self, ids: Sequence[int]) -> dict[int, Chunk]:
         """The chunks with these ids (ids not in the store are left out)."""
         return {int(r["id"]): chunk_from_row(r) for r in self._rows(ids, CHUNK_FIELDS)}
 
+    @_reported
     def sentence_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         return {
             int(r["id"]): pieces_to_vectors(r["sentence_vectors"], self._dim)
             for r in self._rows(ids, ["id", "sentence_vectors"])
         }
 
+    @_reported
     def chunk_vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         return {int(r["id"]): np.asarray(r["vector"], dtype=np.float32) for r in self._rows(ids, ["id", "vector"])}
 
@@ -303,6 +328,7 @@ class MilvusStore:
             for source, info in sorted(self.manifest["documents"].items())
         ]
 
+    @_reported
     def document(self, source: str) -> Document | None:
         rows = self.client.query(
             self.names.docs,
@@ -315,6 +341,7 @@ class MilvusStore:
                 return Document(source, join(row["text"]), row["sha256"], pages)
         return None
 
+    @_reported
     def document_chunks(self, source: str) -> list[Chunk]:
         """The chunks of the document `source` in this generation, in document order ([] when the
         store does not hold it)."""
@@ -456,6 +483,8 @@ class _Update:
     counting: bool  # False for a rebuild or a first build: nothing is carried over
     df_delta: Counter[str] = field(default_factory=Counter)  # term key -> chunks gained (or lost)
     rows: list[dict[str, Any]] = field(default_factory=list)  # chunk rows not inserted yet
+    doc_rows: list[dict[str, Any]] = field(default_factory=list)  # document rows not inserted yet
+    doc_bytes: int = 0  # text in `doc_rows`
     chunks_added: int = 0
 
 
@@ -499,6 +528,7 @@ class MilvusWriter:
         """Create what is missing, take a server's lock, read the manifest and repair."""
         if not self.client.has_collection(self.names.meta):
             create_small(self.client, self.names, self.names.meta)
+        ensure_loaded(self.client, self.names.meta)
         if not self.spec.is_local_file:
             self._lock = ServerLock(self.spec, self.client, self.names)
             self._lock.acquire()
@@ -516,7 +546,7 @@ class MilvusWriter:
         drops the old generation before the new one is committed)."""
         names, client, dim = self.names, self.client, self.config.model_dim
         if client.has_collection(names.chunks) and vector_dim(client, names.chunks) != dim:
-            for name in names.versioned:
+            for name in (*names.versioned, names.df):
                 client.drop_collection(name)
         if not client.has_collection(names.chunks):
             kind = vector_index_kind(0, self.config.approximate_above, self.config.hnsw_m)
@@ -557,6 +587,14 @@ class MilvusWriter:
                 self.client.upsert(self.names.df, back)
         self.client.delete(self.names.df, filter=f"df_new == 0 and gen_new <= {g}")
 
+    def _roll_back(self) -> None:
+        """Repair after a failed update; when the store has become unreachable the next writer's
+        `__enter__` repairs instead, and the update's own error is the one reported."""
+        try:
+            self._repair()
+        except MilvusException:
+            pass
+
     def _set_removed(self, name: str, key: str, keys: Sequence[Any], generation: int) -> None:
         for i in range(0, len(keys), BATCH * 4):
             rows = [{key: k, "gen_removed": generation} for k in keys[i : i + BATCH * 4]]
@@ -594,11 +632,10 @@ class MilvusWriter:
                 self._commit(update, embed_backend)
             else:  # nothing to write: the committed generation stays
                 stats.n_chunks, stats.generation = int(self.manifest["n_chunks"]), self.generation
-        except MilvusException as exc:
-            self._repair()
-            raise store_error(self.spec, exc) from None
-        except BaseException:
-            self._repair()  # as a rolled-back transaction: nothing of the new generation stays
+        except BaseException as exc:
+            self._roll_back()  # as a rolled-back transaction: nothing of the new generation stays
+            if isinstance(exc, MilvusException):
+                raise store_error(self.spec, exc) from None
             raise
         stats.seconds = time.perf_counter() - started
         return stats
@@ -669,7 +706,8 @@ class MilvusWriter:
             if len(update.rows) >= BATCH:
                 self._insert_rows(update)
         now = time.time()
-        self.client.insert(self.names.docs, [_document_row(key, doc, len(embedded.chunks), now, g)])
+        update.doc_rows.append(_document_row(key, doc, len(embedded.chunks), now, g))
+        update.doc_bytes += len(doc.text)
         update.documents[doc.source] = {
             "sha256": doc.sha256,
             "n_chunks": len(embedded.chunks),
@@ -677,6 +715,8 @@ class MilvusWriter:
             "chars": len(doc.text),
         }
         update.chunks_added += len(embedded.chunks)
+        if len(update.doc_rows) >= BATCH or update.doc_bytes >= DOC_BATCH_BYTES:
+            self._insert_rows(update)
 
     def _reference_length(self, update: _Update, terms: Sequence[Sequence[str]]) -> float:
         """The average chunk length the new chunks' BM25 weights are written with: the committed
@@ -688,10 +728,15 @@ class MilvusWriter:
         return (update.n_terms + sum(len(t) for t in terms)) / chunks if chunks else 1.0
 
     def _insert_rows(self, update: _Update) -> None:
-        if not update.rows:
+        """Insert the queued chunk and document rows (invisible until the commit)."""
+        if not (update.rows or update.doc_rows):
             return
-        self.client.insert(self.names.chunks, update.rows)
-        update.rows = []
+        if update.doc_rows:
+            self.client.insert(self.names.docs, update.doc_rows)
+            update.doc_rows, update.doc_bytes = [], 0
+        if update.rows:
+            self.client.insert(self.names.chunks, update.rows)
+            update.rows = []
         if self._lock is not None:
             self._lock.renew()
         checkpoint("rows-written")
