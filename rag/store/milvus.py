@@ -18,31 +18,37 @@ Why not Milvus's BM25 function: Milvus Lite 3.2.2 computes its IDF and average l
 counting deleted rows, so after an update the changed document's new chunks, alone in a small
 segment, score on another scale; one fell out of the top 200 candidates for a question it matches
 (tests/test_milvus_store.py caught it). Why not TEXT_MATCH counts for document frequencies: Milvus
-Lite evaluates TEXT_MATCH by tokenizing every row in Python, 0.35 s per term at 5k chunks and 12 s
-at 100k (BENCHMARKS.md, "Milvus store"). The `terms` field still has the "standard" analyzer and
-TEXT_MATCH enabled, for filters.
+Lite evaluates TEXT_MATCH by tokenizing every row in Python, 0.4 s per term at 5k chunks and 20 s at
+100k, where a primary-key read of NAME_df takes 0.3 ms (BENCHMARKS.md, "Milvus store"). The
+`terms` field keeps the "standard" analyzer with TEXT_MATCH enabled, for filters.
 
-Generations. Every row carries `gen_added` and `gen_removed` (NOT_REMOVED while current), and every
-search and query a reader makes is filtered to its generation G (`gen_added <= G and gen_removed >
-G`). The manifest row of NAME_meta names the committed generation. An update of G:
+Generations. Chunk and document rows carry `gen_added` and `gen_removed` (NOT_REMOVED while
+current), and every search and query a reader makes is filtered to its generation G (`gen_added <=
+G and gen_removed > G`). A NAME_df row holds a term's count in the last generation that changed it
+(`gen_new`) and the one before, so a reader at G takes the newer count only when gen_new <= G. The
+manifest row of NAME_meta names the committed generation. An update of G:
 
 1. retires the rows of replaced and removed documents by upserting them with gen_removed = G+1;
-2. inserts the new chunks (gen_added = G+1) in batches of 512 as the documents stream in, their
-   document rows, and the new document frequencies of every term whose count changed;
+2. inserts the new chunk and document rows (gen_added = G+1) in batches of 512 as the documents
+   stream in, then gives every term whose count changed its G+1 count (gen_new = G+1, G's count
+   kept as the older one);
 3. commits: upserts the manifest row naming G+1 (one row, applied whole or not at all);
-4. deletes the rows no reader of G+1 sees (gen_removed <= G+1) and flushes.
+4. deletes the rows no reader of G+1 sees (gen_removed <= G+1, terms counted 0) and flushes.
 
-What a crash leaves. Killed (SIGKILL, power cut, Ctrl-C) in 1 or 2: the manifest still names G, the
-rows of G+1 are invisible to G (gen_added > G) and the retired rows still visible (gen_removed =
-G+1 > G): readers see G, whole. The next writer's `__enter__` repairs before anything else: it
-deletes the rows with gen_added > G, un-retires the rows with G < gen_removed < NOT_REMOVED
-(upserting gen_removed back to NOT_REMOVED) and deletes the rows with gen_removed <= G. Killed in
-4: readers see G+1, whole (the rows left over are invisible to it); the next writer deletes them.
-An exception inside `apply` (EmptyCorpus, a failed call, KeyboardInterrupt) runs the same repair at
-once, as the embedded store rolls its transaction back. Milvus Lite writes every call to its
-write-ahead log before answering, and replays the log on the next open, so the writes of a killed
-process survive in call order; a server keeps its own log. A reader that opened G before an
-update loses the replaced documents' rows in step 4: reopen it (`RAG.reload`).
+What a crash leaves. Killed (SIGKILL, OOM, Ctrl-C) in 1 or 2: the manifest still names G, the rows
+of G+1 are invisible to G (gen_added > G, gen_new > G) and the retired rows still visible
+(gen_removed = G+1 > G): readers see G, whole. The next writer's `__enter__` repairs before anything
+else: it deletes the rows with gen_added > G, un-retires the rows with G < gen_removed < NOT_REMOVED
+(upserting gen_removed back to NOT_REMOVED), deletes the rows with gen_removed <= G, and puts df
+rows with gen_new > G back to their older count (deleting those of terms new in G+1). Killed in 4:
+readers see G+1, whole (the rows left over are invisible to it); the next writer deletes them. An
+exception inside `apply` (EmptyCorpus, a failed call, KeyboardInterrupt) runs the same repair at
+once, as the embedded store rolls its transaction back. What a killed process wrote is in Milvus
+Lite's write-ahead log, replayed on the next open. A power cut or an OS crash is another matter:
+Milvus Lite 3.2.2 does not fsync its log on every write (its default), so the last writes before
+the flush at the end of an update may be lost, not necessarily in order; the embedded store fsyncs
+every file before its manifest. A server keeps its own log. A reader that opened G before an update
+loses the replaced documents' rows in step 4: reopen it (`RAG.reload`).
 
 Chunk ids continue from the highest id ever committed (`next_chunk_id` in the manifest), so a
 sequence of updates gives the same ids as the embedded store's AUTOINCREMENT.
