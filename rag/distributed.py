@@ -46,6 +46,9 @@ from rag.store.base import StoreWriter
 from rag.types import Chunk, Document, EmbeddedDocument, Page
 
 FILES_PER_TASK = 16  # files one read-and-chunk call handles: small enough to keep every worker busy
+# CPUs each embedding actor asks Ray for, and the encoder threads it runs: one actor per CPU. With
+# ONNX Runtime's default (a thread per core in every actor) N actors on N cores run N*N threads.
+CPUS_PER_ACTOR = 1
 
 
 class RayUnavailable(ConnectionError):
@@ -232,7 +235,7 @@ def _dataset(
         fn_constructor_args=(backend, config),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,
+        num_cpus=CPUS_PER_ACTOR,
     )
 
 
@@ -338,7 +341,7 @@ class _BlockEmbedder:
     def __init__(self, backend: str, config: RagConfig) -> None:
         from rag.embed import Embedder
 
-        self.embedder = Embedder.load(backend=backend)
+        self.embedder = Embedder.load(backend=backend, threads=CPUS_PER_ACTOR)
         if self.embedder.backend != backend:  # vectors of another encoder must not be labelled `backend`
             raise RuntimeError(f"a Ray worker could not load the {backend} encoder (got {self.embedder.backend})")
         self.config = config
