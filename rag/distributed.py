@@ -129,6 +129,9 @@ def _connect(ray: Any, address: str, workers: int | None) -> None:
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address == "local":
         options["num_cpus"] = workers or os.cpu_count() or 1
+        # Ray runs its workers at nice 15; the single-process path runs at the command's own
+        # priority, and so should the same work done by a local Ray for the same command.
+        options["_system_config"] = {"worker_niceness": 0}
     else:
         _check_reachable(address)
     try:
