@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const="local",
         metavar="ADDRESS",
-        help="read, chunk and embed on Ray Data: a local Ray without ADDRESS, else ray://HOST:10001, HOST:PORT "
-        "or auto (the files must be readable on every node; needs the scale extra)",
+        help="read, chunk and embed on Ray Data (give it after PATHS): a local Ray without ADDRESS, else "
+        "ray://HOST:10001, HOST:PORT or auto (the files must be readable on every node; needs the scale extra)",
     )
     p.add_argument("--ray-workers", type=int, metavar="N", help="embedding actors with --ray (default: Ray's CPUs)")
 

@@ -182,7 +182,8 @@ def embed_files(
     """What `rag.ingest.embed_documents` yields for `files` (and counts in `stats`), computed on the
     Ray session open in this process: the documents in file order, a block at a time as Ray
     finishes them, so memory holds a few blocks, not the corpus. `current` maps each indexed
-    source to its sha256; a file that cannot be read goes to `on_skip`."""
+    source to its sha256; a file that cannot be read goes to `on_skip`. `stats.embed_seconds` sums
+    the actors' encoding time, so with several actors it can exceed the time the update took."""
     dataset = _dataset(files, current, config=config, backend=backend, workers=workers, max_bytes=max_bytes)
     seen = 0
     for block in _in_sequence(dataset.iter_rows()):
