@@ -56,6 +56,15 @@ def _parser() -> argparse.ArgumentParser:
         help="sentences shared by consecutive chunks (default: %(default)s)",
     )
     _backend_flag(p, defaults)
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, chunk and embed on Ray Data (give it after PATHS): a local Ray without ADDRESS, else "
+        "ray://HOST:10001, HOST:PORT or auto (the files must be readable on every node; needs the scale extra)",
+    )
+    p.add_argument("--ray-workers", type=int, metavar="N", help="embedding actors with --ray (default: Ray's CPUs)")
 
     p = sub.add_parser("ask", help="answer a question from the index")
     p.add_argument("question")
@@ -190,6 +199,8 @@ def _index(args: argparse.Namespace) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise CliError(f"path does not exist: {path}")
+    if args.ray_workers is not None and args.ray is None:
+        raise CliError("--ray-workers needs --ray")
     from tqdm import tqdm
 
     from rag.embed import Embedder
@@ -207,6 +218,8 @@ def _index(args: argparse.Namespace) -> int:
             rebuild=args.rebuild,
             remove_missing=not args.add,
             progress=bar.update,
+            ray=args.ray,
+            ray_workers=args.ray_workers,
         )
     except (BadInput, IndexError_, FileNotFoundError) as exc:
         raise CliError(str(exc).strip('"')) from None

@@ -60,10 +60,11 @@ class Embedder:
         self.calls = 0  # chunks encoded since load; tests use it to prove nothing was re-embedded
 
     @classmethod
-    def load(cls, *, backend: str | None = None) -> Embedder:
+    def load(cls, *, backend: str | None = None, threads: int | None = None) -> Embedder:
         """The encoder on `backend` (default: `RagConfig.embed_backend`). An ONNX backend whose
         runtime is not installed falls back to "torch" with a warning (same model, vectors within
-        cosine 0.99 of int8's: BENCHMARKS.md)."""
+        cosine 0.99 of int8's: BENCHMARKS.md). `threads` caps ONNX Runtime's threads (default: one
+        per core), for several encoders sharing a machine (Ray actors); the vectors are the same."""
         from rag.config import RagConfig
 
         backend = backend or RagConfig().embed_backend
@@ -71,7 +72,7 @@ class Embedder:
             raise ValueError(f"backend must be one of {', '.join(EMBED_BACKENDS)}, got {backend!r}")
         if backend.startswith("onnx"):
             try:
-                session = _load_onnx(backend)
+                session = _load_onnx(backend, threads)
             except ImportError as exc:
                 import warnings
 
@@ -352,9 +353,11 @@ def _export_fp32(target: str) -> None:
 
 
 @lru_cache(maxsize=2)
-def _load_onnx(backend: str) -> Any:
+def _load_onnx(backend: str, threads: int | None = None) -> Any:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
     return onnxruntime.InferenceSession(str(export_onnx(backend)), options, providers=["CPUExecutionProvider"])

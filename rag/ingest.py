@@ -69,34 +69,50 @@ def embed_documents(
     """
     pending: list[tuple[Document, list[Chunk]]] = []
     pending_chunks = 0
-    block = max(256, config.embed_batch_size * 8)
+    block = embed_block_size(config)
     for doc in documents:
         if current.get(doc.source) == doc.sha256:
             stats.unchanged.append(doc.source)
             continue
-        chunks = chunk_document(
-            doc, embedder.tokenizer, max_tokens=config.chunk_tokens, overlap_sentences=config.chunk_overlap_sentences
-        )
-        if len(chunks) > config.max_chunks_per_document:
+        chunks, too_large = index_chunks(doc, embedder.tokenizer, config)
+        if too_large:
             # Skipped like an unreadable file; a version already indexed stays as it was.
-            stats.too_large.append(
-                (
-                    doc.source,
-                    f"makes {len(chunks)} chunks, over the limit of {config.max_chunks_per_document} per document",
-                )
-            )
+            stats.too_large.append((doc.source, too_large))
             if doc.source in current:
                 stats.unchanged.append(doc.source)
             continue
         pending.append((doc, chunks))
         pending_chunks += len(chunks)
         if pending_chunks >= block:
-            yield from _embed_block(pending, embedder, config=config, stats=stats, progress=progress)
+            yield from embed_block(pending, embedder, config=config, stats=stats, progress=progress)
             pending, pending_chunks = [], 0
-    yield from _embed_block(pending, embedder, config=config, stats=stats, progress=progress)
+    yield from embed_block(pending, embedder, config=config, stats=stats, progress=progress)
 
 
-def _embed_block(
+def embed_block_size(config: RagConfig) -> int:
+    """Chunks pending before they are embedded together. The int8 encoder quantises activations
+    per batch, so a chunk's vector depends on the chunks it is embedded with: `rag.distributed`
+    forms the same blocks to write the same vectors.
+
+    Example:
+        >>> embed_block_size(RagConfig())
+        256
+    """
+    return max(256, config.embed_batch_size * 8)
+
+
+def index_chunks(doc: Document, tokenizer: Any, config: RagConfig) -> tuple[list[Chunk], str]:
+    """`doc`'s chunks under `config`'s chunking, and why it is left out ("" when it is not): over
+    `max_chunks_per_document` chunks. One rule for the single-process and the Ray path."""
+    chunks = chunk_document(
+        doc, tokenizer, max_tokens=config.chunk_tokens, overlap_sentences=config.chunk_overlap_sentences
+    )
+    if len(chunks) > config.max_chunks_per_document:
+        return chunks, f"makes {len(chunks)} chunks, over the limit of {config.max_chunks_per_document} per document"
+    return chunks, ""
+
+
+def embed_block(
     pending: list[tuple[Document, list[Chunk]]],
     embedder: Any,
     *,

@@ -20,7 +20,7 @@ from rag.answer import QuestionTerms, compose_answer
 from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.followup import Turn, condense_query
-from rag.ingest import update_index
+from rag.ingest import backend_name, update_index
 from rag.load import Skipped, find_files, load_documents
 from rag.reader import Reader
 from rag.rerank import read_and_rerank
@@ -73,14 +73,18 @@ def build_index(
     remove: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> BuildReport:
     """Index the files under `paths` into `index_dir` (a folder or any store spec
     `rag.store.locate.parse_store` takes), re-embedding only new or changed files.
 
     With `remove_missing`, documents in the index that are no longer found under `paths` are
     removed (the index mirrors the folder); otherwise the files are added to what is there.
+    With `ray` (an address: "local", "auto", "ray://HOST:PORT"), the files are read, chunked and
+    embedded on Ray by `ray_workers` actors (`rag.distributed`); the index written is the same.
     Raises FileNotFoundError for a path that does not exist and BadInput when nothing readable
-    was found (the existing index is left as it was).
+    was found (the existing index is left as it was) or Ray cannot be reached.
     """
     config = config or RagConfig()
     paths = list(paths)
@@ -89,20 +93,69 @@ def build_index(
     documents = _readable(files, int(config.max_file_mb * 1024 * 1024), report, on_skip)
     with open_writer(index_dir, config=config, rebuild=rebuild) as writer:
         to_remove = _to_remove(writer, files, remove, remove_missing=remove_missing)
+        empty_corpus_error = "" if remove else _empty_message(paths, report.skipped)
         try:
-            report.stats = update_index(
-                writer,
-                documents,
-                to_remove,
-                embedder=embedder,
-                progress=progress,
-                empty_corpus_error="" if remove else _empty_message(paths, report.skipped),
-            )
+            if ray is None:
+                report.stats = update_index(
+                    writer,
+                    documents,
+                    to_remove,
+                    embedder=embedder,
+                    progress=progress,
+                    empty_corpus_error=empty_corpus_error,
+                )
+            else:
+                report.stats = _update_on_ray(
+                    writer,
+                    files,
+                    to_remove,
+                    report,
+                    embedder,
+                    address=ray,
+                    workers=ray_workers,
+                    progress=progress,
+                    on_skip=on_skip,
+                    empty_corpus_error=empty_corpus_error,
+                )
         except EmptyCorpus:
             raise BadInput(_empty_message(paths, report.skipped)) from None
     for source, reason in report.stats.too_large:
         _skip(report, Skipped(source, reason), on_skip)
     return report
+
+
+def _update_on_ray(
+    writer: StoreWriter,
+    files: list[tuple[Path, str]],
+    to_remove: list[str],
+    report: BuildReport,
+    embedder: Embedder,
+    *,
+    address: str,
+    workers: int | None,
+    progress: Callable[[int], None] | None,
+    on_skip: Callable[[Skipped], None] | None,
+    empty_corpus_error: str,
+) -> UpdateStats:
+    """`update_index` with the files read, chunked and embedded on Ray by workers loading
+    `embedder`'s backend. `rag.distributed` is imported here only: without `ray`, nothing loads Ray."""
+    from rag.distributed import RayUnavailable, update_index_on_ray
+
+    try:
+        return update_index_on_ray(
+            writer,
+            files,
+            to_remove,
+            backend=backend_name(embedder),
+            address=address,
+            workers=workers,
+            max_bytes=int(writer.config.max_file_mb * 1024 * 1024),
+            progress=progress,
+            on_skip=lambda skipped: _skip(report, skipped, on_skip),
+            empty_corpus_error=empty_corpus_error,
+        )
+    except RayUnavailable as exc:
+        raise BadInput(str(exc)) from None
 
 
 def _readable(
