@@ -27,7 +27,9 @@ from urllib.parse import urlsplit
 
 from rag.config import RagConfig
 from rag.store.base import Store, StoreWriter
-from rag.store.manifest import BadStore
+from rag.store.manifest import BadStore, read_manifest
+from rag.store.reader import Index
+from rag.store.writer import IndexWriter
 
 DEFAULT_COLLECTION = "rag"
 _COLLECTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
@@ -104,8 +106,6 @@ def open_store(spec: str | os.PathLike[str] | StoreSpec, *, config: RagConfig | 
     config = config or RagConfig()
     parsed = spec if isinstance(spec, StoreSpec) else parse_store(spec)
     if parsed.kind == "faiss":
-        from rag.store.reader import Index
-
         return Index.load(parsed.target, config=config)
     return _milvus().MilvusStore.open(parsed, config=config)
 
@@ -114,8 +114,6 @@ def open_writer(spec: str | os.PathLike[str] | StoreSpec, *, config: RagConfig, 
     """A writer for the store `spec` names; use it in a `with` block."""
     parsed = spec if isinstance(spec, StoreSpec) else parse_store(spec)
     if parsed.kind == "faiss":
-        from rag.store.writer import IndexWriter
-
         return IndexWriter(parsed.target, config, rebuild=rebuild)
     return _milvus().MilvusWriter(parsed, config, rebuild=rebuild)
 
@@ -124,8 +122,6 @@ def committed_manifest(spec: str | os.PathLike[str] | StoreSpec) -> dict[str, An
     """The manifest of the store's committed generation, None for a folder or collection never built."""
     parsed = spec if isinstance(spec, StoreSpec) else parse_store(spec)
     if parsed.kind == "faiss":
-        from rag.store.manifest import read_manifest
-
         return read_manifest(parsed.target)
     return _milvus().committed_manifest(parsed)
 
