@@ -76,5 +76,5 @@ def test_python_app_py_is_rag_serve(tmp_path: Path) -> None:
     )
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.strip() == (
-        f"rag serve: error: no index at {missing}: build one first with `rag index --index-dir {missing}`"
+        f"rag serve: error: no index at {missing}: build one first with `rag index --store {missing}`"
     )
