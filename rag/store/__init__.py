@@ -14,9 +14,12 @@ the generation named in the manifest, so an update writes everything for generat
 the old files and commits by atomically replacing `manifest.json`. A crash or Ctrl-C at any point
 leaves the previous generation loadable; the next writer rolls back what was left half-done.
 
-Modules: `manifest` (the manifest, the config check, the errors), `schema` (the chunk store's
-tables and which rows a generation sees), `files` (FAISS and BM25 files, atomic writes), `reader`
-(`Index`) and `writer` (`IndexWriter`). The names below are the package's public API.
+Modules: `base` (`Store`, `StoreWriter`: what the pipeline needs from any index), `locate` (a store
+from its spec: `faiss:DIR`, `milvus:PATH.db`, `milvus://HOST:PORT/NAME`), `manifest` (the manifest,
+the config check, the errors), `schema` (the chunk store's tables and which rows a generation
+sees), `files` (FAISS and BM25 files, atomic writes), `reader` (`Index`) and `writer`
+(`IndexWriter`); `milvus` and `milvus_schema` (the Milvus store, imported only when a Milvus spec
+is opened: pymilvus is optional). The names below are the package's public API.
 """
 
 from __future__ import annotations

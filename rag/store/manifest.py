@@ -60,6 +60,18 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def committed_documents(manifest: dict[str, Any] | None, *, rebuild: bool = False) -> dict[str, str]:
+    """source -> sha256 of the documents a manifest commits ({} for no manifest, or when rebuilding).
+
+    Example:
+        >>> committed_documents({"documents": {"a.txt": {"sha256": "f00"}}})
+        {'a.txt': 'f00'}
+    """
+    if manifest is None or rebuild:
+        return {}
+    return {s: d["sha256"] for s, d in manifest["documents"].items()}
+
+
 def check_compatible(manifest: dict[str, Any], config: RagConfig, index_dir: str | os.PathLike[str]) -> None:
     """Refuse an index built with another model or other chunk parameters."""
     if manifest.get("format_version") != FORMAT_VERSION:

@@ -88,6 +88,7 @@ from rag.store.manifest import (
     EmptyCorpus,
     IndexNotFound,
     check_compatible,
+    committed_documents,
     library_versions,
     new_manifest,
 )
@@ -608,9 +609,7 @@ class MilvusWriter:
 
     def current_documents(self) -> dict[str, str]:
         """source -> sha256 of the documents in the committed generation ({} when rebuilding)."""
-        if self.manifest is None or self.rebuild:
-            return {}
-        return {s: d["sha256"] for s, d in self.manifest["documents"].items()}
+        return committed_documents(self.manifest, rebuild=self.rebuild)
 
     def apply(
         self,

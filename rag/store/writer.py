@@ -23,7 +23,15 @@ import numpy as np
 
 from rag.config import RagConfig
 from rag.store import files
-from rag.store.manifest import EmptyCorpus, IndexLocked, check_compatible, new_manifest, read_manifest, write_manifest
+from rag.store.manifest import (
+    EmptyCorpus,
+    IndexLocked,
+    check_compatible,
+    committed_documents,
+    new_manifest,
+    read_manifest,
+    write_manifest,
+)
 from rag.store.schema import DB, LIVE, SCHEMA, vector_blocks
 from rag.types import EmbeddedDocument
 
@@ -135,9 +143,7 @@ class IndexWriter:
 
     def current_documents(self) -> dict[str, str]:
         """source -> sha256 of the documents in the committed generation."""
-        if self.manifest is None or self.rebuild:
-            return {}
-        return {s: d["sha256"] for s, d in self.manifest["documents"].items()}
+        return committed_documents(self.manifest, rebuild=self.rebuild)
 
     def apply(
         self,
