@@ -239,16 +239,20 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_index_chunking(config: RagConfig, index_dir: str) -> RagConfig:
+def _with_index_chunking(config: RagConfig, index_dir: str, *, required: bool = False) -> RagConfig:
     """Chunking belongs to the index (`rag index --chunk-tokens/--chunk-overlap`); `ask` and `serve`
-    have no flags for it, so they read with the index's own values (the model is still checked)."""
+    have no flags for it, so they read with the index's own values (the model is still checked).
+    With `required`, a store that holds no committed index is an error here (one manifest read)."""
     from rag.store import IndexError_
     from rag.store.locate import committed_manifest
 
     try:
-        built = (committed_manifest(index_dir) or {}).get("params", {})
+        manifest = committed_manifest(index_dir)
     except IndexError_ as exc:
         raise CliError(str(exc)) from None
+    if manifest is None and required:
+        raise CliError(f"no index at {index_dir}: build one first with `rag index --store {index_dir}`")
+    built = (manifest or {}).get("params", {})
     chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
     try:
         return config.replace(**chunking) if chunking else config
@@ -380,18 +384,10 @@ def _open_served(args: argparse.Namespace) -> RAG:
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be within 1-65535, got {args.port}")
     config = _config(args, embed_backend=args.embed_backend, **_generator_config(args), **extra)
-    from rag.pipeline import index_exists
-    from rag.store import IndexError_
-
-    try:
-        exists = index_exists(args.index_dir)
-    except IndexError_ as exc:
-        raise CliError(str(exc)) from None
-    if not exists:
-        raise CliError(f"no index at {args.index_dir}: build one first with `rag index --store {args.index_dir}`")
-    config = _with_index_chunking(config, args.index_dir)
+    config = _with_index_chunking(config, args.index_dir, required=True)
     from rag.pipeline import RAG
     from rag.reader import ReaderUnavailable
+    from rag.store import IndexError_
 
     try:
         return RAG.open(args.index_dir, config=config)
