@@ -210,9 +210,8 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
     from eval.runner import eval_store
     from rag.embed import Embedder
-    from rag.store.locate import parse_store
 
-    parse_store(eval_store(Path("."), args.store, "check"))  # a bad --store is named before the model loads
+    eval_store(Path("."), args.store, "check")  # a bad --store is named before the model loads
     embedder = Embedder.load(backend=config.embed_backend)
     if args.beir:
         from eval.datasets import load_beir

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from rag.config import RagConfig
 from rag.embed import Embedder
 from rag.pipeline import RAG, build_index
 from rag.store import library_versions
-from rag.store.locate import open_store
+from rag.store.locate import open_store, parse_store
 
 REPORT_KEYS = (
     "dataset",
@@ -76,12 +77,13 @@ def eval_store(work: Path, store: str, dataset: str) -> str:
     """The store spec an evaluation builds its index in: `faiss` (the default) a folder in the work
     folder, `milvus` a Milvus Lite file there, and a `milvus://HOST:PORT[/PREFIX]` server a
     collection named after the dataset (`PREFIX_<dataset>`, so runs on different sets never mix).
+    A server URI is read by `rag.store.locate.parse_store` (BadStore names what is wrong in it).
 
     Example:
         >>> eval_store(Path("/w"), "milvus", "SQuAD 2.0")
         'milvus:/w/index.db'
         >>> eval_store(Path("/w"), "milvus://db:19530/team", "SQuAD 2.0")
-        'milvus://db:19530/team_squad_2_0'
+        'http://db:19530/team_squad_2_0'
     """
     if store == "faiss":
         return str(work / "index")
@@ -89,10 +91,9 @@ def eval_store(work: Path, store: str, dataset: str) -> str:
         return f"milvus:{work / 'index.db'}"
     if not store.startswith(("milvus://", "http://", "https://")):
         raise ValueError(f"--store must be faiss, milvus or milvus://HOST:PORT[/PREFIX], got {store!r}")
-    scheme, rest = store.split("://", 1)
-    host, _, prefix = rest.partition("/")
+    server = parse_store(store)
     name = re.sub(r"[^a-z0-9]+", "_", dataset.lower()).strip("_")
-    return f"{scheme}://{host}/{prefix.strip('/') or 'rag'}_{name}"
+    return str(replace(server, collection=f"{server.collection}_{name}"))
 
 
 def build_eval_index(
