@@ -44,6 +44,19 @@ ANSWER_KEYS = frozenset(
 )
 
 
+# The environment of the processes the crash-safety tests kill (tests/test_crash_safety.py,
+# tests/test_milvus_store.py).
+KILL_ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    # A killed child only has to reach its kill point; one thread each keeps several of them
+    # from fighting over the cores while they load the model together.
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
 # Screenshots and logs a person may want to look at after a run: outside the checkout (the suite
 # writes nothing into it), in RAG_TEST_ARTIFACTS when set (CI can keep that folder).
 ARTIFACTS = Path(os.environ.get("RAG_TEST_ARTIFACTS") or Path(tempfile.gettempdir()) / "rag-test-artifacts")

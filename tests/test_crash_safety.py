@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from conftest import KILL_ENV
 
 from rag.pipeline import RAG, build_index, remove_documents
 from rag.store import MANIFEST, Index, read_manifest
@@ -79,16 +80,6 @@ MONTHS = ["January", "March", "May", "July", "September", "November"]
 CHANGED = range(0, 8)  # files whose rainfall figure changes in the new state
 REMOVED = range(36, 40)  # files deleted from the folder in the new state
 STEADY = 20  # a file that is the same in both states
-KILL_ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    # The children only have to reach their kill point; one thread each keeps eight of them
-    # from fighting over the cores while they load the model together.
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 
 # Runs in the child. argv: WHEN ("embed" | "before" | "after" | "gate"), WHAT (a batch number, or the
 # first characters of the file name being renamed into place), then "index ARGS..." or "remove DIR SOURCES...".

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, need_shared, run_rag
+from conftest import KILL_ENV, ROOT, need_shared, run_rag
 
 from bench.common import scifact_corpus
 from rag.config import RagConfig
@@ -442,14 +442,6 @@ milvus.checkpoint = checkpoint
 from rag.cli import main
 sys.exit(main(args))
 """
-KILL_ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
 
 
 def _station(name: str, rain: int) -> str:
