@@ -74,6 +74,7 @@ SCANS = [
     Scan("poor-150", 150, 1.2, 28, 50),
     Scan("small-200", 200, 0.5, 30, 50, points=8.0),
     Scan("fax-100", 100, 1.5, 40, 40, font="sans", points=9.0),
+    Scan("footnote-300", 300, 0.3, 15, 70, points=6.5),
 ]
 
 

@@ -38,14 +38,14 @@ def make_pdf(pages: int, *, tables: bool) -> bytes:
     pdf.set_font("Helvetica", size=11)
     for page in range(pages):
         pdf.add_page()
-        pdf.multi_cell(0, 6, PROSE * 3)
+        pdf.multi_cell(0, 6, PROSE * 3, new_x="LMARGIN", new_y="NEXT")
         if tables:
             with pdf.table() as table:
                 for r in range(6):
                     row = table.row()
                     for c in range(4):
                         row.cell(f"Header {c}" if r == 0 else f"cell {page}.{r}.{c}")
-        pdf.multi_cell(0, 6, PROSE * 3)
+        pdf.multi_cell(0, 6, PROSE * 3, new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 
