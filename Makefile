@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test test-fast check install chromium index clean
+.PHONY: run test test-fast check install chromium tesseract index clean
 
 # torch is pinned in pyproject.toml (2.13.0, CPU wheel); an unpinned torch pulls a CUDA build.
 # The generators' extras install too (the local one works offline out of the box), and `scale`
@@ -38,13 +38,22 @@ chromium:
 	      || echo "chromium could not be installed: browser tests will skip (fail under CI=true)"; \
 	  else echo "chromium not found: browser tests will skip (fail under CI=true)"; fi; }
 
+# Scanned PDF pages are read by Debian's Tesseract OCR and its English model (rag/load/ocr.py);
+# install them when missing and possible (root + apt). Without them those pages are skipped, with a reason.
+tesseract:
+	@{ command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx eng; } || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -q && apt-get install -y -q --no-install-recommends tesseract-ocr tesseract-ocr-eng) >/dev/null 2>&1 \
+	      || echo "tesseract could not be installed: scanned PDF pages are skipped, OCR tests skip (fail under CI=true)"; \
+	  else echo "tesseract not found: scanned PDF pages are skipped, OCR tests skip (fail under CI=true)"; fi; }
+
 $(INDEX_DIR)/manifest.json: | $(STAMP)
 	$(BIN)/rag index seeds --index-dir $(INDEX_DIR)
 
 index: $(STAMP)
 	$(BIN)/rag index seeds --index-dir $(INDEX_DIR)
 
-run: $(STAMP) $(INDEX_DIR)/manifest.json
+run: $(STAMP) tesseract $(INDEX_DIR)/manifest.json
 	$(BIN)/rag serve --host 127.0.0.1 --index-dir $(INDEX_DIR)
 
 # Lint, format, types and the import layers (pyproject.toml), then the whole suite with doctests.
@@ -54,7 +63,7 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: check chromium
+test: check chromium tesseract
 	$(BIN)/pytest
 
 # The suite without the tests marked slow (servers, browsers, subprocess kills): a quick loop.

@@ -236,7 +236,41 @@ def _index(args: argparse.Namespace) -> int:
         print(f"skipped {len(report.skipped)} file(s):")
         for item in report.skipped:
             print(f"  {_printable(item.source)}: {item.reason}")
+    _print_pages(report.ocr_pages, report.skipped_pages)
     return 0
+
+
+def _print_pages(ocr_pages: dict[str, tuple[int, ...]], skipped_pages: dict[str, tuple[tuple[int, str], ...]]) -> None:
+    """The index summary's lines for scanned PDF pages: those read by OCR, those left out and why."""
+    if ocr_pages:
+        print(f"read by OCR (scanned pages without a text layer) in {len(ocr_pages)} file(s):")
+        for source, read in ocr_pages.items():
+            print(f"  {_printable(source)}: {_pages(read)}")
+    if skipped_pages:
+        print(f"pages left out of {len(skipped_pages)} indexed file(s):")
+        for source, pages in skipped_pages.items():
+            by_reason: dict[str, list[int]] = {}
+            for number, reason in pages:
+                by_reason.setdefault(reason, []).append(number)
+            for reason, left_out in by_reason.items():
+                print(f"  {_printable(source)}: {_pages(left_out)}: {reason}")
+
+
+def _pages(numbers: Sequence[int]) -> str:
+    """Page numbers as ranges.
+
+    Example:
+        >>> _pages([1, 2, 3, 5]), _pages([4])
+        ('pages 1-3, 5', 'page 4')
+    """
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+    return ("pages " if len(numbers) > 1 else "page ") + text
 
 
 def _with_index_chunking(config: RagConfig, index_dir: str, *, required: bool = False) -> RagConfig:

@@ -272,7 +272,9 @@ def _file_event(
     if not path:
         return {"i": i, "kind": "end"}
     event: dict[str, Any] = {"i": i, "source": source, "indexed": bool(indexed)}
-    item = next(load_documents([(Path(path), source)], max_bytes=max_bytes))
+    item = next(
+        load_documents([(Path(path), source)], max_bytes=max_bytes, indexed={source: indexed} if indexed else None)
+    )
     if isinstance(item, Skipped):
         return {**event, "kind": "skipped", "reason": item.reason}
     if item.sha256 == indexed:

@@ -43,6 +43,10 @@ class BadInput(ValueError):
 class BuildReport:
     stats: UpdateStats
     skipped: list[Skipped] = field(default_factory=list)
+    # source -> the pages read by OCR, and -> the (page, reason) of pages left out, for the files
+    # read in this process (scanned PDF pages; not reported for `--ray`, whose workers read the files)
+    ocr_pages: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    skipped_pages: dict[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)
 
 
 def validate_question(question: object, *, config: RagConfig) -> str:
@@ -90,8 +94,9 @@ def build_index(
     paths = list(paths)
     files, skipped = find_files(paths)
     report = BuildReport(UpdateStats(), list(skipped))
-    documents = _readable(files, int(config.max_file_mb * 1024 * 1024), report, on_skip)
     with open_writer(index_dir, config=config, rebuild=rebuild) as writer:
+        max_bytes = int(config.max_file_mb * 1024 * 1024)
+        documents = _readable(files, max_bytes, report, on_skip, indexed=writer.current_documents())
         to_remove = _to_remove(writer, files, remove, remove_missing=remove_missing)
         empty_corpus_error = "" if remove else _empty_message(paths, report.skipped)
         try:
@@ -159,15 +164,25 @@ def _update_on_ray(
 
 
 def _readable(
-    files: Iterable[tuple[Path, str]], max_bytes: int, report: BuildReport, on_skip: Callable[[Skipped], None] | None
+    files: Iterable[tuple[Path, str]],
+    max_bytes: int,
+    report: BuildReport,
+    on_skip: Callable[[Skipped], None] | None,
+    *,
+    indexed: dict[str, str],
 ) -> Iterator[Document]:
-    """The documents of `files`, loaded as they are asked for; a file that cannot be read is
-    skipped (see `_skip`)."""
-    for item in load_documents(files, max_bytes=max_bytes):
+    """The documents of `files`, loaded as they are asked for (those unchanged since `indexed` are
+    not parsed); a file that cannot be read is skipped (see `_skip`), pages read by OCR or left out
+    are noted in `report`."""
+    for item in load_documents(files, max_bytes=max_bytes, indexed=indexed):
         if isinstance(item, Skipped):
             _skip(report, item, on_skip)
-        else:
-            yield item
+            continue
+        if item.ocr_pages:
+            report.ocr_pages[item.source] = item.ocr_pages
+        if item.skipped_pages:
+            report.skipped_pages[item.source] = item.skipped_pages
+        yield item
 
 
 def _skip(report: BuildReport, skipped: Skipped, on_skip: Callable[[Skipped], None] | None) -> None:

@@ -24,12 +24,16 @@ class Document:
 
     `source` is the path relative to the ingested root, with forward slashes.
     `sha256` is the hash of the file's bytes (what incremental indexing compares).
+    `ocr_pages` are the page numbers whose text was recognised by OCR (scans without a text layer);
+    `skipped_pages` the (page number, reason) of pages left out (a scan with no OCR engine installed).
     """
 
     source: str
     text: str
     sha256: str
     pages: tuple[Page, ...] = ()
+    ocr_pages: tuple[int, ...] = ()
+    skipped_pages: tuple[tuple[int, str], ...] = ()
 
     def page_at(self, offset: int) -> int | None:
         """The page number holding character `offset`, or None for unpaged documents."""

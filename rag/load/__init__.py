@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -18,7 +18,7 @@ from rag.load.common import UnreadableFile, decode_text, format_size, one_line
 from rag.load.docx import MAX_DOCX_UNPACKED_BYTES, docx_text
 from rag.load.html import html_text
 from rag.load.pdf import pdf_text
-from rag.types import Document, Page
+from rag.types import Document
 
 __all__ = [
     "MAX_DOCX_UNPACKED_BYTES",
@@ -95,8 +95,14 @@ def _claim(found: dict[str, Path], skipped: list[Skipped], source: str, path: Pa
         found.setdefault(source, path)
 
 
-def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> Document:
-    """Read one file into a `Document`, or raise UnreadableFile with a one-line reason."""
+def load_document(
+    path: Path, source: str, *, max_bytes: int | None = None, indexed_sha256: str | None = None
+) -> Document:
+    """Read one file into a `Document`, or raise UnreadableFile with a one-line reason.
+
+    A file whose bytes hash to `indexed_sha256` (the version already in the index) is not parsed:
+    its Document has that hash and no text, which is all an index update compares (a scanned PDF is
+    not recognised again on every `rag index`)."""
     suffix = path.suffix.lower()
     problem = file_type_problem(path.name)
     if problem:
@@ -116,27 +122,34 @@ def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> D
         raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from None
     if not data.strip():
         raise UnreadableFile("empty file")
-    pages: tuple[Page, ...] = ()
+    sha256 = hashlib.sha256(data).hexdigest()
+    if sha256 == indexed_sha256:  # unchanged since it was indexed: not parsed (nor OCR'd) again
+        return Document(source=source, text="", sha256=sha256)
+    if suffix == ".pdf":
+        pdf = pdf_text(data)
+        if pdf.problem():
+            raise UnreadableFile(pdf.problem())
+        return Document(source, pdf.text, sha256, pdf.pages, pdf.ocr_pages, pdf.skipped_pages)
     if suffix in (".txt", ".md"):
         text = decode_text(data)
     elif suffix in (".html", ".htm"):
         text = html_text(decode_text(data))
-    elif suffix == ".pdf":
-        text, pages = pdf_text(data)
     else:
         text = docx_text(data)
     if not text.strip():
-        raise UnreadableFile(
-            "no extractable text" + (" (a scanned PDF without a text layer?)" if suffix == ".pdf" else "")
-        )
-    return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), pages=pages)
+        raise UnreadableFile("no extractable text")
+    return Document(source=source, text=text, sha256=sha256)
 
 
-def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None = None) -> Iterator[Document | Skipped]:
-    """Load each file in turn, yielding a `Document` or a `Skipped` for each."""
+def load_documents(
+    files: Iterable[tuple[Path, str]], *, max_bytes: int | None = None, indexed: Mapping[str, str] | None = None
+) -> Iterator[Document | Skipped]:
+    """Load each file in turn, yielding a `Document` or a `Skipped` for each. `indexed` (source ->
+    sha256 of the indexed version) spares parsing unchanged files (see `load_document`)."""
+    indexed = indexed or {}
     for path, source in files:
         try:
-            yield load_document(path, source, max_bytes=max_bytes)
+            yield load_document(path, source, max_bytes=max_bytes, indexed_sha256=indexed.get(source))
         except UnreadableFile as exc:
             yield Skipped(source, str(exc))
         except Exception as exc:  # a parser bug or hostile file must not stop the batch
