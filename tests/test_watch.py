@@ -1,0 +1,360 @@
+"""Folders that stay in sync (`rag index --watch`, `rag serve --watch`, `rag.watch`): real files in
+tmp_path, the real model, real filesystem events; the CLI and the server as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from serving import ENV, RAG, rag_server
+
+from rag.pipeline import RAG as Rag
+from rag.pipeline import build_index
+from rag.store.locate import committed_manifest
+from rag.watch import ADDED, REMOVED, SKIPPED, Change, FolderWatch, Pending, WatchedPaths
+
+WAIT_S = 180  # generous: the machine is shared; no test asserts a time
+LIGHTHOUSE = "The keeper of the Varnholm lighthouse is Edda Strom, who has tended its lamp since 1987."
+LIGHTHOUSE_Q = "Who is the keeper of the Varnholm lighthouse?"
+KEEPER_CHANGED = "The keeper of the Varnholm lighthouse is Joran Vik, who took over the lamp in 2021."
+
+
+def wait_for(condition: Callable[[], object], what: str, *, timeout: float = WAIT_S) -> None:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def watching(docs: Path, index: Path | str, embedder, **kwargs) -> Iterator[tuple[FolderWatch, list[Change]]]:
+    """A FolderWatch over `docs` running in a thread, with the changes it reported so far."""
+    changes: list[Change] = []
+    watch = FolderWatch([docs], index, embedder=embedder, on_change=changes.append, **kwargs)
+    failed: list[BaseException] = []
+    listening = threading.Event()
+
+    def run() -> None:
+        try:
+            watch.run(before=listening.set)
+        except BaseException as exc:  # shown by the test, not lost in the thread
+            failed.append(exc)
+            listening.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    listening.wait(WAIT_S)
+    try:
+        yield watch, changes
+        assert not failed, failed
+        assert thread.is_alive(), "the watch stopped on its own"
+    finally:
+        watch.stop.set()
+        thread.join(WAIT_S)
+    assert not thread.is_alive()
+
+
+def lines(changes: list[Change]) -> list[str]:
+    return [c.line() for c in changes]
+
+
+def indexed(index: Path | str) -> dict:
+    return (committed_manifest(index) or {}).get("documents", {})
+
+
+def top_source(index: Path | str, embedder, question: str) -> str:
+    rag = Rag.open(index, embedder=embedder)
+    try:
+        return rag.ask(question).hits[0].chunk.source
+    finally:
+        rag.index.close()
+
+
+def seeded(tmp_path: Path, copy_seed, embedder, *, index: str | None = None) -> tuple[Path, str]:
+    docs = tmp_path / "docs"
+    copy_seed(docs)
+    spec = index or str(tmp_path / "index")
+    build_index([docs], index_dir=spec, embedder=embedder)
+    return docs, spec
+
+
+# --- the parts, without events ----------------------------------------------------------------
+
+
+def test_change_lines_name_what_happened() -> None:
+    assert Change(ADDED, "notes/a.txt", "3 chunks").line() == "+ notes/a.txt (3 chunks)"
+    assert Change(REMOVED, "c.md").line() == "- c.md"
+    assert Change(SKIPPED, "bad\nname.exe", "unsupported").line() == "! bad\\nname.exe skipped: unsupported"
+
+
+def test_sources_are_named_as_rag_index_names_them(tmp_path: Path) -> None:
+    docs, single = tmp_path / "docs", tmp_path / "single.md"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "sub" / "a.txt").write_text("a")
+    (docs / ".hidden").mkdir()
+    (docs / "outside").symlink_to(tmp_path)
+    single.write_text("s")
+    paths = WatchedPaths([docs, single])
+    assert paths.source_of(docs / "sub" / "a.txt") == (docs, "sub/a.txt")
+    assert paths.source_of(single) == (single, "single.md")
+    assert paths.source_of(docs / ".hidden" / "x.txt") is None
+    assert paths.source_of(docs / "outside" / "single.md") is None  # through a folder link
+    assert paths.source_of(tmp_path / "elsewhere.txt") is None
+    assert paths.locate("sub/a.txt") == docs / "sub" / "a.txt"
+    assert paths.locate("single.md") == single
+    assert paths.locate("sub/gone.txt") is None
+    link = paths.locate("outside")
+    assert not isinstance(link, Path) and link is not None and "symbolic link" in link.reason
+    with pytest.raises(FileNotFoundError, match="missing"):
+        WatchedPaths([tmp_path / "missing"])
+
+
+def test_a_burst_waits_until_it_is_over_and_its_files_hold_still(tmp_path: Path) -> None:
+    growing, done = tmp_path / "growing.txt", tmp_path / "done.txt"
+    growing.write_text("first")
+    done.write_text("done")
+    pending = Pending(quiet=1.0, max_hold=30.0)
+    pending.add(growing, new_folder=False, now=100.0)
+    pending.add(done, new_folder=False, now=100.5)
+    assert pending.take_settled(101.0) == {}  # the burst is not over
+    growing.write_text("first and more")  # no event seen for it (as on some filesystems): the stat catches it
+    assert pending.take_settled(101.6) == {}  # still moving: everything waits for it
+    assert pending.take_settled(102.7) == {growing: False, done: False}
+    assert pending.paths == {}
+
+
+def test_a_file_still_moving_holds_the_others_no_longer_than_max_hold(tmp_path: Path) -> None:
+    growing, done = tmp_path / "growing.txt", tmp_path / "done.txt"
+    done.write_text("done")
+    growing.write_text("1")
+    pending = Pending(quiet=1.0, max_hold=5.0)
+    pending.add(growing, new_folder=False, now=0.0)
+    pending.add(done, new_folder=False, now=0.0)
+    growing.write_text("12")
+    assert pending.take_settled(6.0) == {done: False}
+    assert list(pending.paths) == [growing]
+
+
+def test_a_file_gone_before_its_update_is_no_change_and_no_crash(tmp_path: Path, copy_seed, embedder) -> None:
+    docs, index = seeded(tmp_path, copy_seed, embedder)
+    watch = FolderWatch([docs], index, embedder=embedder)
+    report = watch.sync({docs / "vanished.txt": False, docs / "gone-folder": True})
+    assert report.changes == ()
+    assert list(indexed(index)) == [next(docs.iterdir()).name]
+    # Gone between being found and being read: left out silently (its own event brings the removal).
+    (docs / "brief.txt").write_text("Here for a moment.")
+    files = [(docs / "brief.txt", "brief.txt")]
+    (docs / "brief.txt").unlink()
+    skipped: list = []
+    assert list(watch._readable(files, skipped)) == [] and skipped == []
+
+
+# --- the loop, with real events -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_added_changed_renamed_and_removed_files_reach_the_answers(tmp_path: Path, copy_seed, embedder) -> None:
+    docs, index = seeded(tmp_path, copy_seed, embedder)
+    seed_name = next(docs.iterdir()).name
+    with watching(docs, index, embedder) as (_, changes):
+        (docs / "notes").mkdir()
+        (docs / "notes" / "lighthouse.txt").write_text(LIGHTHOUSE)
+        (docs / "tool.exe").write_bytes(b"MZ\x90\x00")
+        (docs / ".draft.txt").write_text("hidden: never indexed")
+        wait_for(lambda: "+ notes/lighthouse.txt (1 chunk)" in lines(changes), "the added file")
+        wait_for(
+            lambda: any(ln.startswith("! tool.exe skipped: unsupported file type") for ln in lines(changes)), "skip"
+        )
+        assert top_source(index, embedder, LIGHTHOUSE_Q) == "notes/lighthouse.txt"
+        assert ".draft.txt" not in indexed(index) and not any(".draft" in ln for ln in lines(changes))
+
+        (docs / "notes" / "lighthouse.txt").write_text(KEEPER_CHANGED)
+        wait_for(lambda: "~ notes/lighthouse.txt (1 chunk)" in lines(changes), "the changed file")
+        rag = Rag.open(index, embedder=embedder)
+        assert "Joran Vik" in rag.ask(LIGHTHOUSE_Q).hits[0].chunk.text
+        assert "Edda" not in rag.index.document("notes/lighthouse.txt").text
+
+        os.rename(docs / "notes" / "lighthouse.txt", docs / "notes" / "beacon.txt")
+        wait_for(lambda: "+ notes/beacon.txt (1 chunk)" in lines(changes), "the renamed file")
+        assert "- notes/lighthouse.txt" in lines(changes)
+        assert top_source(index, embedder, LIGHTHOUSE_Q) == "notes/beacon.txt"
+        assert sorted(indexed(index)) == sorted(["notes/beacon.txt", seed_name])
+
+        # A folder moved in from outside: what is under it is added.
+        outside = tmp_path / "more"
+        outside.mkdir()
+        (outside / "tide.md").write_text("The Varnholm tide tables are printed every March.")
+        shutil.move(str(outside), str(docs / "more"))
+        wait_for(lambda: "+ more/tide.md (1 chunk)" in lines(changes), "the folder moved in")
+
+        shutil.rmtree(docs / "notes")
+        wait_for(lambda: "- notes/beacon.txt" in lines(changes), "the removed folder")
+        assert sorted(indexed(index)) == sorted(["more/tide.md", seed_name])
+        rag = Rag.open(index, embedder=embedder)
+        answer = rag.ask(LIGHTHOUSE_Q)
+        assert all(h.chunk.source != "notes/beacon.txt" for h in answer.hits)
+        assert all(c.source != "notes/beacon.txt" for c in answer.citations)
+
+
+@pytest.mark.slow
+def test_a_burst_of_300_files_is_one_update(tmp_path: Path, copy_seed, embedder) -> None:
+    docs, index = seeded(tmp_path, copy_seed, embedder)
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    for i in range(300):
+        (staged / f"note-{i:03d}.txt").write_text(f"Note {i}: the crate numbered {i} holds {i * 7} lanterns.")
+    generation = committed_manifest(index)["generation"]
+    with watching(docs, index, embedder) as (_, changes):
+        (docs / "burst").mkdir()
+        for path in sorted(staged.iterdir()):
+            shutil.copy(path, docs / "burst" / path.name)
+        wait_for(lambda: len(indexed(index)) == 301, "the 300 files")
+        time.sleep(3 * 1.0)  # were any left for a second update, it would have come by now
+    assert committed_manifest(index)["generation"] == generation + 1
+    assert sum(ln.startswith("+ burst/") for ln in lines(changes)) == 300
+
+
+@pytest.mark.slow
+def test_files_written_slowly_or_gone_at_once_are_no_crash(tmp_path: Path, copy_seed, embedder) -> None:
+    docs, index = seeded(tmp_path, copy_seed, embedder)
+    sentences = [f"Entry {k}: the harbour log names the ship Aster {k}." for k in range(8)]
+    with watching(docs, index, embedder) as (watch, changes):
+        (docs / "flash.txt").write_text("Here and gone.")
+        (docs / "flash.txt").unlink()
+        with open(docs / "slow.txt", "w") as fh:  # written in pieces, 0.3 s apart
+            for sentence in sentences:
+                fh.write(sentence + " ")
+                fh.flush()
+                time.sleep(0.3)
+        wait_for(lambda: "slow.txt" in indexed(index), "the slowly written file")
+        rag = Rag.open(index, embedder=embedder)
+        wait_for(
+            lambda: sentences[-1] in (Rag.open(index, embedder=embedder).index.document("slow.txt").text),
+            "the whole slowly written file",
+        )
+        assert rag.index.document("flash.txt") is None
+        assert not any("flash.txt" in ln for ln in lines(changes))
+        assert watch.status().waiting == ""
+
+
+@pytest.mark.slow
+def test_a_milvus_lite_store_stays_in_sync(tmp_path: Path, copy_seed, embedder) -> None:
+    pytest.importorskip("pymilvus", reason="the scale extra is not installed: pip install 'rag[scale]'")
+    docs, spec = seeded(tmp_path, copy_seed, embedder, index=f"milvus:{tmp_path / 'watched.db'}")
+    with watching(docs, spec, embedder) as (_, changes):
+        (docs / "lighthouse.txt").write_text(LIGHTHOUSE)
+        wait_for(lambda: "+ lighthouse.txt (1 chunk)" in lines(changes), "the added file")
+        assert top_source(spec, embedder, LIGHTHOUSE_Q) == "lighthouse.txt"
+        (docs / "lighthouse.txt").unlink()
+        wait_for(lambda: "- lighthouse.txt" in lines(changes), "the removal")
+    assert "lighthouse.txt" not in indexed(spec)
+
+
+# --- the CLI and the server, as real processes ------------------------------------------------
+
+
+def _reader(stream) -> queue.Queue[str]:
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            out.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+def _wait_line(out: queue.Queue[str], seen: list[str], wanted: Callable[[str], bool], what: str) -> str:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            line = out.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if wanted(line):
+            return line
+    pytest.fail(f"timed out waiting for {what}; output so far:\n" + "\n".join(seen))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_rag_index_watch_prints_each_change_and_stops_cleanly(tmp_path: Path, copy_seed, stop: int) -> None:
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    copy_seed(docs)
+    proc = subprocess.Popen(
+        [RAG, "index", str(docs), "--index-dir", str(index), "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(ENV),
+    )
+    try:
+        out, seen = _reader(proc.stdout), []
+        _wait_line(out, seen, lambda ln: ln.startswith("watching "), "the watch to start")
+        (docs / "lighthouse.txt").write_text(LIGHTHOUSE)
+        (docs / "notes.bin").write_bytes(b"\x00\x01")
+        _wait_line(out, seen, lambda ln: ln == "+ lighthouse.txt (1 chunk)", "the added file's line")
+        _wait_line(out, seen, lambda ln: ln.startswith("! notes.bin skipped: unsupported"), "the skip line")
+        proc.send_signal(stop)
+        assert proc.wait(WAIT_S) == 0
+        _wait_line(out, seen, lambda ln: ln.startswith("rag index: stopped"), "the stop line")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in proc.stderr.read()
+    assert sorted(indexed(index)) == sorted(["lighthouse.txt", next(docs.glob("*_*.txt")).name])
+    assert not (index / ".lock").exists() or _unlocked(index / ".lock")
+
+
+def _unlocked(lock: Path) -> bool:
+    """Whether nobody holds the index's write lock now."""
+    import fcntl
+
+    with open(lock) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.slow
+def test_rag_serve_watch_answers_from_a_file_added_after_it_started(tmp_path: Path, copy_seed) -> None:
+    from gradio_client import Client
+
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    copy_seed(docs)
+    subprocess.run([RAG, "index", str(docs), "--index-dir", str(index)], env=dict(ENV), check=True, capture_output=True)
+    try:
+        server_cm = rag_server(index, log=tmp_path / "serve.log", env=ENV, args=["--watch", str(docs)])
+        server = server_cm.__enter__()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        client = Client(server.url + "/", verbose=False, download_files=False)
+        (docs / "lighthouse.txt").write_text(LIGHTHOUSE)
+
+        def answered() -> bool:
+            data = client.predict(LIGHTHOUSE_Q, api_name="/ask")
+            data = json.loads(data) if isinstance(data, str) else data
+            return any(c["source"] == "lighthouse.txt" and "Edda Strom" in c["quote"] for c in data["citations"])
+
+        wait_for(answered, "an answer quoting the added file")
+    finally:
+        server_cm.__exit__(None, None, None)
+    log = (tmp_path / "serve.log").read_text()
+    assert "watch: + lighthouse.txt (1 chunk)" in log
+    assert "Traceback" not in log
