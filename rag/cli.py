@@ -267,7 +267,7 @@ def _watch(args: argparse.Namespace, config: RagConfig, embedder: Any) -> int:
     """`rag index PATHS --watch`: the index run, then one line per change applied until Ctrl-C or
     SIGTERM. Stopping abandons an update in progress whole (its writer rolls it back)."""
     from rag.store import IndexError_
-    from rag.watch import FolderWatch
+    from rag.watch import FolderWatch, WatchFailed
 
     def index_first() -> None:
         try:
@@ -285,7 +285,7 @@ def _watch(args: argparse.Namespace, config: RagConfig, embedder: Any) -> int:
         watch.run(before=index_first)
     except KeyboardInterrupt:
         print("rag index: stopped; every change printed above is in the index", flush=True)
-    except IndexError_ as exc:
+    except (IndexError_, WatchFailed) as exc:
         raise CliError(str(exc)) from None
     return 0
 

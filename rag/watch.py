@@ -51,6 +51,10 @@ class StopWatching(Exception):
     back by the store writer) and the loop ends."""
 
 
+class WatchFailed(Exception):
+    """The system's file watcher failed; the message says what to do."""
+
+
 @dataclass(frozen=True)
 class Change:
     """One change an update applied, or a file it skipped: `detail` is the chunk count of an added
@@ -115,14 +119,15 @@ class WatchedPaths:
         for given, root in zip(paths, self.roots):
             if not root.exists():
                 raise FileNotFoundError(f"path does not exist: {given}")
+        self.folders = {root for root in self.roots if root.is_dir()}  # the others are watched files
 
     def source_of(self, path: Path) -> tuple[Path, str] | None:
         """(root, source) for a path under a watched folder, or the watched file itself; None for
         a path outside them, hidden, or reached through a symbolic link to a folder."""
         for root in self.roots:
-            if root == path and not root.is_dir():
+            if root == path and root not in self.folders:
                 return root, root.name
-            if not path.is_relative_to(root) or path == root or not root.is_dir():
+            if not path.is_relative_to(root) or path == root or root not in self.folders:
                 continue
             parts = path.relative_to(root).parts
             if any(p.startswith(".") for p in parts):
@@ -136,7 +141,7 @@ class WatchedPaths:
         """Where `source` is now: the first watched path holding it as a regular file, a Skipped
         for a symbolic link, or None when no watched path holds it."""
         for root in self.roots:
-            if not root.is_dir():
+            if root not in self.folders:
                 if root.name == source and root.is_file():
                     return root
                 continue
@@ -297,7 +302,7 @@ class FolderWatch:
         update. `before` runs once the watcher is listening (the initial index run), so nothing
         changed while it runs is missed. An update interrupted by `stop` is abandoned whole."""
         events = self._events()
-        self._take(next(events, set()))
+        self._take(self._next(events) or set())
         try:
             if before is not None:
                 before()
@@ -305,9 +310,24 @@ class FolderWatch:
         except StopWatching:
             pass  # the update in progress was rolled back by its writer
 
+    def _next(self, events: Iterator[set[tuple[Any, str]]]) -> set[tuple[Any, str]] | None:
+        """The next set of events, None when the watch ended; WatchFailed when the system's
+        watcher cannot go on (too many folders for inotify, a watched folder unmounted)."""
+        from watchfiles._rust_notify import WatchfilesRustInternalError
+
+        try:
+            return next(events)
+        except StopIteration:
+            return None
+        except (OSError, WatchfilesRustInternalError) as exc:
+            raise WatchFailed(
+                f"cannot watch {', '.join(self.given)}: {exc} (too many folders? raise fs.inotify.max_user_watches, "
+                "or set WATCHFILES_FORCE_POLLING=1)"
+            ) from None
+
     def _loop(self, events: Iterator[set[tuple[Any, str]]]) -> None:
         retry_at = 0.0
-        for raw in events:
+        while (raw := self._next(events)) is not None:
             self._take(raw)
             now = time.monotonic()
             ready = self.pending.take_settled(now) if now >= retry_at else {}
@@ -329,8 +349,8 @@ class FolderWatch:
         from watchfiles import Change as Event
         from watchfiles import watch
 
-        folders = [str(root) for root in self.paths.roots if root.is_dir()]
-        files = {root: _signature(root) for root in self.paths.roots if not root.is_dir()}
+        folders = [str(root) for root in self.paths.roots if root in self.paths.folders]
+        files = {root: _signature(root) for root in self.paths.roots if root not in self.paths.folders}
         ticks = (
             watch(
                 *folders,
@@ -360,6 +380,8 @@ class FolderWatch:
         now = time.monotonic()
         for event, name in raw:
             path = Path(name)
+            if path in self.paths.folders and not path.is_dir():
+                self._record(None, waiting=f"{path} is gone: changes there are not seen until the watch is restarted")
             if self.paths.source_of(path) is None:
                 continue
             folder = path.is_dir() and not path.is_symlink()

@@ -440,7 +440,8 @@ def sync_markdown(status: SyncStatus) -> str:
     Example:
         >>> from rag.watch import ADDED, Change, SyncReport, SyncStatus
         >>> report = SyncReport(0.0, (Change(ADDED, "a.md", "3 chunks"),))
-        >>> print(sync_markdown(SyncStatus(("docs",), 1, report, (("x.exe", "unsupported"),))))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+        >>> status = SyncStatus(("docs",), 1, report, (("x.exe", "unsupported"),))
+        >>> print(sync_markdown(status))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
         **Watching** docs
         Last sync ...: \\+ a\\.md \\(3 chunks\\)
         Skipped: x\\.exe — unsupported
