@@ -452,20 +452,25 @@ def _open_served(args: argparse.Namespace) -> RAG:
         rag = RAG.open(args.index_dir, config=config)
     except (IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
-    args.folder_watch = None
-    if args.watch:
-        from rag.watch import FolderWatch, watch_in_background
-
-        args.folder_watch = FolderWatch(
-            args.watch,
-            args.index_dir,
-            embedder=rag.embedder,
-            config=config,
-            rag=rag,
-            on_change=lambda change: print(f"watch: {change.line()}", flush=True),
-        )
-        watch_in_background(args.folder_watch)
+    args.folder_watch = _start_watch(args, rag) if args.watch else None
     return rag
+
+
+def _start_watch(args: argparse.Namespace, rag: RAG) -> Any:
+    """`rag serve --watch PATHS`: a `rag.watch.FolderWatch` over the served RAG, started in the
+    background (it first brings the index in line with PATHS); its changes go to the server log."""
+    from rag.watch import FolderWatch, watch_in_background
+
+    watch = FolderWatch(
+        args.watch,
+        args.index_dir,
+        embedder=rag.embedder,
+        config=rag.config,
+        rag=rag,
+        on_change=lambda change: print(f"watch: {change.line()}", flush=True),
+    )
+    watch_in_background(watch)
+    return watch
 
 
 def _launch(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -406,6 +407,9 @@ def test_rag_serve_watch_answers_from_a_file_added_after_it_started(tmp_path: Pa
             return any(c["source"] == "lighthouse.txt" and "Edda Strom" in c["quote"] for c in data["citations"])
 
         wait_for(answered, "an answer quoting the added file")
+        with urllib.request.urlopen(server.url + "/config", timeout=30) as response:
+            page = response.read().decode()
+        assert "**Watching** " in page  # the Documents tab's Folder sync box
     finally:
         server_cm.__exit__(None, None, None)
     log = (tmp_path / "serve.log").read_text()

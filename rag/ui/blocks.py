@@ -20,7 +20,7 @@ from rag.pipeline import RAG
 from rag.ui.assets import read_asset
 from rag.ui.evaluation import REPORTS_DIR, eval_report
 from rag.ui.handlers import Handlers
-from rag.ui.render import sources_html, viewer_placeholder
+from rag.ui.render import sources_html, sync_markdown, viewer_placeholder
 from rag.ui.settings import generator_info, scorer_threshold
 from rag.watch import FolderWatch
 
@@ -84,7 +84,7 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR, watch: FolderWatch |
             with gr.Tab("Chat", id="chat"):
                 chat = _chat_tab(rag.config, handlers.generators)
             with gr.Tab("Documents", id="documents"):
-                documents = _documents_tab(rag.config, rows, sources, watching=watch is not None)
+                documents = _documents_tab(rag.config, rows, sources, watch=watch)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation = _evaluation_tab(reports_dir)
         footer = gr.Markdown(footer_text, elem_id="rag-footer")
@@ -175,10 +175,15 @@ def _settings(defaults: RagConfig, generators: list[str]) -> tuple[gr.Radio, gr.
 
 
 def _documents_tab(
-    defaults: RagConfig, rows: list[list[object]], sources: list[str], *, watching: bool
+    defaults: RagConfig, rows: list[list[object]], sources: list[str], *, watch: FolderWatch | None
 ) -> DocumentsTab:
     limit = format_size(int(defaults.max_file_mb * 1024 * 1024))
-    sync = gr.Markdown("", elem_id="sync-status", visible=watching, label="Folder sync")
+    sync = gr.Markdown(
+        sync_markdown(watch.status()) if watch is not None else "",
+        elem_id="sync-status",
+        visible=watch is not None,
+        label="Folder sync",
+    )
     gr.Markdown(
         f"Upload {' '.join(SUPPORTED_SUFFIXES)} files, several at once, up to {limit} "
         f"each. They can be asked about as soon as they are indexed."
