@@ -7,7 +7,8 @@ still, and applies only the files that changed, through the same incremental pat
 update that is interrupted leaves the previous one whole). The rules are `rag index`'s: hidden files
 and folders are ignored, symbolic links are not followed, unsupported, unreadable and oversized
 files are skipped with their reason, and a file's `source` is its path relative to the watched
-folder (`rag.load.find_files`). A rename is a removal and an addition.
+folder (`rag.load.find_files`). A rename is a removal and an addition; behind `rag serve`, whose
+index is loaded, the renamed file's chunks and vectors are taken over instead of embedded again.
 
 Example:
     >>> watch = FolderWatch(["notes"], "index", embedder=Embedder.load(), on_change=print)  # doctest: +SKIP
@@ -17,15 +18,18 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rag.config import RagConfig
 from rag.ingest import backend_name, embed_documents
@@ -432,10 +436,11 @@ class FolderWatch:
         chunks: dict[str, int] = {}
         if not sources:
             return _report(stats, chunks, skipped)
+        reused: list[EmbeddedDocument] = []
         with open_writer(self.index, config=self.config) as writer:
             current = writer.current_documents()
             files, remove = self._targets(sources, current, skipped)
-            documents = self._readable(files, skipped)
+            documents = self._reusing(self._readable(files, skipped), {current[s]: s for s in remove}, current, reused)
             embedded = embed_documents(
                 documents,
                 self.embedder,
@@ -444,9 +449,47 @@ class FolderWatch:
                 stats=stats,
                 progress=self._check_stop,
             )
-            writer.apply(_counted(embedded, chunks), remove, embed_backend=backend_name(self.embedder), stats=stats)
+            # `reused` is complete once every document was read, which is when `embedded` ends.
+            updates = _counted(itertools.chain(embedded, reused), chunks)
+            writer.apply(updates, remove, embed_backend=backend_name(self.embedder), stats=stats)
         skipped += [Skipped(source, reason) for source, reason in stats.too_large]
-        return _report(stats, chunks, skipped)
+        return _report(stats, chunks, skipped, reused={e.document.source for e in reused})
+
+    def _reusing(
+        self,
+        documents: Iterable[Document],
+        removed: dict[str, str],
+        current: dict[str, str],
+        reused: list[EmbeddedDocument],
+    ) -> Iterator[Document]:
+        """`documents`, less those that are renamed files (a new source with the bytes of a source
+        this update removes, `removed`: sha256 -> source) whose chunks and vectors the served index
+        holds: those go into `reused` as they are, not embedded again."""
+        for doc in documents:
+            old = removed.get(doc.sha256) if doc.source not in current else None
+            item = self._indexed_as(doc, old) if old is not None else None
+            if item is None:
+                yield doc
+            else:
+                reused.append(item)
+
+    def _indexed_as(self, doc: Document, old: str) -> EmbeddedDocument | None:
+        """`doc` with the chunks and vectors the served index holds for `old` (the same bytes under
+        another name), or None without a served index or when it does not hold them."""
+        store = self.rag.index if self.rag is not None else None
+        if store is None or store.manifest.get("documents", {}).get(old, {}).get("sha256") != doc.sha256:
+            return None
+        chunks = store.document_chunks(old)
+        ids = [c.id for c in chunks]
+        vectors, sentences = store.chunk_vectors(ids), store.sentence_vectors(ids)
+        if not chunks or any(i not in vectors or i not in sentences for i in ids):
+            return None
+        return EmbeddedDocument(
+            doc,
+            tuple(replace(c, source=doc.source) for c in chunks),
+            np.stack([vectors[i] for i in ids]).astype(np.float32),
+            tuple(sentences[i] for i in ids),
+        )
 
     def _targets(
         self, sources: set[str], current: dict[str, str], skipped: list[Skipped]
@@ -556,10 +599,12 @@ def _counted(embedded: Iterable[EmbeddedDocument], chunks: dict[str, int]) -> It
         yield item
 
 
-def _report(stats: UpdateStats, chunks: dict[str, int], skipped: list[Skipped]) -> SyncReport:
+def _report(
+    stats: UpdateStats, chunks: dict[str, int], skipped: list[Skipped], *, reused: Collection[str] = ()
+) -> SyncReport:
     def counted(source: str) -> str:
         n = chunks.get(source, 0)
-        return f"{n} chunk{'s' if n != 1 else ''}"
+        return f"{n} chunk{'s' if n != 1 else ''}" + (", vectors reused" if source in reused else "")
 
     changes = [Change(ADDED, s, counted(s)) for s in stats.added]
     changes += [Change(CHANGED, s, counted(s)) for s in stats.changed]

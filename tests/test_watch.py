@@ -297,6 +297,16 @@ def test_uploads_and_the_watch_take_turns_and_the_documents_tab_shows_the_sync(
         (docs / "tool.exe").write_bytes(b"MZ")
         uploaded = add_uploads(rag, {"upload.md": upload})  # meanwhile: they wait for each other
         wait_for(lambda: sum(ln.startswith("+ crate-") for ln in lines(changes)) == 20, "the 20 files")
+        # Renamed behind a served index: its chunks and vectors are taken over, not embedded again.
+        vectors = rag.index.chunk_vectors([c.id for c in rag.index.document_chunks("crate-7.txt")])
+        os.rename(docs / "crate-7.txt", docs / "crate-seven.txt")
+        wait_for(lambda: "+ crate-seven.txt (1 chunk, vectors reused)" in lines(changes), "the renamed file")
+        moved = rag.index.chunk_vectors([c.id for c in rag.index.document_chunks("crate-seven.txt")])
+        assert [v.tolist() for v in moved.values()] == [v.tolist() for v in vectors.values()]
+        assert rag.index.document("crate-7.txt") is None
+        assert rag.index.document("crate-seven.txt").text == "Crate 7 holds 21 lanterns."
+        [(found, _)] = rag.index.lexical_search("21", 1)  # searchable under its new name
+        assert rag.index.chunks([found])[found].source == "crate-seven.txt"
         handlers = Handlers(rag, reports_dir=tmp_path / "reports", watch=watch)
         version, box, table, _, footer = handlers.sync_view(-1)
     assert uploaded.outcome == {"upload.md": "added"}
