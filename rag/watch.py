@@ -36,7 +36,7 @@ from rag.ingest import backend_name, embed_documents
 from rag.load import Skipped, find_files, load_documents
 from rag.pipeline import RAG, BadInput, build_index
 from rag.store import IndexLocked, UpdateStats
-from rag.store.locate import committed_manifest, open_writer
+from rag.store.locate import committed_manifest, open_writer, parse_store
 from rag.types import Document, EmbeddedDocument
 
 QUIET_SECONDS = 1.0  # no event for this long: the burst is over, and a file whose size and mtime held still is settled
@@ -271,6 +271,7 @@ class FolderWatch:
         self.on_change = on_change
         self.rag = rag
         self.pending = Pending(quiet=quiet, max_hold=max_hold)
+        self.own_files = _store_files(self.index)
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._version = 0
@@ -386,8 +387,8 @@ class FolderWatch:
             path = Path(name)
             if path in self.paths.folders and not path.is_dir():
                 self._record(None, waiting=f"{path} is gone: changes there are not seen until the watch is restarted")
-            if self.paths.source_of(path) is None:
-                continue
+            if self.paths.source_of(path) is None or any(path.is_relative_to(p) for p in self.own_files):
+                continue  # outside, hidden, or the index's own files (an index kept inside a watched folder)
             folder = path.is_dir() and not path.is_symlink()
             if folder and event == Event.modified:
                 continue
@@ -584,6 +585,23 @@ def watch_in_background(watch: FolderWatch) -> threading.Thread:
     thread = threading.Thread(target=run, name="rag-watch", daemon=True)
     thread.start()
     return thread
+
+
+def _store_files(index: str) -> list[Path]:
+    """The local files a store writes (its folder; a Milvus Lite store's folder, lock and uploads),
+    so that an index kept inside a watched folder does not watch its own writes.
+
+    Example:
+        >>> [p.name for p in _store_files("milvus:/data/rag.db")]
+        ['rag.db', 'rag.lock', 'rag.uploads']
+    """
+    spec = parse_store(index)
+    if spec.kind == "faiss":
+        return [Path(os.path.abspath(spec.target))]
+    if not spec.is_local_file:
+        return []
+    db = Path(os.path.abspath(spec.target))
+    return [db, db.with_suffix(".lock"), db.with_suffix(".uploads")]
 
 
 def _ticks(stop: threading.Event) -> Iterator[set[tuple[Any, str]]]:

@@ -264,6 +264,21 @@ def test_a_milvus_lite_store_stays_in_sync(tmp_path: Path, copy_seed, embedder) 
 
 
 @pytest.mark.slow
+def test_an_index_inside_the_watched_folder_does_not_watch_its_own_writes(tmp_path: Path, copy_seed, embedder) -> None:
+    docs = tmp_path / "docs"
+    copy_seed(docs)
+    index = docs / "index"
+    build_index([docs], index_dir=index, embedder=embedder)
+    with watching(docs, index, embedder) as (_, changes):
+        (docs / "lighthouse.txt").write_text(LIGHTHOUSE)
+        wait_for(lambda: "+ lighthouse.txt (1 chunk)" in lines(changes), "the added file")
+        generation = committed_manifest(index)["generation"]
+        time.sleep(3 * 1.0)  # were its own writes events, updates would follow one another by now
+    assert committed_manifest(index)["generation"] == generation
+    assert lines(changes) == ["+ lighthouse.txt (1 chunk)"]
+
+
+@pytest.mark.slow
 def test_a_busy_index_is_waited_for_not_a_crash(tmp_path: Path, copy_seed, embedder) -> None:
     from rag.config import RagConfig
     from rag.store import IndexWriter
