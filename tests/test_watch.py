@@ -440,3 +440,36 @@ def test_rag_serve_watch_answers_from_a_file_added_after_it_started(tmp_path: Pa
     log = (tmp_path / "serve.log").read_text()
     assert "watch: + lighthouse.txt (1 chunk)" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_documents_tab_shows_each_sync_in_a_browser(tmp_path: Path, copy_seed) -> None:
+    from conftest import ARTIFACTS, skip_or_fail
+    from serving import CHROMIUM, CHROMIUM_ARGS, browser_missing
+
+    if (reason := browser_missing()) is not None:
+        skip_or_fail(f"{reason}; the Makefile installs it")
+    from playwright.sync_api import expect, sync_playwright
+
+    docs, index = tmp_path / "docs", tmp_path / "index"
+    copy_seed(docs)
+    subprocess.run([RAG, "index", str(docs), "--index-dir", str(index)], env=dict(ENV), check=True, capture_output=True)
+    with rag_server(index, log=tmp_path / "serve.log", env=ENV, args=["--watch", str(docs)]) as server:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page()
+            page.set_default_timeout(WAIT_S * 1000)
+            page.goto(server.url + "/", wait_until="domcontentloaded")
+            page.get_by_role("tab", name="Documents").click()
+            sync = page.locator("#sync-status")
+            expect(sync).to_contain_text(f"Watching {docs}")
+            (docs / "lighthouse.txt").write_text(LIGHTHOUSE)
+            (docs / "tool.exe").write_bytes(b"MZ")
+            expect(sync).to_contain_text("+ lighthouse.txt (1 chunk)")  # the page's timer brought it
+            expect(sync).to_contain_text("tool.exe — unsupported file type")
+            expect(page.locator("#doc-table")).to_contain_text("lighthouse.txt")
+            expect(page.locator("#rag-footer")).to_contain_text("2 documents")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "folder-sync.png"), full_page=True)
+            browser.close()
