@@ -532,16 +532,28 @@ class FolderWatch:
 
     # --- the first run --------------------------------------------------------------------------
 
-    def sync_all(self, *, keep: Iterable[str] = ()) -> SyncReport:
+    def catch_up(self) -> SyncReport:
+        """`sync_all`, waiting while another process writes the index (the watch's status says so).
+        Raises StopWatching when stopped meanwhile."""
+        while True:
+            try:
+                return self.sync_all()
+            except IndexLocked as exc:
+                self._record(None, waiting=f"waiting to write the index: {exc}")
+                if self.stop.wait(RETRY_SECONDS):
+                    raise StopWatching from None
+
+    def sync_all(self) -> SyncReport:
         """Bring the index in line with the watched paths as `rag index PATHS` does, except that the
-        documents named in `keep` (the UI's uploads) stay. Used when `rag serve --watch` starts."""
-        files, skipped = find_files(self.paths.roots)
-        listed = {source for _, source in files}
-        manifest = committed_manifest(self.index)
-        indexed = set((manifest or {}).get("documents", {}))
-        remove = sorted(indexed - listed - set(keep))
+        documents uploaded through the UI of the served RAG (in its `uploads_dir`) stay. Used when
+        `rag serve --watch` starts. Raises IndexLocked when another process writes the index."""
         lock = self.rag.write_lock if self.rag is not None else threading.Lock()
-        with lock:
+        with lock:  # what is indexed and uploaded is read under the lock an upload takes
+            files, skipped = find_files(self.paths.roots)
+            uploads = self.rag.index.uploads_dir if self.rag is not None else None
+            keep = {p.name for p in uploads.iterdir()} if uploads is not None and uploads.is_dir() else set()
+            indexed = set((committed_manifest(self.index) or {}).get("documents", {}))
+            remove = sorted(indexed - {source for _, source in files} - keep)
             try:
                 built = build_index(
                     self.paths.roots,
@@ -570,14 +582,12 @@ class FolderWatch:
 
 def watch_in_background(watch: FolderWatch) -> threading.Thread:
     """Run `watch` in a daemon thread, after bringing the index in line with its paths
-    (`sync_all`, keeping the documents uploaded through the UI). Set `watch.stop` to end it; a
+    (`catch_up`, keeping the documents uploaded through the UI). Set `watch.stop` to end it; a
     failure is logged and shown in its status, never raised into the server."""
 
     def run() -> None:
-        uploads = watch.rag.index.uploads_dir if watch.rag is not None else None
-        keep = {p.name for p in uploads.iterdir()} if uploads is not None and uploads.is_dir() else set()
         try:
-            watch.run(before=lambda: watch.sync_all(keep=keep))
+            watch.run(before=watch.catch_up)
         except Exception as exc:  # the watch stops; the server and its index keep working
             log.exception("the folder watch stopped")
             watch._record(None, waiting=f"the folder watch stopped: {type(exc).__name__}: {exc}")

@@ -162,6 +162,29 @@ def test_a_file_gone_before_its_update_is_no_change_and_no_crash(tmp_path: Path,
     assert list(watch._readable(files, skipped)) == [] and skipped == []
 
 
+@pytest.mark.slow
+def test_serving_starts_by_catching_up_with_the_folder_and_keeps_the_uploads(
+    tmp_path: Path, copy_seed, embedder
+) -> None:
+    from rag.pipeline import add_uploads
+
+    docs, index = seeded(tmp_path, copy_seed, embedder)
+    (docs / "old.txt").write_text("The old harbour master retired in 1999.")
+    build_index([docs], index_dir=index, embedder=embedder)
+    rag = Rag.open(index, embedder=embedder)
+    upload = tmp_path / "upload.md"
+    upload.write_text("The upload says the Varnholm ferry leaves at noon.")
+    add_uploads(rag, {"upload.md": upload})
+    # While nothing was watching: one file went, one came.
+    (docs / "old.txt").unlink()
+    (docs / "lighthouse.txt").write_text(LIGHTHOUSE)
+    changes: list[Change] = []
+    report = FolderWatch([docs], index, embedder=embedder, rag=rag, on_change=changes.append).catch_up()
+    assert sorted(lines(changes)) == ["+ lighthouse.txt", "- old.txt"]
+    assert sorted(indexed(index)) == sorted(["lighthouse.txt", "upload.md", next(docs.glob("*_*.txt")).name])
+    assert len(rag.index.documents()) == 3 and report.generation == committed_manifest(index)["generation"]
+
+
 # --- the loop, with real events -----------------------------------------------------------------
 
 
