@@ -28,6 +28,6 @@ if __name__ == "__main__":
     # and index load once, and the module-level `demo` it finds is rebuilt and swapped in.
     if gr.NO_RELOAD:
         rag, args = open_served(sys.argv[1:])
-    demo = build_app(rag)
+    demo = build_app(rag, watch=getattr(args, "folder_watch", None))  # `--watch PATHS`: a folder watch beside the UI
     if gr.NO_RELOAD:
         sys.exit(launch_served(demo, rag, args))

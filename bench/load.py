@@ -495,8 +495,10 @@ def rag_server(
     log: Path | None = None,
     timeout: float = 240,
     env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """`rag serve` on `index_dir` at a free loopback port for the duration (`env`: extra variables)."""
+    """`rag serve` on `index_dir` at a free loopback port for the duration (`env`: extra variables,
+    `args`: more `rag serve` flags)."""
     port = free_port()
     command = rag_command()
     env = {
@@ -509,7 +511,7 @@ def rag_server(
     log = log or Path(index_dir).parent / f"serve-{port}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [*command, "serve", "--index-dir", str(index_dir), "--port", str(port)],
+            [*command, "serve", "--index-dir", str(index_dir), "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
         "ray://HOST:10001, HOST:PORT or auto (the files must be readable on every node; needs the scale extra)",
     )
     p.add_argument("--ray-workers", type=int, metavar="N", help="embedding actors with --ray (default: Ray's CPUs)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="after indexing, keep running and apply added, changed, removed and renamed files under PATHS "
+        "as they settle, one line each (Ctrl-C or SIGTERM stops)",
+    )
 
     p = sub.add_parser("ask", help="answer a question from the index")
     p.add_argument("question")
@@ -81,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     _store_flags(p, defaults)
     _backend_flag(p, defaults)
     _generator_flags(p, defaults)
+    p.add_argument(
+        "--watch",
+        nargs="+",
+        metavar="PATH",
+        help="keep the index in sync with these files or folders while serving (as `rag index PATHS --watch`; "
+        "documents uploaded through the UI stay)",
+    )
 
     sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)", add_help=False)
     return parser
@@ -201,13 +215,24 @@ def _index(args: argparse.Namespace) -> int:
             raise CliError(f"path does not exist: {path}")
     if args.ray_workers is not None and args.ray is None:
         raise CliError("--ray-workers needs --ray")
+    from rag.embed import Embedder
+
+    if args.watch:  # from here on SIGTERM stops the run as Ctrl-C does
+        signal.signal(signal.SIGTERM, _interrupt)
+    embedder = Embedder.load(backend=config.embed_backend)
+    if args.watch:
+        return _watch(args, config, embedder)
+    _index_once(args, config, embedder)
+    return 0
+
+
+def _index_once(args: argparse.Namespace, config: RagConfig, embedder: Any) -> None:
+    """One `rag index` run: build or update the index, print its summary and what was skipped."""
     from tqdm import tqdm
 
-    from rag.embed import Embedder
     from rag.pipeline import BadInput, build_index
     from rag.store import IndexError_
 
-    embedder = Embedder.load(backend=config.embed_backend)
     bar = tqdm(desc="embedding", unit="chunk", disable=None, file=sys.stderr)
     try:
         report = build_index(
@@ -237,7 +262,6 @@ def _index(args: argparse.Namespace) -> int:
         for item in report.skipped:
             print(f"  {_printable(item.source)}: {item.reason}")
     _print_pages(report.ocr_pages, report.skipped_pages)
-    return 0
 
 
 def _print_pages(ocr_pages: dict[str, tuple[int, ...]], skipped_pages: dict[str, tuple[tuple[int, str], ...]]) -> None:
@@ -271,6 +295,38 @@ def _pages(numbers: Sequence[int]) -> str:
             runs.append([n])
     text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
     return ("pages " if len(numbers) > 1 else "page ") + text
+
+
+def _watch(args: argparse.Namespace, config: RagConfig, embedder: Any) -> int:
+    """`rag index PATHS --watch`: the index run, then one line per change applied until Ctrl-C or
+    SIGTERM. Stopping abandons an update in progress whole (its writer rolls it back)."""
+    from rag.store import IndexError_
+    from rag.watch import FolderWatch, WatchFailed
+
+    def index_first() -> None:
+        try:
+            _index_once(args, config, embedder)
+        except CliError as exc:
+            if not str(exc).startswith("no readable documents"):
+                raise
+            print(f"{exc}: the index is left as it was", flush=True)
+        print(f"watching {', '.join(args.paths)} (Ctrl-C stops)", flush=True)
+
+    watch = FolderWatch(
+        args.paths, args.index_dir, embedder=embedder, config=config, on_change=lambda c: print(c.line(), flush=True)
+    )
+    try:
+        watch.run(before=index_first)
+    except KeyboardInterrupt:
+        print("rag index: stopped; every change printed above is in the index", flush=True)
+    except (IndexError_, WatchFailed) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops a watch as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def _with_index_chunking(config: RagConfig, index_dir: str, *, required: bool = False) -> RagConfig:
@@ -381,7 +437,7 @@ def _serve(args: argparse.Namespace) -> int:
     rag = _open_served(args)
     from rag.ui.blocks import build_app
 
-    return _launch(build_app(rag), rag, args)
+    return _launch(build_app(rag, watch=args.folder_watch), rag, args)
 
 
 def open_served(argv: Sequence[str]) -> tuple[RAG, argparse.Namespace]:
@@ -417,6 +473,9 @@ def _open_served(args: argparse.Namespace) -> RAG:
             raise CliError(f"RAG_MAX_FILE_MB must be a number, got {os.environ['RAG_MAX_FILE_MB']!r}") from None
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be within 1-65535, got {args.port}")
+    for path in args.watch or []:
+        if not Path(path).exists():
+            raise CliError(f"--watch path does not exist: {path}")
     config = _config(args, embed_backend=args.embed_backend, **_generator_config(args), **extra)
     config = _with_index_chunking(config, args.index_dir, required=True)
     from rag.pipeline import RAG
@@ -424,9 +483,28 @@ def _open_served(args: argparse.Namespace) -> RAG:
     from rag.store import IndexError_
 
     try:
-        return RAG.open(args.index_dir, config=config)
+        rag = RAG.open(args.index_dir, config=config)
     except (IndexError_, ReaderUnavailable) as exc:
         raise CliError(str(exc)) from None
+    args.folder_watch = _start_watch(args, rag) if args.watch else None
+    return rag
+
+
+def _start_watch(args: argparse.Namespace, rag: RAG) -> Any:
+    """`rag serve --watch PATHS`: a `rag.watch.FolderWatch` over the served RAG, started in the
+    background (it first brings the index in line with PATHS); its changes go to the server log."""
+    from rag.watch import FolderWatch, watch_in_background
+
+    watch = FolderWatch(
+        args.watch,
+        args.index_dir,
+        embedder=rag.embedder,
+        config=rag.config,
+        rag=rag,
+        on_change=lambda change: print(f"watch: {change.line()}", flush=True),
+    )
+    watch_in_background(watch)
+    return watch
 
 
 def _launch(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
@@ -442,6 +520,9 @@ def _launch(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
         launch(demo, rag, host=args.host, port=args.port)
     except OSError as exc:  # port taken, address not available
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    finally:
+        if getattr(args, "folder_watch", None) is not None:
+            args.folder_watch.stop.set()  # an update in progress is abandoned whole
     return 0
 
 

@@ -224,6 +224,9 @@ class RAG:
         self.config = config
         self._reader = reader
         self._lock = threading.Lock()
+        # One writer of this process at a time (the UI's uploads and removals, a folder watch): they
+        # wait for each other here instead of meeting the store's lock (IndexLocked).
+        self.write_lock = threading.Lock()
 
     @property
     def reader(self) -> Reader:
@@ -475,14 +478,15 @@ def add_uploads(
     try:
         for name, path in files.items():
             shutil.copyfile(path, staging / name)
-        try:
-            report.stats = stats = _index_staged(rag, [staging / name for name in files], report, progress)
-        except BadInput:
-            return report  # nothing readable; the reasons are in `skipped`
-        _keep_indexed(files, stats, staging, uploads_dir, report)
-        if on_reload:
-            on_reload()
-        rag.reload()
+        with rag.write_lock:
+            try:
+                report.stats = stats = _index_staged(rag, [staging / name for name in files], report, progress)
+            except BadInput:
+                return report  # nothing readable; the reasons are in `skipped`
+            _keep_indexed(files, stats, staging, uploads_dir, report)
+            if on_reload:
+                on_reload()
+            rag.reload()
         return report
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -521,11 +525,12 @@ def remove_upload(rag: RAG, source: str) -> UpdateStats:
     """Remove the document `source` from `rag`'s index, delete its file from the index's
     `uploads/` folder if it was uploaded, and reload `rag`. `stats.removed` is empty when it was
     not in the index. Raises BadInput and IndexError_ as `remove_documents` does."""
-    stats = remove_documents(rag.index.spec, [source], embedder=rag.embedder, config=rag.config)
-    if source in stats.removed:
-        uploads_dir = rag.index.uploads_dir
-        target = uploads_dir / source  # only a file directly in the folder: never outside it
-        if target.parent.resolve() == uploads_dir.resolve() and target.is_file() and not target.is_symlink():
-            target.unlink()
-        rag.reload()
+    with rag.write_lock:
+        stats = remove_documents(rag.index.spec, [source], embedder=rag.embedder, config=rag.config)
+        if source in stats.removed:
+            uploads_dir = rag.index.uploads_dir
+            target = uploads_dir / source  # only a file directly in the folder: never outside it
+            if target.parent.resolve() == uploads_dir.resolve() and target.is_file() and not target.is_symlink():
+                target.unlink()
+            rag.reload()
     return stats

@@ -1,7 +1,8 @@
 """The chat UI: a thin Gradio layer over `rag.pipeline`. Start it with `rag serve` (or `python app.py`).
 
 Chat with cited answers streamed in, a Sources panel with the quoted passages and a document
-viewer, a Documents tab to upload and remove files, an Evaluation tab, and an `ask` API endpoint
+viewer, a Documents tab to upload and remove files (and, under `rag serve --watch`, the folder watch's last
+sync), an Evaluation tab, and an `ask` API endpoint
 that returns the `rag ask --json` object. Answers are quoted sentences by default; under Settings a
 language model can write them instead ("local": SmolLM2-135M in this process, or the server's
 `rag serve --generator openai/ollama`): its text streams in as a draft, then only the sentences the

@@ -20,8 +20,9 @@ from rag.pipeline import RAG
 from rag.ui.assets import read_asset
 from rag.ui.evaluation import REPORTS_DIR, eval_report
 from rag.ui.handlers import Handlers
-from rag.ui.render import sources_html, viewer_placeholder
+from rag.ui.render import sources_html, sync_markdown, viewer_placeholder
 from rag.ui.settings import generator_info, scorer_threshold
+from rag.watch import FolderWatch
 
 TITLE = "rag · ask your documents"
 INTRO = (
@@ -34,6 +35,7 @@ EXAMPLES = [
     "What did Blinken warn?",
     "Who met Chinese diplomats at Ambassador Shi Feng's residence?",
 ]
+SYNC_POLL_S = 2.0  # how often an open page asks for the folder watch's news
 WRITES = "index-writes"  # concurrency group: one upload or removal at a time
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # every event but the `ask` API stays out of the API
 
@@ -59,6 +61,7 @@ class DocumentsTab:
     table: gr.Dataframe
     to_remove: gr.Dropdown
     remove_button: gr.Button
+    sync: gr.Markdown  # the folder watch's last sync and skipped files (`rag serve --watch`)
 
 
 @dataclass
@@ -68,9 +71,10 @@ class EvaluationTab:
     report: gr.Markdown
 
 
-def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
-    """The Blocks app over a loaded `RAG` (model and index are loaded once, by the caller)."""
-    handlers = Handlers(rag, reports_dir=reports_dir)
+def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR, watch: FolderWatch | None = None) -> gr.Blocks:
+    """The Blocks app over a loaded `RAG` (model and index are loaded once, by the caller); with
+    `watch` (a `FolderWatch` running over the same RAG), the Documents tab shows its syncs."""
+    handlers = Handlers(rag, reports_dir=reports_dir, watch=watch)
     rows, sources, footer_text = handlers.documents_summary()
     # delete_cache: Gradio's own copies of uploads (and of the report image) go after an hour.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
@@ -80,12 +84,14 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 chat = _chat_tab(rag.config, handlers.generators)
             with gr.Tab("Documents", id="documents"):
-                documents = _documents_tab(rag.config, rows, sources)
+                documents = _documents_tab(rag.config, rows, sources, watch=watch)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation = _evaluation_tab(reports_dir)
         footer = gr.Markdown(footer_text, elem_id="rag-footer")
         _wire_chat(handlers, chat, turns)
         _wire_documents(handlers, documents, footer)
+        if watch is not None:
+            _wire_sync(handlers, documents, footer)
         refresh_outputs = [documents.table, documents.to_remove, footer, evaluation.report, evaluation.image]
         evaluation.refresh_button.click(handlers.refresh, outputs=refresh_outputs, **PRIVATE)
         demo.load(handlers.refresh, outputs=refresh_outputs, show_progress="hidden", **PRIVATE)
@@ -168,8 +174,16 @@ def _settings(defaults: RagConfig, generators: list[str]) -> tuple[gr.Radio, gr.
     return mode, top_k, scorer, threshold, generator
 
 
-def _documents_tab(defaults: RagConfig, rows: list[list[object]], sources: list[str]) -> DocumentsTab:
+def _documents_tab(
+    defaults: RagConfig, rows: list[list[object]], sources: list[str], *, watch: FolderWatch | None
+) -> DocumentsTab:
     limit = format_size(int(defaults.max_file_mb * 1024 * 1024))
+    sync = gr.Markdown(
+        sync_markdown(watch.status()) if watch is not None else "",
+        elem_id="sync-status",
+        visible=watch is not None,
+        label="Folder sync",
+    )
     gr.Markdown(
         f"Upload {' '.join(SUPPORTED_SUFFIXES)} files, several at once, up to {limit} "
         f"each. They can be asked about as soon as they are indexed."
@@ -189,7 +203,7 @@ def _documents_tab(defaults: RagConfig, rows: list[list[object]], sources: list[
             choices=sources, value=None, label="Document to remove", elem_id="remove-choice", scale=4
         )
         remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove", scale=1)
-    return DocumentsTab(files, status, table, to_remove, remove_button)
+    return DocumentsTab(files, status, table, to_remove, remove_button, sync)
 
 
 def _evaluation_tab(reports_dir: Path) -> EvaluationTab:
@@ -245,3 +259,12 @@ def _wire_documents(handlers: Handlers, documents: DocumentsTab, footer: gr.Mark
         handlers.remove, inputs=[documents.to_remove], outputs=[documents.status, *index_outputs], **writes, **PRIVATE
     )
     documents.table.select(handlers.pick_row, inputs=[documents.table], outputs=[documents.to_remove], **PRIVATE)
+
+
+def _wire_sync(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> None:
+    """Every SYNC_POLL_S the page asks whether the folder watch changed anything since it last
+    looked (a version number in the page's state); only then are the box, table and footer sent."""
+    seen = gr.State(-1)
+    timer = gr.Timer(SYNC_POLL_S)
+    outputs = [seen, documents.sync, documents.table, documents.to_remove, footer]
+    timer.tick(handlers.sync_view, inputs=[seen], outputs=outputs, show_progress="hidden", **PRIVATE)

@@ -40,6 +40,7 @@ from rag.ui.render import (
     pending_sources,
     sources_html,
     stream_steps,
+    sync_markdown,
     viewer_placeholder,
 )
 from rag.ui.settings import api_config, chat_config, generator_choices, scorer_threshold
@@ -51,6 +52,7 @@ from rag.ui.uploads import (
     upload_count_problem,
     upload_lines,
 )
+from rag.watch import FolderWatch
 
 STREAM_DELAY_S = 0.03
 log = logging.getLogger(__name__)
@@ -63,11 +65,12 @@ class Handlers:
     """The event handlers of one app. `rag` is shared by every session; a session's own state
     (its chat, the answers its citations point into) comes in and goes out as component values."""
 
-    def __init__(self, rag: RAG, *, reports_dir: Path) -> None:
+    def __init__(self, rag: RAG, *, reports_dir: Path, watch: FolderWatch | None = None) -> None:
         self.rag = rag
         self.defaults: RagConfig = rag.config
         self.generators = generator_choices(rag.config)
         self.reports_dir = reports_dir
+        self.watch = watch
 
     # --- chat ----------------------------------------------------------------------------------
 
@@ -235,6 +238,16 @@ class Handlers:
             except (BadInput, IndexError_) as exc:
                 lines = [f"✗ {escape_markdown(str(exc))}"]
         return status_markdown(lines), *self.documents_view()
+
+    def sync_view(self, seen: int) -> tuple[Any, ...]:
+        """On the Documents tab's timer: (seen version, sync box, table, remove choice, footer),
+        all skipped unless the folder watch changed something since this page last looked."""
+        if self.watch is None:
+            return (gr.skip(),) * 5
+        status = self.watch.status()
+        if status.version == seen:
+            return (gr.skip(),) * 5
+        return status.version, sync_markdown(status), *self.documents_view()
 
     def pick_row(self, rows: Any, evt: gr.SelectData) -> Any:
         """A click on a table row picks its document to remove."""

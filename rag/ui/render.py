@@ -25,6 +25,7 @@ from rag.types import Answer, Citation, Document, Hit
 
 if TYPE_CHECKING:
     from rag.store import DocumentInfo
+    from rag.watch import SyncStatus
 
 MODEL_LABEL = "all-MiniLM-L6-v2"
 NOT_AN_ANSWER = "Nearest passages — not an answer"
@@ -423,3 +424,44 @@ def footer_markdown(n_documents: int, n_chunks: int, *, backend: str | None = No
         f"Model: **{MODEL_LABEL}** ({escape_markdown(backend)} backend, runs locally, offline) · "
         f"Index: **{docs}**, **{n_chunks} chunks**"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# The folder watch (`rag serve --watch PATHS`)
+
+SYNC_SHOWN = 12  # changes and skipped files listed; the rest are counted
+
+
+def sync_markdown(status: SyncStatus) -> str:
+    """The Documents tab's "Folder sync" box: the watched paths, the last update that changed the
+    index (when, and what it added, changed and removed), the files skipped and why, and what
+    the watch is waiting for.
+
+    Example:
+        >>> from rag.watch import ADDED, Change, SyncReport, SyncStatus
+        >>> report = SyncReport(0.0, (Change(ADDED, "a.md", "3 chunks"),))
+        >>> status = SyncStatus(("docs",), 1, report, (("x.exe", "unsupported"),))
+        >>> print(sync_markdown(status))  # doctest: +ELLIPSIS +NORMALIZE_WHITESPACE
+        **Watching** docs
+        Last sync ...: \\+ a\\.md \\(3 chunks\\)
+        Skipped: x\\.exe — unsupported
+    """
+    lines = ["**Watching** " + ", ".join(escape_markdown(p) for p in status.paths)]
+    if status.last is None:
+        lines.append("No change since the server started.")
+    else:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(status.last.finished_at))
+        changed = [c for c in status.last.changes if c.kind != "skipped"]
+        lines.append(f"Last sync {when}: " + _listed([escape_markdown(c.line()) for c in changed]))
+    if status.skipped:
+        lines.append(
+            "Skipped: " + _listed([f"{escape_markdown(s)} — {escape_markdown(reason)}" for s, reason in status.skipped])
+        )
+    if status.waiting:
+        lines.append(f"⚠ {escape_markdown(status.waiting)}")
+    return "  \n".join(lines)
+
+
+def _listed(items: Sequence[str]) -> str:
+    shown = "; ".join(items[:SYNC_SHOWN])
+    return shown + (f"; and {len(items) - SYNC_SHOWN} more" if len(items) > SYNC_SHOWN else "")
