@@ -24,12 +24,16 @@ class Document:
 
     `source` is the path relative to the ingested root, with forward slashes.
     `sha256` is the hash of the file's bytes (what incremental indexing compares).
+    `headings` are the (start, end) spans of the text's headings (HTML h1-h6 and <title>,
+    Markdown `#` lines): the chunker keeps each as the context of its section, never as a
+    sentence to quote. Read when chunking; the stores keep the chunks it shaped, not the spans.
     """
 
     source: str
     text: str
     sha256: str
     pages: tuple[Page, ...] = ()
+    headings: tuple[tuple[int, int], ...] = ()
 
     def page_at(self, offset: int) -> int | None:
         """The page number holding character `offset`, or None for unpaged documents."""

@@ -2,7 +2,7 @@
 
 A file that cannot be read becomes a `Skipped` with a one-line reason; it never stops the batch.
 This module finds files and dispatches on their type; each format's reader is its own module
-(`rag.load.html`, `rag.load.pdf`, `rag.load.docx`), sharing `rag.load.common`.
+(`rag.load.html`, `rag.load.markdown`, `rag.load.pdf`, `rag.load.docx`), sharing `rag.load.common`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path, PurePath
 
 from rag.load.common import UnreadableFile, decode_text, format_size, one_line
 from rag.load.docx import MAX_DOCX_UNPACKED_BYTES, docx_text
-from rag.load.html import html_text
+from rag.load.html import html_document
+from rag.load.markdown import markdown_headings
 from rag.load.pdf import pdf_text
 from rag.types import Document, Page
 
@@ -117,10 +118,14 @@ def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> D
     if not data.strip():
         raise UnreadableFile("empty file")
     pages: tuple[Page, ...] = ()
-    if suffix in (".txt", ".md"):
+    headings: tuple[tuple[int, int], ...] = ()
+    if suffix == ".txt":
         text = decode_text(data)
+    elif suffix == ".md":
+        text = decode_text(data)
+        headings = markdown_headings(text)
     elif suffix in (".html", ".htm"):
-        text = html_text(decode_text(data))
+        text, headings = html_document(decode_text(data))
     elif suffix == ".pdf":
         text, pages = pdf_text(data)
     else:
@@ -129,7 +134,7 @@ def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> D
         raise UnreadableFile(
             "no extractable text" + (" (a scanned PDF without a text layer?)" if suffix == ".pdf" else "")
         )
-    return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), pages=pages)
+    return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), pages=pages, headings=headings)
 
 
 def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None = None) -> Iterator[Document | Skipped]:
