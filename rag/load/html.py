@@ -102,8 +102,9 @@ def html_document(html: str) -> HtmlText:
     main = _main_content(soup) or [soup]
     # When a filter leaves nothing but headings, the next, milder one is tried: a page of links
     # (an index, a table of contents) is read with its links rather than dropped.
-    for roots, measures, prune in ((main, _measure(soup), True), (main, None, True), ([soup], None, False)):
-        page = _layout(_title_tokens(soup, roots) + _walk(roots, measures, prune=prune))
+    measures = _measure(soup)
+    for roots, prune, link_dense in ((main, True, True), (main, True, False), ([soup], False, False)):
+        page = _layout(_title_tokens(soup, roots) + _walk(roots, measures, prune=prune, link_dense=link_dense))
         if not _only_headings(page):
             break
     return page
@@ -225,9 +226,11 @@ def _only_headings(page: HtmlText) -> bool:
 # --- the walk -----------------------------------------------------------------------------------
 
 
-def _walk(roots: Sequence[Tag], measures: dict[int, _Measure] | None, *, prune: bool) -> list[_Token]:
-    """The tokens of the text under `roots`, furniture left out when `prune` (blocks dense with
-    links only when `measures` are given)."""
+def _walk(
+    roots: Sequence[Tag], measures: dict[int, _Measure], *, prune: bool, link_dense: bool = False
+) -> list[_Token]:
+    """The tokens of the text under `roots`, furniture left out when `prune` (and blocks dense
+    with links when `link_dense`)."""
     from bs4.element import CData, NavigableString, Tag
 
     tokens: list[_Token] = []
@@ -242,12 +245,16 @@ def _walk(roots: Sequence[Tag], measures: dict[int, _Measure] | None, *, prune: 
             continue
         if isinstance(node, Tag):
             name = node.name
-            if name in _DROPPED_TAGS or _is_hidden(node) or (prune and _is_furniture(node, measures, article_depth)):
+            if (
+                name in _DROPPED_TAGS
+                or _is_hidden(node)
+                or (prune and _is_furniture(node, measures if link_dense else None, article_depth))
+            ):
                 continue
             if name == "br":
                 tokens.append(_Break(1))
                 continue
-            if name == "table" and (rows := _data_table(node)) is not None:
+            if name == "table" and (rows := _data_table(node, measures)) is not None:
                 tokens.extend([_Raw(rows)] if rows else [])
                 continue
             enter, leave = _block_tokens(name)
@@ -317,11 +324,13 @@ def _words(tag: Tag) -> str:
 
 @dataclass
 class _Measure:
-    """Visible characters under a tag, those inside links, and its number of links."""
+    """Visible characters under a tag, those inside links, its number of links, and whether it
+    holds a block that makes a table around it a layout table."""
 
     chars: int = 0
     link_chars: int = 0
     links: int = 0
+    blocks: bool = False
 
 
 def _measure(soup: BeautifulSoup) -> dict[int, _Measure]:
@@ -345,6 +354,7 @@ def _measure(soup: BeautifulSoup) -> dict[int, _Measure]:
             into.chars += mine.chars
             into.link_chars += mine.link_chars
             into.links += mine.links
+            into.blocks = into.blocks or mine.blocks or node.name in _LAYOUT_INSIDE
         elif type(node) is NavigableString:
             measures.setdefault(id(parent), _Measure()).chars += len("".join(node.split()))
     return measures
@@ -366,12 +376,19 @@ def _is_furniture(tag: Tag, measures: dict[int, _Measure] | None, article_depth:
         return True  # the site's banner and footer; an article's own header holds its title
     if tag.attrs and (_attribute(tag, "role") in _FURNITURE_ROLES or _classes(tag) & _FURNITURE_CLASSES):
         return True
-    if name == "a" and tag.string is not None and tag.string.strip() in _PERMALINK_TEXTS:
-        return True  # a heading's permalink
+    if name == "a" and len(tag.contents) == 1 and _is_text(tag.contents[0]):
+        # A heading's permalink ("¶"). Not `tag.string`: it recurses down nested tags.
+        return str(tag.contents[0]).strip() in _PERMALINK_TEXTS
     if measures is None:
         return False
     m = measures.get(id(tag), _Measure())
     return name in _LINK_DENSE_TAGS and m.links >= _LINK_DENSE_MIN_LINKS and m.link_chars >= _LINK_DENSE_SHARE * m.chars
+
+
+def _is_text(node: PageElement) -> bool:
+    from bs4.element import NavigableString
+
+    return isinstance(node, NavigableString)
 
 
 def _is_note(tag: Tag) -> bool:
@@ -392,42 +409,48 @@ def _classes(tag: Tag) -> set[str]:
 # --- tables ------------------------------------------------------------------------------------
 
 
-def _data_table(table: Tag) -> str | None:
+def _data_table(table: Tag, measures: dict[int, _Measure]) -> str | None:
     """A data table's row sentences ("" for an empty one), or None for a layout table (one that
     holds blocks, other tables or a single column, or says role=presentation), which is read as
     ordinary blocks instead."""
     if _attribute(table, "role") in ("presentation", "none"):
         return None
     rows = list(_own_rows(table))
-    cells = [tr.find_all(("td", "th"), recursive=False) for tr, _ in rows]
+    cells = [_children(tr, ("td", "th")) for tr, _ in rows]
     if max((len(r) for r in cells), default=0) < 2:
         return None
-    if table.find(_LAYOUT_INSIDE):
+    if measures[id(table)].blocks:
         return None
     header_rows = 0
     for (_, in_head), row in zip(rows, cells):
         if not (in_head or (row and all(c.name == "th" for c in row))):
             break
         header_rows += 1
-    grid = [_expand(row) for row in cells]
+    grid = [_expand(row, measures) for row in cells]
     return table_text(grid, header_rows=header_rows or 1)
 
 
 def _own_rows(table: Tag) -> Iterator[tuple[Tag, bool]]:
     """The table's rows in order (not those of tables nested in its cells), each with whether it
     is in the table's <thead>."""
-    for child in table.find_all(("tr", "thead", "tbody", "tfoot"), recursive=False):
+    for child in _children(table, ("tr", "thead", "tbody", "tfoot")):
         if child.name == "tr":
             yield child, False
         else:
-            yield from ((tr, child.name == "thead") for tr in child.find_all("tr", recursive=False))
+            yield from ((tr, child.name == "thead") for tr in _children(child, ("tr",)))
 
 
-def _expand(row: Sequence[Tag]) -> list[str]:
+def _children(tag: Tag, names: tuple[str, ...]) -> list[Tag]:
+    from bs4.element import Tag
+
+    return [c for c in tag.contents if isinstance(c, Tag) and c.name in names]
+
+
+def _expand(row: Sequence[Tag], measures: dict[int, _Measure]) -> list[str]:
     """A row's cell texts, a cell spanning n columns repeated n times so columns line up."""
     out: list[str] = []
     for cell in row:
-        text = " ".join(_layout(_walk([cell], None, prune=False)).text.split())  # inline tags join as shown
+        text = " ".join(_layout(_walk([cell], measures, prune=False)).text.split())  # inline tags join as shown
         try:
             span = max(1, min(int(_attribute(cell, "colspan") or 1), 64))
         except ValueError:
