@@ -13,8 +13,8 @@ How text is laid out: a line break in the source is a space, as in a browser; `<
 line; block elements (paragraphs, list items, headings, cells of layout tables) are paragraphs
 separated by a blank line; `<pre>` keeps its lines. A data table becomes one sentence per row
 that repeats the column headers (`rag.load.tables.table_text`), in place. Headings h1-h6 (and the
-page's `<title>`) are returned as character spans: `rag.chunk` keeps them as the context of their
-section, never as sentences to quote.
+page's `<title>` when the content has no <h1>) are returned as character spans: `rag.chunk`
+keeps them as the context of their section, never as sentences to quote.
 
 Why a walk of our own and not an extractor library: measured on saved manuals (the lead's notes
 hold the numbers), trafilatura and resiliparse drop as much furniture but lose headings as spans,
@@ -92,7 +92,7 @@ def html_document(html: str) -> HtmlText:
     the tags nest (a page of 10,000 nested <div>s is hostile input, not a reason to stall).
 
     Example:
-        >>> page = html_document("<title>Harbour</title><h1>Ferries</h1><p>The ferry leaves at seven.</p>")
+        >>> page = html_document("<title>Harbour</title><h2>Ferries</h2><p>The ferry leaves at seven.</p>")
         >>> page.text, [page.text[a:b] for a, b in page.headings]
         ('Harbour\\n\\nFerries\\n\\nThe ferry leaves at seven.', ['Harbour', 'Ferries'])
     """
@@ -306,11 +306,10 @@ def _block_tokens(name: str) -> tuple[tuple[_Token, ...], tuple[_Token, ...]]:
 
 def _title_tokens(soup: BeautifulSoup, roots: Sequence[Tag]) -> list[_Token]:
     """The page's <title> as the first heading (the context of what follows), unless the content
-    opens with a heading of the same words."""
+    has a top heading of its own (<h1>): the title then only adds the site's name to it."""
     title = soup.find("title")
     text = _words(title) if title else ""
-    first = next((h for root in roots if (h := root.find(sorted(_HEADINGS)))), None)
-    if not text or (first is not None and _words(first).rstrip("¶#§ ") == text):
+    if not text or any(root.find("h1") for root in roots):
         return []
     return [_HeadingStart(), _Text(text), _HeadingEnd(), _PARAGRAPH]
 
