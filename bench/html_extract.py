@@ -145,7 +145,8 @@ def extractors() -> dict[str, Callable[[str], str]]:
     return found
 
 
-def score(output: str, gold: Gold) -> dict[str, float]:
+def score(output: str, gold: Gold) -> dict[str, float | None]:
+    """The page's scores; `whole_paragraphs` is None for a page without content paragraphs."""
     got = words(output)
     kept_content = sum((got & gold.content).values()) / max(sum(gold.content.values()), 1)
     # The <title> counts as neither: the walk keeps it as a heading (context, never quoted).
@@ -153,7 +154,11 @@ def score(output: str, gold: Gold) -> dict[str, float]:
         sum(gold.furniture.values()), 1
     )
     lines = {" ".join(line.split()) for line in output.split("\n")}
-    whole = sum(any(p in line for line in lines) for p in gold.paragraphs) / max(len(gold.paragraphs), 1)
+    whole = (
+        sum(any(p in line for line in lines) for p in gold.paragraphs) / len(gold.paragraphs)
+        if gold.paragraphs
+        else None
+    )
     return {"content_kept": kept_content, "furniture_kept": kept_furniture, "whole_paragraphs": whole}
 
 
@@ -177,16 +182,14 @@ def run(pages: Sequence[str]) -> dict[str, Any]:
         per_page, ms = {}, []
         for path in found:
             output, took = timed(extract, path.read_text(encoding="utf-8", errors="replace"))
-            per_page[path.name] = {k: round(v, 3) for k, v in score(output, golds[path]).items()}
+            per_page[path.name] = {k: v if v is None else round(v, 3) for k, v in score(output, golds[path]).items()}
             ms.append(took)
         try:
             hostile, hostile_ms = timed(extract, HOSTILE, repeats=1)
             hostile_ok: bool | str = "77 brass keys" in hostile
         except Exception as exc:  # an extractor that fails on it is part of the result
             hostile_ms, hostile_ok = float("nan"), f"{type(exc).__name__}: {exc}"[:120]
-        means = {
-            k: round(sum(p[k] for p in per_page.values()) / len(per_page), 3) for k in next(iter(per_page.values()))
-        }
+        means = {k: _mean([p[k] for p in per_page.values()]) for k in next(iter(per_page.values()))}
         report["extractors"][name] = {
             **means,
             "ms_per_page": round(sum(ms) / len(ms), 1),
@@ -195,6 +198,11 @@ def run(pages: Sequence[str]) -> dict[str, Any]:
             "per_page": per_page,
         }
     return report
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 3) if present else float("nan")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,9 +16,13 @@ that repeats the column headers (`rag.load.tables.table_text`), in place. Headin
 page's `<title>` when the content has no <h1>) are returned as character spans: `rag.chunk`
 keeps them as the context of their section, never as sentences to quote.
 
-Why a walk of our own and not an extractor library: measured on saved manuals (the lead's notes
-hold the numbers), trafilatura and resiliparse drop as much furniture but lose headings as spans,
-render tables as unlabelled cells and give no offsets back into their output's structure.
+Why a walk of our own and not an extractor library (`python -m bench.html_extract`, nine manuals
+Debian installs): the walk keeps 99.9% of the content's words and none of the furniture (but on
+a page that is only a table of contents, read whole), and every paragraph on one line;
+trafilatura loses 2-3% of the content, keeps furniture on Texinfo pages, leaves source line
+breaks inside half the paragraphs and loses the sentence of the 10,000-<div> page; resiliparse
+keeps DocBook and Texinfo navigation and its time grows with the square of the nesting depth
+(2 s at 10,000 nested <div>s, 10 s at 20,000). Neither gives headings as spans or labelled rows.
 """
 
 from __future__ import annotations
