@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun the conditions in eval/conditions.yaml and fail when a score drops more than its tolerance",
     )
-    p.add_argument("--docs", metavar="DIR", help="documents folder for --qa")
+    p.add_argument(
+        "--docs",
+        metavar="DIR",
+        help="documents folder for --qa, indexed as rag index reads it (txt, md, html, pdf, docx)",
+    )
     p.add_argument("--report", metavar="OUT.json", help="where to write the report (.json, .md and .png)")
     p.add_argument("--index-dir", help="work folder for the documents and the index (default: a temporary folder)")
     p.add_argument(
