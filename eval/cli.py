@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rerun the conditions in eval/conditions.yaml and fail when a score drops more than its tolerance",
     )
-    p.add_argument("--docs", metavar="DIR", help="documents folder for --qa")
+    p.add_argument(
+        "--docs",
+        metavar="DIR",
+        help="documents folder for --qa, indexed as rag index reads it (txt, md, html, pdf, docx)",
+    )
     p.add_argument("--report", metavar="OUT.json", help="where to write the report (.json, .md and .png)")
     p.add_argument("--index-dir", help="work folder for the documents and the index (default: a temporary folder)")
     p.add_argument(
@@ -231,6 +235,8 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
     dataset, items = load_items(args)
     if not items:
         raise ValueError("no questions selected (check --split and --limit)")
+    if args.qa:  # the other adapters take their evidence from the documents they make
+        _warn_about_inputs(dataset, items)
     report = run_qa(
         dataset,
         items,
@@ -248,6 +254,26 @@ def evaluate(args: argparse.Namespace, config: RagConfig) -> dict[str, Any]:
         "unanswerable_share": args.unanswerable_share,
     }
     return report
+
+
+def _warn_about_inputs(dataset: Any, items: Sequence[Any], *, limit: int = 20) -> None:
+    """On stderr, before the index is built: the documents that could not be read, and each
+    question's evidence that is found in none of the documents as read (it would count as having
+    no relevant passage)."""
+    from eval.runner import unlocated_evidence
+
+    lines = [f"rag eval: skipped {reason}" for reason in dataset.skipped]
+    for qid, texts in unlocated_evidence(items, dataset.documents).items():
+        lines += [
+            f"rag eval: warning: evidence of question {qid} not found in the documents: {t[:120]!r}" for t in texts
+        ]
+    for line in lines[:limit]:
+        print(line, file=sys.stderr)
+    if len(lines) > limit:
+        print(
+            f"rag eval: ... and {len(lines) - limit} more (per question in the report: evidence_unlocated)",
+            file=sys.stderr,
+        )
 
 
 def _print_summary(report: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.chunk import split_sentences
+from rag.load import SUPPORTED_SUFFIXES, Skipped, find_files, load_documents
 
 # The shared benchmark datasets live beside the checkout (../shared/datasets); RAG_SHARED_DATASETS
 # points the harness, the benchmarks and the tests elsewhere.
@@ -71,7 +72,11 @@ class QAItem:
 class QADataset:
     """Documents to index plus the questions asked about them.
 
-    `documents` maps a relative file name (e.g. "Normans.txt") to the document's full text.
+    `documents` maps a relative file name (e.g. "Normans.txt") to the document's full text: the
+    text `rag.load` reads from the file, which evidence is located in and citations point into.
+    `folder`, when set, is where those files are: the evaluation indexes them as they are (a
+    dataset without one has its texts written out as files first). `skipped` lists the files
+    under `folder` that could not be read, as "name: reason".
 
     Example:
         >>> ds = QADataset("tiny", {"a.txt": "Paris is in France."}, [], source_hash="0" * 64)
@@ -83,6 +88,8 @@ class QADataset:
     documents: dict[str, str]
     items: list[QAItem]
     source_hash: str
+    folder: Path | None = None
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,8 +153,10 @@ def load_qa_jsonl(path: str | Path) -> list[QAItem]:
 
 
 def load_qa_dataset(path: str | Path, documents_dir: str | Path, *, name: str | None = None) -> QADataset:
-    """Our JSONL questions (see `load_qa_jsonl`) plus every `.txt`/`.md` file under
-    `documents_dir` as the documents (names relative to that folder, forward slashes).
+    """Our JSONL questions (see `load_qa_jsonl`) plus every file under `documents_dir` that
+    `rag index` reads (txt, md, html, pdf, docx; `rag.load.find_files` and `load_documents`), as
+    the documents: names relative to that folder with forward slashes, texts as the loader reads
+    them. Files it cannot read are listed in `skipped`; ValueError when none can be read.
 
     `name` defaults to the JSONL file's stem.
 
@@ -158,14 +167,20 @@ def load_qa_dataset(path: str | Path, documents_dir: str | Path, *, name: str | 
     """
     path = _existing_file(path)
     folder = _existing_dir(documents_dir)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md"))
-    if not files:
-        raise ValueError(f"no .txt or .md documents under {folder}")
-    documents = {p.relative_to(folder).as_posix(): _read_text(p) for p in files}
+    files, skipped = find_files([folder])
+    documents: dict[str, str] = {}
+    for loaded in load_documents(files):
+        if isinstance(loaded, Skipped):
+            skipped.append(loaded)
+        else:
+            documents[loaded.source] = loaded.text
+    if not documents:
+        raise ValueError(f"no readable documents under {folder} (supported: {' '.join(SUPPORTED_SUFFIXES)})")
     items = load_qa_jsonl(path)
-    hashed = {p.relative_to(folder).as_posix(): p for p in files}
+    hashed = {source: file for file, source in files if source in documents}
     hashed[f"../{path.name}"] = path  # the questions file counts too; '..' keeps the names apart
-    return QADataset(name or path.stem, documents, items, _hash_files(hashed))
+    reasons = tuple(f"{s.source}: {s.reason}" for s in skipped)
+    return QADataset(name or path.stem, documents, items, _hash_files(hashed), folder=folder, skipped=reasons)
 
 
 # --- SQuAD v2 ---------------------------------------------------------------------------------
@@ -743,11 +758,6 @@ def _existing_dir(path: str | Path) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {path}")
     return path
-
-
-def _read_text(path: Path) -> str:
-    with path.open(encoding="utf-8", newline="") as handle:
-        return handle.read()
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -80,10 +80,12 @@ def markdown(report: dict[str, Any]) -> str:
             + (f" {_fmt(base)} |" if has_base else "")
         )
     if report["retrieval"].get("evidence_unlocated"):
+        ids = [q["id"] for q in report["per_question"] if q.get("evidence_unlocated")]
         lines += [
             "",
             f"{report['retrieval']['evidence_unlocated']} evidence string(s) could not be located "
-            "verbatim in the documents; their questions count as having no relevant chunk.",
+            "in the documents as read (whitespace aside); their questions count as having no relevant "
+            f"chunk: {', '.join(ids[:20])}" + (f" and {len(ids) - 20} more" if len(ids) > 20 else "") + ".",
         ]
     targets = TARGETS.get(report["dataset"], [])
     if targets:

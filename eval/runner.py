@@ -97,11 +97,18 @@ def eval_store(work: Path, store: str, dataset: str) -> str:
 
 
 def build_eval_index(
-    documents: dict[str, str], *, work_dir: Path, index_dir: str | Path, config: RagConfig, embedder: Embedder
+    documents: dict[str, str],
+    *,
+    work_dir: Path,
+    index_dir: str | Path,
+    config: RagConfig,
+    embedder: Embedder,
+    folder: Path | None = None,
 ) -> dict[str, float]:
-    """Write the documents as files and index them like a user would; return build cost."""
-    docs_dir = work_dir / "docs"
-    if not docs_dir.exists():
+    """Index the documents like a user would: the files in `folder` as they are (PDF, DOCX,
+    HTML...), or else the texts written out as files in the work folder; return build cost."""
+    docs_dir = folder or work_dir / "docs"
+    if folder is None and not docs_dir.exists():
         write_documents(documents, docs_dir)
     bar = tqdm(desc="indexing", unit="chunk", disable=None, leave=False)
     started = time.perf_counter()
@@ -154,6 +161,7 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
         answer=answer,
         citations=citations,
         with_sentences=bool(generation),
+        unlocated=unlocated,
     )
     return {
         "retrieval": {k: round(retrieval[k].score, 4) for k in ("hit@1", "hit@5", "mrr")},
@@ -166,24 +174,40 @@ def _score(items: Sequence[QAItem], results: Sequence[dict[str, Any]], documents
         "abstention": _abstention_summary(abstention, tentative, items),
         "latency_ms": {k: round(v, 1) for k, v in latency.items()},
         "generation": generation,
-        "evidence_unlocated": unlocated,
+        "evidence_unlocated": sum(len(texts) for texts in unlocated.values()),
         "per_question": per_question,
     }
 
 
-def _relevant_spans(items: Sequence[QAItem], documents: dict[str, str]) -> tuple[list[list[Span]], int]:
-    """Per item, the document spans its evidence was found at; and how many evidence texts were not found."""
+def _relevant_spans(
+    items: Sequence[QAItem], documents: dict[str, str]
+) -> tuple[list[list[Span]], dict[str, list[str]]]:
+    """Per item, the document spans its evidence was found at (whitespace-insensitively, offsets
+    exact in the loaded text); and, by question id, the evidence texts found nowhere."""
     locator = EvidenceLocator(documents)
     relevant: list[list[Span]] = []
-    unlocated = 0
+    unlocated: dict[str, list[str]] = {}
     for item in items:
         spans: list[Span] = []
         for evidence in item.evidence:
             found = locator.locate(evidence)
-            unlocated += not found
+            if not found:
+                unlocated.setdefault(item.id, []).append(evidence)
             spans.extend(found)
         relevant.append(spans)
     return relevant, unlocated
+
+
+def unlocated_evidence(items: Sequence[QAItem], documents: dict[str, str]) -> dict[str, list[str]]:
+    """By question id, the evidence texts of `items` found in none of `documents` (source ->
+    the text the loader read), whitespace-insensitively: what `rag eval` warns about.
+
+    Example:
+        >>> item = QAItem("q1", "Where?", ("Paris",), ("Paris is  in\\nFrance.", "Lyon is in France."))
+        >>> unlocated_evidence([item], {"a.html": "Paris is in France."})
+        {'q1': ['Lyon is in France.']}
+    """
+    return _relevant_spans(items, documents)[1]
 
 
 def _abstention_summary(
@@ -218,6 +242,7 @@ def _per_question(
     answer: dict[str, MetricResult],
     citations: MetricResult,
     with_sentences: bool,
+    unlocated: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
     """The report's entry per question: what was asked and answered, and the question's own scores."""
     per_question = []
@@ -239,6 +264,7 @@ def _per_question(
                 "containment": answer["containment"].individual_scores[i],
                 "f1": answer["f1"].individual_scores[i],
                 "citation_precision": citations.individual_scores[i],
+                "evidence_unlocated": unlocated.get(item.id, []),
                 "retrieved": [
                     {"source": s[0], "start": s[1], "end": s[2], "text": s[3][:300]} for s in r["retrieved_text"]
                 ],
@@ -322,7 +348,9 @@ def run_qa(
     index, and its scores are kept under `report["compare"][scorer]`."""
     with _folder(index_dir) as work:
         spec = eval_store(work, store, dataset.name)
-        cost = build_eval_index(dataset.documents, work_dir=work, index_dir=spec, config=config, embedder=embedder)
+        cost = build_eval_index(
+            dataset.documents, work_dir=work, index_dir=spec, config=config, embedder=embedder, folder=dataset.folder
+        )
         rag = RAG(open_store(spec, config=config), embedder, config)
         documents = {d.source: doc.text for d in rag.index.documents() if (doc := rag.index.document(d.source))}
         results = [ask(rag, item) for item in tqdm(items, desc=dataset.name, unit="q", disable=None, leave=False)]

@@ -151,10 +151,15 @@ def score_sentences(
             candidates.append((rank, hit, a, b, semantic))
     texts = [h.chunk.text[a - h.chunk.start : b - h.chunk.start] for _, h, a, b, _ in candidates]
     sentence_terms = stem_terms(texts) if texts else []
+    # A chunk that opens with its section's headings (text before its first sentence): their words
+    # count for every sentence of the chunk, as the context they are.
+    heading_terms = [
+        set(t) for t in stem_terms([h.chunk.text[: h.chunk.sentences[0][0] - h.chunk.start] for h in hits])
+    ]
     scored = []
     w = config.semantic_weight
     for (rank, hit, a, b, semantic), text, s_terms in zip(candidates, texts, sentence_terms):
-        lexical = terms.coverage(set(s_terms))
+        lexical = terms.coverage(set(s_terms) | heading_terms[rank])
         cue = _cue(kind, text, question)
         score = w * semantic + (1 - w) * lexical + config.cue_weight * cue - config.rank_penalty * rank
         scored.append(ScoredSentence(rank, hit, a, b, semantic, lexical, cue, score))

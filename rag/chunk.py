@@ -180,7 +180,11 @@ def chunk_document(
 ) -> list[Chunk]:
     """Split a document into chunks of whole sentences within `max_tokens` word pieces.
 
-    Chunks never cross a page boundary. Returned chunks have `id == -1` (the store assigns ids).
+    Chunks never cross a page boundary. A heading (`document.headings`) is the context of its
+    section, not a sentence: it starts a new chunk, and is kept in that chunk's text (so
+    embedding and BM25 see it) but never in its `sentences` (so it is never quoted); headings
+    with nothing after them are left out, and a run of headings longer than half the budget is
+    read as ordinary sentences. Returned chunks have `id == -1` (the store assigns ids).
 
     Example:
         >>> chunks = chunk_document(doc, model.tokenizer, max_tokens=200)  # doctest: +SKIP
@@ -195,35 +199,98 @@ def chunk_document(
     segments: list[tuple[int, int, int | None]] = [(p.start, p.end, p.number) for p in document.pages] or [
         (0, len(text), None)
     ]
+    headings = sorted(document.headings)
+    sections = [(page, _sections(text, start, end, headings)) for start, end, page in segments]
+    if headings and not any(body for _, parts in sections for _, body in parts):
+        # Nothing but headings: they are all the document says, so they are its sentences.
+        sections = [(page, _sections(text, start, end, [])) for start, end, page in segments]
     chunks: list[Chunk] = []
-    for seg_start, seg_end, page in segments:
-        spans = split_sentences(text, seg_start, seg_end)
-        if not spans:
-            continue
-        counts = [
-            len(ids)
-            for ids in tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, verbose=False)["input_ids"]
-        ]
-        units: list[tuple[tuple[int, int], int]] = []
-        for span, n in zip(spans, counts):
-            units.extend(_split_long(text, span, n, max_tokens, tokenizer) if n > max_tokens else [(span, n)])
-        chunks.extend(_pack(text, units, max_tokens, overlap_sentences, document.source, page))
+    for page, parts in sections:
+        parts = [(heads, body) for heads, body in parts if body]
+        counts = iter(_counts(tokenizer, text, [span for heads, body in parts for span in heads + body]))
+        for heads, body in parts:
+            lead = [(span, next(counts)) for span in heads]
+            units = [(span, next(counts)) for span in body]
+            chunks.extend(
+                _chunk_section(text, lead, units, tokenizer, max_tokens, overlap_sentences, document.source, page)
+            )
     return chunks
 
 
-def _pack(
-    text: str, units: Sequence[tuple[tuple[int, int], int]], budget: int, overlap: int, source: str, page: int | None
+def _sections(
+    text: str, start: int, end: int, headings: Sequence[tuple[int, int]]
+) -> list[tuple[list[tuple[int, int]], list[tuple[int, int]]]]:
+    """`text[start:end]` as (heading spans, sentence spans) sections: each run of headings with
+    the sentences up to the next heading. The sentences before the first heading have no heading;
+    headings with no sentence after them come last with an empty list."""
+    sections: list[tuple[list[tuple[int, int]], list[tuple[int, int]]]] = []
+    heads: list[tuple[int, int]] = []
+    pos = start
+    for a, b in headings:
+        a, b = _trim(text, max(a, start), min(b, end))
+        if a >= b or a < pos:  # outside this segment, empty, or overlapping the previous heading
+            continue
+        body = split_sentences(text, pos, a)
+        if body:
+            sections.append((heads, body))
+            heads = []
+        heads.append((a, b))
+        pos = b
+    sections.append((heads, split_sentences(text, pos, end)))
+    return sections
+
+
+def _chunk_section(
+    text: str,
+    lead: list[tuple[tuple[int, int], int]],
+    body: list[tuple[tuple[int, int], int]],
+    tokenizer: Tokenizer,
+    max_tokens: int,
+    overlap: int,
+    source: str,
+    page: int | None,
 ) -> list[Chunk]:
+    """The chunks of one section, from its headings' and sentences' (span, word pieces): the
+    headings open the first chunk, as context."""
+    if sum(n for _, n in lead) > max_tokens // 2:  # not a heading but text in a heading's tags
+        body, lead = lead + body, []
+    budget = max_tokens - sum(n for _, n in lead)  # every piece fits beside the headings in the first chunk
+    units: list[tuple[tuple[int, int], int]] = []
+    for span, n in body:
+        units.extend(_split_long(text, span, n, budget, tokenizer) if n > budget else [(span, n)])
+    return _pack(text, units, max_tokens, overlap, source, page, lead=lead)
+
+
+def _counts(tokenizer: Tokenizer, text: str, spans: Sequence[tuple[int, int]]) -> list[int]:
+    if not spans:
+        return []
+    return [
+        len(ids)
+        for ids in tokenizer([text[a:b] for a, b in spans], add_special_tokens=False, verbose=False)["input_ids"]
+    ]
+
+
+def _pack(
+    text: str,
+    units: Sequence[tuple[tuple[int, int], int]],
+    budget: int,
+    overlap: int,
+    source: str,
+    page: int | None,
+    *,
+    lead: Sequence[tuple[tuple[int, int], int]] = (),
+) -> list[Chunk]:
+    """Runs of whole units within `budget`; the first run opens with the `lead` headings."""
     chunks: list[Chunk] = []
     i = 0
     while i < len(units):
-        j, total = i, 0
+        j, total = i, sum(n for _, n in lead) if i == 0 else 0
         while j < len(units) and total + units[j][1] <= budget:
             total += units[j][1]
             j += 1
         j = max(j, i + 1)
         sentences = tuple(span for span, _ in units[i:j])
-        start, end = sentences[0][0], sentences[-1][1]
+        start, end = lead[0][0][0] if i == 0 and lead else sentences[0][0], sentences[-1][1]
         chunks.append(
             Chunk(id=-1, source=source, start=start, end=end, text=text[start:end], page=page, sentences=sentences)
         )

@@ -288,13 +288,20 @@ def _file_event(
         "text": item.text,
         "sha256": item.sha256,
         "pages": [[p.number, p.start, p.end] for p in item.pages],
+        "headings": [[a, b] for a, b in item.headings],
         "chunks": [[c.start, c.end, c.page, c.sentences] for c in chunks],
     }
 
 
 def _document(event: Mapping[str, Any]) -> tuple[Document, tuple[Chunk, ...]]:
     """The document and chunks of a "new" event, as `load_document` and `chunk_document` made them."""
-    doc = Document(event["source"], event["text"], event["sha256"], tuple(Page(*p) for p in event["pages"]))
+    doc = Document(
+        event["source"],
+        event["text"],
+        event["sha256"],
+        tuple(Page(*p) for p in event["pages"]),
+        headings=tuple((a, b) for a, b in event["headings"]),
+    )
     chunks = tuple(
         Chunk(-1, doc.source, start, end, doc.text[start:end], page, tuple((a, b) for a, b in sentences))
         for start, end, page, sentences in event["chunks"]

@@ -26,6 +26,9 @@ class Document:
     `sha256` is the hash of the file's bytes (what incremental indexing compares).
     `ocr_pages` are the page numbers whose text was recognised by OCR (scans without a text layer);
     `skipped_pages` the (page number, reason) of pages left out (a scan with no OCR engine installed).
+    `headings` are the (start, end) spans of the text's headings (HTML h1-h6 and <title>,
+    Markdown `#` lines): the chunker keeps each as the context of its section, never as a
+    sentence to quote. Read when chunking; the stores keep the chunks it shaped, not the spans.
     """
 
     source: str
@@ -34,6 +37,7 @@ class Document:
     pages: tuple[Page, ...] = ()
     ocr_pages: tuple[int, ...] = ()
     skipped_pages: tuple[tuple[int, str], ...] = ()
+    headings: tuple[tuple[int, int], ...] = ()
 
     def page_at(self, offset: int) -> int | None:
         """The page number holding character `offset`, or None for unpaged documents."""

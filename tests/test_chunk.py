@@ -178,3 +178,68 @@ def test_bad_chunk_parameters_are_refused(embedder) -> None:
         chunk_document(PATHOLOGICAL, embedder.tokenizer, max_tokens=0)
     with pytest.raises(ValueError, match="overlap_sentences must be >= 0, got -1"):
         chunk_document(PATHOLOGICAL, embedder.tokenizer, max_tokens=10, overlap_sentences=-1)
+
+
+def _with_headings(*blocks: tuple[str, bool]) -> Document:
+    """A document of paragraphs separated by blank lines; `True` marks a heading."""
+    text, headings = "", []
+    for block, is_heading in blocks:
+        text += "\n\n" if text else ""
+        if is_heading:
+            headings.append((len(text), len(text) + len(block)))
+        text += block
+    return Document("page.html", text, "0" * 64, headings=tuple(headings))
+
+
+def test_a_heading_opens_its_chunk_as_context_and_is_never_a_sentence(embedder) -> None:
+    document = _with_headings(
+        ("The opening paragraph has no heading.", False),
+        ("Ferry timetable", True),
+        ("Boats leave the north pier at seven. They return at noon.", False),
+        ("Lighthouse", True),
+        ("Keepers", True),  # a run of headings opens one chunk together
+        ("The keeper climbs 212 steps.", False),
+        ("Closing heading with nothing after it", True),
+    )
+    chunks = chunk_document(document, embedder.tokenizer, max_tokens=200, overlap_sentences=1)
+
+    assert [c.text for c in chunks] == [
+        "The opening paragraph has no heading.",
+        "Ferry timetable\n\nBoats leave the north pier at seven. They return at noon.",
+        "Lighthouse\n\nKeepers\n\nThe keeper climbs 212 steps.",
+    ]
+    quotable = [document.text[a:b] for c in chunks for a, b in c.sentences]
+    assert quotable == [
+        "The opening paragraph has no heading.",
+        "Boats leave the north pier at seven.",
+        "They return at noon.",
+        "The keeper climbs 212 steps.",
+    ]
+    for c in chunks:
+        assert document.text[c.start : c.end] == c.text
+        assert c.start <= c.sentences[0][0] and c.sentences[-1][1] == c.end
+
+
+def test_a_long_section_opens_with_its_heading_once_and_stays_in_the_window(embedder) -> None:
+    body = " ".join(f"Sentence number {i} talks about the harbour." for i in range(60))
+    document = _with_headings(("Harbour notes", True), (body, False))
+    chunks = chunk_document(document, embedder.tokenizer, max_tokens=60, overlap_sentences=1)
+
+    assert len(chunks) > 3 and chunks[0].text.startswith("Harbour notes\n\nSentence number 0")
+    assert all("Harbour notes" not in c.text for c in chunks[1:])
+    assert all(_window(embedder, c) <= 62 for c in chunks)  # the budget plus [CLS] and [SEP]
+    assert all(document.text[a:b] != "Harbour notes" for c in chunks for a, b in c.sentences)
+
+
+def test_a_heading_run_over_half_the_budget_is_read_as_sentences(embedder) -> None:
+    document = _with_headings(("Harbour " * 40, True), ("The pier is long.", False))
+    chunks = chunk_document(document, embedder.tokenizer, max_tokens=60)
+
+    assert document.text[slice(*chunks[0].sentences[0])].startswith("Harbour Harbour")
+
+
+def test_a_document_of_headings_only_keeps_them_as_sentences(embedder) -> None:
+    document = _with_headings(("Bakery", True), ("Opening hours", True))
+    chunks = chunk_document(document, embedder.tokenizer, max_tokens=200)
+
+    assert [document.text[a:b] for c in chunks for a, b in c.sentences] == ["Bakery", "Opening hours"]

@@ -103,9 +103,40 @@ def test_load_qa_dataset_reads_documents_and_hashes_both(tmp_path: Path) -> None
     dataset = load_qa_dataset(qa, tmp_path / "docs")
     assert dataset.name == "seed_qa"
     assert dataset.documents == {"a.txt": "Paris is in France.", "sub/b.md": "Rome is in Italy."}
+    assert dataset.folder == tmp_path / "docs"
+    assert dataset.skipped == ("skip.bin: unsupported file type '.bin'; supported: .txt .md .html .htm .pdf .docx",)
     before = dataset.source_hash
     (tmp_path / "docs" / "a.txt").write_text("Paris is in France!", encoding="utf-8")
     assert load_qa_dataset(qa, tmp_path / "docs").source_hash != before
+
+
+def test_load_qa_dataset_reads_every_format_rag_index_reads(tmp_path: Path, make_pdf, make_docx) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "page.html").write_text(
+        "<html><body><nav><a href='/'>Home</a></nav><p>The ferry leaves at\n<b>seven</b>.</p></body></html>",
+        encoding="utf-8",
+    )
+    make_pdf(docs / "report.pdf", ["The orchard harvested 9,310 apples."])
+    make_docx(docs / "letter.docx", ["The choir gave 27 concerts."])
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    qa = _write_jsonl(tmp_path / "qa.jsonl", [{"id": "q", "question": "When?", "answers": [], "evidence": []}])
+
+    dataset = load_qa_dataset(qa, docs)
+
+    assert dataset.documents["page.html"] == "The ferry leaves at seven."  # as shown: no menu, no source line break
+    assert "9,310 apples" in dataset.documents["report.pdf"]
+    assert dataset.documents["letter.docx"] == "The choir gave 27 concerts."
+    assert [line.split(":")[0] for line in dataset.skipped] == ["broken.pdf"]
+
+
+def test_load_qa_dataset_without_a_readable_document_names_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "empty.txt").write_text("", encoding="utf-8")
+    qa = _write_jsonl(tmp_path / "qa.jsonl", [{"id": "q", "question": "When?", "answers": [], "evidence": []}])
+
+    with pytest.raises(ValueError, match=r"no readable documents under .*docs \(supported: \.txt"):
+        load_qa_dataset(qa, tmp_path / "docs")
 
 
 # --- SQuAD ------------------------------------------------------------------------------------

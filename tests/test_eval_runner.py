@@ -110,3 +110,79 @@ def test_expected_scores_hold_on_the_quick_conditions() -> None:
     quick = [c for c in conditions if c.get("quick")]
     assert {c["name"] for c in quick} == {"seed", "squad100"}
     assert run_conditions(quick) == []
+
+
+def test_eval_indexes_html_pdf_and_docx_as_they_are_and_locates_evidence_in_each(
+    tmp_path: Path, make_pdf, make_docx, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "fleet.html").write_text(
+        "<html><head><title>Ferry fleet</title></head><body>"
+        "<nav><a href='/'>Home</a> &raquo; <a href='/fleet'>Fleet</a></nav>"
+        "<p>The harbour runs three\n    ferries from the <em>north</em>\n    pier.</p>"
+        "<table><tr><th>Ferry</th><th>Cars carried</th></tr><tr><td>Osprey</td><td>88</td></tr>"
+        "<tr><td>Gannet</td><td>54</td></tr></table></body></html>",
+        encoding="utf-8",
+    )
+    make_pdf(
+        docs / "report.pdf",
+        ["The Harbour Authority Annual Report.", "In 2023 the harbour handled 4,217 cargo ships. August was busiest."],
+    )
+    make_docx(docs / "letter.docx", ["Dear reader,", "The choir gave 27 concerts last winter."])
+    rows = [
+        (
+            "html-text",
+            "How many ferries does the harbour run?",
+            "three",
+            "The harbour runs three ferries from the north pier.",
+        ),
+        ("html-table", "How many cars does the Gannet ferry carry?", "54", "Ferry: Gannet; Cars carried: 54"),
+        (
+            "pdf",
+            "How many cargo ships did the harbour handle in 2023?",
+            "4,217",
+            "In 2023 the harbour\nhandled 4,217 cargo ships.",
+        ),
+        ("docx", "How many concerts did the choir give last winter?", "27", "The choir gave 27 concerts last winter."),
+        ("lost", "What colour is the lighthouse?", "red", "The lighthouse is painted red."),
+    ]
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        "".join(json.dumps({"id": i, "question": q, "answers": [a], "evidence": [e]}) + "\n" for i, q, a, e in rows),
+        encoding="utf-8",
+    )
+    out = tmp_path / "report.json"
+
+    assert eval_main(["--qa", str(qa), "--docs", str(docs), "--report", str(out)]) == 0
+
+    report = json.loads(out.read_text())
+    per = {q["id"]: q for q in report["per_question"]}
+    for qid, source in (
+        ("html-text", "fleet.html"),
+        ("html-table", "fleet.html"),
+        ("pdf", "report.pdf"),
+        ("docx", "letter.docx"),
+    ):
+        # The original files were indexed (a PDF written out as text would be unreadable), the
+        # evidence was found in the text each was read as, and the answer came from it.
+        assert per[qid]["evidence_unlocated"] == [], qid
+        assert per[qid]["hit@5"] == 1.0 and per[qid]["retrieved"][0]["source"] == source, qid
+        assert per[qid]["containment"] == 1.0, (qid, per[qid]["candidate"])
+    assert per["lost"]["evidence_unlocated"] == ["The lighthouse is painted red."]
+    assert report["retrieval"]["evidence_unlocated"] == 1
+    assert (
+        "evidence of question lost not found in the documents: 'The lighthouse is painted red.'"
+        in capsys.readouterr().err
+    )
+    assert "lost" in out.with_suffix(".md").read_text()
+
+
+def test_eval_names_a_folder_without_readable_documents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "tool.exe").write_bytes(b"MZ")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"id": "q", "question": "Why?", "answers": [], "evidence": []}) + "\n", encoding="utf-8")
+
+    assert eval_main(["--qa", str(qa), "--docs", str(tmp_path / "docs")]) == 2
+    assert "no readable documents under" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 A file that cannot be read becomes a `Skipped` with a one-line reason; it never stops the batch.
 This module finds files and dispatches on their type; each format's reader is its own module
-(`rag.load.html`, `rag.load.pdf`, `rag.load.docx`), sharing `rag.load.common`.
+(`rag.load.html`, `rag.load.markdown`, `rag.load.pdf`, `rag.load.docx`), sharing `rag.load.common`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path, PurePath
 
 from rag.load.common import UnreadableFile, decode_text, format_size, one_line
 from rag.load.docx import MAX_DOCX_UNPACKED_BYTES, docx_text
-from rag.load.html import html_text
+from rag.load.html import html_document
+from rag.load.markdown import markdown_headings
 from rag.load.pdf import pdf_text
 from rag.types import Document
 
@@ -129,16 +130,20 @@ def load_document(
         pdf = pdf_text(data)
         if pdf.problem():
             raise UnreadableFile(pdf.problem())
-        return Document(source, pdf.text, sha256, pdf.pages, pdf.ocr_pages, pdf.skipped_pages)
-    if suffix in (".txt", ".md"):
+        return Document(source, pdf.text, sha256, pdf.pages, ocr_pages=pdf.ocr_pages, skipped_pages=pdf.skipped_pages)
+    headings: tuple[tuple[int, int], ...] = ()
+    if suffix == ".txt":
         text = decode_text(data)
+    elif suffix == ".md":
+        text = decode_text(data)
+        headings = markdown_headings(text)
     elif suffix in (".html", ".htm"):
-        text = html_text(decode_text(data))
+        text, headings = html_document(decode_text(data))
     else:
         text = docx_text(data)
     if not text.strip():
         raise UnreadableFile("no extractable text")
-    return Document(source=source, text=text, sha256=sha256)
+    return Document(source=source, text=text, sha256=sha256, headings=headings)
 
 
 def load_documents(
