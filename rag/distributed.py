@@ -285,6 +285,7 @@ def _file_event(
         "kind": "new",
         "text": item.text,
         "sha256": item.sha256,
+        "modified": item.modified,
         "pages": [[p.number, p.start, p.end] for p in item.pages],
         "chunks": [[c.start, c.end, c.page, c.sentences] for c in chunks],
     }
@@ -292,7 +293,8 @@ def _file_event(
 
 def _document(event: Mapping[str, Any]) -> tuple[Document, tuple[Chunk, ...]]:
     """The document and chunks of a "new" event, as `load_document` and `chunk_document` made them."""
-    doc = Document(event["source"], event["text"], event["sha256"], tuple(Page(*p) for p in event["pages"]))
+    pages = tuple(Page(*p) for p in event["pages"])
+    doc = Document(event["source"], event["text"], event["sha256"], pages, modified=event["modified"])
     chunks = tuple(
         Chunk(-1, doc.source, start, end, doc.text[start:end], page, tuple((a, b) for a, b in sentences))
         for start, end, page, sentences in event["chunks"]

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from rag.scope import Scope
+
 
 @dataclass(frozen=True)
 class Page:
@@ -24,12 +26,15 @@ class Document:
 
     `source` is the path relative to the ingested root, with forward slashes.
     `sha256` is the hash of the file's bytes (what incremental indexing compares).
+    `modified` is the file's modification time (epoch seconds) when it was read; None when unknown
+    (text not read from a file, or a document indexed before the time was recorded).
     """
 
     source: str
     text: str
     sha256: str
     pages: tuple[Page, ...] = ()
+    modified: float | None = None
 
     def page_at(self, offset: int) -> int | None:
         """The page number holding character `offset`, or None for unpaged documents."""
@@ -165,6 +170,8 @@ class Answer:
     # Confidence in the "not sure" band: `text` shows the closest passage marked as uncertain,
     # with its citation; `abstained` stays True (the system does not assert an answer).
     tentative: bool = False
+    # The documents the question was searched in (`rag.scope`); None: all of them.
+    scope: Scope | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract (its keys: `ANSWER_JSON_KEYS`)."""
@@ -178,6 +185,7 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "generator": self.generator,
             "sentences": [s.to_json() for s in self.sentences],
+            "scope": self.scope.to_json() if self.scope is not None else None,
         }
 
 

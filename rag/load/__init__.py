@@ -129,7 +129,9 @@ def load_document(path: Path, source: str, *, max_bytes: int | None = None) -> D
         raise UnreadableFile(
             "no extractable text" + (" (a scanned PDF without a text layer?)" if suffix == ".pdf" else "")
         )
-    return Document(source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), pages=pages)
+    return Document(
+        source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), pages=pages, modified=info.st_mtime
+    )
 
 
 def load_documents(files: Iterable[tuple[Path, str]], *, max_bytes: int | None = None) -> Iterator[Document | Skipped]:

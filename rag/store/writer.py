@@ -28,6 +28,7 @@ from rag.store.manifest import (
     IndexLocked,
     check_compatible,
     committed_documents,
+    document_entry,
     new_manifest,
     read_manifest,
     write_manifest,
@@ -244,12 +245,7 @@ class IndexWriter:
                 g,
             ),
         )
-        update.documents[doc.source] = {
-            "sha256": doc.sha256,
-            "n_chunks": len(chunks),
-            "added_at": now,
-            "chars": len(doc.text),
-        }
+        update.documents[doc.source] = document_entry(doc, len(chunks), now)
         update.chunks_added += len(chunks)
 
     def _commit(self, update: _Update, embed_backend: str) -> None:
