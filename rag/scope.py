@@ -101,6 +101,9 @@ class Scope:
 
     def select(self, documents: Iterable[Described]) -> list[str]:
         """The sources of the `documents` in this scope, in their order."""
+        if self.sources and not (self.folders or self.types or self.after or self.before or self._pattern):
+            names = self._names  # only names (the chat's picker): a lookup per document
+            return [d.source for d in documents if d.source in names]
         return [d.source for d in documents if self.matches(d.source, modified=d.modified)]
 
     def to_json(self) -> dict[str, Any]:

@@ -65,15 +65,18 @@ class DocumentInfo:
         return cls(source, entry["sha256"], entry["n_chunks"], entry["added_at"], entry["chars"], entry.get("modified"))
 
 
-def document_entry(document: Document, n_chunks: int, added_at: float) -> dict[str, Any]:
+def document_entry(document: Document, n_chunks: int, added_at: float, *, first_chunk_id: int) -> dict[str, Any]:
     """A document's entry in the manifest's `documents` (what `DocumentInfo.of` reads back); the
-    same in every store."""
+    same in every store. A document's chunks get consecutive ids from `first_chunk_id` (each writer
+    inserts them together under its lock), which is how a scoped search finds them
+    (`rag.store.subset.ChunkRanges`)."""
     return {
         "sha256": document.sha256,
         "n_chunks": n_chunks,
         "added_at": added_at,
         "chars": len(document.text),
         "modified": document.modified,
+        "first_chunk_id": first_chunk_id,
     }
 
 

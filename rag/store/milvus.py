@@ -732,6 +732,7 @@ class MilvusWriter:
         texts = [c.text for c in embedded.chunks]
         terms = [terms_field([term_key(t) for t in ts]) for ts in stem_terms(texts)] if texts else []
         avg_len = self._reference_length(update, terms)
+        first_id = update.next_id
         for chunk, vector, sentence_vectors, keys in zip(
             embedded.chunks, embedded.vectors, embedded.sentence_vectors, terms
         ):
@@ -745,7 +746,7 @@ class MilvusWriter:
         now = time.time()
         update.doc_rows.append(_document_row(key, doc, len(embedded.chunks), now, g))
         update.doc_bytes += len(doc.text)
-        update.documents[doc.source] = document_entry(doc, len(embedded.chunks), now)
+        update.documents[doc.source] = document_entry(doc, len(embedded.chunks), now, first_chunk_id=first_id)
         update.chunks_added += len(embedded.chunks)
         if len(update.doc_rows) >= BATCH or update.doc_bytes >= DOC_BATCH_BYTES:
             self._insert_rows(update)

@@ -43,7 +43,7 @@ class Index:
         self.bm25_ids = bm25_ids
         self._db = sqlite3.connect(str(index_dir / DB), check_same_thread=False)
         self._db.execute("PRAGMA query_only = ON")
-        self._ranges = ChunkRanges(self._db, self.generation)  # read on the first scoped search
+        self._ranges = ChunkRanges(manifest, np.sort(bm25_ids), self._db, self.generation)
         self._documents: list[DocumentInfo] | None = None
 
     @classmethod

@@ -2,11 +2,11 @@
 the search: FAISS with an `IDSelector`, bm25s with a weight mask, so a scope of one small document
 over a large index still gets its k best chunks, never the scope's share of a global top-k.
 
-Which chunks a document has: a writer inserts a document's chunks in one statement under the index
-lock, so their ids (SQLite AUTOINCREMENT) are one run; `ChunkRanges` reads each document's first
-and last id once per loaded generation (one grouped query: ~50 ms at 100k chunks) and turns a set
-of documents into a mask over chunk ids in a few milliseconds. A document whose ids are not one run
-(none is written that way) has them listed instead.
+Which chunks a document has: a writer inserts a document's chunks together under the index lock,
+so their ids are one run, recorded in the manifest (`first_chunk_id`, `n_chunks`); `ChunkRanges`
+checks the runs against the generation's chunk ids once per loaded generation (about a
+millisecond at 100k chunks) and turns a set of documents into a mask over chunk ids in a few
+milliseconds.
 
 How each vector index honours the selector in faiss-cpu 1.15.1 (measured on 100k clustered vectors,
 bench/scope.py, BENCHMARKS-style notes in the module's tests):
@@ -37,44 +37,70 @@ HNSW_FILTER_ABOVE = 0.2
 
 
 class ChunkRanges:
-    """The chunk ids of each document of one generation, for building masks over chunk ids.
+    """The chunk ids of each document of one loaded generation, for masks over chunk ids.
+
+    The runs come from the manifest (`first_chunk_id` and `n_chunks` of each document), checked
+    against the generation's live chunk ids (`live_ids`, sorted: the BM25 rows' ids); an index
+    written before runs were recorded, or whose runs do not check, has them read from the chunk
+    store instead, once (one grouped query over every chunk row: seconds at 100k chunks).
 
     Example:
-        >>> ranges = ChunkRanges(db, generation=3)  # doctest: +SKIP
+        >>> ranges = ChunkRanges(index.manifest, index.bm25_ids, db, generation=3)  # doctest: +SKIP
         >>> ranges.mask({"notes.md"}).nonzero()[0]  # doctest: +SKIP
         array([7, 8, 9])
     """
 
-    def __init__(self, db: sqlite3.Connection, generation: int) -> None:
+    def __init__(self, manifest: dict[str, Any], live_ids: np.ndarray, db: sqlite3.Connection, generation: int) -> None:
+        self._documents: dict[str, dict[str, Any]] = manifest["documents"]
+        self._live_ids = live_ids
         self._db = db
         self._generation = generation
         self._lock = threading.Lock()
-        self._runs: dict[str, tuple[int, int]] | None = None  # source -> (first id, last id)
+        self._runs: dict[str, tuple[int, int]] | None = None  # source -> (first id, last id + 1)
         self._scattered: dict[str, np.ndarray] = {}  # source -> its ids, when they are not one run
-        self._size = 0  # highest chunk id + 1
+        self._size = int(live_ids.max()) + 1 if len(live_ids) else 1  # highest chunk id + 1
+        self._last: tuple[Collection[str], np.ndarray] | None = None  # the last mask asked for
 
     def _load(self) -> dict[str, tuple[int, int]]:
         with self._lock:
             if self._runs is None:
-                params = {"gen": self._generation}
-                rows = self._db.execute(
-                    f"SELECT source, MIN(id), MAX(id), COUNT(*) FROM chunks WHERE {LIVE} GROUP BY source", params
-                ).fetchall()
-                runs = {}
-                for source, first, last, count in rows:
-                    runs[source] = (int(first), int(last))
-                    if last - first + 1 != count:
-                        ids = self._db.execute(
-                            f"SELECT id FROM chunks WHERE source = :source AND {LIVE}", {**params, "source": source}
-                        ).fetchall()
-                        self._scattered[source] = np.array([r[0] for r in ids], dtype=np.int64)
-                self._size = max((last for _, last in runs.values()), default=0) + 1
-                self._runs = runs
+                self._runs = self._recorded_runs() or self._read_runs()
             return self._runs
+
+    def _recorded_runs(self) -> dict[str, tuple[int, int]] | None:
+        """The manifest's runs, if every document has one and they hold exactly the live ids."""
+        entries = list(self._documents.items())
+        if not all(isinstance(e.get("first_chunk_id"), int) for _, e in entries):
+            return None
+        firsts = np.array([e["first_chunk_id"] for _, e in entries], dtype=np.int64)
+        ends = firsts + np.array([e["n_chunks"] for _, e in entries], dtype=np.int64)
+        held = np.searchsorted(self._live_ids, ends) - np.searchsorted(self._live_ids, firsts)
+        if int((ends - firsts).sum()) != len(self._live_ids) or not np.array_equal(held, ends - firsts):
+            return None
+        return {source: (int(a), int(b)) for (source, _), a, b in zip(entries, firsts, ends)}
+
+    def _read_runs(self) -> dict[str, tuple[int, int]]:
+        params = {"gen": self._generation}
+        rows = self._db.execute(
+            f"SELECT source, MIN(id), MAX(id), COUNT(*) FROM chunks WHERE {LIVE} GROUP BY source", params
+        ).fetchall()
+        runs = {}
+        for source, first, last, count in rows:
+            runs[source] = (int(first), int(last) + 1)
+            if last - first + 1 != count:
+                ids = self._db.execute(
+                    f"SELECT id FROM chunks WHERE source = :source AND {LIVE}", {**params, "source": source}
+                ).fetchall()
+                self._scattered[source] = np.array([r[0] for r in ids], dtype=np.int64)
+        return runs
 
     def mask(self, sources: Collection[str]) -> np.ndarray:
         """A boolean array over chunk ids (index = id, up to the highest id of the generation): True
-        for the chunks of `sources` (sources the generation does not hold are ignored)."""
+        for the chunks of `sources` (sources the generation does not hold are ignored). The last
+        mask is kept: a question's dense and lexical searches ask for the same one."""
+        last = self._last
+        if last is not None and (last[0] is sources or last[0] == sources):
+            return last[1]
         runs = self._load()
         mask = np.zeros(self._size, dtype=bool)
         for source in sources:
@@ -85,7 +111,8 @@ class ChunkRanges:
             if scattered is not None:
                 mask[scattered] = True
             else:
-                mask[run[0] : run[1] + 1] = True
+                mask[run[0] : run[1]] = True
+        self._last = (sources, mask)
         return mask
 
 

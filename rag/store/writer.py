@@ -245,7 +245,8 @@ class IndexWriter:
                 g,
             ),
         )
-        update.documents[doc.source] = document_entry(doc, len(chunks), now)
+        last_id = int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
+        update.documents[doc.source] = document_entry(doc, len(chunks), now, first_chunk_id=last_id - len(chunks) + 1)
         update.chunks_added += len(chunks)
 
     def _commit(self, update: _Update, embed_backend: str) -> None:
