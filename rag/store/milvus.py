@@ -248,14 +248,12 @@ class MilvusStore:
         params: dict[str, Any] = {"metric_type": "IP"}
         if self._hnsw:
             params["params"] = {"ef": max(self._ef, k)}
-        flt, flt_params = self.scope_filter(sources)
         found = self.client.search(
             self.names.chunks,
             data=[np.asarray(vector, dtype=np.float32).reshape(-1).tolist()],
             anns_field="vector",
             limit=min(k, len(self), PAGE),
-            filter=flt,
-            filter_params=flt_params,
+            filter=self.scope_filter(sources),
             output_fields=["id", "source"],
             search_params=params,
         )
@@ -271,31 +269,34 @@ class MilvusStore:
         if not known or k < 1 or (sources is not None and not sources):
             return []
         n = len(self)
-        flt, flt_params = self.scope_filter(sources)
         found = self.client.search(
             self.names.chunks,
             data=[weights],
             anns_field="sparse",
             limit=min(n, PAGE, max(k * CANDIDATES, k + 100)),
-            filter=flt,
-            filter_params=flt_params,
+            filter=self.scope_filter(sources),
             output_fields=["terms", "source"],
             search_params={"metric_type": "IP"},
         )
         rows = [(int(hit["id"]), str(hit["entity"]["terms"])) for hit in _within(found[0], sources)]
         return bm25_scores(known, rows, self._frequencies(known), n, int(self.manifest["n_terms"]))[:k]
 
-    def scope_filter(self, sources: Collection[str] | None) -> tuple[str, dict[str, Any]]:
-        """The filter of a search of this generation over the chunks of `sources` (None: all), and
-        its parameters: the documents' keys go in as a parameter, not spelled into the expression.
+    def scope_filter(self, sources: Collection[str] | None) -> str:
+        """The filter of a search of this generation over the chunks of `sources` (None: all): the
+        generation's and the documents' keys, written out (Milvus Lite 3.2.2 takes no filter
+        parameters), as the shorter of `in` the scope and `not in` the rest.
 
         Example:
             >>> store.scope_filter({"a.txt"})  # doctest: +SKIP
-            ('gen_added <= 3 and gen_removed > 3 and doc_key in {keys}', {'keys': [3719...]})
+            'gen_added <= 3 and gen_removed > 3 and doc_key in [3719024651243301830]'
         """
         if sources is None:
-            return self._live, {}
-        return f"{self._live} and doc_key in {{keys}}", {"keys": sorted({doc_key(s) for s in sources})}
+            return self._live
+        inside = {doc_key(s) for s in sources}
+        if len(inside) <= len(self.manifest["documents"]) // 2:
+            return f"{self._live} and doc_key in [{','.join(map(str, sorted(inside)))}]"
+        outside = {doc_key(d.source) for d in self.documents()} - inside
+        return f"{self._live} and doc_key not in [{','.join(map(str, sorted(outside)))}]"
 
     def lexical_query(self, query: str) -> tuple[list[str], dict[int, float]]:
         """The query's term keys found in this generation (in query order, repeats kept, as bm25s
