@@ -1,7 +1,8 @@
 """What asking within some documents costs: scoped searches against unscoped ones at 100k chunks.
 
     python -m bench.scope                      # the embedded store (exact FAISS at 100k, the default)
-    python -m bench.scope --hnsw               # also the same vectors in an HNSW graph (built here)
+    python -m bench.scope --hnsw               # also the same vectors in an HNSW graph (built here),
+                                               # with its recall within scopes against brute force
     python -m bench.scope --milvus             # also Milvus Lite
 
 The stores hold about 100k chunks of bench/common.py's seeded synthetic documents (text sampled from
@@ -24,6 +25,7 @@ Results: bench/results/scope.json.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -126,6 +128,51 @@ def with_hnsw(index: Any) -> float:
     return time.perf_counter() - started
 
 
+def hnsw_recall(index: Any, *, n_queries: int = 50, k: int = 50) -> dict[str, Any]:
+    """Recall@k against brute force over each scope's chunks, on the HNSW graph `with_hnsw` put in
+    `index`: of the graph walk with the selector alone (efSearch as loaded), and of
+    `dense_search_within` (what the store searches: exact below `HNSW_FILTER_ABOVE`, the walk
+    above, exact again when it comes back short); with the unscoped walk's for reference."""
+    import faiss
+
+    from rag.store.subset import dense_search_within
+
+    faiss.omp_set_num_threads(1)
+    ids, vectors = (np.concatenate(parts) for parts in zip(*index.vector_blocks()))
+    size = int(ids.max()) + 1
+    queries = SyntheticEmbedder(seed=0, topics=max(len(index) // 100, 200)).query_vectors(n_queries, seed=999)
+    runs = {
+        s: (e["first_chunk_id"], e["first_chunk_id"] + e["n_chunks"]) for s, e in index.manifest["documents"].items()
+    }
+    rng = np.random.default_rng(1)
+    sources = sorted(runs)
+    out: dict[str, Any] = {"k": k, "ef_search": faiss.downcast_index(index.faiss.index).hnsw.efSearch}
+    for label, share in (("none", 1.0), ("1 document", 0.0), ("1%", 0.01), ("10%", 0.1), ("20%", 0.2), ("50%", 0.5)):
+        walk, store, short = [], [], 0
+        for q in queries:
+            picked = sources if share == 1.0 else rng.choice(sources, max(1, int(share * len(sources))), replace=False)
+            mask = np.zeros(size, dtype=bool)
+            for source in picked:
+                mask[slice(*runs[source])] = True
+            allowed = np.flatnonzero(mask[ids])
+            truth = set(ids[allowed[np.argsort(-(vectors[allowed] @ q))[:k]]].tolist())
+            bits = np.packbits(mask, bitorder="little")
+            params: Any = faiss.SearchParametersHNSW()
+            params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+            params.efSearch = out["ef_search"]
+            _, found = index.faiss.search(q.reshape(1, -1), k, params=params)
+            got = [int(i) for i in found[0] if i >= 0]
+            short += len(got) < len(truth)
+            walk.append(len(set(got) & truth) / len(truth))
+            store.append(len({i for i, _ in dense_search_within(index.faiss, q, k, mask)} & truth) / len(truth))
+        out[label] = {
+            "walk": round(float(np.mean(walk)), 3),
+            "store": round(float(np.mean(store)), 3),
+            "walk_short": short,
+        }
+    return out
+
+
 def milvus_store() -> Any:
     from bench.milvus import build, open_both
 
@@ -147,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.hnsw:
         build_s = with_hnsw(index)
         results["embedded (HNSW)"] = {"graph_built_s": round(build_s, 1), **measure(index, n_questions=args.queries)}
+        results["embedded (HNSW)"]["recall"] = recall = hnsw_recall(index)
+        print(json.dumps(recall), flush=True)
     index.close()
     if args.milvus:
         store = milvus_store()
@@ -169,6 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_table(["store", "scope", *TIMED, "search vs none (p50)"], rows)
     for store_name, r in results.items():
         print(f"{store_name}: {r['chunks']} chunks, {r['documents']} documents, first scoped search {r['first_ms']} ms")
+    if "embedded (HNSW)" in results:
+        rec = results["embedded (HNSW)"]["recall"]
+        print(f"\nHNSW recall@{rec['k']} against brute force over each scope (efSearch {rec['ef_search']})")
+        print_table(
+            ["scope", "filtered graph walk", "walks short of k", "the store's search"],
+            [[name, v["walk"], v["walk_short"], v["store"]] for name, v in rec.items() if isinstance(v, dict)],
+        )
     write_result("scope", {"config": RagConfig().to_dict(), "results": results})
     return 0
 

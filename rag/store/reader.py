@@ -16,7 +16,7 @@ from rag.lexical import idf, stem_terms
 from rag.store import files
 from rag.store.manifest import DocumentInfo, IndexNotFound, check_compatible, read_manifest
 from rag.store.schema import CHUNK_COLUMNS, DB, LIVE, VECTOR_BLOCK, chunk_from_row, vector_blocks
-from rag.store.subset import ChunkRanges, bm25_weight_mask, dense_search_within
+from rag.store.subset import ChunkRanges, bm25_rows, dense_search_within, top_rows
 from rag.types import Chunk, Document, Page
 
 UPLOADS = "uploads"  # files added through the UI, kept inside the index folder
@@ -45,6 +45,7 @@ class Index:
         self._db.execute("PRAGMA query_only = ON")
         self._ranges = ChunkRanges(manifest, np.sort(bm25_ids), self._db, self.generation)
         self._documents: list[DocumentInfo] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None  # the last scope mask's BM25 rows
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike[str], *, config: RagConfig | None = None) -> Index:
@@ -91,12 +92,15 @@ class Index:
 
     def lexical_search(self, query: str, k: int, *, sources: Collection[str] | None = None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out.
-        With `sources`, only those documents' chunks score (a bm25s weight mask): still up to k."""
-        if sources is None or self.bm25 is None:
+        With `sources`, the k best of those documents' chunks (`rag.store.subset.top_rows`),
+        scored as in an unscoped search."""
+        if sources is None:
             return bm25s_search(self.bm25, self.bm25_ids, query, k)
-        return bm25s_search(
-            self.bm25, self.bm25_ids, query, k, weight_mask=bm25_weight_mask(self._ranges.mask(sources), self.bm25_ids)
-        )
+        mask = self._ranges.mask(sources)
+        cached = self._rows
+        rows = cached[1] if cached is not None and cached[0] is mask else bm25_rows(mask, self.bm25_ids)
+        self._rows = (mask, rows)
+        return bm25s_search(self.bm25, self.bm25_ids, query, k, rows=rows)
 
     def idf_weights(self, terms: Sequence[str]) -> dict[str, float]:
         """BM25 inverse document frequency of each term over the index's chunks (unseen terms get
@@ -174,18 +178,17 @@ class Index:
 
 
 def bm25s_search(
-    bm25: Any, bm25_ids: np.ndarray, query: str, k: int, *, weight_mask: np.ndarray | None = None
+    bm25: Any, bm25_ids: np.ndarray, query: str, k: int, *, rows: np.ndarray | None = None
 ) -> list[tuple[int, float]]:
     """Search a bm25s index whose row r holds chunk `bm25_ids[r]`: (chunk id, score) best first,
-    rows sharing no term with the query left out. A `weight_mask` (one weight per row) multiplies
-    the rows' scores before the top k are chosen: 0 leaves a row out."""
+    rows sharing no term with the query left out; with `rows`, only among those rows."""
     if bm25 is None or not len(bm25_ids):
         return []
     vocab = bm25.vocab_dict
-    known = [[t for t in stem_terms([query])[0] if t in vocab]]
-    if not known[0]:
+    known = [t for t in stem_terms([query])[0] if t in vocab]
+    if not known:
         return []
-    rows, scores = bm25.retrieve(
-        known, k=min(k, len(bm25_ids)), show_progress=False, n_threads=1, weight_mask=weight_mask
-    )
-    return [(int(bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+    if rows is not None:
+        return [(int(bm25_ids[r]), s) for r, s in top_rows(bm25.get_scores(known), rows, k)]
+    found, scores = bm25.retrieve([known], k=min(k, len(bm25_ids)), show_progress=False, n_threads=1)
+    return [(int(bm25_ids[r]), float(s)) for r, s in zip(found[0], scores[0]) if s > 0]

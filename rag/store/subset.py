@@ -1,6 +1,7 @@
 """Searching only some documents of the embedded store (a question's scope, `rag.scope`), inside
-the search: FAISS with an `IDSelector`, bm25s with a weight mask, so a scope of one small document
-over a large index still gets its k best chunks, never the scope's share of a global top-k.
+the search: FAISS with an `IDSelector`, BM25's top k chosen among the allowed rows only
+(`top_rows`), so a scope of one small document over a large index still gets its k best chunks,
+never the scope's share of a global top-k.
 
 Which chunks a document has: a writer inserts a document's chunks together under the index lock,
 so their ids are one run, recorded in the manifest (`first_chunk_id`, `n_chunks`); `ChunkRanges`
@@ -8,16 +9,20 @@ checks the runs against the generation's chunk ids once per loaded generation (a
 millisecond at 100k chunks) and turns a set of documents into a mask over chunk ids in a few
 milliseconds.
 
-How each vector index honours the selector in faiss-cpu 1.15.1 (measured on 100k clustered vectors,
-bench/scope.py, BENCHMARKS-style notes in the module's tests):
-- `IndexIDMap2(IndexFlatIP)`: exact; non-members are skipped before their inner product is
-  computed, so a small scope costs less than an unscoped search.
-- `IndexIDMap2(IndexHNSWFlat)`: results are only members, but the graph walk keeps visiting
-  non-members and stops after `efSearch` steps, so a scope of 1% of the chunks gets a fraction of
-  its k (recall@50 0.29) and one document often nothing. So an HNSW index is searched with the
-  selector only when the scope is large (`HNSW_FILTER_ABOVE` of the chunks), with a widened beam,
-  and any search that comes back short is redone exactly over the graph's stored vectors with the
-  same selector (`IndexHNSWFlat.storage`, an IndexFlat: exact, cost proportional to the index).
+How each vector index the project builds honours the selector in faiss-cpu 1.15.1 (measured on
+bench/common.py's 100k seeded clustered vectors with the default config, single-threaded, by
+`python -m bench.scope --hnsw`; tests/test_scope.py checks each index type against brute force):
+- `IndexIDMap2(IndexFlatIP)`: exact; rows outside the selector are skipped before their inner
+  product, so one document costs 0.6 ms against 18 ms unscoped, and half the chunks 1.4 times
+  the unscoped search.
+- `IndexIDMap2(IndexHNSWFlat)`: only members come back, but the graph walk also spends its
+  `efSearch` steps on non-members: a scope of 1% of the chunks got 23 of its 50 hits at most
+  (recall@50 0.30), one document often none. From a fifth of the chunks on, the filtered walk
+  finds what an unscoped one finds (recall@50 0.54 against 0.57 unscoped at half the chunks, on
+  vectors where HNSW itself is weak). So an HNSW index is searched through its graph only for
+  scopes above `HNSW_FILTER_ABOVE` of the chunks, and smaller scopes, or a walk that comes back
+  short, exactly over the graph's stored vectors with the same selector (`storage`, an IndexFlat).
+The project builds no other index type (no IVF).
 """
 
 from __future__ import annotations
@@ -152,10 +157,26 @@ def _search(faiss_index: Any, query: np.ndarray, k: int, params: Any) -> list[tu
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
 
-def bm25_weight_mask(mask: np.ndarray, bm25_ids: np.ndarray) -> np.ndarray:
-    """bm25s's `weight_mask` for the chunks `mask` allows: 1.0 for each BM25 row (whose chunk id is
-    `bm25_ids[row]`) in the mask, 0.0 for the others, whose score it zeroes."""
-    inside = bm25_ids < len(mask)
-    weights = np.zeros(len(bm25_ids), dtype=np.float32)
-    weights[inside] = mask[bm25_ids[inside]]
-    return weights
+def bm25_rows(mask: np.ndarray, bm25_ids: np.ndarray) -> np.ndarray:
+    """The BM25 rows (row r holds chunk `bm25_ids[r]`) of the chunks `mask` allows, ascending."""
+    return np.flatnonzero(mask[bm25_ids])
+
+
+def top_rows(scores: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """(row, score) of the k best-scoring `rows` scoring above 0, best first (ties by row).
+
+    This is bm25s's weight mask done the cheap way: bm25s would zero the other rows' scores and
+    select among all of them (2.5 times the unscoped search at 100k chunks, the selection slowed
+    by the zeros); selecting among the allowed rows' scores alone gives the same k.
+
+    Example:
+        >>> top_rows(np.array([0.0, 3.0, 1.0, 2.0]), np.array([0, 2, 3]), 2)
+        [(3, 2.0), (2, 1.0)]
+    """
+    picked = scores[rows]
+    n = min(k, len(rows))
+    if n == 0:
+        return []
+    best = np.argpartition(-picked, n - 1)[:n] if n < len(rows) else np.arange(len(rows))
+    best = best[np.lexsort((rows[best], -picked[best]))]
+    return [(int(rows[i]), float(picked[i])) for i in best if picked[i] > 0]
