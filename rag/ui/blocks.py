@@ -21,7 +21,7 @@ from rag.ui.assets import read_asset
 from rag.ui.evaluation import REPORTS_DIR, eval_report
 from rag.ui.handlers import Handlers
 from rag.ui.render import sources_html, viewer_placeholder
-from rag.ui.settings import generator_info, scorer_threshold
+from rag.ui.settings import file_types, generator_info, scorer_threshold
 
 TITLE = "rag · ask your documents"
 INTRO = (
@@ -134,8 +134,8 @@ def _chat_tab(defaults: RagConfig, generators: list[str], documents: list[str]) 
 
 
 def _scope_pickers(documents: list[str]) -> tuple[gr.Dropdown, gr.Dropdown]:
-    """ "Search in": the documents (and file types) every question is searched in until changed."""
-    types = sorted({Path(d).suffix.lower().lstrip(".") for d in documents} - {""})
+    """The "Search in" pickers: the documents (and file types) every question is searched in, until
+    changed (none chosen: all)."""
     with gr.Row(elem_id="search-in-row"):
         search_in = gr.Dropdown(
             choices=documents,
@@ -147,7 +147,12 @@ def _scope_pickers(documents: list[str]) -> tuple[gr.Dropdown, gr.Dropdown]:
             scale=4,
         )
         search_types = gr.Dropdown(
-            choices=types, value=[], multiselect=True, label="File type", elem_id="search-types", scale=1
+            choices=file_types(documents),
+            value=[],
+            multiselect=True,
+            label="File type",
+            elem_id="search-types",
+            scale=1,
         )
     return search_in, search_types
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import gradio as gr
@@ -43,7 +43,15 @@ from rag.ui.render import (
     stream_steps,
     viewer_placeholder,
 )
-from rag.ui.settings import api_config, api_scope, chat_config, chat_scope, generator_choices, scorer_threshold
+from rag.ui.settings import (
+    api_config,
+    api_scope,
+    chat_config,
+    chat_scope,
+    file_types,
+    generator_choices,
+    scorer_threshold,
+)
 from rag.ui.uploads import (
     refused_line,
     removal_line,
@@ -280,8 +288,7 @@ class Handlers:
         """Updates for the "Search in" pickers (documents, file types) after the index changed: the
         index's documents and their types, the choices made kept where still indexed."""
         sources = [d.source for d in self.rag.index.documents()]
-        types = sorted({PurePosixPath(s).suffix.lower().lstrip(".") for s in sources} - {""})
-        indexed = set(sources)
+        types, indexed = file_types(sources), set(sources)
         return (
             gr.update(choices=sources, value=[s for s in search_in or [] if s in indexed]),
             gr.update(choices=types, value=[t for t in search_types or [] if t in types]),

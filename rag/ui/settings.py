@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import PurePosixPath
 from typing import Any
 
 from rag.config import ANSWER_SCORERS, GENERATORS, RagConfig
@@ -135,6 +137,16 @@ def chat_scope(documents: object, types: object) -> Scope:
         return parse_scope(source=names, type=_strings(types, "File type"))
     except BadScope as exc:
         raise BadInput(str(exc)) from None
+
+
+def file_types(sources: Iterable[str]) -> list[str]:
+    """The file types the "File type" picker offers: the suffixes of the indexed documents.
+
+    Example:
+        >>> file_types(["a/b.PDF", "c.md", "d.pdf", "README"])
+        ['md', 'pdf']
+    """
+    return sorted({PurePosixPath(s).suffix.lower().lstrip(".") for s in sources} - {""})
 
 
 def api_scope(source: object, folder: object, type_: object, after: object, before: object) -> Scope:
