@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from rag.pipeline import RAG
+    from rag.scope import Scope
     from rag.types import Answer
 
 DEFAULT_SOURCES = "seeds"
@@ -79,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=defaults.top_k)
     p.add_argument("--mode", choices=MODES, default=defaults.mode)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _scope_flags(p)
     _backend_flag(p, defaults)
     _generator_flags(p, defaults)
 
@@ -111,6 +113,42 @@ def _store_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
         "milvus://HOST:PORT[/COLLECTION] (a Milvus server; token from $MILVUS_TOKEN)",
     )
     p.add_argument("--index-dir", dest="index_dir", metavar="DIR", help="index folder: the same as --store faiss:DIR")
+
+
+def _scope_flags(p: argparse.ArgumentParser) -> None:
+    """--source/--folder/--type/--after/--before: search only some documents (`rag.scope`). Flags of
+    one kind are alternatives, different kinds must all hold."""
+    g = p.add_argument_group(
+        "asking within some documents",
+        "search only the documents that pass every filter given (repeat a flag for 'or')",
+    )
+    g.add_argument(
+        "--source",
+        action="append",
+        metavar="GLOB",
+        help="source path relative to the indexed folder: a name or a glob (* within a folder, **/ any "
+        "folders: 'reports/*.pdf', '**/notes.md')",
+    )
+    g.add_argument("--folder", action="append", metavar="DIR", help="documents under this folder (and its subfolders)")
+    g.add_argument("--type", action="append", metavar="EXT", help="file type: pdf, docx, html, htm, md, txt")
+    dates = (
+        "(YYYY-MM-DD, the file's modification date, included; documents indexed before dates were "
+        "recorded have none and are left out: `rag index --rebuild` records them)"
+    )
+    g.add_argument("--after", metavar="DATE", help=f"modified on or after DATE {dates}")
+    g.add_argument("--before", metavar="DATE", help=f"modified on or before DATE {dates}")
+
+
+def _scope(args: argparse.Namespace) -> Scope:
+    """The scope the flags give (everything without them); CliError naming a bad value."""
+    from rag.scope import BadScope, parse_scope
+
+    try:
+        return parse_scope(
+            source=args.source, folder=args.folder, type=args.type, after=args.after, before=args.before, prefix="--"
+        )
+    except BadScope as exc:
+        raise CliError(str(exc)) from None
 
 
 def _backend_flag(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
@@ -365,7 +403,8 @@ def _ask(args: argparse.Namespace) -> int:
         validate_question(args.question, config=config)
     except BadInput as exc:
         raise CliError(str(exc)) from None
-    answer = _answer(args, _with_index_chunking(config, args.index_dir))
+    scope = _scope(args)
+    answer = _answer(args, _with_index_chunking(config, args.index_dir), scope)
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
     else:
@@ -373,10 +412,10 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _answer(args: argparse.Namespace, config: RagConfig) -> Answer:
-    """The verified answer to `args.question`. A generated draft streams to the terminal (stderr,
-    dimmed) as it is written; the verified answer, which keeps only the sentences its sources
-    support, is what goes to stdout."""
+def _answer(args: argparse.Namespace, config: RagConfig, scope: Scope) -> Answer:
+    """The verified answer to `args.question`, searched within `scope`. A generated draft streams to
+    the terminal (stderr, dimmed) as it is written; the verified answer, which keeps only the
+    sentences its sources support, is what goes to stdout."""
     from rag.pipeline import RAG, BadInput
     from rag.reader import ReaderUnavailable
     from rag.store import IndexError_
@@ -386,7 +425,7 @@ def _answer(args: argparse.Namespace, config: RagConfig) -> Answer:
     answer = None
     try:
         rag = RAG.open(args.index_dir, config=config)
-        for item in rag.ask_stream(args.question):
+        for item in rag.ask_stream(args.question, scope=scope):
             if isinstance(item, Answer):
                 answer = item
             elif show_draft:
@@ -426,6 +465,8 @@ def _print_answer(answer: Answer) -> None:
         print("\nNearest passages (not an answer):")
         for h in answer.hits[:3]:
             print(f"  - {h.chunk.source}: {h.chunk.text[:100]}…")
+    if answer.scope is not None:
+        print(f"\nsearched only in: {answer.scope.describe()}")
     print(f"\nconfidence {answer.confidence:.2f} · {answer.timings_ms['total']:.0f} ms")
 
 

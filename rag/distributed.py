@@ -287,6 +287,7 @@ def _file_event(
         "kind": "new",
         "text": item.text,
         "sha256": item.sha256,
+        "modified": item.modified,
         "pages": [[p.number, p.start, p.end] for p in item.pages],
         "headings": [[a, b] for a, b in item.headings],
         "chunks": [[c.start, c.end, c.page, c.sentences] for c in chunks],
@@ -301,6 +302,7 @@ def _document(event: Mapping[str, Any]) -> tuple[Document, tuple[Chunk, ...]]:
         event["sha256"],
         tuple(Page(*p) for p in event["pages"]),
         headings=tuple((a, b) for a, b in event["headings"]),
+        modified=event["modified"],
     )
     chunks = tuple(
         Chunk(-1, doc.source, start, end, doc.text[start:end], page, tuple((a, b) for a, b in sentences))

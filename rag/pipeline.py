@@ -24,7 +24,8 @@ from rag.ingest import backend_name, update_index
 from rag.load import Skipped, find_files, load_documents
 from rag.reader import Reader
 from rag.rerank import read_and_rerank
-from rag.retrieve import search
+from rag.retrieve import scope_sources, search
+from rag.scope import Scope
 from rag.store import EmptyCorpus, UpdateStats
 from rag.store.base import Store, StoreWriter
 from rag.store.locate import committed_manifest, open_store, open_writer
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 
 class BadInput(ValueError):
     """Input a user can fix; the message names the bad value."""
+
+
+class EmptyScope(BadInput):
+    """A question asked within documents (`rag.scope.Scope`) of which the index holds none: not a
+    refusal (the documents were never searched), the scope is what to change."""
 
 
 @dataclass
@@ -253,16 +259,29 @@ class RAG:
         with self._lock:
             self.index = fresh
 
-    def ask(self, question: str, *, history: Sequence[Turn] = (), config: RagConfig | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        config: RagConfig | None = None,
+        scope: Scope | None = None,
+    ) -> Answer:
         """Answer `question` from the index, with citations, or abstain. See `rag.answer`, and
-        `rag.generate` / `rag.verify` for `config.generator` other than "extractive"."""
-        for item in self.ask_stream(question, history=history, config=config):
+        `rag.generate` / `rag.verify` for `config.generator` other than "extractive". With a
+        `scope`, only the documents in it are searched (see `ask_stream`)."""
+        for item in self.ask_stream(question, history=history, config=config, scope=scope):
             if isinstance(item, Answer):
                 return item
         raise RuntimeError("ask_stream ended without an answer")  # cannot happen: it always ends with one
 
     def ask_stream(
-        self, question: str, *, history: Sequence[Turn] = (), config: RagConfig | None = None
+        self,
+        question: str,
+        *,
+        history: Sequence[Turn] = (),
+        config: RagConfig | None = None,
+        scope: Scope | None = None,
     ) -> Iterator[str | Answer]:
         """Answer `question` as `ask` does, yielding the generated text pieces as the model writes
         them and the verified `Answer` last (for the extractive generator: only the Answer).
@@ -272,6 +291,11 @@ class RAG:
         "extractive" and `rewrite_with_llm`, a follow-up is rewritten by the model into a
         self-contained question before retrieval (`Answer.query`); otherwise `condense_query`.
         When the evidence is too weak for the extractive answer (it abstains), no model is asked.
+
+        With a `scope`, the question (and a follow-up's joined query) is searched only among the
+        documents in it, inside the search, so the hits, the confidence and a refusal all come
+        from those documents: a question answered only elsewhere is refused. The answer echoes the
+        scope (`Answer.scope`). Raises EmptyScope (a BadInput) when no indexed document is in it.
         Raises BadInput for a bad question, and `rag.generate.GeneratorUnavailable` /
         `GeneratorError` when the chat model is not installed or its server fails.
 
@@ -283,10 +307,16 @@ class RAG:
         config = config or self.config
         started = time.perf_counter()
         question = validate_question(question, config=config)
+        index = self.index
+        scope = None if scope is None or scope.everything else scope
+        sources = _sources_in(index, scope)
         timings: dict[str, float] = {}
         model = None if config.generator == "extractive" else self._chat_model(config, timings)
         query = self._standalone_query(question, history, model, config, timings)
-        answer, hits = self._extract(question, query, config, timings, generating=model is not None)
+        answer, hits = self._extract(
+            question, query, config, timings, index=index, sources=sources, generating=model is not None
+        )
+        answer = replace(answer, scope=scope)
         answered = time.perf_counter()
         model_ms = timings.get("rewrite", 0.0) + timings.get("generate", 0.0)
         timings["retrieve"] = (answered - started) * 1000 - model_ms - timings["answer"]
@@ -299,7 +329,7 @@ class RAG:
             model, question, prompt_question, hits, answer, config, timings, since=answered
         )
         timings["total"] = (done - started) * 1000
-        yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings)
+        yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings, scope=scope)
 
     def _write_and_verify(
         self,
@@ -369,12 +399,20 @@ class RAG:
         return query
 
     def _extract(
-        self, question: str, query: str, config: RagConfig, timings: dict[str, float], *, generating: bool
+        self,
+        question: str,
+        query: str,
+        config: RagConfig,
+        timings: dict[str, float],
+        *,
+        index: Store,
+        sources: frozenset[str] | None,
+        generating: bool,
     ) -> tuple[Answer, list[Hit]]:
         """The extractive answer (cited sentences, or an abstention) and the hits it came from
-        (`timings["answer"]`: the time after retrieval). A generated answer is shown the same hits,
-        so both agree on confidence and abstention."""
-        index = self.index
+        (`timings["answer"]`: the time after retrieval), searched among the chunks of `sources`
+        (None: all). A generated answer is shown the same hits, so both agree on confidence and
+        abstention."""
         query_vector = self.embedder.encode_queries([query])[0]
         n_hits = max(config.top_k, config.answer_hits)
         depth = max(n_hits, config.rerank_depth) if config.answer_scorer == "reader" else n_hits
@@ -384,6 +422,7 @@ class RAG:
             query_vector,
             config=config,
             top_k=max(depth, config.generate_passages) if generating else depth,
+            sources=sources,
         )
         retrieved = time.perf_counter()
         terms = QuestionTerms.of(question, index)
@@ -396,6 +435,20 @@ class RAG:
         )
         timings["answer"] = (time.perf_counter() - retrieved) * 1000
         return answer, hits
+
+
+def _sources_in(index: Store, scope: Scope | None) -> frozenset[str] | None:
+    """The documents a question within `scope` is searched in (None: all); EmptyScope when the
+    index holds none of them."""
+    sources = scope_sources(index, scope)
+    if sources is not None and not sources:
+        assert scope is not None
+        n = len(index.documents())
+        raise EmptyScope(
+            f"no document in the index matches the scope ({scope.describe()}): "
+            f"{n} document{'s are' if n != 1 else ' is'} indexed, none in it"
+        )
+    return sources
 
 
 def _answer_without_model(

@@ -1,14 +1,20 @@
 """Search an index: dense, lexical (BM25) or both fused by reciprocal rank. The searches themselves are
-the store's (`rag.store.base.Store`: FAISS and bm25s in the embedded store, Milvus in the Milvus store)."""
+the store's (`rag.store.base.Store`: FAISS and bm25s in the embedded store, Milvus in the Milvus store).
+
+A question asked within some documents (`rag.scope.Scope`) is searched only among their chunks:
+`scope_sources` names them from the index's document list, and the store filters inside each
+search, so the top hits are the scope's best, never what is left of a global top-k.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.config import RagConfig
+from rag.scope import Scope
 from rag.types import Hit
 
 if TYPE_CHECKING:
@@ -36,6 +42,19 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda kv: -kv[1])
 
 
+def scope_sources(index: Store, scope: Scope | None) -> frozenset[str] | None:
+    """The sources of the index's documents in `scope`; None for no scope or the empty scope
+    (every document: the search is not filtered at all).
+
+    Example:
+        >>> scope_sources(index, parse_scope(type="pdf"))  # doctest: +SKIP
+        frozenset({'reports/q1.pdf'})
+    """
+    if scope is None or scope.everything:
+        return None
+    return frozenset(scope.select(index.documents()))
+
+
 def search(
     index: Store,
     query: str,
@@ -43,11 +62,13 @@ def search(
     *,
     config: RagConfig | None = None,
     top_k: int | None = None,
+    sources: Collection[str] | None = None,
 ) -> list[Hit]:
     """The top hits for a query in the configured mode (`dense`, `bm25` or `hybrid`), best first.
 
     Every hit carries its dense cosine to the query (also for chunks found by BM25 alone) and its
     BM25 score (0 when BM25 did not find it), which the answer stage uses as evidence features.
+    With `sources` (from `scope_sources`), only those documents' chunks are searched.
     """
     config = config or RagConfig()
     k = config.top_k if top_k is None else top_k  # not `top_k or ...`: top_k=0 must be refused
@@ -58,8 +79,8 @@ def search(
     if config.mode != "bm25":
         if query_vector is None:
             raise ValueError(f"{config.mode} search needs the question's vector, got None")
-        dense = index.dense_search(query_vector, n_candidates)
-    lexical = index.lexical_search(query, n_candidates) if config.mode != "dense" else []
+        dense = index.dense_search(query_vector, n_candidates, sources=sources)
+    lexical = index.lexical_search(query, n_candidates, sources=sources) if config.mode != "dense" else []
     return fuse(index, dense, lexical, query_vector, config=config, top_k=k)
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from rag.scope import Scope
+
 
 @dataclass(frozen=True)
 class Page:
@@ -29,6 +31,8 @@ class Document:
     `headings` are the (start, end) spans of the text's headings (HTML h1-h6 and <title>,
     Markdown `#` lines): the chunker keeps each as the context of its section, never as a
     sentence to quote. Read when chunking; the stores keep the chunks it shaped, not the spans.
+    `modified` is the file's modification time (epoch seconds) when it was read; None when unknown
+    (text not read from a file, or a document indexed before the time was recorded).
     """
 
     source: str
@@ -38,6 +42,7 @@ class Document:
     ocr_pages: tuple[int, ...] = ()
     skipped_pages: tuple[tuple[int, str], ...] = ()
     headings: tuple[tuple[int, int], ...] = ()
+    modified: float | None = None
 
     def page_at(self, offset: int) -> int | None:
         """The page number holding character `offset`, or None for unpaged documents."""
@@ -173,6 +178,8 @@ class Answer:
     # Confidence in the "not sure" band: `text` shows the closest passage marked as uncertain,
     # with its citation; `abstained` stays True (the system does not assert an answer).
     tentative: bool = False
+    # The documents the question was searched in (`rag.scope`); None: all of them.
+    scope: Scope | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract (its keys: `ANSWER_JSON_KEYS`)."""
@@ -186,6 +193,7 @@ class Answer:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "generator": self.generator,
             "sentences": [s.to_json() for s in self.sentences],
+            "scope": self.scope.to_json() if self.scope is not None else None,
         }
 
 

@@ -40,6 +40,7 @@ ANSWER_KEYS = frozenset(
         "timings_ms",
         "generator",
         "sentences",
+        "scope",
     }
 )
 

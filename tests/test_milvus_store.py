@@ -39,6 +39,7 @@ from bench.common import scifact_corpus
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
 from rag.pipeline import RAG, BadInput, build_index, remove_documents
+from rag.scope import parse_scope
 from rag.store import IndexLocked, IndexNotFound, check_compatible
 from rag.store.locate import committed_manifest, open_store, parse_store
 from rag.store.manifest import BadStore
@@ -190,6 +191,51 @@ def test_both_stores_find_the_same_chunks(stores, embedder) -> None:
     _assert_same_searches(embedded, milvus, embedder, SEED_QUESTIONS[:20] + _scifact_questions(30))
     assert milvus.lexical_search("the of and", 10) == [] == embedded.lexical_search("the of and", 10)
     assert milvus.lexical_search("zzzyzzy qqqxqq", 10) == [] == embedded.lexical_search("zzzyzzy qqqxqq", 10)
+
+
+def test_both_stores_find_the_same_chunks_within_a_scope(stores, embedder) -> None:
+    """A scope filters inside each store's search (FAISS selector and bm25s mask; Milvus's filter
+    on document keys): one document, twelve, half the corpus; every hit inside, k of them."""
+    embedded, milvus = stores
+    sources = [d.source for d in embedded.documents()]
+    scifact = [s for s in sources if s.startswith("scifact/")]
+    scopes = [frozenset({SEED_NAME}), frozenset({scifact[7]}), frozenset(scifact[::20]), frozenset(sources[::2])]
+    for scope in scopes:
+        in_scope = sum(len(embedded.document_chunks(s)) for s in scope)
+        for q in SEED_QUESTIONS[:4] + _scifact_questions(6):
+            vector = embedder.encode_queries([q])[0]
+            dense_e, dense_m = (
+                embedded.dense_search(vector, 20, sources=scope),
+                milvus.dense_search(vector, 20, sources=scope),
+            )
+            assert [i for i, _ in dense_m] == [i for i, _ in dense_e] and len(dense_e) == min(20, in_scope), q
+            assert np.allclose([s for _, s in dense_m], [s for _, s in dense_e], atol=1e-5), q
+            assert {c.source for c in embedded.chunks([i for i, _ in dense_e]).values()} <= scope
+            lexical_e, lexical_m = (
+                embedded.lexical_search(q, 20, sources=scope),
+                milvus.lexical_search(q, 20, sources=scope),
+            )
+            _assert_same_lexical(lexical_e, lexical_m)
+            assert {c.source for c in embedded.chunks([i for i, _ in lexical_e]).values()} <= scope
+    assert milvus.dense_search(vector, 5, sources=frozenset()) == [] == embedded.dense_search(vector, 5, sources=set())
+
+
+def test_asking_within_a_scope_through_either_store_gives_the_same_answers(built: Pair, embedder) -> None:
+    embedded, milvus = RAG.open(built.faiss, embedder=embedder), RAG.open(built.milvus, embedder=embedder)
+    try:
+        for scope in (parse_scope(folder="scifact"), parse_scope(source=SEED_NAME), parse_scope(source="scifact/1*")):
+            for q in SEED_QUESTIONS[:6] + _scifact_questions(6):
+                a, b = embedded.ask(q, scope=scope), milvus.ask(q, scope=scope)
+                assert [h.chunk.id for h in b.hits] == [h.chunk.id for h in a.hits], (scope, q)
+                assert b.text == a.text and b.abstained == a.abstained and abs(b.confidence - a.confidence) < 1e-5
+                assert all(scope.matches(h.chunk.source) for h in a.hits), (scope, q)
+        # The seed's answer lies outside the SciFact folder: refused within it, by both.
+        kursk = SEED_QUESTIONS[0]
+        assert embedded.ask(kursk, scope=parse_scope(folder="scifact")).abstained
+        assert milvus.ask(kursk, scope=parse_scope(folder="scifact")).abstained
+    finally:
+        embedded.index.close()
+        milvus.index.close()
 
 
 def test_asking_through_either_store_gives_the_same_hits_and_answers(built: Pair, embedder) -> None:

@@ -161,7 +161,8 @@ def url(index_dir: Path):
 def _chat(url: str, question: str) -> tuple[BrowserSession, list[str], str, list[str]]:
     """Ask in a fresh tab: (the tab, the chat messages' markdown, the Sources panel, raw messages)."""
     tab = BrowserSession(url)
-    outputs, raw = tab.call("question", "submit", [question, [], None, "hybrid", 5, 0.464, "extractive", "heuristic"])
+    settings = ["hybrid", 5, 0.464, "extractive", "heuristic", [], []]  # ..., Search in: all documents, all types
+    outputs, raw = tab.call("question", "submit", [question, [], None, *settings])
     messages = [part["text"] for m in outputs[1] for part in m["content"] if part.get("type") == "text"]
     return tab, messages, outputs[-1], raw
 

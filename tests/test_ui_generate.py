@@ -267,11 +267,11 @@ class FakeRAG:
         self.stream = stream
         self.configs: list[RagConfig] = []
 
-    def ask_stream(self, question, *, history=(), config=None):
+    def ask_stream(self, question, *, history=(), config=None, scope=None):
         self.configs.append(config)
         yield from self.stream(question)
 
-    def ask(self, question, *, history=(), config=None):
+    def ask(self, question, *, history=(), config=None, scope=None):
         self.configs.append(config)
         if config.generator != "extractive":
             raise ConnectionError("connection refused: http://127.0.0.1:9/v1")

@@ -125,12 +125,20 @@ def load_document(
         raise UnreadableFile("empty file")
     sha256 = hashlib.sha256(data).hexdigest()
     if sha256 == indexed_sha256:  # unchanged since it was indexed: not parsed (nor OCR'd) again
-        return Document(source=source, text="", sha256=sha256)
+        return Document(source=source, text="", sha256=sha256, modified=info.st_mtime)
     if suffix == ".pdf":
         pdf = pdf_text(data)
         if pdf.problem():
             raise UnreadableFile(pdf.problem())
-        return Document(source, pdf.text, sha256, pdf.pages, ocr_pages=pdf.ocr_pages, skipped_pages=pdf.skipped_pages)
+        return Document(
+            source,
+            pdf.text,
+            sha256,
+            pdf.pages,
+            ocr_pages=pdf.ocr_pages,
+            skipped_pages=pdf.skipped_pages,
+            modified=info.st_mtime,
+        )
     headings: tuple[tuple[int, int], ...] = ()
     if suffix == ".txt":
         text = decode_text(data)
@@ -143,7 +151,7 @@ def load_document(
         text = docx_text(data)
     if not text.strip():
         raise UnreadableFile("no extractable text")
-    return Document(source=source, text=text, sha256=sha256, headings=headings)
+    return Document(source=source, text=text, sha256=sha256, headings=headings, modified=info.st_mtime)
 
 
 def load_documents(

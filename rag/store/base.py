@@ -12,7 +12,7 @@ progress, or one that crashed, is never half visible.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -43,13 +43,18 @@ class Store(Protocol):
         """A local folder where the UI keeps uploaded files of this index."""
         ...
 
-    def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine) best first, at most k."""
+    def dense_search(
+        self, vector: np.ndarray, k: int, *, sources: Collection[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) best first, at most k. With `sources` (document sources), only the
+        chunks of those documents are searched, filtered inside the search: up to k of theirs come
+        back however small a share of the index they are. None searches every chunk."""
         ...
 
-    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+    def lexical_search(self, query: str, k: int, *, sources: Collection[str] | None = None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first over `rag.lexical.stem_terms` tokens; chunks sharing no
-        term with the query are left out."""
+        term with the query are left out. `sources` as for `dense_search`; the scores (their IDF)
+        stay those of the whole generation, so a chunk scores the same in or out of a scope."""
         ...
 
     def idf_weights(self, terms: Sequence[str]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from rag.config import RagConfig
 from rag.store import files
+from rag.types import Document
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,13 +45,39 @@ class BadStore(IndexError_):
 
 @dataclass(frozen=True)
 class DocumentInfo:
-    """One document as the manifest lists it."""
+    """One document as the manifest lists it. `modified` is its file's modification time when it
+    was indexed (epoch seconds); None for documents indexed before it was recorded."""
 
     source: str
     sha256: str
     n_chunks: int
     added_at: float
     chars: int
+    modified: float | None = None
+
+    @classmethod
+    def of(cls, source: str, entry: dict[str, Any]) -> DocumentInfo:
+        """The document `source` from its manifest entry (`document_entry`'s keys).
+
+        Example:
+            >>> DocumentInfo.of("a.txt", {"sha256": "f00", "n_chunks": 2, "added_at": 1.0, "chars": 9}).modified
+        """
+        return cls(source, entry["sha256"], entry["n_chunks"], entry["added_at"], entry["chars"], entry.get("modified"))
+
+
+def document_entry(document: Document, n_chunks: int, added_at: float, *, first_chunk_id: int) -> dict[str, Any]:
+    """A document's entry in the manifest's `documents` (what `DocumentInfo.of` reads back); the
+    same in every store. A document's chunks get consecutive ids from `first_chunk_id` (each writer
+    inserts them together under its lock), which is how a scoped search finds them
+    (`rag.store.subset.ChunkRanges`)."""
+    return {
+        "sha256": document.sha256,
+        "n_chunks": n_chunks,
+        "added_at": added_at,
+        "chars": len(document.text),
+        "modified": document.modified,
+        "first_chunk_id": first_chunk_id,
+    }
 
 
 def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

@@ -70,7 +70,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -89,6 +89,7 @@ from rag.store.manifest import (
     IndexNotFound,
     check_compatible,
     committed_documents,
+    document_entry,
     library_versions,
     new_manifest,
 )
@@ -193,6 +194,7 @@ class MilvusStore:
         self._hnsw = str(manifest.get("faiss_index", "")).startswith("HNSW")
         self._ef = config.hnsw_ef_search
         self._df: dict[str, int] = {}  # document frequency of each term key asked about so far
+        self._documents: list[DocumentInfo] | None = None
         self._open = True
 
     @classmethod
@@ -236,9 +238,12 @@ class MilvusStore:
         return uploads_dir(self.store_spec)
 
     @_reported
-    def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine) best first."""
-        if len(self) == 0 or k < 1:
+    def dense_search(
+        self, vector: np.ndarray, k: int, *, sources: Collection[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) best first; with `sources`, only among those documents' chunks (the
+        search's filter: still up to k of theirs)."""
+        if len(self) == 0 or k < 1 or (sources is not None and not sources):
             return []
         params: dict[str, Any] = {"metric_type": "IP"}
         if self._hnsw:
@@ -248,18 +253,20 @@ class MilvusStore:
             data=[np.asarray(vector, dtype=np.float32).reshape(-1).tolist()],
             anns_field="vector",
             limit=min(k, len(self), PAGE),
-            filter=self._live,
-            output_fields=["id"],
+            filter=self.scope_filter(sources),
+            output_fields=["id", "source"],
             search_params=params,
         )
-        return [(int(hit["id"]), float(hit["distance"])) for hit in found[0]]
+        return [(int(hit["id"]), float(hit["distance"])) for hit in _within(found[0], sources)]
 
     @_reported
-    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
+    def lexical_search(self, query: str, k: int, *, sources: Collection[str] | None = None) -> list[tuple[int, float]]:
         """(chunk id, BM25 score) best first, scored as the embedded store's bm25s scores; chunks
-        sharing no term with the query are left out."""
+        sharing no term with the query are left out. `sources` as for `dense_search`: the
+        candidates are searched among those documents' chunks, scored with the whole generation's
+        statistics."""
         known, weights = self.lexical_query(query)
-        if not known or k < 1:
+        if not known or k < 1 or (sources is not None and not sources):
             return []
         n = len(self)
         found = self.client.search(
@@ -267,12 +274,29 @@ class MilvusStore:
             data=[weights],
             anns_field="sparse",
             limit=min(n, PAGE, max(k * CANDIDATES, k + 100)),
-            filter=self._live,
-            output_fields=["terms"],
+            filter=self.scope_filter(sources),
+            output_fields=["terms", "source"],
             search_params={"metric_type": "IP"},
         )
-        rows = [(int(hit["id"]), str(hit["entity"]["terms"])) for hit in found[0]]
+        rows = [(int(hit["id"]), str(hit["entity"]["terms"])) for hit in _within(found[0], sources)]
         return bm25_scores(known, rows, self._frequencies(known), n, int(self.manifest["n_terms"]))[:k]
+
+    def scope_filter(self, sources: Collection[str] | None) -> str:
+        """The filter of a search of this generation over the chunks of `sources` (None: all): the
+        generation's and the documents' keys, written out (Milvus Lite 3.2.2 takes no filter
+        parameters), as the shorter of `in` the scope and `not in` the rest.
+
+        Example:
+            >>> store.scope_filter({"a.txt"})  # doctest: +SKIP
+            'gen_added <= 3 and gen_removed > 3 and doc_key in [3719024651243301830]'
+        """
+        if sources is None:
+            return self._live
+        inside = {doc_key(s) for s in sources}
+        if len(inside) <= len(self.manifest["documents"]) // 2:
+            return f"{self._live} and doc_key in [{','.join(map(str, sorted(inside)))}]"
+        outside = {doc_key(d.source) for d in self.documents()} - inside
+        return f"{self._live} and doc_key not in [{','.join(map(str, sorted(outside)))}]"
 
     def lexical_query(self, query: str) -> tuple[list[str], dict[int, float]]:
         """The query's term keys found in this generation (in query order, repeats kept, as bm25s
@@ -330,10 +354,10 @@ class MilvusStore:
         return rows
 
     def documents(self) -> list[DocumentInfo]:
-        return [
-            DocumentInfo(source, info["sha256"], info["n_chunks"], info["added_at"], info["chars"])
-            for source, info in sorted(self.manifest["documents"].items())
-        ]
+        """The generation's documents, sorted by source (read from the manifest once)."""
+        if self._documents is None:
+            self._documents = [DocumentInfo.of(s, info) for s, info in sorted(self.manifest["documents"].items())]
+        return list(self._documents)
 
     @_reported
     def document(self, source: str) -> Document | None:
@@ -345,7 +369,8 @@ class MilvusStore:
         for row in rows:
             if row["source"] == source:
                 pages = tuple(Page(*p) for p in json.loads(join(row["pages"]) or "[]"))
-                return Document(source, join(row["text"]), row["sha256"], pages)
+                modified = self.manifest["documents"].get(source, {}).get("modified")
+                return Document(source, join(row["text"]), row["sha256"], pages, modified)
         return None
 
     @_reported
@@ -372,6 +397,14 @@ class MilvusStore:
                 pending = pending[block_rows:]
         if pending:
             yield _block(pending)
+
+
+def _within(hits: Iterable[Mapping[str, Any]], sources: Collection[str] | None) -> list[Mapping[str, Any]]:
+    """The search hits whose chunk belongs to `sources` (all for None): a document key is a 63-bit
+    hash of the source, so the filter alone could, once in 2**63, let another document through."""
+    if sources is None:
+        return list(hits)
+    return [hit for hit in hits if hit["entity"]["source"] in sources]
 
 
 def _id(row: Mapping[str, Any]) -> int:
@@ -700,6 +733,7 @@ class MilvusWriter:
         texts = [c.text for c in embedded.chunks]
         terms = [terms_field([term_key(t) for t in ts]) for ts in stem_terms(texts)] if texts else []
         avg_len = self._reference_length(update, terms)
+        first_id = update.next_id
         for chunk, vector, sentence_vectors, keys in zip(
             embedded.chunks, embedded.vectors, embedded.sentence_vectors, terms
         ):
@@ -713,12 +747,7 @@ class MilvusWriter:
         now = time.time()
         update.doc_rows.append(_document_row(key, doc, len(embedded.chunks), now, g))
         update.doc_bytes += len(doc.text)
-        update.documents[doc.source] = {
-            "sha256": doc.sha256,
-            "n_chunks": len(embedded.chunks),
-            "added_at": now,
-            "chars": len(doc.text),
-        }
+        update.documents[doc.source] = document_entry(doc, len(embedded.chunks), now, first_chunk_id=first_id)
         update.chunks_added += len(embedded.chunks)
         if len(update.doc_rows) >= BATCH or update.doc_bytes >= DOC_BATCH_BYTES:
             self._insert_rows(update)

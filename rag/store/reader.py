@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from rag.lexical import idf, stem_terms
 from rag.store import files
 from rag.store.manifest import DocumentInfo, IndexNotFound, check_compatible, read_manifest
 from rag.store.schema import CHUNK_COLUMNS, DB, LIVE, VECTOR_BLOCK, chunk_from_row, vector_blocks
+from rag.store.subset import ChunkRanges, bm25_rows, dense_search_within, top_rows
 from rag.types import Chunk, Document, Page
 
 UPLOADS = "uploads"  # files added through the UI, kept inside the index folder
@@ -42,6 +43,9 @@ class Index:
         self.bm25_ids = bm25_ids
         self._db = sqlite3.connect(str(index_dir / DB), check_same_thread=False)
         self._db.execute("PRAGMA query_only = ON")
+        self._ranges = ChunkRanges(manifest, np.sort(bm25_ids), self._db, self.generation)
+        self._documents: list[DocumentInfo] | None = None
+        self._rows: tuple[np.ndarray, np.ndarray] | None = None  # the last scope mask's BM25 rows
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike[str], *, config: RagConfig | None = None) -> Index:
@@ -66,8 +70,11 @@ class Index:
     def uploads_dir(self) -> Path:
         return self.dir / UPLOADS
 
-    def dense_search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(chunk id, cosine) best first."""
+    def dense_search(
+        self, vector: np.ndarray, k: int, *, sources: Collection[str] | None = None
+    ) -> list[tuple[int, float]]:
+        """(chunk id, cosine) best first; with `sources`, only among those documents' chunks,
+        filtered inside FAISS (`rag.store.subset`): still up to k of theirs."""
         import faiss
 
         if self.faiss.ntotal == 0:
@@ -76,14 +83,24 @@ class Index:
         # OpenMP thread gains nothing on one query and, on a busy machine, waits for a core: 8 ms a
         # search instead of 0.9 at 1M chunks (BENCHMARKS.md).
         faiss.omp_set_num_threads(1)
+        if sources is not None:
+            return dense_search_within(self.faiss, vector, k, self._ranges.mask(sources))
         scores, ids = self.faiss.search(
             np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32), min(k, self.faiss.ntotal)
         )
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
 
-    def lexical_search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out."""
-        return bm25s_search(self.bm25, self.bm25_ids, query, k)
+    def lexical_search(self, query: str, k: int, *, sources: Collection[str] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score) best first; chunks sharing no term with the query are left out.
+        With `sources`, the k best of those documents' chunks (`rag.store.subset.top_rows`),
+        scored as in an unscoped search."""
+        if sources is None:
+            return bm25s_search(self.bm25, self.bm25_ids, query, k)
+        mask = self._ranges.mask(sources)
+        cached = self._rows
+        rows = cached[1] if cached is not None and cached[0] is mask else bm25_rows(mask, self.bm25_ids)
+        self._rows = (mask, rows)
+        return bm25s_search(self.bm25, self.bm25_ids, query, k, rows=rows)
 
     def idf_weights(self, terms: Sequence[str]) -> dict[str, float]:
         """BM25 inverse document frequency of each term over the index's chunks (unseen terms get
@@ -122,10 +139,11 @@ class Index:
         return self._db.execute(sql.format(",".join("?" * len(ids))), ids).fetchall()
 
     def documents(self) -> list[DocumentInfo]:
-        return [
-            DocumentInfo(source, info["sha256"], info["n_chunks"], info["added_at"], info["chars"])
-            for source, info in sorted(self.manifest["documents"].items())
-        ]
+        """The generation's documents, sorted by source (read from the manifest once: a scoped
+        question reads them all)."""
+        if self._documents is None:
+            self._documents = [DocumentInfo.of(s, info) for s, info in sorted(self.manifest["documents"].items())]
+        return list(self._documents)
 
     def document(self, source: str) -> Document | None:
         row = self._db.execute(
@@ -134,7 +152,8 @@ class Index:
         ).fetchone()
         if row is None:
             return None
-        return Document(row[0], row[1], row[2], tuple(Page(*p) for p in json.loads(row[3])))
+        modified = self.manifest["documents"].get(source, {}).get("modified")
+        return Document(row[0], row[1], row[2], tuple(Page(*p) for p in json.loads(row[3])), modified)
 
     def document_chunks(self, source: str) -> list[Chunk]:
         """The chunks of the document `source` in this generation, in document order ([] when the
@@ -158,14 +177,18 @@ class Index:
         return vector_blocks(cursor, block_rows)
 
 
-def bm25s_search(bm25: Any, bm25_ids: np.ndarray, query: str, k: int) -> list[tuple[int, float]]:
+def bm25s_search(
+    bm25: Any, bm25_ids: np.ndarray, query: str, k: int, *, rows: np.ndarray | None = None
+) -> list[tuple[int, float]]:
     """Search a bm25s index whose row r holds chunk `bm25_ids[r]`: (chunk id, score) best first,
-    rows sharing no term with the query left out."""
+    rows sharing no term with the query left out; with `rows`, only among those rows."""
     if bm25 is None or not len(bm25_ids):
         return []
     vocab = bm25.vocab_dict
-    known = [[t for t in stem_terms([query])[0] if t in vocab]]
-    if not known[0]:
+    known = [t for t in stem_terms([query])[0] if t in vocab]
+    if not known:
         return []
-    rows, scores = bm25.retrieve(known, k=min(k, len(bm25_ids)), show_progress=False, n_threads=1)
-    return [(int(bm25_ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+    if rows is not None:
+        return [(int(bm25_ids[r]), s) for r, s in top_rows(bm25.get_scores(known), rows, k)]
+    found, scores = bm25.retrieve([known], k=min(k, len(bm25_ids)), show_progress=False, n_threads=1)
+    return [(int(bm25_ids[r]), float(s)) for r, s in zip(found[0], scores[0]) if s > 0]

@@ -28,6 +28,7 @@ from rag.store.manifest import (
     IndexLocked,
     check_compatible,
     committed_documents,
+    document_entry,
     new_manifest,
     read_manifest,
     write_manifest,
@@ -244,12 +245,8 @@ class IndexWriter:
                 g,
             ),
         )
-        update.documents[doc.source] = {
-            "sha256": doc.sha256,
-            "n_chunks": len(chunks),
-            "added_at": now,
-            "chars": len(doc.text),
-        }
+        last_id = int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
+        update.documents[doc.source] = document_entry(doc, len(chunks), now, first_chunk_id=last_id - len(chunks) + 1)
         update.chunks_added += len(chunks)
 
     def _commit(self, update: _Update, embed_backend: str) -> None:

@@ -21,7 +21,7 @@ from rag.ui.assets import read_asset
 from rag.ui.evaluation import REPORTS_DIR, eval_report
 from rag.ui.handlers import Handlers
 from rag.ui.render import sources_html, sync_markdown, viewer_placeholder
-from rag.ui.settings import generator_info, scorer_threshold
+from rag.ui.settings import file_types, generator_info, scorer_threshold
 from rag.watch import FolderWatch
 
 TITLE = "rag · ask your documents"
@@ -52,6 +52,8 @@ class ChatTab:
     generator: gr.Radio
     sources: gr.HTML
     viewer: gr.HTML
+    search_in: gr.Dropdown
+    search_types: gr.Dropdown
 
 
 @dataclass
@@ -82,24 +84,25 @@ def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR, watch: FolderWatch |
         turns = gr.State([])
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat = _chat_tab(rag.config, handlers.generators)
+                chat = _chat_tab(rag.config, handlers.generators, sources)
             with gr.Tab("Documents", id="documents"):
                 documents = _documents_tab(rag.config, rows, sources, watch=watch)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation = _evaluation_tab(reports_dir)
         footer = gr.Markdown(footer_text, elem_id="rag-footer")
         _wire_chat(handlers, chat, turns)
-        _wire_documents(handlers, documents, footer)
+        index_changes = _wire_documents(handlers, documents, footer)  # an upload, a removal
         if watch is not None:
             _wire_sync(handlers, documents, footer)
         refresh_outputs = [documents.table, documents.to_remove, footer, evaluation.report, evaluation.image]
         evaluation.refresh_button.click(handlers.refresh, outputs=refresh_outputs, **PRIVATE)
-        demo.load(handlers.refresh, outputs=refresh_outputs, show_progress="hidden", **PRIVATE)
+        loaded = demo.load(handlers.refresh, outputs=refresh_outputs, show_progress="hidden", **PRIVATE)
+        _wire_scope_choices(handlers, chat, [loaded, *index_changes])
         gr.api(handlers.ask, api_name="ask")
     return demo
 
 
-def _chat_tab(defaults: RagConfig, generators: list[str]) -> ChatTab:
+def _chat_tab(defaults: RagConfig, generators: list[str], documents: list[str]) -> ChatTab:
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(
@@ -124,6 +127,7 @@ def _chat_tab(defaults: RagConfig, generators: list[str]) -> ChatTab:
                     placeholder="Ask a question about your documents",
                 )
                 ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
+            search_in, search_types = _scope_pickers(documents)
             gr.Examples([[q] for q in EXAMPLES], inputs=[question], label="Examples (seed article)")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
                 settings = _settings(defaults, generators)
@@ -132,7 +136,31 @@ def _chat_tab(defaults: RagConfig, generators: list[str]) -> ChatTab:
             sources = gr.HTML(sources_html(None, 0), elem_id="sources", js_on_load=read_asset("sources.js"))
             gr.Markdown("### Document")
             viewer = gr.HTML(viewer_placeholder(), elem_id="doc-viewer", js_on_load=read_asset("viewer.js"))
-    return ChatTab(chatbot, question, ask_button, *settings, sources, viewer)
+    return ChatTab(chatbot, question, ask_button, *settings, sources, viewer, search_in, search_types)
+
+
+def _scope_pickers(documents: list[str]) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The "Search in" pickers: the documents (and file types) every question is searched in, until
+    changed (none chosen: all)."""
+    with gr.Row(elem_id="search-in-row"):
+        search_in = gr.Dropdown(
+            choices=documents,
+            value=[],
+            multiselect=True,
+            label="Search in",
+            info="ask within these documents only (none chosen: all documents); holds for follow-ups too",
+            elem_id="search-in",
+            scale=4,
+        )
+        search_types = gr.Dropdown(
+            choices=file_types(documents),
+            value=[],
+            multiselect=True,
+            label="File type",
+            elem_id="search-types",
+            scale=1,
+        )
+    return search_in, search_types
 
 
 def _settings(defaults: RagConfig, generators: list[str]) -> tuple[gr.Radio, gr.Slider, gr.Radio, gr.Slider, gr.Radio]:
@@ -229,7 +257,7 @@ def _evaluation_tab(reports_dir: Path) -> EvaluationTab:
 
 
 def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State) -> None:
-    settings = [chat.mode, chat.top_k, chat.threshold, chat.generator, chat.scorer]
+    settings = [chat.mode, chat.top_k, chat.threshold, chat.generator, chat.scorer, chat.search_in, chat.search_types]
     gr.on(
         [chat.question.submit, chat.ask_button.click],
         handlers.respond,
@@ -245,20 +273,30 @@ def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State) -> None:
     chat.sources.cite(handlers.open_citation, inputs=[turns], outputs=[chat.viewer], show_progress="hidden", **PRIVATE)
 
 
-def _wire_documents(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> None:
+def _wire_scope_choices(handlers: Handlers, chat: ChatTab, events: list[Any]) -> None:
+    """After the page loads and after each upload or removal, the "Search in" pickers offer the
+    index's documents again (a removed document leaves the choice)."""
+    pickers = [chat.search_in, chat.search_types]
+    for event in events:
+        event.then(handlers.scope_choices, inputs=pickers, outputs=pickers, show_progress="hidden", **PRIVATE)
+
+
+def _wire_documents(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> list[Any]:
+    """Wire the Documents tab; returns the events after which the index may hold other documents."""
     index_outputs = [documents.table, documents.to_remove, footer]
     writes: dict[str, Any] = {"show_progress_on": [documents.status], "concurrency_limit": 1, "concurrency_id": WRITES}
-    documents.files.upload(
+    uploaded = documents.files.upload(
         handlers.upload,
         inputs=[documents.files],
         outputs=[documents.files, documents.status, *index_outputs],
         **writes,
         **PRIVATE,
     )
-    documents.remove_button.click(
+    removed = documents.remove_button.click(
         handlers.remove, inputs=[documents.to_remove], outputs=[documents.status, *index_outputs], **writes, **PRIVATE
     )
     documents.table.select(handlers.pick_row, inputs=[documents.table], outputs=[documents.to_remove], **PRIVATE)
+    return [uploaded, removed]
 
 
 def _wire_sync(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> None:

@@ -23,6 +23,7 @@ from rag.config import RagConfig
 from rag.generate import generator_failure, generator_label
 from rag.pipeline import RAG, BadInput, add_uploads, remove_upload, validate_question
 from rag.reader import ReaderUnavailable
+from rag.scope import Scope
 from rag.store import IndexError_
 from rag.types import Answer, Document
 from rag.ui.evaluation import eval_report
@@ -43,7 +44,15 @@ from rag.ui.render import (
     sync_markdown,
     viewer_placeholder,
 )
-from rag.ui.settings import api_config, chat_config, generator_choices, scorer_threshold
+from rag.ui.settings import (
+    api_config,
+    api_scope,
+    chat_config,
+    chat_scope,
+    file_types,
+    generator_choices,
+    scorer_threshold,
+)
 from rag.ui.uploads import (
     refused_line,
     removal_line,
@@ -84,11 +93,16 @@ class Handlers:
         threshold: float,
         generator: str | None = None,
         answer_scorer: str | None = None,
+        search_in: list[str] | None = None,
+        search_types: list[str] | None = None,
     ) -> Iterator[ChatUpdate]:
-        """One chat turn with the Settings' values, streamed as updates. Bad settings or a bad
-        question leave the question typed, with a warning."""
+        """One chat turn with the Settings' values, streamed as updates, searched within the
+        documents and file types chosen under "Search in" (all when none is chosen; the choice
+        holds for every question, follow-ups included, until it is changed). Bad settings or a
+        bad question leave the question typed, with a warning."""
         question = (message or "").strip()
         try:
+            scope = chat_scope(search_in, search_types)
             config = chat_config(
                 self.defaults,
                 self.generators,
@@ -110,14 +124,21 @@ class Handlers:
         yield "", messages, turns, pending_sources("Searching…")
         history = [(a.question, a.text) for a in turns]
         turn = self._generated_turn if config.generator != "extractive" else self._quoted_turn
-        yield from turn(question, messages=messages, turns=turns, history=history, config=config)
+        yield from turn(question, messages=messages, turns=turns, history=history, config=config, scope=scope)
 
     def _quoted_turn(
-        self, question: str, *, messages: list[dict], turns: Turns, history: list[tuple[str, str]], config: RagConfig
+        self,
+        question: str,
+        *,
+        messages: list[dict],
+        turns: Turns,
+        history: list[tuple[str, str]],
+        config: RagConfig,
+        scope: Scope,
     ) -> Iterator[ChatUpdate]:
         """An extractive answer, its words streamed in (a refusal or a "not sure" answer shown whole)."""
         try:
-            answer = self.rag.ask(question, history=history, config=config)
+            answer = self.rag.ask(question, history=history, config=config, scope=scope)
         except (BadInput, ReaderUnavailable) as exc:
             messages[-1] = {"role": "assistant", "content": cannot_answer_markdown(exc)}
             yield "", messages, turns, sources_html(None, 0)
@@ -136,7 +157,14 @@ class Handlers:
                 time.sleep(STREAM_DELAY_S)
 
     def _generated_turn(
-        self, question: str, *, messages: list[dict], turns: Turns, history: list[tuple[str, str]], config: RagConfig
+        self,
+        question: str,
+        *,
+        messages: list[dict],
+        turns: Turns,
+        history: list[tuple[str, str]],
+        config: RagConfig,
+        scope: Scope,
     ) -> Iterator[ChatUpdate]:
         """A generated answer: the model's text streams in as an escaped draft marked as being
         verified; the verified answer then replaces it. A failing generator leaves a message in
@@ -146,7 +174,7 @@ class Handlers:
         yield "", messages, gr.skip(), pending_sources("Writing and verifying an answer… its sources appear here.")
         draft, answer = "", None
         try:
-            for item in self.rag.ask_stream(question, history=history, config=config):
+            for item in self.rag.ask_stream(question, history=history, config=config, scope=scope):
                 if not isinstance(item, str):
                     answer = item
                 elif item:
@@ -269,6 +297,16 @@ class Handlers:
             footer_markdown(len(documents), len(self.rag.index), backend=backend),
         )
 
+    def scope_choices(self, search_in: list[str] | None, search_types: list[str] | None) -> tuple[Any, Any]:
+        """Updates for the "Search in" pickers (documents, file types) after the index changed: the
+        index's documents and their types, the choices made kept where still indexed."""
+        sources = [d.source for d in self.rag.index.documents()]
+        types, indexed = file_types(sources), set(sources)
+        return (
+            gr.update(choices=sources, value=[s for s in search_in or [] if s in indexed]),
+            gr.update(choices=types, value=[t for t in search_types or [] if t in types]),
+        )
+
     def documents_view(self) -> tuple[Any, ...]:
         """Updates for (table, remove choice, footer) after the index changed."""
         rows, sources, footer = self.documents_summary()
@@ -283,20 +321,30 @@ class Handlers:
         mode: str | None = None,
         generator: str | None = None,
         answer_scorer: str | None = None,
+        source: list[str] | str | None = None,
+        folder: list[str] | str | None = None,
+        type: list[str] | str | None = None,  # as `rag ask --type`
+        after: str | None = None,
+        before: str | None = None,
     ) -> dict:
         """Answer `question` from the index: the JSON object `rag ask --json` prints. `generator`:
         "extractive" (quoted sentences), "local" (SmolLM2-135M, every sentence verified), or the
         server's configured "openai"/"ollama"; default: the server's. `answer_scorer`: "reader"
         (the trained reader) or "heuristic", with that scorer's threshold; default: the server's.
-        A confidence in the scorer's "not sure" band gives `"tentative": true` (and `"abstained": true`)."""
+        A confidence in the scorer's "not sure" band gives `"tentative": true` (and `"abstained": true`).
+        `source`, `folder`, `type`, `after`, `before`: search only some documents, as `rag ask`'s
+        flags of those names (`rag.scope`; dates YYYY-MM-DD, documents without a recorded date are
+        left out by a date); the answer's `"scope"` echoes them. A scope no document is in is an
+        error naming it, not a refusal."""
         try:
             config = api_config(
                 self.defaults, self.generators, top_k=top_k, mode=mode, generator=generator, answer_scorer=answer_scorer
             )
+            scope = api_scope(source, folder, type, after, before)
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None  # bad input is no server fault
         try:
-            return self.rag.ask(question, config=config).to_json()
+            return self.rag.ask(question, config=config, scope=scope).to_json()
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         except ReaderUnavailable as exc:

@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from rag.config import RagConfig
+from rag.pipeline import EmptyScope
 from rag.reader import ReaderUnavailable
 from rag.types import Answer, Citation, Document, Hit
 
@@ -263,7 +264,10 @@ def generator_error_markdown(message: str) -> str:
 
 
 def cannot_answer_markdown(exc: BaseException) -> str:
-    """A question that could not be answered (bad input, the reader model missing), for the chat."""
+    """A question that could not be answered (bad input, the reader model missing, no document in
+    "Search in"), for the chat."""
+    if isinstance(exc, EmptyScope):  # nothing was searched: the choice is what to change, not the documents
+        return f"**Nothing to search:** {escape_markdown(str(exc))}. Change or clear **Search in** below the question."
     hint = (
         " Choose **heuristic** under *Settings → Answer scorer* to answer without it."
         if isinstance(exc, ReaderUnavailable)

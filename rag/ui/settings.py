@@ -10,10 +10,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import PurePosixPath
 from typing import Any
 
 from rag.config import ANSWER_SCORERS, GENERATORS, RagConfig
 from rag.pipeline import BadInput
+from rag.scope import BadScope, Scope, escape_glob, parse_scope
 
 LOCAL_GENERATORS = ("extractive", "local")  # always offered; "openai"/"ollama" only when `rag serve` set one up
 
@@ -118,3 +121,49 @@ def whole_number(value: object, name: str) -> int:
         return int(number)
     except (TypeError, ValueError, OverflowError):
         raise BadInput(f"{name} must be a whole number, got {value!r}") from None
+
+
+def chat_scope(documents: object, types: object) -> Scope:
+    """The scope the chat's "Search in" picker sets: the chosen documents (exactly those names)
+    and file types; none chosen is every document. Raises BadInput for a value the picker would
+    never send (a hand-made request).
+
+    Example:
+        >>> chat_scope(["reports/q[1].pdf"], ["pdf"]).matches("reports/q1.pdf")
+        False
+    """
+    try:
+        names = [escape_glob(d) for d in _strings(documents, "Search in")]
+        return parse_scope(source=names, type=_strings(types, "File type"))
+    except BadScope as exc:
+        raise BadInput(str(exc)) from None
+
+
+def file_types(sources: Iterable[str]) -> list[str]:
+    """The file types the "File type" picker offers: the suffixes of the indexed documents.
+
+    Example:
+        >>> file_types(["a/b.PDF", "c.md", "d.pdf", "README"])
+        ['md', 'pdf']
+    """
+    return sorted({PurePosixPath(s).suffix.lower().lstrip(".") for s in sources} - {""})
+
+
+def api_scope(source: object, folder: object, type_: object, after: object, before: object) -> Scope:
+    """The scope of an `ask` API call from its `source`, `folder`, `type`, `after` and `before`
+    arguments (as `rag ask`'s flags: each a string or a list of strings, dates YYYY-MM-DD). Raises
+    BadInput naming the argument and the value."""
+    try:
+        return Scope.from_json({"source": source, "folder": folder, "type": type_, "after": after, "before": before})
+    except BadScope as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _strings(values: object, name: str) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [values]
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise BadInput(f"{name}: not a list of names: {values!r:.80}")
+    return list(values)
