@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class Document:
     text: str
     sha256: str
     pages: tuple[Page, ...] = ()
+    _: KW_ONLY  # what readers add beyond the text: by name only, so a new field cannot take another's place
     ocr_pages: tuple[int, ...] = ()
     skipped_pages: tuple[tuple[int, str], ...] = ()
     headings: tuple[tuple[int, int], ...] = ()

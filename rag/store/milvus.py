@@ -370,7 +370,7 @@ class MilvusStore:
             if row["source"] == source:
                 pages = tuple(Page(*p) for p in json.loads(join(row["pages"]) or "[]"))
                 modified = self.manifest["documents"].get(source, {}).get("modified")
-                return Document(source, join(row["text"]), row["sha256"], pages, modified)
+                return Document(source, join(row["text"]), row["sha256"], pages, modified=modified)
         return None
 
     @_reported

@@ -153,7 +153,7 @@ class Index:
         if row is None:
             return None
         modified = self.manifest["documents"].get(source, {}).get("modified")
-        return Document(row[0], row[1], row[2], tuple(Page(*p) for p in json.loads(row[3])), modified)
+        return Document(row[0], row[1], row[2], tuple(Page(*p) for p in json.loads(row[3])), modified=modified)
 
     def document_chunks(self, source: str) -> list[Chunk]:
         """The chunks of the document `source` in this generation, in document order ([] when the
