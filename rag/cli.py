@@ -132,8 +132,8 @@ def _scope_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--folder", action="append", metavar="DIR", help="documents under this folder (and its subfolders)")
     g.add_argument("--type", action="append", metavar="EXT", help="file type: pdf, docx, html, htm, md, txt")
     dates = (
-        "(YYYY-MM-DD, the file's modification date, included; documents indexed before dates were "
-        "recorded have none and are left out: `rag index --rebuild` records them)"
+        "(YYYY-MM-DD, the file's modification date; documents indexed before dates were recorded have "
+        "none and are left out: `rag index --rebuild` records them)"
     )
     g.add_argument("--after", metavar="DATE", help=f"modified on or after DATE {dates}")
     g.add_argument("--before", metavar="DATE", help=f"modified on or before DATE {dates}")
