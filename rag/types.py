@@ -181,6 +181,8 @@ class Answer:
     tentative: bool = False
     # The documents the question was searched in (`rag.scope`); None: all of them.
     scope: Scope | None = None
+    # The collection (named index, `rag.collections`) it was asked of; None: a single index.
+    collection: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `rag ask --json` contract (its keys: `ANSWER_JSON_KEYS`)."""
@@ -195,7 +197,43 @@ class Answer:
             "generator": self.generator,
             "sentences": [s.to_json() for s in self.sentences],
             "scope": self.scope.to_json() if self.scope is not None else None,
+            "collection": self.collection,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Answer:
+        """The answer a `to_json()` object describes, for a conversation read back from storage:
+        its text, confidence, citations and sentences (hits and features are not kept).
+
+        >>> a = Answer("Q?", "A [1].", False, 0.9, (Citation(1, "a.txt", 0, 2, None, "A.", "A. B.", 0.8),))
+        >>> Answer.from_json(a.to_json()).citations[0].quote
+        'A.'
+        """
+        from rag.scope import Scope
+
+        citations = tuple(Citation(**{k: c[k] for k in _CITATION_KEYS}) for c in data.get("citations") or ())
+        sentences = tuple(
+            CheckedSentence(s["text"], tuple(s["citations"]), bool(s["supported"]), float(s["support"]))
+            for s in data.get("sentences") or ()
+        )
+        scope = data.get("scope")
+        return cls(
+            question=str(data["question"]),
+            text=str(data["answer"]),
+            abstained=bool(data["abstained"]),
+            confidence=float(data["confidence"]),
+            citations=citations,
+            timings_ms=dict(data.get("timings_ms") or {}),
+            candidate=str(data["answer"]),
+            generator=str(data.get("generator") or "extractive"),
+            sentences=sentences,
+            tentative=bool(data.get("tentative")),
+            scope=Scope.from_json(scope) if scope else None,
+            collection=data.get("collection"),
+        )
+
+
+_CITATION_KEYS = ("n", "source", "start", "end", "page", "quote", "passage", "score")
 
 
 # The keys of `Answer.to_json()`: what `rag ask --json` and the `ask` API return for a question.

@@ -41,6 +41,7 @@ ANSWER_KEYS = frozenset(
         "generator",
         "sentences",
         "scope",
+        "collection",
     }
 )
 

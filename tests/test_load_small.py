@@ -103,6 +103,7 @@ def test_the_answer_check_catches_a_broken_contract() -> None:
         "generator": "extractive",
         "sentences": [{"text": "It is so.", "citations": [1], "supported": True, "support": 1.0}],
         "scope": None,
+        "collection": None,
     }
     assert check_answer(good, "Q?") is None
     assert check_answer({**good, "confidence": 1.5}, "Q?")
