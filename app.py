@@ -20,7 +20,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import gradio as gr
 
-from rag.cli import launch_served, open_served
+from rag.cli import app_options, launch_served, open_served
 from rag.ui.blocks import build_app
 
 if __name__ == "__main__":
@@ -28,6 +28,6 @@ if __name__ == "__main__":
     # and index load once, and the module-level `demo` it finds is rebuilt and swapped in.
     if gr.NO_RELOAD:
         rag, args = open_served(sys.argv[1:])
-    demo = build_app(rag, watch=getattr(args, "folder_watch", None))  # `--watch PATHS`: a folder watch beside the UI
+    demo = build_app(rag, **app_options(args))  # `--watch PATHS`, `--users FILE`: as `rag serve`
     if gr.NO_RELOAD:
         sys.exit(launch_served(demo, rag, args))

@@ -15,6 +15,12 @@ from it, the one only the removed document answered abstains. The report (throug
 p50/p95/p99 latency, errors, checks) goes to bench/results/load-<users>u-<seconds>s.json; the
 exit code is 0 only with no error and every check passed. Only a loopback URL is accepted:
 this tool floods a server and uploads files to it.
+
+With `--sign-in` (and `--index-dir`), the run is of a shared deployment: a collection "private"
+is added to the index folder holding one document, `rag serve` runs with `--users` (a users file
+of the run: one user per client, granted the default collection, none granted "private"), every
+client and the browser session sign in, and every eighth request of each user names the
+collection "private" and must be refused. No answer may cite, quote or come from "private".
 """
 
 from __future__ import annotations
@@ -57,6 +63,10 @@ ADDED_FACT = "The Quenby Marsh heron colony counted {n:,} nesting pairs in the s
 ADDED_QUESTION = "How many nesting pairs did the Quenby Marsh heron colony count?"
 REMOVED_FACT = "The Tollerton clockworks repaired {n:,} tower clocks for the cathedral towns that winter."
 REMOVED_QUESTION = "How many tower clocks did the Tollerton clockworks repair?"
+PRIVATE = "private"  # the collection no load user is granted (--sign-in)
+PRIVATE_SOURCE = "bench-private-ledger.txt"
+PRIVATE_FACT = "The Halloran ledger vault opens with the phrase amber-otter-{n}."
+PRIVATE_QUESTION = "What phrase opens the Halloran ledger vault?"
 
 
 class NotLoopback(ValueError):
@@ -123,12 +133,22 @@ class BrowserSession:
         >>> tab.upload_documents([Path("notes.txt")])  # doctest: +SKIP
     """
 
-    def __init__(self, url: str, *, timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 300.0,
+        auth: tuple[str, str] | None = None,
+        collection: str | None = None,
+    ) -> None:
         import httpx
 
         self.url = check_loopback(url)
         self.http = httpx.Client(base_url=self.url, timeout=timeout)
         self.session_hash = uuid.uuid4().hex
+        self.collection = collection  # the tab's collection picker (None: the first the user may read)
+        if auth is not None:  # signs in as the page's sign-in form does; the session cookie is kept
+            self.http.post("/login", data={"username": auth[0], "password": auth[1]}).raise_for_status()
         self.config = self.http.get("/config").raise_for_status().json()
         self._ids = {
             c["props"]["elem_id"]: c["id"] for c in self.config["components"] if c.get("props", {}).get("elem_id")
@@ -196,12 +216,12 @@ class BrowserSession:
             }
             for s, p in zip(stored, paths)
         ]
-        outputs, _ = self.call("upload", "upload", [payload])
+        outputs, _ = self.call("upload", "upload", [payload, self.collection])
         return outputs[1]
 
     def remove_document(self, source: str) -> str:
         """Pick `source` in the remove list and press Remove; the status markdown it shows."""
-        outputs, _ = self.call("remove", "click", [source])
+        outputs, _ = self.call("remove", "click", [source, self.collection])
         return outputs[0]
 
 
@@ -216,6 +236,7 @@ class Record:
     seconds: float
     error: str | None = None
     data: dict | None = None
+    probe: bool = False  # asked naming a collection the user may not read (--sign-in)
 
 
 @dataclass
@@ -229,24 +250,40 @@ class Update:
 
 
 def run_load(
-    url: str, *, users: int, seconds: float, max_requests: int = 10_000, update: bool = True, seed: int = 0
+    url: str,
+    *,
+    users: int,
+    seconds: float,
+    max_requests: int = 10_000,
+    update: bool = True,
+    seed: int = 0,
+    accounts: Sequence[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Drive the server at `url`; the report as a dict (see the module docstring)."""
+    """Drive the server at `url`; the report as a dict (see the module docstring). `accounts`:
+    (name, password) of each user, signed in (the first also signs in the browser session); the
+    collection "private" is then probed and checked for leaks."""
     from gradio_client import Client
 
     url = check_loopback(url)
     work = Path(tempfile.mkdtemp(prefix="rag-load-"))
     added, removed, added_figure, removed_figure = _update_documents(work, seed)
     questions = [*SEED_QUESTIONS, (ADDED_QUESTION, None), (REMOVED_QUESTION, None)]
+    if accounts:
+        questions.append((PRIVATE_QUESTION, None))
 
-    tab = BrowserSession(url)
+    def auth(k: int) -> tuple[str, str] | None:
+        return tuple(accounts[k % len(accounts)]) if accounts else None  # type: ignore[return-value]
+
+    tab = BrowserSession(url, auth=auth(0))
     documents_before = _documents(tab)
     upd = Update(added=added.name, removed=removed.name)
     if update:
         upd.statuses.append(tab.upload_documents([removed]))  # the document the update will remove
-    clients = [Client(url + "/", verbose=False, download_files=False) for _ in range(users)]
+    clients = [Client(url + "/", auth=auth(k), verbose=False, download_files=False) for k in range(users)]
     t0 = time.monotonic()
-    asking = _Users(questions, t0=t0, deadline=t0 + seconds, max_requests=max_requests)
+    asking = _Users(
+        questions, t0=t0, deadline=t0 + seconds, max_requests=max_requests, probe=PRIVATE if accounts else None
+    )
     threads = [threading.Thread(target=asking.ask, args=(clients[k], seed + 1 + k), daemon=True) for k in range(users)]
     if update:
         threads.append(
@@ -275,6 +312,8 @@ def run_load(
             upd.statuses.append(tab.remove_document(added.name))
     checks["documents_before"], checks["documents_after"] = documents_before, _documents(tab)
     _close_all(tab, clients, work)
+    if accounts:
+        checks["private_leaks"] = _leaks(records)
     return _report(
         records,
         upd if update else None,
@@ -309,6 +348,7 @@ class _Users:
     t0: float
     deadline: float
     max_requests: int
+    probe: str | None = None  # a collection the users may not read: every eighth request names it
     records: list[Record] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -322,19 +362,34 @@ class _Users:
                 return
             question = self.questions[order[i % len(order)]][0]
             started = time.monotonic()
-            try:
-                data = client.predict(question, api_name="/ask")
-                problem = check_answer(data, question)
-                record = Record(question, started - self.t0, time.monotonic() - started, problem, data)
-            except Exception as exc:
-                record = Record(
-                    question,
-                    started - self.t0,
-                    time.monotonic() - started,
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
-                )
+            if self.probe is not None and i % 8 == 7:
+                record = self._probe(client, question, started)
+            else:
+                record = self._ask(client, question, started)
             with self.lock:
                 self.records.append(record)
+
+    def _ask(self, client: Any, question: str, started: float) -> Record:
+        try:
+            data = client.predict(question, api_name="/ask")
+            problem = check_answer(data, question)
+            return Record(question, started - self.t0, time.monotonic() - started, problem, data)
+        except Exception as exc:
+            return Record(
+                question,
+                started - self.t0,
+                time.monotonic() - started,
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
+            )
+
+    def _probe(self, client: Any, question: str, started: float) -> Record:
+        """Ask naming the collection not granted: refused is right, an answer is a leak."""
+        try:
+            data = client.predict(question, collection=self.probe, api_name="/ask")
+            problem: str | None = f"answered from collection {self.probe!r}, which this user may not read"
+        except Exception as exc:
+            data, problem = None, None if "No collection" in str(exc) else f"{type(exc).__name__}: {exc}"[:300]
+        return Record(question, started - self.t0, time.monotonic() - started, problem, data, probe=True)
 
 
 def _update_midway(tab: BrowserSession, upd: Update, added: Path, removed: str, *, seconds: float, t0: float) -> None:
@@ -362,7 +417,7 @@ def _close_all(tab: BrowserSession, clients: list[Any], work: Path) -> None:
 
 def _documents(tab: BrowserSession) -> list[str]:
     """The sources the Documents tab lists (what the page load shows)."""
-    (table, *_), _ = tab.call(0, "load", [])
+    (table, *_), _ = tab.call("reload-report", "click", [None])
     return sorted(row[0] for row in table["data"])
 
 
@@ -407,6 +462,51 @@ def _update_checks(
     }
 
 
+def _leaks(records: list[Record]) -> list[str]:
+    """Answers that came from, cite or quote the collection no load user may read."""
+    found = []
+    for r in records:
+        if r.data is None:
+            continue
+        sources = {c["source"] for c in r.data.get("citations") or []}
+        if (
+            r.data.get("collection") not in (None, "default")
+            or PRIVATE_SOURCE in sources
+            or "amber-otter" in str(r.data)
+        ):
+            found.append(f"{r.question!r}: collection {r.data.get('collection')!r}, sources {sorted(sources)}")
+    return found
+
+
+def sign_in_setup(index_dir: Path, work: Path, users: int, *, seed: int = 0) -> tuple[Path, list[tuple[str, str]]]:
+    """For `--sign-in`: the collection "private" (one document) built beside the index's default
+    collection, and a users file in `work` with one user per client, each granted the default
+    collection (write: the browser session uploads) and none "private". (users file, accounts)."""
+    from rag.users import Users
+
+    private = work / "private"
+    private.mkdir(parents=True, exist_ok=True)
+    fact = PRIVATE_FACT.format(n=random.Random(seed).randint(100, 999))
+    (private / PRIVATE_SOURCE).write_text(fact + "\n", encoding="utf-8")
+    subprocess.run(
+        [*rag_command(), "index", str(private), "--index-dir", str(index_dir), "--collection", PRIVATE],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
+    file = work / "users.toml"
+    accounts = []
+    registry = Users(file)
+    for k in range(users):
+        name, password = f"load-{k}", uuid.uuid4().hex
+        registry.add(name, password)
+        registry.grant(name, "default", "write")
+        accounts.append((name, password))
+    registry.add("keeper", uuid.uuid4().hex)
+    registry.grant("keeper", PRIVATE, "read")
+    return file, accounts
+
+
 def _report(
     records: list[Record],
     upd: Update | None,
@@ -420,8 +520,10 @@ def _report(
 ) -> dict[str, Any]:
     import numpy as np
 
-    ok = [r for r in records if r.error is None]
+    ok = [r for r in records if r.error is None and not r.probe]
     errors = [r for r in records if r.error is not None]
+    probes = [r for r in records if r.probe]
+    leaks = checks.pop("private_leaks", [])
     latencies = np.array([r.seconds * 1000 for r in ok]) if ok else np.array([float("nan")])
     update_ok = upd is None or (
         upd.error is None
@@ -443,6 +545,10 @@ def _report(
         "latency_ms": {f"p{p}": round(float(np.percentile(latencies, p)), 1) for p in (50, 95, 99)}
         | {"max": round(float(latencies.max()), 1)},
         "abstained": sum(bool(r.data and r.data["abstained"]) for r in ok),
+        "probes_refused": sum(r.error is None for r in probes),
+        "probes": len(probes),
+        "private_leaks": leaks[:20],
+        "n_private_leaks": len(leaks),
         "wrong_answers": wrong[:20],
         "n_wrong_answers": len(wrong),
         "error_samples": sorted({r.error for r in errors if r.error})[:20],
@@ -459,7 +565,7 @@ def _report(
             "statuses": upd.statuses,
             **checks,
         },
-        "passed": bool(not errors and not hung and not wrong and update_ok),
+        "passed": bool(not errors and not hung and not wrong and update_ok and not leaks),
     }
 
 
@@ -552,24 +658,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=10_000, help="per user (default: %(default)s)")
     p.add_argument("--no-update", action="store_true", help="only ask; do not upload or remove documents")
     p.add_argument("--out", help="report path (default: bench/results/load-<users>u-<seconds>s.json)")
+    p.add_argument(
+        "--sign-in",
+        action="store_true",
+        help="with --index-dir: serve with --users, sign every client in, and check that the collection "
+        "no user is granted never answers (it adds a collection 'private' to the index folder)",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.users <= 256 or not 0 < args.seconds <= 3600 or args.max_requests < 1:
         print("bench.load: error: --users must be 1-256, --seconds 0-3600, --max-requests >= 1", file=sys.stderr)
         return 2
+    if args.sign_in and not args.index_dir:
+        print("bench.load: error: --sign-in needs --index-dir (it starts its own server)", file=sys.stderr)
+        return 2
+    accounts: list[tuple[str, str]] | None = None
+    serve_args: list[str] = []
+    if args.sign_in:
+        work = Path(tempfile.mkdtemp(prefix="rag-load-users-"))
+        users_file, accounts = sign_in_setup(Path(args.index_dir), work, args.users)
+        serve_args = ["--users", str(users_file)]
     try:
         if args.url:
             check_loopback(args.url)
-        with contextlib.nullcontext(None) if args.url else rag_server(args.index_dir) as server:
+        with contextlib.nullcontext(None) if args.url else rag_server(args.index_dir, args=serve_args) as server:
             url = args.url or (server.url if server is not None else "")
             report = run_load(
-                url, users=args.users, seconds=args.seconds, max_requests=args.max_requests, update=not args.no_update
+                url,
+                users=args.users,
+                seconds=args.seconds,
+                max_requests=args.max_requests,
+                update=not args.no_update,
+                accounts=accounts,
             )
             if server is not None:
                 report["server_peak_rss_mb"] = server.peak_rss_mb()
     except NotLoopback as exc:
         print(f"bench.load: error: {exc}", file=sys.stderr)
         return 2
-    name = f"load-{args.users}u-{args.seconds:g}s"
+    name = f"load-{args.users}u-{args.seconds:g}s" + ("-sign-in" if args.sign_in else "")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -582,6 +708,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{report['users']} users, {report['elapsed_s']:.0f} s: {report['answered']} answered, "
         f"{report['errors']} errors, "
+        f"{report['probes_refused']}/{report['probes']} probes of a collection not granted refused, "
+        f"{report['n_private_leaks']} leaks, "
         f"{report['throughput_rps']} req/s, p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms; "
         f"update {'ok' if report['update'] is None or report['passed'] else report['update']}; "
         f"{'PASSED' if report['passed'] else 'FAILED'}"

@@ -19,11 +19,13 @@ from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagCon
 if TYPE_CHECKING:
     import gradio as gr
 
+    from rag.collections import Collections
     from rag.pipeline import RAG
     from rag.scope import Scope
     from rag.types import Answer
 
 DEFAULT_SOURCES = "seeds"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class CliError(Exception):
@@ -96,6 +98,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="keep the index in sync with these files or folders while serving (as `rag index PATHS --watch`; "
         "documents uploaded through the UI stay)",
+    )
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--users",
+        metavar="FILE",
+        help="require sign-in with the users of FILE (`rag user add`); each sees only the collections granted "
+        "to them, and their conversations are kept beside FILE",
+    )
+    auth.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve a non-loopback address without sign-in: anyone who can reach it may ask, upload and remove",
     )
 
     sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)", add_help=False)
@@ -475,13 +489,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     RAG_MAX_FILE_MB in the environment overrides the upload size limit (`max_file_mb`).
     """
-    rag = _open_served(args)
+    library = _open_served(args)
     from rag.ui.blocks import build_app
 
-    return _launch(build_app(rag, watch=args.folder_watch), rag, args)
+    return _launch(build_app(library, **app_options(args)), library, args)
 
 
-def open_served(argv: Sequence[str]) -> tuple[RAG, argparse.Namespace]:
+def app_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`build_app`'s options for the served flags `args`: the folder watch, users, conversations."""
+    return {
+        "watch": getattr(args, "folder_watch", None),
+        "users": getattr(args, "users_db", None),
+        "conversations": getattr(args, "conversations", None),
+    }
+
+
+def open_served(argv: Sequence[str]) -> tuple[Collections, argparse.Namespace]:
     """What `rag serve ARGV` does before it listens, for app.py: the flags parsed, the index
     checked, the model and index loaded. A problem exits 2 with the line `rag serve` prints."""
     args = _parser().parse_args(["serve", *argv])
@@ -491,7 +514,7 @@ def open_served(argv: Sequence[str]) -> tuple[RAG, argparse.Namespace]:
         sys.exit(_serve_error(exc))
 
 
-def launch_served(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
+def launch_served(demo: gr.Blocks, rag: Collections, args: argparse.Namespace) -> int:
     """Serve `demo` (the UI over `rag`) as `rag serve` does with the flags `args`, for app.py:
     0 when stopped, 2 with `rag serve`'s one-line error when it cannot listen."""
     try:
@@ -505,7 +528,7 @@ def _serve_error(exc: CliError) -> int:
     return 2
 
 
-def _open_served(args: argparse.Namespace) -> RAG:
+def _open_served(args: argparse.Namespace) -> Collections:
     extra: dict[str, object] = {}
     if os.environ.get("RAG_MAX_FILE_MB"):
         try:
@@ -517,18 +540,46 @@ def _open_served(args: argparse.Namespace) -> RAG:
     for path in args.watch or []:
         if not Path(path).exists():
             raise CliError(f"--watch path does not exist: {path}")
+    if args.host not in LOOPBACK and not (args.users or args.no_auth):
+        raise CliError(
+            f"listening on {args.host}, not loopback, needs sign-in: --users FILE (see `rag user add`), "
+            "or --no-auth to let anyone who can reach it ask, upload and remove"
+        )
+    _open_users(args)
     config = _config(args, embed_backend=args.embed_backend, **_generator_config(args), **extra)
     config = _with_index_chunking(config, args.index_dir, required=True)
-    from rag.pipeline import RAG
+    from rag.collections import DEFAULT, BadCollection, Collections
     from rag.reader import ReaderUnavailable
     from rag.store import IndexError_
 
     try:
-        rag = RAG.open(args.index_dir, config=config)
-    except (IndexError_, ReaderUnavailable) as exc:
+        library = Collections.open(args.index_dir, config=config)
+        watched = library.get(DEFAULT) if args.watch else None
+    except (IndexError_, ReaderUnavailable, BadCollection) as exc:
         raise CliError(str(exc)) from None
-    args.folder_watch = _start_watch(args, rag) if args.watch else None
-    return rag
+    args.folder_watch = _start_watch(args, watched) if watched is not None else None
+    return library
+
+
+def _open_users(args: argparse.Namespace) -> None:
+    """`--users FILE`: the users (at least one) and their conversations, beside FILE."""
+    args.users_db = args.conversations = None
+    if not args.users:
+        return
+    from rag.conversations import Conversations
+    from rag.users import Users, UsersError
+
+    path = Path(args.users)
+    if not path.is_file():
+        raise CliError(f"--users file not found: {path} (create it with `rag user add NAME --users {path}`)")
+    try:
+        users = Users(path)
+        if not users.names():
+            raise CliError(f"no users in {path}: add one with `rag user add NAME --users {path}`")
+    except UsersError as exc:
+        raise CliError(str(exc)) from None
+    args.users_db = users
+    args.conversations = Conversations(path.with_suffix(".conversations.sqlite"))
 
 
 def _start_watch(args: argparse.Namespace, rag: RAG) -> Any:
@@ -551,14 +602,14 @@ def _start_watch(args: argparse.Namespace, rag: RAG) -> Any:
 def _launch(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
     from rag.ui.server import launch
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK and not args.users:
         print(
             f"rag serve: warning: listening on {args.host}, not loopback: anyone who can reach this machine "
             f"can ask questions and upload or remove documents",
             file=sys.stderr,
         )
     try:
-        launch(demo, rag, host=args.host, port=args.port)
+        launch(demo, rag, host=args.host, port=args.port, users=getattr(args, "users_db", None))
     except OSError as exc:  # port taken, address not available
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     finally:

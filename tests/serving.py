@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -60,11 +60,14 @@ def build_seed_index(root: Path, seeds: Path, *, env: Mapping[str, str] = ENV) -
 
 
 @contextmanager
-def serving(index_dir: Path, *, env: Mapping[str, str] = ENV, timeout: float = 180) -> Iterator[tuple[str, int]]:
-    """Run `rag serve` on the index until the block ends; yields (url, port). Fails the test with the
-    server's log when it exits early or does not answer within `timeout` seconds."""
+def serving(
+    index_dir: Path, *, env: Mapping[str, str] = ENV, timeout: float = 180, args: Sequence[str] = ()
+) -> Iterator[tuple[str, int]]:
+    """Run `rag serve` on the index (with more flags `args`) until the block ends; yields (url,
+    port). Fails the test with the server's log when it exits early or does not answer within
+    `timeout` seconds."""
     try:
-        server_cm = rag_server(index_dir, timeout=timeout, env=env)
+        server_cm = rag_server(index_dir, timeout=timeout, env=env, args=args)
         server = server_cm.__enter__()
     except RuntimeError as exc:  # it exited or never answered: the message carries its log
         pytest.fail(str(exc))

@@ -161,7 +161,7 @@ def url(index_dir: Path):
 def _chat(url: str, question: str) -> tuple[BrowserSession, list[str], str, list[str]]:
     """Ask in a fresh tab: (the tab, the chat messages' markdown, the Sources panel, raw messages)."""
     tab = BrowserSession(url)
-    settings = ["hybrid", 5, 0.464, "extractive", "heuristic", [], []]  # ..., Search in: all documents, all types
+    settings = ["hybrid", 5, 0.464, "extractive", "heuristic", [], [], None]  # all documents and types; collection
     outputs, raw = tab.call("question", "submit", [question, [], None, *settings])
     messages = [part["text"] for m in outputs[1] for part in m["content"] if part.get("type") == "text"]
     return tab, messages, outputs[-1], raw
@@ -200,7 +200,7 @@ def test_served_nearest_passages_and_documents_table_carry_no_markup(url: str) -
             (viewer,), more = tab.call("sources", "cite", [None], event_data={"turn": 0, "hit": k})
             assert_inert_html(viewer)
             raw += more
-        (table, _, footer, *_), more = tab.call(0, "load", [])  # the page load fills the Documents tab
+        (table, _, footer, *_), more = tab.call("reload-report", "click", [None])  # as the page load fills it
         raw += more
         assert tab.component("doc-table")["props"]["datatype"] == "str"  # cells are shown as text, not HTML
         assert {row[0] for row in table["data"]} >= set(DOCS)

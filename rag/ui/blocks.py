@@ -15,13 +15,17 @@ from typing import Any
 import gradio as gr
 
 from rag.config import ANSWER_SCORERS, MODES, RagConfig
+from rag.conversations import Conversations
 from rag.load import SUPPORTED_SUFFIXES, format_size
 from rag.pipeline import RAG
+from rag.ui.access import Access, Library, SingleIndex
 from rag.ui.assets import read_asset
 from rag.ui.evaluation import REPORTS_DIR, eval_report
 from rag.ui.handlers import Handlers
+from rag.ui.history import History
 from rag.ui.render import sources_html, sync_markdown, viewer_placeholder
 from rag.ui.settings import file_types, generator_info, scorer_threshold
+from rag.users import Users
 from rag.watch import FolderWatch
 
 TITLE = "rag · ask your documents"
@@ -57,6 +61,19 @@ class ChatTab:
 
 
 @dataclass
+class KeptTab:
+    """The chat's downloads and (signed in) saved conversations."""
+
+    saved: gr.State
+    picker: gr.Dropdown
+    open_button: gr.Button
+    delete_button: gr.Button
+    status: gr.Markdown
+    markdown: gr.DownloadButton
+    json: gr.DownloadButton
+
+
+@dataclass
 class DocumentsTab:
     files: gr.File
     status: gr.Markdown
@@ -73,33 +90,91 @@ class EvaluationTab:
     report: gr.Markdown
 
 
-def build_app(rag: RAG, *, reports_dir: Path = REPORTS_DIR, watch: FolderWatch | None = None) -> gr.Blocks:
-    """The Blocks app over a loaded `RAG` (model and index are loaded once, by the caller); with
-    `watch` (a `FolderWatch` running over the same RAG), the Documents tab shows its syncs."""
-    handlers = Handlers(rag, reports_dir=reports_dir, watch=watch)
-    rows, sources, footer_text = handlers.documents_summary()
+def build_app(
+    rag: RAG | Library,
+    *,
+    reports_dir: Path = REPORTS_DIR,
+    watch: FolderWatch | None = None,
+    users: Users | None = None,
+    conversations: Conversations | None = None,
+) -> gr.Blocks:
+    """The Blocks app over a loaded `RAG` or a library of collections (models and indexes are
+    loaded once, by the caller); with `watch` (a `FolderWatch` running over the first collection),
+    the Documents tab shows its syncs. With `users`, every event is answered for the signed-in
+    user over the collections granted to them (the server's sign-in is `rag.ui.server.launch`'s),
+    and their conversations are kept in `conversations`."""
+    library = SingleIndex(rag) if isinstance(rag, RAG) else rag
+    access = Access(library, users)
+    handlers = Handlers(library, reports_dir=reports_dir, watch=watch, access=access)
+    history = History(access, conversations)
+    # Signed in, nothing of any collection goes into the page itself: it is filled for the user on load.
+    first = None if access.signs_in else library.get(library.names()[0])
+    rows, sources, footer_text = handlers.documents_summary(first)
     # delete_cache: Gradio's own copies of uploads (and of the report image) go after an hour.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(INTRO)
+        with gr.Row():
+            gr.Markdown(INTRO)
+            if access.signs_in:
+                gr.Button("Sign out", link="/logout", size="sm", scale=0, min_width=90, elem_id="sign-out")
+        collection = _collection_picker(library.names() if not access.signs_in else [])
         turns = gr.State([])
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
-                chat = _chat_tab(rag.config, handlers.generators, sources)
+                chat = _chat_tab(library.config, handlers.generators, sources)
+                kept = _kept(signs_in=access.signs_in)
             with gr.Tab("Documents", id="documents"):
-                documents = _documents_tab(rag.config, rows, sources, watch=watch)
+                documents = _documents_tab(library.config, rows, sources, watch=watch)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation = _evaluation_tab(reports_dir)
         footer = gr.Markdown(footer_text, elem_id="rag-footer")
-        _wire_chat(handlers, chat, turns)
-        index_changes = _wire_documents(handlers, documents, footer)  # an upload, a removal
+        chat_events = _wire_chat(handlers, chat, turns, collection)
+        _wire_kept(history, chat, kept, turns, chat_events)
+        index_changes = _wire_documents(handlers, documents, footer, collection)  # an upload, a removal
         if watch is not None:
-            _wire_sync(handlers, documents, footer)
+            _wire_sync(handlers, documents, footer, collection)
         refresh_outputs = [documents.table, documents.to_remove, footer, evaluation.report, evaluation.image]
-        evaluation.refresh_button.click(handlers.refresh, outputs=refresh_outputs, **PRIVATE)
-        loaded = demo.load(handlers.refresh, outputs=refresh_outputs, show_progress="hidden", **PRIVATE)
-        _wire_scope_choices(handlers, chat, [loaded, *index_changes])
+        evaluation.refresh_button.click(handlers.refresh, inputs=[collection], outputs=refresh_outputs, **PRIVATE)
+        loaded = demo.load(handlers.collections_view, outputs=[collection], show_progress="hidden", **PRIVATE)
+        loaded = loaded.then(
+            handlers.refresh, inputs=[collection], outputs=refresh_outputs, show_progress="hidden", **PRIVATE
+        )
+        loaded.then(history.choices, outputs=[kept.picker], show_progress="hidden", **PRIVATE)
+        switched = collection.input(
+            handlers.refresh, inputs=[collection], outputs=refresh_outputs, show_progress="hidden", **PRIVATE
+        )
+        _wire_scope_choices(handlers, chat, collection, [loaded, switched, *index_changes])
         gr.api(handlers.ask, api_name="ask")
     return demo
+
+
+def _collection_picker(names: list[str]) -> gr.Dropdown:
+    """The collection questions, uploads and removals go to; shown when there is a choice."""
+    return gr.Dropdown(
+        choices=names,
+        value=names[0] if names else None,
+        label="Collection",
+        info="the set of documents to ask, and to upload to or remove from",
+        elem_id="collection",
+        visible=len(names) > 1,
+        interactive=True,
+    )
+
+
+def _kept(*, signs_in: bool) -> KeptTab:
+    """Downloads of the chat (Markdown, JSON) and, signed in, the saved conversations."""
+    saved = gr.State(None)
+    with gr.Accordion("Conversations", open=False, elem_id="conversations"):
+        with gr.Row():
+            markdown = gr.DownloadButton("Download Markdown", visible=False, size="sm", elem_id="download-md")
+            json = gr.DownloadButton("Download JSON", visible=False, size="sm", elem_id="download-json")
+        with gr.Row(visible=signs_in):
+            picker = gr.Dropdown(
+                choices=[], value=None, label="Saved conversations", elem_id="saved-conversations", scale=4
+            )
+            open_button = gr.Button("Open", size="sm", scale=1, elem_id="open-conversation")
+            delete_button = gr.Button("Delete", variant="stop", size="sm", scale=1, elem_id="delete-conversation")
+        status = gr.Markdown(elem_id="conversation-status")
+    return KeptTab(saved, picker, open_button, delete_button, status, markdown, json)
 
 
 def _chat_tab(defaults: RagConfig, generators: list[str], documents: list[str]) -> ChatTab:
@@ -240,7 +315,7 @@ def _evaluation_tab(reports_dir: Path) -> EvaluationTab:
         "The latest report written by `rag eval` (eval/reports/latest.md and latest.png); "
         "before any, the report of the demo questions (eval/reports/seed.md)."
     )
-    refresh_button = gr.Button("Reload report", size="sm")
+    refresh_button = gr.Button("Reload report", size="sm", elem_id="reload-report")
     plot = gr.Image(
         image,
         label="Latest evaluation",
@@ -256,12 +331,13 @@ def _evaluation_tab(reports_dir: Path) -> EvaluationTab:
     return EvaluationTab(refresh_button, plot, report)
 
 
-def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State) -> None:
+def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State, collection: gr.Dropdown) -> tuple[Any, Any]:
+    """Wire the chat; returns its (question asked, chat cleared) events."""
     settings = [chat.mode, chat.top_k, chat.threshold, chat.generator, chat.scorer, chat.search_in, chat.search_types]
-    gr.on(
+    asked = gr.on(
         [chat.question.submit, chat.ask_button.click],
         handlers.respond,
-        inputs=[chat.question, chat.chatbot, turns, *settings],
+        inputs=[chat.question, chat.chatbot, turns, *settings, collection],
         outputs=[chat.question, chat.chatbot, turns, chat.sources],
         show_progress="minimal",
         **PRIVATE,
@@ -269,40 +345,71 @@ def _wire_chat(handlers: Handlers, chat: ChatTab, turns: gr.State) -> None:
     chat.scorer.change(
         handlers.threshold_for, inputs=[chat.scorer], outputs=[chat.threshold], show_progress="hidden", **PRIVATE
     )
-    chat.chatbot.clear(handlers.clear_chat, outputs=[turns, chat.sources, chat.viewer], **PRIVATE)
+    cleared = chat.chatbot.clear(handlers.clear_chat, outputs=[turns, chat.sources, chat.viewer], **PRIVATE)
     chat.sources.cite(handlers.open_citation, inputs=[turns], outputs=[chat.viewer], show_progress="hidden", **PRIVATE)
+    return asked, cleared
 
 
-def _wire_scope_choices(handlers: Handlers, chat: ChatTab, events: list[Any]) -> None:
-    """After the page loads and after each upload or removal, the "Search in" pickers offer the
-    index's documents again (a removed document leaves the choice)."""
+def _wire_kept(history: History, chat: ChatTab, kept: KeptTab, turns: gr.State, events: tuple[Any, Any]) -> None:
+    """After each answer the chat is saved (signed in) and its downloads renewed; a saved
+    conversation opens into the chat or is deleted."""
+    asked, cleared = events
+    downloads = [kept.markdown, kept.json]
+    asked.then(history.save, inputs=[kept.saved, turns], outputs=[kept.saved, kept.picker, *downloads], **PRIVATE)
+    cleared.then(history.new_chat, outputs=[kept.saved, *downloads], **PRIVATE)
+    kept.open_button.click(
+        history.open,
+        inputs=[kept.picker],
+        outputs=[chat.chatbot, turns, chat.sources, kept.saved, kept.status, *downloads],
+        **PRIVATE,
+    )
+    kept.delete_button.click(
+        history.delete, inputs=[kept.picker, kept.saved], outputs=[kept.picker, kept.saved, kept.status], **PRIVATE
+    )
+
+
+def _wire_scope_choices(handlers: Handlers, chat: ChatTab, collection: gr.Dropdown, events: list[Any]) -> None:
+    """After the page loads, the collection changes, and after each upload or removal, the
+    "Search in" pickers offer the collection's documents again (a removed document leaves the choice)."""
     pickers = [chat.search_in, chat.search_types]
     for event in events:
-        event.then(handlers.scope_choices, inputs=pickers, outputs=pickers, show_progress="hidden", **PRIVATE)
+        event.then(
+            handlers.scope_choices,
+            inputs=[*pickers, collection],
+            outputs=pickers,
+            show_progress="hidden",
+            **PRIVATE,
+        )
 
 
-def _wire_documents(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> list[Any]:
+def _wire_documents(
+    handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown, collection: gr.Dropdown
+) -> list[Any]:
     """Wire the Documents tab; returns the events after which the index may hold other documents."""
     index_outputs = [documents.table, documents.to_remove, footer]
     writes: dict[str, Any] = {"show_progress_on": [documents.status], "concurrency_limit": 1, "concurrency_id": WRITES}
     uploaded = documents.files.upload(
         handlers.upload,
-        inputs=[documents.files],
+        inputs=[documents.files, collection],
         outputs=[documents.files, documents.status, *index_outputs],
         **writes,
         **PRIVATE,
     )
     removed = documents.remove_button.click(
-        handlers.remove, inputs=[documents.to_remove], outputs=[documents.status, *index_outputs], **writes, **PRIVATE
+        handlers.remove,
+        inputs=[documents.to_remove, collection],
+        outputs=[documents.status, *index_outputs],
+        **writes,
+        **PRIVATE,
     )
     documents.table.select(handlers.pick_row, inputs=[documents.table], outputs=[documents.to_remove], **PRIVATE)
     return [uploaded, removed]
 
 
-def _wire_sync(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown) -> None:
+def _wire_sync(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown, collection: gr.Dropdown) -> None:
     """Every SYNC_POLL_S the page asks whether the folder watch changed anything since it last
     looked (a version number in the page's state); only then are the box, table and footer sent."""
     seen = gr.State(-1)
     timer = gr.Timer(SYNC_POLL_S)
     outputs = [seen, documents.sync, documents.table, documents.to_remove, footer]
-    timer.tick(handlers.sync_view, inputs=[seen], outputs=outputs, show_progress="hidden", **PRIVATE)
+    timer.tick(handlers.sync_view, inputs=[seen, collection], outputs=outputs, show_progress="hidden", **PRIVATE)

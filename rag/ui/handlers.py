@@ -26,6 +26,7 @@ from rag.reader import ReaderUnavailable
 from rag.scope import Scope
 from rag.store import IndexError_
 from rag.types import Answer, Document
+from rag.ui.access import Access, Denied, Library, SingleIndex
 from rag.ui.evaluation import eval_report
 from rag.ui.render import (
     answer_markdown,
@@ -71,13 +72,25 @@ ChatUpdate = tuple[Any, ...]  # (question box, chat messages, turns, Sources pan
 
 
 class Handlers:
-    """The event handlers of one app. `rag` is shared by every session; a session's own state
-    (its chat, the answers its citations point into) comes in and goes out as component values."""
+    """The event handlers of one app. The served collections (`rag`: one index, or a library of
+    collections) are shared by every session; a session's own state (its chat, the answers its
+    citations point into) comes in and goes out as component values. With `access` signing in,
+    every event is answered for the signed-in user (`gr.Request.username`) and only over the
+    collections they may read (or write, for uploads and removals)."""
 
-    def __init__(self, rag: RAG, *, reports_dir: Path, watch: FolderWatch | None = None) -> None:
-        self.rag = rag
-        self.defaults: RagConfig = rag.config
-        self.generators = generator_choices(rag.config)
+    def __init__(
+        self,
+        rag: RAG | Library,
+        *,
+        reports_dir: Path,
+        watch: FolderWatch | None = None,
+        access: Access | None = None,
+    ) -> None:
+        library = SingleIndex(rag) if isinstance(rag, RAG) else rag
+        self.access = access or Access(library)
+        self.rag = library.get(library.names()[0]) if isinstance(library, SingleIndex) else None
+        self.defaults: RagConfig = library.config
+        self.generators = generator_choices(self.defaults)
         self.reports_dir = reports_dir
         self.watch = watch
 
@@ -95,13 +108,17 @@ class Handlers:
         answer_scorer: str | None = None,
         search_in: list[str] | None = None,
         search_types: list[str] | None = None,
+        collection: str | None = None,
+        request: gr.Request | None = None,
     ) -> Iterator[ChatUpdate]:
         """One chat turn with the Settings' values, streamed as updates, searched within the
         documents and file types chosen under "Search in" (all when none is chosen; the choice
         holds for every question, follow-ups included, until it is changed). Bad settings or a
-        bad question leave the question typed, with a warning."""
+        bad question leave the question typed, with a warning. `collection`: the collection picked
+        (None: the first the user may read)."""
         question = (message or "").strip()
         try:
+            _, rag = self.access.reader(_username(request), collection)
             scope = chat_scope(search_in, search_types)
             config = chat_config(
                 self.defaults,
@@ -113,7 +130,7 @@ class Handlers:
                 answer_scorer=answer_scorer,
             )
             question = validate_question(question, config=config)
-        except (BadInput, ValueError) as exc:
+        except (BadInput, ValueError, Denied) as exc:
             gr.Warning(str(exc))
             yield message, messages, turns, gr.skip()
             return
@@ -124,12 +141,13 @@ class Handlers:
         yield "", messages, turns, pending_sources("Searching…")
         history = [(a.question, a.text) for a in turns]
         turn = self._generated_turn if config.generator != "extractive" else self._quoted_turn
-        yield from turn(question, messages=messages, turns=turns, history=history, config=config, scope=scope)
+        yield from turn(question, rag=rag, messages=messages, turns=turns, history=history, config=config, scope=scope)
 
     def _quoted_turn(
         self,
         question: str,
         *,
+        rag: RAG,
         messages: list[dict],
         turns: Turns,
         history: list[tuple[str, str]],
@@ -138,7 +156,7 @@ class Handlers:
     ) -> Iterator[ChatUpdate]:
         """An extractive answer, its words streamed in (a refusal or a "not sure" answer shown whole)."""
         try:
-            answer = self.rag.ask(question, history=history, config=config, scope=scope)
+            answer = rag.ask(question, history=history, config=config, scope=scope)
         except (BadInput, ReaderUnavailable) as exc:
             messages[-1] = {"role": "assistant", "content": cannot_answer_markdown(exc)}
             yield "", messages, turns, sources_html(None, 0)
@@ -160,6 +178,7 @@ class Handlers:
         self,
         question: str,
         *,
+        rag: RAG,
         messages: list[dict],
         turns: Turns,
         history: list[tuple[str, str]],
@@ -174,7 +193,7 @@ class Handlers:
         yield "", messages, gr.skip(), pending_sources("Writing and verifying an answer… its sources appear here.")
         draft, answer = "", None
         try:
-            for item in self.rag.ask_stream(question, history=history, config=config, scope=scope):
+            for item in rag.ask_stream(question, history=history, config=config, scope=scope):
                 if not isinstance(item, str):
                     answer = item
                 elif item:
@@ -204,7 +223,7 @@ class Handlers:
         """A cleared chat empties the turns, the Sources panel and the document viewer."""
         return [], sources_html(None, 0), viewer_placeholder()
 
-    def open_citation(self, turns: Turns, evt: gr.EventData) -> str:
+    def open_citation(self, turns: Turns, evt: gr.EventData, request: gr.Request | None = None) -> str:
         """The document viewer for a click on an [n] marker or a source card, at the quoted
         sentence (or the nearest passage). The page script sends {"turn", "n"} for a citation or
         {"turn", "hit"} for a nearest passage."""
@@ -215,7 +234,11 @@ class Handlers:
         span = _clicked_span(turns[turn], data)
         if isinstance(span, str):
             return viewer_placeholder(span)
-        document = self.rag.index.document(span.source)
+        try:  # asked again: a grant removed since the answer closes its documents too
+            _, rag = self.access.reader(_username(request), turns[turn].collection)
+        except Denied as exc:
+            return viewer_placeholder(str(exc))
+        document = rag.index.document(span.source)
         if document is None:
             return viewer_placeholder(f"{span.source} is no longer in the index.")
         start, end = _locate(document, span)
@@ -226,20 +249,26 @@ class Handlers:
     def upload(
         self,
         files: list[str] | None,
+        collection: str | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008  (Gradio injects the tracker through this default)
+        request: gr.Request | None = None,
     ) -> tuple[Any, ...]:
-        """Check and index uploaded files: (file box, status, table, remove choice, footer)."""
+        """Check and index uploaded files into `collection`: (file box, status, table, remove choice, footer)."""
         files = list(files or [])
+        try:
+            _, rag = self.access.writer(_username(request), collection)
+        except Denied as exc:
+            return None, status_markdown([f"✗ {escape_markdown(str(exc))}"]), *self._view_or_skip(collection, request)
         too_many = upload_count_problem(len(files), limit=self.defaults.max_files_per_upload)
         if too_many:
-            return None, status_markdown([f"✗ {too_many}"]), *self.documents_view()
+            return None, status_markdown([f"✗ {too_many}"]), *self.documents_view(rag)
         accepted, refused = screen_uploads(files, max_mb=self.defaults.max_file_mb)
         lines = [refused_line(name, reason) for name, reason in refused]
         if accepted:
-            lines += self._index_uploads(accepted, progress)
-        return None, status_markdown(lines or ["Choose one or more files to upload."]), *self.documents_view()
+            lines += self._index_uploads(rag, accepted, progress)
+        return None, status_markdown(lines or ["Choose one or more files to upload."]), *self.documents_view(rag)
 
-    def _index_uploads(self, accepted: dict[str, Path], progress: gr.Progress) -> list[str]:
+    def _index_uploads(self, rag: RAG, accepted: dict[str, Path], progress: gr.Progress) -> list[str]:
         done = 0
 
         def embedded(n: int) -> None:
@@ -250,67 +279,115 @@ class Handlers:
         progress(0, desc=f"Reading {len(accepted)} file(s)")
         try:
             report = add_uploads(
-                self.rag, accepted, progress=embedded, on_reload=lambda: progress(1.0, desc="Reloading the index")
+                rag, accepted, progress=embedded, on_reload=lambda: progress(1.0, desc="Reloading the index")
             )
         except (IndexError_, ValueError) as exc:  # index locked by `rag index`; a document too large
             return [f"✗ Nothing added: {escape_markdown(str(exc))}"]
         return upload_lines(report)
 
-    def remove(self, source: str | None) -> tuple[Any, ...]:
-        """Remove the chosen document: (status, table, remove choice, footer)."""
+    def remove(
+        self, source: str | None, collection: str | None = None, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
+        """Remove the chosen document from `collection`: (status, table, remove choice, footer)."""
+        try:
+            _, rag = self.access.writer(_username(request), collection)
+        except Denied as exc:
+            return status_markdown([f"✗ {escape_markdown(str(exc))}"]), *self._view_or_skip(collection, request)
         if not source:
             lines = ["Choose a document to remove."]
         else:
             try:
-                lines = [removal_line(source, remove_upload(self.rag, source))]
+                lines = [removal_line(source, remove_upload(rag, source))]
             except (BadInput, IndexError_) as exc:
                 lines = [f"✗ {escape_markdown(str(exc))}"]
-        return status_markdown(lines), *self.documents_view()
+        return status_markdown(lines), *self.documents_view(rag)
 
-    def sync_view(self, seen: int) -> tuple[Any, ...]:
+    def sync_view(self, seen: int, collection: str | None = None, request: gr.Request | None = None) -> tuple[Any, ...]:
         """On the Documents tab's timer: (seen version, sync box, table, remove choice, footer),
-        all skipped unless the folder watch changed something since this page last looked."""
+        all skipped unless the folder watch changed something since this page last looked. The
+        watch keeps the first collection (the index `rag serve` was started on) in sync."""
         if self.watch is None:
             return (gr.skip(),) * 5
         status = self.watch.status()
         if status.version == seen:
             return (gr.skip(),) * 5
-        return status.version, sync_markdown(status), *self.documents_view()
+        try:
+            name, rag = self.access.reader(_username(request), collection)
+        except Denied:
+            return (gr.skip(),) * 5
+        if self.watch.rag is not None and self.watch.rag is not rag:  # another collection is shown
+            return status.version, sync_markdown(status), gr.skip(), gr.skip(), gr.skip()
+        return status.version, sync_markdown(status), *self.documents_view(rag)
 
     def pick_row(self, rows: Any, evt: gr.SelectData) -> Any:
         """A click on a table row picks its document to remove."""
         row = evt.row_value if getattr(evt, "row_value", None) else None
         return gr.update(value=row[0]) if row else gr.skip()
 
-    def refresh(self) -> tuple[Any, ...]:
+    def refresh(self, collection: str | None = None, request: gr.Request | None = None) -> tuple[Any, ...]:
         """On page load and "Reload report": (table, remove choice, footer, report, report image)."""
         report_md, image = eval_report(self.reports_dir)
-        return *self.documents_view(), report_md, gr.update(value=image, visible=image is not None)
+        return (
+            *self._view_or_skip(collection, request, empty=True),
+            report_md,
+            gr.update(value=image, visible=image is not None),
+        )
 
-    def documents_summary(self) -> tuple[list[list[Any]], list[str], str]:
-        """The indexed documents as table rows and names, and the footer."""
-        documents = self.rag.index.documents()
-        backend = getattr(self.rag.embedder, "backend", None) or self.defaults.embed_backend
+    def collections_view(self, request: gr.Request | None = None) -> Any:
+        """On page load: the collection picker with the collections the user may read (shown
+        when there is a choice), the first chosen."""
+        try:
+            names = self.access.readable(_username(request))
+        except Denied:
+            names = []
+        return gr.update(choices=names, value=names[0] if names else None, visible=len(names) > 1)
+
+    def documents_summary(self, rag: RAG | None = None) -> tuple[list[list[Any]], list[str], str]:
+        """The documents of `rag` (default: the single index served) as table rows and names, and the footer."""
+        rag = rag or self.rag
+        if rag is None:
+            return [], [], ""
+        documents = rag.index.documents()
+        backend = getattr(rag.embedder, "backend", None) or self.defaults.embed_backend
         return (
             document_rows(documents),
             [d.source for d in documents],
-            footer_markdown(len(documents), len(self.rag.index), backend=backend),
+            footer_markdown(len(documents), len(rag.index), backend=backend),
         )
 
-    def scope_choices(self, search_in: list[str] | None, search_types: list[str] | None) -> tuple[Any, Any]:
+    def scope_choices(
+        self,
+        search_in: list[str] | None,
+        search_types: list[str] | None,
+        collection: str | None = None,
+        request: gr.Request | None = None,
+    ) -> tuple[Any, Any]:
         """Updates for the "Search in" pickers (documents, file types) after the index changed: the
-        index's documents and their types, the choices made kept where still indexed."""
-        sources = [d.source for d in self.rag.index.documents()]
+        collection's documents and their types, the choices made kept where still indexed."""
+        try:
+            _, rag = self.access.reader(_username(request), collection)
+            sources = [d.source for d in rag.index.documents()]
+        except Denied:
+            sources = []
         types, indexed = file_types(sources), set(sources)
         return (
             gr.update(choices=sources, value=[s for s in search_in or [] if s in indexed]),
             gr.update(choices=types, value=[t for t in search_types or [] if t in types]),
         )
 
-    def documents_view(self) -> tuple[Any, ...]:
+    def documents_view(self, rag: RAG | None = None) -> tuple[Any, ...]:
         """Updates for (table, remove choice, footer) after the index changed."""
-        rows, sources, footer = self.documents_summary()
+        rows, sources, footer = self.documents_summary(rag)
         return rows, gr.update(choices=sources, value=None), footer
+
+    def _view_or_skip(self, collection: str | None, request: gr.Request | None, *, empty: bool = False) -> tuple:
+        """The documents view of `collection` if the user may read it; else nothing (or an empty
+        view, on page load)."""
+        try:
+            _, rag = self.access.reader(_username(request), collection)
+        except Denied:
+            return ([], gr.update(choices=[], value=None), "") if empty else (gr.skip(),) * 3
+        return self.documents_view(rag)
 
     # --- API -----------------------------------------------------------------------------------
 
@@ -326,6 +403,8 @@ class Handlers:
         type: list[str] | str | None = None,  # as `rag ask --type`
         after: str | None = None,
         before: str | None = None,
+        collection: str | None = None,
+        request: gr.Request | None = None,
     ) -> dict:
         """Answer `question` from the index: the JSON object `rag ask --json` prints. `generator`:
         "extractive" (quoted sentences), "local" (SmolLM2-135M, every sentence verified), or the
@@ -335,16 +414,18 @@ class Handlers:
         `source`, `folder`, `type`, `after`, `before`: search only some documents, as `rag ask`'s
         flags of those names (`rag.scope`; dates YYYY-MM-DD, documents without a recorded date are
         left out by a date); the answer's `"scope"` echoes them. A scope no document is in is an
-        error naming it, not a refusal."""
+        error naming it, not a refusal. `collection`: the collection to ask (default: the first the
+        signed-in user may read); one they may not read is an error, whether it exists or not."""
         try:
+            _, rag = self.access.reader(_username(request), collection)
             config = api_config(
                 self.defaults, self.generators, top_k=top_k, mode=mode, generator=generator, answer_scorer=answer_scorer
             )
             scope = api_scope(source, folder, type, after, before)
-        except (BadInput, ValueError, TypeError) as exc:
+        except (BadInput, ValueError, TypeError, Denied) as exc:
             raise gr.Error(str(exc), print_exception=False) from None  # bad input is no server fault
         try:
-            return self.rag.ask(question, config=config, scope=scope).to_json()
+            return rag.ask(question, config=config, scope=scope).to_json()
         except (BadInput, ValueError, TypeError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         except ReaderUnavailable as exc:
@@ -392,6 +473,11 @@ def _locate(document: Document, span: _Span) -> tuple[int, int]:
         return span.start, span.end
     found = document.text.find(span.text)
     return (found, found + len(span.text)) if found >= 0 else (0, 0)
+
+
+def _username(request: gr.Request | None) -> str | None:
+    """The signed-in user's name (None without sign-in, or outside a request)."""
+    return getattr(request, "username", None) if request is not None else None
 
 
 def _int(value: object) -> int:
