@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,14 @@ def test_changes_written_by_another_users_object_are_seen_on_the_next_call(path:
     assert not server.verify("alice", PASSWORD)
     assert server.user("bob") == User("bob", {"default": READ})  # the other user kept intact
     assert server.verify("bob", PASSWORD)
+
+
+def test_writers_at_once_lose_no_change(path: Path, alice: Users) -> None:
+    """Each writer reads, changes and rewrites the whole file under the lock file: none overwrites another."""
+    collections = [f"c{i}" for i in range(40)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda c: Users(path).grant("alice", c, READ), collections))
+    assert sorted(Users(path).user("alice").grants) == sorted(collections)
 
 
 def test_a_grant_from_a_rag_user_process_reaches_a_running_server(path: Path, alice: Users) -> None:
@@ -266,6 +275,17 @@ def test_five_failures_lock_a_name_even_for_the_right_password_until_the_lockout
     assert not users.verify("alice", PASSWORD)
     clock.now += 1.0
     assert users.verify("alice", PASSWORD)
+
+
+def test_parallel_guesses_for_one_name_all_meet_the_lockout(path: Path) -> None:
+    clock = FakeClock()
+    users = Users(path, limiter=SignInLimiter(clock=clock))
+    users.add("alice", PASSWORD)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: users.verify("alice", "wrong password"), range(16)))
+    assert not any(results)
+    # Had more than five wrong guesses been hashed, a second (doubled) lockout would have begun.
+    assert users.locked_for("alice") == 30.0
 
 
 def test_each_further_lockout_doubles_up_to_the_cap_and_a_success_resets_it() -> None:
