@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.config import ANSWER_SCORERS, EMBED_BACKENDS, GENERATORS, MODES, RagConfig
+from rag.users import DEFAULT_USERS_FILE, READ, WRITE, Users, UsersError
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a non-loopback address without sign-in: anyone who can reach it may ask, upload and remove",
     )
 
+    _user_parser(sub)
     sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)", add_help=False)
     return parser
 
@@ -231,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _ask(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "user":
+            return _user(args)
     except CliError as exc:
         print(f"rag {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -238,6 +242,92 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rag {args.command}: interrupted; the index is as it was before this run", file=sys.stderr)
         return 130
     return 0
+
+
+def _user_parser(sub: Any) -> None:
+    """`rag user ACTION`: the users file `rag serve` signs in against (rag/users.py)."""
+    users_file = argparse.ArgumentParser(add_help=False)
+    users_file.add_argument(
+        "--users", default=DEFAULT_USERS_FILE, metavar="FILE", help="the users file (default: %(default)s)"
+    )
+    stdin = argparse.ArgumentParser(add_help=False)
+    stdin.add_argument(
+        "--password-stdin", action="store_true", help="read the password from one line of stdin instead of asking"
+    )
+    p = sub.add_parser("user", help="manage who may sign in to `rag serve` and the collections each may use")
+    actions = p.add_subparsers(dest="user_action", metavar="ACTION", required=True)
+    a = actions.add_parser("add", parents=[users_file, stdin], help="add a user (asks for the password twice)")
+    a.add_argument("name", metavar="NAME")
+    a = actions.add_parser("passwd", parents=[users_file, stdin], help="change a user's password")
+    a.add_argument("name", metavar="NAME")
+    a = actions.add_parser("remove", parents=[users_file], help="remove a user")
+    a.add_argument("name", metavar="NAME")
+    a = actions.add_parser("grant", parents=[users_file], help="let a user read, or read and write, a collection")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("collection", metavar="COLLECTION")
+    level = a.add_mutually_exclusive_group(required=True)
+    level.add_argument("--read", dest="level", action="store_const", const=READ)
+    level.add_argument("--write", dest="level", action="store_const", const=WRITE, help="read and write")
+    a = actions.add_parser("revoke", parents=[users_file], help="take a collection from a user")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("collection", metavar="COLLECTION")
+    actions.add_parser("list", parents=[users_file], help="the users and their grants (never the password hashes)")
+
+
+def _user(args: argparse.Namespace) -> int:
+    """One change to the users file, one line saying it (or `rag user list`)."""
+    try:
+        users = Users(args.users)
+        action, name = args.user_action, getattr(args, "name", "")
+        if action == "add":
+            users.add(name, _new_password(args.password_stdin, name))
+            print(f"added user {name} to {users.path} (no collections yet: rag user grant {name} COLLECTION --read)")
+        elif action == "passwd":
+            users.set_password(name, _new_password(args.password_stdin, name))
+            print(f"changed the password of {name}")
+        elif action == "remove":
+            users.remove(name)
+            print(f"removed user {name}")
+        elif action == "grant":
+            users.grant(name, args.collection, args.level)
+            print(f"{name} may now {args.level} {args.collection}")
+        elif action == "revoke":
+            users.revoke(name, args.collection)
+            print(f"{name} may no longer use {args.collection}")
+        else:
+            _list_users(users)
+    except UsersError as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        print("rag user: interrupted; the users file is as it was", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _new_password(from_stdin: bool, name: str) -> str:
+    """One line of stdin (without its newline), or asked twice on the terminal."""
+    import getpass
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        return line[:-1].removesuffix("\r") if line.endswith("\n") else line
+    try:
+        password = getpass.getpass(f"New password for {name}: ")
+        if getpass.getpass("Repeat it: ") != password:
+            raise CliError("the two passwords differ; nothing changed")
+    except EOFError:
+        raise CliError("no password given (use --password-stdin to pipe one)") from None
+    return password
+
+
+def _list_users(users: Users) -> None:
+    names = users.names()
+    if not names:
+        print(f"no users in {users.path}")
+    for name in names:
+        user = users.user(name)
+        grants = user.grants if user else {}
+        print(name + "  " + (", ".join(f"{c} ({grants[c]})" for c in sorted(grants)) or "(no collections)"))
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> RagConfig:
