@@ -205,8 +205,14 @@ class Conversations:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: its queries see one state of the file (WAL snapshot), not a
+        conversation deleted by another process between the ownership check and the rows."""
         with self._lock, _named(self.path):
-            yield self._db
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

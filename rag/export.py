@@ -40,10 +40,14 @@ NOT_IN_DOCUMENTS = "Not in the documents"
 DEFAULT_TITLE = "Conversation"
 MAX_FILENAME = 80
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~$:=^])")
+# Inline Markdown: emphasis, code, links and images (`[`, `]`, `!`), tables, strikethrough, maths,
+# the `==mark==`, `^sup^` and `{attr}` extensions, headings' `#`. `(`, `)`, `:` mean nothing without
+# an unescaped `[`/`<` before them, so prose keeps its parentheses and colons unescaped.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]#+!|~$=^])")
 _ENTITY = re.compile(r"&(?=#?\w+;)")  # only an `&` that would start an entity
-# What opens a block at a line's start (`1. item`, `- item`, `--- rule`); `+`, `#`, `*` are escaped anyway.
-_BLOCK_START = re.compile(r"^(\d{1,9}(?=\.(?:\s|$))|(?=-))")
+# What opens a block at a line's start (`1. item`, `1) item`, `- item`, `--- rule`); `+`, `#`, `*`
+# are escaped anyway, `>` and `<` are entities.
+_BLOCK_START = re.compile(r"^(\d{1,9}(?=[.)](?:\s|$))|(?=-))")
 _MARKER = re.compile(r"\[(\d+)\]")
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
@@ -56,13 +60,15 @@ def escape(text: object) -> str:
 
     Example:
         >>> print(escape("<b>[x](javascript:alert(1))</b>\\n# h"))
-        &lt;b&gt;\\[x\\]\\(javascript\\:alert\\(1\\)\\)&lt;/b&gt; \\# h
-        >>> print(escape("1. Up to 8,000 soldiers - AT&T"))
-        1\\. Up to 8,000 soldiers - AT&T
+        &lt;b&gt;\\[x\\](javascript:alert(1))&lt;/b&gt; \\# h
+        >>> print(escape("1. Up to 8,000 soldiers (AT&T): 2.5%"))
+        1\\. Up to 8,000 soldiers (AT&T): 2.5%
     """
     one_line = " ".join(str(text).split())
     escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", one_line)
     escaped = _ENTITY.sub("&amp;", escaped).replace("<", "&lt;").replace(">", "&gt;")
+    if escaped[:1] in ("(", ":"):  # after a kept `[n]` marker it would make a link or a link definition
+        return "\\" + escaped
     return _BLOCK_START.sub(r"\1\\", escaped, count=1)
 
 
@@ -124,7 +130,7 @@ def _escape_between(segment: str) -> str:
 
 def _facts(answer: Mapping[str, Any]) -> list[str]:
     confidence = float(answer.get("confidence") or 0.0)
-    facts = [f"Confidence {escape(f'{confidence:.2f}')}"]
+    facts = [f"Confidence {confidence:.2f}"]
     if answer.get("collection"):
         facts.append(f"collection {code(answer['collection'])}")
     if answer.get("scope"):
@@ -157,21 +163,31 @@ def conversation_markdown(
 ) -> str:
     """A whole conversation: `# title`, when it was exported, then each answer numbered from 1.
     The title defaults to the first question."""
-    when = (exported_at or datetime.now(UTC)).isoformat(timespec="seconds")
-    parts = [f"# {escape(_title(answers, title))}", f"*Exported {escape(when)} · {len(answers)} questions*"]
+    when = _when(exported_at)
+    count = f"{len(answers)} question" + ("" if len(answers) == 1 else "s")
+    parts = [f"# {escape(_title(answers, title))}", f"*Exported {when} · {count}*"]
     parts += [answer_markdown(a, number=i).rstrip("\n") for i, a in enumerate(answers, start=1)]
     return "\n\n".join(parts) + "\n"
 
 
-def conversation_json(answers: Sequence[Mapping[str, Any]], *, title: str | None = None) -> str:
+def conversation_json(
+    answers: Sequence[Mapping[str, Any]], *, title: str | None = None, exported_at: datetime | None = None
+) -> str:
     """`{"title", "exported_at", "answers": [the to_json objects in order]}`, indented, with
-    non-ASCII text as it is (write it as UTF-8). Each answer reads back with `Answer.from_json`."""
+    non-ASCII text as it is (write it as UTF-8). Each answer reads back with `Answer.from_json`.
+    `exported_at` (default: now) is the time `conversation_markdown` was given for the same export."""
     data = {
         "title": _title(answers, title),
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_at": _when(exported_at),
         "answers": [dict(a) for a in answers],
     }
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def _when(exported_at: datetime | None) -> str:
+    """The export time in ISO 8601 (UTC now by default; a naive time is taken as UTC)."""
+    when = exported_at or datetime.now(UTC)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat(timespec="seconds")
 
 
 def _title(answers: Sequence[Mapping[str, Any]], title: str | None) -> str:

@@ -172,6 +172,34 @@ def test_threads_appending_at_once_lose_nothing(path: Path) -> None:
     reopened.close()
 
 
+def test_two_stores_on_one_file_lose_nothing(path: Path) -> None:
+    """Two `Conversations` on the same file (two server processes) wait for each other's writes."""
+    first, second = Conversations(path), Conversations(path)
+    cid = first.start("ana", "shared")
+    errors: list[BaseException] = []
+
+    def work(store: Conversations, name: str) -> None:
+        try:
+            for i in range(20):
+                store.append("ana", cid, answer(f"{name}-{i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(s, f"{n}{t}")) for t in range(4) for n, s in (("a", first), ("b", second))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    turns = first.answers("ana", cid)
+    assert len(turns) == 160 == second.list("ana")[0].turns
+    assert len({a["question"] for a in turns}) == 160
+    first.close()
+    second.close()
+
+
 def test_titles_are_one_line_and_trimmed(path: Path) -> None:
     with Conversations(path) as store:
         long = store.start("ana", "  word\n" * 100)

@@ -119,6 +119,15 @@ def test_hostile_document_text_cannot_inject_links_html_or_headings() -> None:
     assert seen.startswith("2. # Who? <b>bold</b> [q](javascript:alert(5))")
 
 
+def test_a_kept_marker_cannot_become_a_link_or_define_one() -> None:
+    answer = hostile_answer()
+    answer["answer"] = "[1]: javascript:alert(1) then [1](javascript:alert(2)) and [1][1] and [1] (x)"
+    md = answer_markdown(answer)
+    rendered = render(md)
+    assert "<a " not in rendered
+    assert "[1]: javascript:alert(1) then [1](javascript:alert(2)) and [1][1] and [1] (x)" in shown_text(rendered)
+
+
 @pytest.mark.parametrize(
     "start",
     ["1. item", "2) item", "- item", "+ item", "* item", "> quoted", "    code", "--- ", "=== ", "| a | b |", "<div>"],
