@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SOURCES = "seeds"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+ASK_FORMATS = ("text", "json", "markdown")
 
 
 class CliError(Exception):
@@ -82,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     _store_flags(p, defaults)
     p.add_argument("--top-k", type=int, default=defaults.top_k)
     p.add_argument("--mode", choices=MODES, default=defaults.mode)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the same as --format json)")
+    p.add_argument(
+        "--format",
+        choices=ASK_FORMATS,
+        help="text: for reading in a terminal (default); json: one JSON object; markdown: the question, "
+        "answer and numbered sources as Markdown, to keep or share",
+    )
     _scope_flags(p)
     _backend_flag(p, defaults)
     _generator_flags(p, defaults)
@@ -508,12 +515,24 @@ def _ask(args: argparse.Namespace) -> int:
     except BadInput as exc:
         raise CliError(str(exc)) from None
     scope = _scope(args)
+    args.format = _ask_format(args)
     answer = _answer(args, _with_index_chunking(config, args.index_dir), scope)
-    if args.json:
+    if args.format == "json":
         print(json.dumps(answer.to_json(), ensure_ascii=False))
+    elif args.format == "markdown":
+        from rag.export import answer_markdown
+
+        print(answer_markdown(answer.to_json()), end="")
     else:
         _print_answer(answer)
     return 0
+
+
+def _ask_format(args: argparse.Namespace) -> str:
+    """`--format`, with `--json` as its older spelling of `--format json`."""
+    if args.json and args.format not in (None, "json"):
+        raise CliError(f"--json and --format {args.format} conflict: give one of them")
+    return "json" if args.json else args.format or "text"
 
 
 def _answer(args: argparse.Namespace, config: RagConfig, scope: Scope) -> Answer:
@@ -525,7 +544,7 @@ def _answer(args: argparse.Namespace, config: RagConfig, scope: Scope) -> Answer
     from rag.store import IndexError_
     from rag.types import Answer
 
-    show_draft = config.generator != "extractive" and not args.json and sys.stderr.isatty()
+    show_draft = config.generator != "extractive" and args.format == "text" and sys.stderr.isatty()
     answer = None
     try:
         rag = RAG.open(args.index_dir, config=config)
