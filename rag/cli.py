@@ -294,7 +294,7 @@ def _user(args: argparse.Namespace) -> int:
             print(f"changed the password of {name}")
         elif action == "remove":
             users.remove(name)
-            print(f"removed user {name}")
+            print(f"removed user {name}{_forget_conversations(users.path, name)}")
         elif action == "grant":
             users.grant(name, args.collection, args.level)
             print(f"{name} may now {args.level} {args.collection}")
@@ -309,6 +309,20 @@ def _user(args: argparse.Namespace) -> int:
         print("rag user: interrupted; the users file is as it was", file=sys.stderr)
         return 130
     return 0
+
+
+def _forget_conversations(users_file: Path, name: str) -> str:
+    """A removed user's saved conversations go with them: the words saying how many."""
+    from rag.conversations import Conversations, ConversationStoreError, beside
+
+    if not beside(users_file).is_file():
+        return ""
+    try:
+        with Conversations(beside(users_file)) as kept:
+            n = kept.delete_user(name)
+    except ConversationStoreError as exc:
+        return f" (their conversations were kept: {exc})"
+    return f" and their {n} saved conversation(s)" if n else ""
 
 
 def _new_password(from_stdin: bool, name: str) -> str:
@@ -675,8 +689,7 @@ def _open_users(args: argparse.Namespace) -> None:
     args.users_db = args.conversations = None
     if not args.users:
         return
-    from rag.conversations import Conversations
-    from rag.users import Users, UsersError
+    from rag.conversations import Conversations, beside
 
     path = Path(args.users)
     if not path.is_file():
@@ -688,7 +701,7 @@ def _open_users(args: argparse.Namespace) -> None:
     except UsersError as exc:
         raise CliError(str(exc)) from None
     args.users_db = users
-    args.conversations = Conversations(path.with_suffix(".conversations.sqlite"))
+    args.conversations = Conversations(beside(path))
 
 
 def _start_watch(args: argparse.Namespace, rag: RAG) -> Any:

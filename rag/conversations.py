@@ -64,6 +64,15 @@ CREATE TABLE turns (
 _TABLES = frozenset({"conversations", "turns"})
 
 
+def beside(users_file: str | os.PathLike[str]) -> Path:
+    """Where a server with this users file keeps its conversations: beside it.
+
+    >>> beside("/etc/rag/users.toml").name
+    'users.conversations.sqlite'
+    """
+    return Path(users_file).with_suffix(".conversations.sqlite")
+
+
 class ConversationStoreError(Exception):
     """The conversations file cannot be used (not SQLite, corrupt, another program's database, a
     newer schema, its folder missing). The message names the file."""
