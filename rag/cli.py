@@ -134,13 +134,13 @@ def _use_collection(args: argparse.Namespace, *, built: bool) -> None:
     `built`, CliError naming it and listing those there are when it is not built."""
     if args.collection is None:
         return
-    from rag.collections import BadCollection, collection_dir, require_collection
+    from rag.collections import DEFAULT, BadCollection, check_collection, collection_dir, require_collection
     from rag.store import IndexError_
 
     try:
         if built:
             args.index_dir = require_collection(args.index_dir, args.collection)
-        else:
+        elif check_collection(args.collection) != DEFAULT:  # the default is the store itself, of any kind
             args.index_dir = str(collection_dir(args.index_dir, args.collection))
     except (BadCollection, IndexError_) as exc:
         raise CliError(str(exc)) from None

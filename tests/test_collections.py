@@ -6,10 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
+from serving import ENV, RAG
 
 import rag.store.files
 from rag.cli import main
@@ -165,6 +170,22 @@ def test_get_shares_one_embedder_and_returns_the_same_object(collections: Collec
     assert harbour.index.spec != observatory.index.spec
 
 
+def test_threads_asking_for_a_collection_at_once_get_one_object(collections: Collections) -> None:
+    barrier, got = threading.Barrier(8), []
+
+    def get(name: str) -> None:
+        barrier.wait()
+        got.append((name, collections.get(name)))
+
+    threads = [threading.Thread(target=get, args=(("harbour", "observatory")[i % 2],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8 and all(rag is collections.get(name) for name, rag in got)
+    assert collections.get("harbour") is not collections.get("observatory")
+
+
 def test_a_collection_built_while_open_appears_and_opens(collections: Collections, tmp_path: Path, embedder) -> None:
     assert "late" not in collections.names()
     with pytest.raises(
@@ -278,3 +299,43 @@ def test_cli_index_and_ask_a_collection(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "up").exists() and sorted(os.listdir(index / "collections")) == ["sky"]
     assert main(["index", str(harbour), "--store", f"milvus:{tmp_path / 'm.db'}", "--collection", "a"]) == 2
     assert "Milvus store, which holds one index" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_index_watch_keeps_a_collection_in_sync(tmp_path: Path) -> None:
+    docs, index = _corpus(tmp_path / "docs", HARBOUR), tmp_path / "index"
+    proc = subprocess.Popen(
+        [RAG, "index", str(docs), "--index-dir", str(index), "--collection", "live", "--watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(ENV),
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in proc.stdout or ()], daemon=True).start()
+    try:
+        _wait_line(lines, lambda line: line.startswith("watching "))
+        (docs / "telescope.txt").write_text(OBSERVATORY["telescope.txt"], encoding="utf-8")
+        _wait_line(lines, lambda line: line == "+ telescope.txt (1 chunk)")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(180) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert collection_names(index) == ["live"]  # the folder itself holds no index
+    indexed = json.loads((index / "collections" / "live" / "manifest.json").read_text(encoding="utf-8"))
+    assert sorted(indexed["documents"]) == ["ferries.txt", "market.txt", "telescope.txt"]
+
+
+def _wait_line(lines: queue.Queue[str], wanted, *, timeout: float = 180) -> str:
+    """The first line from `lines` that is `wanted`, within a generous `timeout` (the machine is shared)."""
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail("timed out; output so far:\n" + "\n".join(seen))
+        seen.append(line)
+        if wanted(line):
+            return line
