@@ -147,8 +147,9 @@ class Collections:
     def __init__(
         self, index_dir: str | os.PathLike[str], *, config: RagConfig, embedder: Embedder | None = None
     ) -> None:
-        self.index_dir = Path(os.fspath(index_dir))
         self._spec = os.fspath(index_dir)
+        store = parse_store(self._spec)
+        self.index_dir = Path(store.target if store.kind == "faiss" else self._spec)  # the folder, not "faiss:DIR"
         self.config = config
         self.embedder = embedder or Embedder.load(backend=config.embed_backend)
         self._reader = Reader.load() if config.answer_scorer == "reader" else None

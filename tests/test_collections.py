@@ -126,6 +126,7 @@ def test_names_lists_the_built_collections_and_ignores_junk(fresh: Path) -> None
 
     assert collection_names(fresh) == [DEFAULT, "harbour", "observatory"]
     assert collection_names(f"faiss:{fresh}") == [DEFAULT, "harbour", "observatory"]
+    assert Collections(f"faiss:{fresh}", config=RagConfig(), embedder=object()).index_dir == fresh  # type: ignore[arg-type]
     for junk in ("half-built", "a-file", "linked"):
         with pytest.raises(BadCollection, match=f'no collection "{junk}"'):
             Collections(fresh, config=RagConfig(), embedder=object()).get(junk)  # type: ignore[arg-type]
