@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         help="after indexing, keep running and apply added, changed, removed and renamed files under PATHS "
         "as they settle, one line each (Ctrl-C or SIGTERM stops)",
     )
+    _collection_flag(p)
 
     p = sub.add_parser("ask", help="answer a question from the index")
     p.add_argument("question")
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         help="text: for reading in a terminal (default); json: one JSON object; markdown: the question, "
         "answer and numbered sources as Markdown, to keep or share",
     )
+    _collection_flag(p)
     _scope_flags(p)
     _backend_flag(p, defaults)
     _generator_flags(p, defaults)
@@ -121,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     _user_parser(sub)
+    p = sub.add_parser("collections", help="list the collections of an index folder: name, documents, chunks")
+    _store_flags(p, defaults)
+
     sub.add_parser("eval", help="evaluate retrieval, answers, citations and refusals (rag eval --help)", add_help=False)
     return parser
 
@@ -136,6 +141,32 @@ def _store_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
         "milvus://HOST:PORT[/COLLECTION] (a Milvus server; token from $MILVUS_TOKEN)",
     )
     p.add_argument("--index-dir", dest="index_dir", metavar="DIR", help="index folder: the same as --store faiss:DIR")
+
+
+def _collection_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--collection",
+        metavar="NAME",
+        help="a named index kept in the index folder's collections/NAME (default: the folder itself; "
+        "`rag collections` lists them)",
+    )
+
+
+def _use_collection(args: argparse.Namespace, *, built: bool) -> None:
+    """Point `args.index_dir` at the collection `--collection` names (`rag.collections`); with
+    `built`, CliError naming it and listing those there are when it is not built."""
+    if args.collection is None:
+        return
+    from rag.collections import DEFAULT, BadCollection, check_collection, collection_dir, require_collection
+    from rag.store import IndexError_
+
+    try:
+        if built:
+            args.index_dir = require_collection(args.index_dir, args.collection)
+        elif check_collection(args.collection) != DEFAULT:  # the default is the store itself, of any kind
+            args.index_dir = str(collection_dir(args.index_dir, args.collection))
+    except (BadCollection, IndexError_) as exc:
+        raise CliError(str(exc)) from None
 
 
 def _scope_flags(p: argparse.ArgumentParser) -> None:
@@ -242,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "user":
             return _user(args)
+        if args.command == "collections":
+            return _collections(args)
     except CliError as exc:
         print(f"rag {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -367,6 +400,7 @@ def _config(args: argparse.Namespace, **extra: Any) -> RagConfig:
 
 
 def _index(args: argparse.Namespace) -> int:
+    _use_collection(args, built=False)
     config = _config(
         args,
         chunk_tokens=args.chunk_tokens,
@@ -415,8 +449,9 @@ def _index_once(args: argparse.Namespace, config: RagConfig, embedder: Any) -> N
         bar.close()
     s = report.stats
     rate = f", {s.chunks_embedded / s.embed_seconds:.0f} chunks/s" if s.embed_seconds else ""
+    where = f"collection {args.collection} ({args.index_dir})" if args.collection else args.index_dir
     print(
-        f"indexed into {args.index_dir}: {len(s.added)} added, {len(s.changed)} changed, "
+        f"indexed into {where}: {len(s.added)} added, {len(s.changed)} changed, "
         f"{len(s.removed)} removed, {len(s.unchanged)} unchanged; {s.chunks_embedded} chunks embedded"
         f"{rate}; {s.n_chunks} chunks in the index ({s.seconds:.1f}s)"
     )
@@ -519,6 +554,7 @@ def _printable(text: str) -> str:
 
 
 def _ask(args: argparse.Namespace) -> int:
+    _use_collection(args, built=True)
     config = _config(
         args, top_k=args.top_k, mode=args.mode, embed_backend=args.embed_backend, **_generator_config(args)
     )
@@ -562,6 +598,7 @@ def _answer(args: argparse.Namespace, config: RagConfig, scope: Scope) -> Answer
     answer = None
     try:
         rag = RAG.open(args.index_dir, config=config)
+        rag.collection = args.collection
         for item in rag.ask_stream(args.question, scope=scope):
             if isinstance(item, Answer):
                 answer = item
@@ -605,6 +642,27 @@ def _print_answer(answer: Answer) -> None:
     if answer.scope is not None:
         print(f"\nsearched only in: {answer.scope.describe()}")
     print(f"\nconfidence {answer.confidence:.2f} · {answer.timings_ms['total']:.0f} ms")
+
+
+def _collections(args: argparse.Namespace) -> int:
+    """`rag collections`: one line per collection built in the index folder: its name, documents
+    and chunks."""
+    from rag.collections import BadCollection, collection_names, require_collection
+    from rag.store import IndexError_
+    from rag.store.locate import committed_manifest
+
+    try:
+        names = collection_names(args.index_dir)
+        if not names:
+            raise CliError(f"no index at {args.index_dir}: build one with `rag index PATHS [--collection NAME]`")
+        manifests = {name: committed_manifest(require_collection(args.index_dir, name)) or {} for name in names}
+    except (BadCollection, IndexError_) as exc:
+        raise CliError(str(exc)) from None
+    width = max(len(name) for name in names)
+    for name, manifest in manifests.items():
+        documents, chunks = len(manifest.get("documents", {})), manifest.get("n_chunks", 0)
+        print(f"{name:<{width}}  {documents:>7} documents  {chunks:>9} chunks")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -721,7 +779,7 @@ def _start_watch(args: argparse.Namespace, rag: RAG) -> Any:
     return watch
 
 
-def _launch(demo: gr.Blocks, rag: RAG, args: argparse.Namespace) -> int:
+def _launch(demo: gr.Blocks, rag: Collections, args: argparse.Namespace) -> int:
     from rag.ui.server import launch
 
     if args.host not in LOOPBACK and not args.users:

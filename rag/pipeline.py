@@ -229,6 +229,8 @@ class RAG:
         self.embedder = embedder
         self.config = config
         self._reader = reader
+        # The collection (`rag.collections`) this index is, carried by its answers; None: a single index.
+        self.collection: str | None = None
         self._lock = threading.Lock()
         # One writer of this process at a time (the UI's uploads and removals, a folder watch): they
         # wait for each other here instead of meeting the store's lock (IndexLocked).
@@ -248,10 +250,15 @@ class RAG:
         *,
         config: RagConfig | None = None,
         embedder: Embedder | None = None,
+        reader: Reader | None = None,
     ) -> RAG:
+        """The index at `index_dir` (default `config.index_dir`) with the embedding model, loaded
+        unless `embedder` is given, and with the "reader" answer scorer the trained reader (`reader`
+        when given): indexes opened with the same models share their memory."""
         config = config or RagConfig()
         index = open_store(index_dir or config.index_dir, config=config)
-        reader = Reader.load() if config.answer_scorer == "reader" else None
+        if reader is None and config.answer_scorer == "reader":
+            reader = Reader.load()
         return cls(index, embedder or Embedder.load(backend=config.embed_backend), config, reader=reader)
 
     def reload(self) -> None:
@@ -316,7 +323,7 @@ class RAG:
         answer, hits = self._extract(
             question, query, config, timings, index=index, sources=sources, generating=model is not None
         )
-        answer = replace(answer, scope=scope)
+        answer = replace(answer, scope=scope, collection=self.collection)
         answered = time.perf_counter()
         model_ms = timings.get("rewrite", 0.0) + timings.get("generate", 0.0)
         timings["retrieve"] = (answered - started) * 1000 - model_ms - timings["answer"]
@@ -329,7 +336,14 @@ class RAG:
             model, question, prompt_question, hits, answer, config, timings, since=answered
         )
         timings["total"] = (done - started) * 1000
-        yield replace(verified, hits=answer.hits[: config.top_k], query=query, timings_ms=timings, scope=scope)
+        yield replace(
+            verified,
+            hits=answer.hits[: config.top_k],
+            query=query,
+            timings_ms=timings,
+            scope=scope,
+            collection=self.collection,
+        )
 
     def _write_and_verify(
         self,

@@ -68,7 +68,7 @@ def launch(
         prevent_thread_lock=users is not None,
     )
     if users is not None:
-        demo.app.tokens = LiveSessions(users, demo.app.tokens)  # type: ignore[union-attr]
+        demo.app.tokens = LiveSessions(users, demo.app.tokens)
         demo.block_thread()
 
 
