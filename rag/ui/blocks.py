@@ -157,6 +157,7 @@ def _collection_picker(names: list[str]) -> gr.Dropdown:
         elem_id="collection",
         visible=len(names) > 1,
         interactive=True,
+        allow_custom_value=True,  # the choices are the user's, set on page load; `Access` checks every value
     )
 
 
@@ -303,7 +304,12 @@ def _documents_tab(
     )
     with gr.Row():
         to_remove = gr.Dropdown(
-            choices=sources, value=None, label="Document to remove", elem_id="remove-choice", scale=4
+            choices=sources,
+            value=None,
+            label="Document to remove",
+            elem_id="remove-choice",
+            scale=4,
+            allow_custom_value=True,  # the choices follow the chosen collection; removal checks the name
         )
         remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove", scale=1)
     return DocumentsTab(files, status, table, to_remove, remove_button, sync)
