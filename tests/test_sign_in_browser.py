@@ -108,7 +108,7 @@ def test_sign_in_ask_download_and_reopen_after_a_restart(
         page = _sign_in(browser, url)
         page.locator("#question textarea").wait_for()
         page.locator("#conversations").click()
-        page.locator("#saved-conversations").click()
+        page.locator("#saved-conversations input").click()
         page.get_by_role("option", name=re.compile("How many North Korean")).click()
         page.locator("#open-conversation").click()
         expect(page.locator("#chat")).to_contain_text("8,000")
