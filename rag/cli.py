@@ -598,7 +598,7 @@ def _answer(args: argparse.Namespace, config: RagConfig, scope: Scope) -> Answer
     answer = None
     try:
         rag = RAG.open(args.index_dir, config=config)
-        rag.collection = args.collection
+        rag.collection = args.collection or "default"  # as the served API names the index folder itself
         for item in rag.ask_stream(args.question, scope=scope):
             if isinstance(item, Answer):
                 answer = item

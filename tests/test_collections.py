@@ -282,7 +282,7 @@ def test_cli_index_and_ask_a_collection(tmp_path: Path, capsys: pytest.CaptureFi
     assert answer["collection"] == "sky" and answer["citations"][0]["source"] == "telescope.txt"
     assert main(["ask", FERRY_QUESTION, "--index-dir", str(index), "--json"]) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert plain["collection"] is None and plain["citations"][0]["source"] == "ferries.txt"
+    assert plain["collection"] == "default" and plain["citations"][0]["source"] == "ferries.txt"
 
     assert main(["collections", "--index-dir", str(index)]) == 0
     lines = capsys.readouterr().out.splitlines()

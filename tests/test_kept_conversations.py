@@ -132,3 +132,18 @@ def test_access_follows_the_users_file(seed_rag, users: Users) -> None:
     assert open_access.writable(None) == ["default"] and open_access.reader(None, "default")[1] is seed_rag
     with pytest.raises(Denied, match="No collection"):
         open_access.reader(None, "../default")
+
+
+def test_removing_a_user_removes_their_saved_conversations(
+    users: Users, turns: list[Answer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rag.cli import main
+    from rag.conversations import beside
+
+    with Conversations(beside(users.path)) as kept:
+        for name in ("alice", "bob"):
+            kept.append(name, kept.start(name, KURSK), turns[0].to_json())
+    assert main(["user", "remove", "alice", "--users", str(users.path)]) == 0
+    assert "and their 1 saved conversation(s)" in capsys.readouterr().out
+    with Conversations(beside(users.path)) as kept:
+        assert kept.list("alice") == [] and len(kept.list("bob")) == 1

@@ -123,7 +123,7 @@ def build_app(
                 chat = _chat_tab(library.config, handlers.generators, sources)
                 kept = _kept(signs_in=access.signs_in)
             with gr.Tab("Documents", id="documents"):
-                documents = _documents_tab(library.config, rows, sources, watch=watch)
+                documents = _documents_tab(library.config, rows, sources, watch=watch, filled=not access.signs_in)
             with gr.Tab("Evaluation", id="evaluation"):
                 evaluation = _evaluation_tab(reports_dir)
         footer = gr.Markdown(footer_text, elem_id="rag-footer")
@@ -279,11 +279,13 @@ def _settings(defaults: RagConfig, generators: list[str]) -> tuple[gr.Radio, gr.
 
 
 def _documents_tab(
-    defaults: RagConfig, rows: list[list[object]], sources: list[str], *, watch: FolderWatch | None
+    defaults: RagConfig, rows: list[list[object]], sources: list[str], *, watch: FolderWatch | None, filled: bool
 ) -> DocumentsTab:
+    """The Documents tab; `filled`: the folder sync box shows the watch's news from the start (without
+    sign-in; signed in, only users who may read the watched collection get it, on the timer)."""
     limit = format_size(int(defaults.max_file_mb * 1024 * 1024))
     sync = gr.Markdown(
-        sync_markdown(watch.status()) if watch is not None else "",
+        sync_markdown(watch.status()) if watch is not None and filled else "",
         elem_id="sync-status",
         visible=watch is not None,
         label="Folder sync",

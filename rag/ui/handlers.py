@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import gradio as gr
 
+from rag.collections import DEFAULT
 from rag.config import RagConfig
 from rag.generate import generator_failure, generator_label
 from rag.pipeline import RAG, BadInput, add_uploads, remove_upload, validate_question
@@ -311,13 +312,15 @@ class Handlers:
         status = self.watch.status()
         if status.version == seen:
             return (gr.skip(),) * 5
-        try:
-            name, rag = self.access.reader(_username(request), collection)
+        username = _username(request)
+        try:  # the watch's news names files of the watched collection: only for its readers
+            _, watched = self.access.reader(username, DEFAULT)
+            _, shown = self.access.reader(username, collection)
         except Denied:
             return (gr.skip(),) * 5
-        if self.watch.rag is not None and self.watch.rag is not rag:  # another collection is shown
+        if shown is not watched:  # another collection is on screen: its table stays
             return status.version, sync_markdown(status), gr.skip(), gr.skip(), gr.skip()
-        return status.version, sync_markdown(status), *self.documents_view(rag)
+        return status.version, sync_markdown(status), *self.documents_view(watched)
 
     def pick_row(self, rows: Any, evt: gr.SelectData) -> Any:
         """A click on a table row picks its document to remove."""
