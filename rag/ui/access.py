@@ -58,6 +58,13 @@ class SingleIndex:
         return self.rag
 
 
+def as_library(served: RAG | Library) -> Library:
+    """`served` as a library of collections: a library as it is, anything else as one index."""
+    if callable(getattr(served, "names", None)) and callable(getattr(served, "get", None)):
+        return served  # type: ignore[return-value]
+    return SingleIndex(served)  # type: ignore[arg-type]
+
+
 class Access:
     """The served collections as one user may see them. `users` None: no sign-in, all allowed."""
 

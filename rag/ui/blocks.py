@@ -18,7 +18,7 @@ from rag.config import ANSWER_SCORERS, MODES, RagConfig
 from rag.conversations import Conversations
 from rag.load import SUPPORTED_SUFFIXES, format_size
 from rag.pipeline import RAG
-from rag.ui.access import Access, Library, SingleIndex
+from rag.ui.access import Access, Library, as_library
 from rag.ui.assets import read_asset
 from rag.ui.evaluation import REPORTS_DIR, eval_report
 from rag.ui.handlers import Handlers
@@ -103,7 +103,7 @@ def build_app(
     the Documents tab shows its syncs. With `users`, every event is answered for the signed-in
     user over the collections granted to them (the server's sign-in is `rag.ui.server.launch`'s),
     and their conversations are kept in `conversations`."""
-    library = SingleIndex(rag) if isinstance(rag, RAG) else rag
+    library = as_library(rag)
     access = Access(library, users)
     handlers = Handlers(library, reports_dir=reports_dir, watch=watch, access=access)
     history = History(access, conversations)

@@ -27,7 +27,7 @@ from rag.reader import ReaderUnavailable
 from rag.scope import Scope
 from rag.store import IndexError_
 from rag.types import Answer, Document
-from rag.ui.access import Access, Denied, Library, SingleIndex
+from rag.ui.access import Access, Denied, Library, SingleIndex, as_library
 from rag.ui.evaluation import eval_report
 from rag.ui.render import (
     answer_markdown,
@@ -87,7 +87,7 @@ class Handlers:
         watch: FolderWatch | None = None,
         access: Access | None = None,
     ) -> None:
-        library = SingleIndex(rag) if isinstance(rag, RAG) else rag
+        library = as_library(rag)
         self.access = access or Access(library)
         self.rag = library.get(library.names()[0]) if isinstance(library, SingleIndex) else None
         self.defaults: RagConfig = library.config
