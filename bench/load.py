@@ -436,7 +436,7 @@ def _update_checks(
     """After the update finished: the added document answers, the removed one is gone."""
     if upd.done_at is None:
         return {"update_finished": False}
-    after = [r for r in records if r.error is None and r.started > upd.done_at]
+    after = [r for r in records if r.error is None and not r.probe and r.started > upd.done_at]
     stale = []
     for r in after:
         sources = {c["source"] for c in r.data["citations"]}  # type: ignore[index]
