@@ -9,12 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from rag.conversations import Conversations
-from rag.users import Users
 
+from rag.conversations import Conversations
 from rag.types import Answer
 from rag.ui.access import Access, Denied, SingleIndex
 from rag.ui.history import History
+from rag.users import Users
 
 KURSK = "How many North Korean soldiers have arrived in Kursk?"
 SHI_FENG = "Who met Chinese diplomats at Ambassador Shi Feng's residence?"

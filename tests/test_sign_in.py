@@ -286,3 +286,9 @@ def test_serve_refuses_a_missing_or_empty_users_file(deployment: dict[str, Path]
     empty.write_text("")
     done = _rag("serve", "--index-dir", str(deployment["index"]), "--users", str(empty))
     assert done.returncode == 2 and "no users in" in done.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[users.alice]\npassword = "correct horse"\n')  # a password pasted in, not a hash
+    done = _rag("serve", "--index-dir", str(deployment["index"]), "--users", str(broken))
+    assert done.returncode == 2 and "broken.toml" in done.stderr and "correct horse" not in done.stderr
+    both = _rag("serve", "--index-dir", str(deployment["index"]), "--users", str(broken), "--no-auth")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
