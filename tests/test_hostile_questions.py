@@ -182,8 +182,8 @@ def test_ask_api_refuses_what_only_raw_json_can_carry(served, question: str, top
     import httpx
 
     _, _, url = served
-    # question, top_k, mode, generator, answer_scorer, then the scope: source, folder, type, after, before
-    body = f'{{"data": [{question}, {top_k}, null, null, null, null, null, null, null, null]}}'
+    # question, top_k, mode, generator, answer_scorer, the scope (source, folder, type, after, before), collection
+    body = f'{{"data": [{question}, {top_k}, null, null, null, null, null, null, null, null, null]}}'
     started = (
         httpx.post(f"{url}/gradio_api/call/ask", content=body, headers={"content-type": "application/json"}, timeout=30)
         .raise_for_status()

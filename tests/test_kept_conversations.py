@@ -57,6 +57,20 @@ def test_downloads_hold_every_answer_with_its_citations(seed_rag, turns: list[An
     assert history.downloads([])[0]["visible"] is False
 
 
+def test_old_exports_are_deleted_when_new_ones_are_written(seed_rag, turns: list[Answer]) -> None:
+    import os
+    import time
+
+    from rag.ui.history import EXPORT_TTL_S
+
+    history = History(Access(SingleIndex(seed_rag)), None)
+    old = _file(history.downloads(turns)[0]).parent
+    stale = time.time() - EXPORT_TTL_S - 60
+    os.utime(old, (stale, stale))
+    new = _file(history.downloads(turns[:1])[0]).parent
+    assert not old.exists() and new.exists()
+
+
 def test_without_sign_in_nothing_is_stored(seed_rag, turns: list[Answer], tmp_path: Path) -> None:
     store = Conversations(tmp_path / "c.sqlite")
     history = History(Access(SingleIndex(seed_rag)), store)

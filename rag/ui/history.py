@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import tempfile
+import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Saved = dict[str, Any] | None  # {"id": conversation id, "saved": turns saved}; None: not saved yet
 NEW_CHAT = "new chat"
+EXPORT_TTL_S = 3600.0  # written exports are deleted after this (Gradio serves its own copy, kept as long)
 
 
 class History:
@@ -41,6 +45,7 @@ class History:
         self.access = access
         self.store = store if access.signs_in else None
         self._exports = Path(tempfile.mkdtemp(prefix="rag-exports-"))
+        weakref.finalize(self, shutil.rmtree, self._exports, True)  # gone with the app (or at exit)
 
     # --- downloads -----------------------------------------------------------------------------
 
@@ -48,6 +53,7 @@ class History:
         """(Markdown button, JSON button) holding this chat's answers, hidden while it has none."""
         if not turns:
             return gr.update(value=None, visible=False), gr.update(value=None, visible=False)
+        self._prune()
         answers = [a.to_json() for a in turns]
         title = turns[0].question
         folder = self._exports / secrets.token_hex(8)
@@ -57,6 +63,16 @@ class History:
         js = folder / export_filename(title, "json")
         js.write_text(conversation_json(answers, title=title), encoding="utf-8")
         return gr.update(value=str(md), visible=True), gr.update(value=str(js), visible=True)
+
+    def _prune(self) -> None:
+        """Delete the exports written more than EXPORT_TTL_S ago (one folder per download pair)."""
+        cutoff = time.time() - EXPORT_TTL_S
+        for folder in self._exports.iterdir():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:  # pruned by another thread meanwhile
+                continue
 
     # --- saved conversations -------------------------------------------------------------------
 
