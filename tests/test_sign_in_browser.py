@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS, skip_or_fail
-from serving import CHROMIUM, CHROMIUM_ARGS, ENV, RAG, browser_missing, build_seed_index, serving
+from serving import ENV, RAG, browser_missing, build_seed_index, chromium, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ PASSWORD = "reader-password-1"
 
 if (_reason := browser_missing()) is not None:
     skip_or_fail(f"{_reason}; the Makefile installs it", module=True)
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 
 def _rag(*args: str, stdin: str | None = None) -> None:
@@ -50,10 +50,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def _sign_in(browser: Browser, url: str, password: str = PASSWORD) -> Page:
