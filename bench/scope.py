@@ -135,9 +135,11 @@ def hnsw_recall(index: Any, *, n_queries: int = 50, k: int = 50) -> dict[str, An
     `index`: of the graph walk with the selector alone (efSearch as loaded), and of
     `dense_search_within` (what the store searches: exact below `HNSW_FILTER_ABOVE`, the walk
     above, exact again when it comes back short); with the unscoped walk's for reference."""
-    import faiss
+    import faiss as faiss_module
 
     from rag.store.subset import dense_search_within
+
+    faiss: Any = faiss_module  # typed loosely, as in rag.store.subset: the SWIG stubs lack these classes
 
     faiss.omp_set_num_threads(1)
     ids, vectors = (np.concatenate(parts) for parts in zip(*index.vector_blocks()))

@@ -217,6 +217,42 @@ def test_faiss_search_within_documents_finds_the_exact_top_k_of_any_scope(kind: 
             assert np.allclose([s for _, s in found], np.sort(vectors[[i - 1 for i, _ in found]] @ q)[::-1], atol=1e-5)
 
 
+def test_chunk_ranges_come_from_the_manifest_and_else_from_the_chunk_store(tmp_path) -> None:
+    """Masks over chunk ids: from the manifest's runs when they hold exactly the live ids; from
+    SQLite when a manifest has no runs or runs over ids the generation lacks (a document's ids
+    listed when they are not one run)."""
+    import sqlite3
+
+    from rag.store.schema import SCHEMA
+    from rag.store.subset import ChunkRanges
+
+    db = sqlite3.connect(tmp_path / "chunks.sqlite")
+    db.executescript(SCHEMA)
+    rows = [(1, "a.txt", None), (2, "a.txt", None), (3, "b.txt", None), (4, "c.txt", None), (5, "b.txt", None)]
+    rows.append((6, "a.txt", 1))  # removed by generation 1: not live
+    db.executemany(
+        'INSERT INTO chunks (id, source, start, "end", text, sentences, vector, sentence_vectors, gen_added, '
+        "gen_removed) VALUES (?, ?, 0, 1, 'x', '[]', x'', x'', 1, ?)",
+        rows,
+    )
+    live = np.array([1, 2, 3, 4, 5])
+
+    def masked(documents: dict, sources: set[str]) -> list[int]:
+        return np.flatnonzero(ChunkRanges({"documents": documents}, live, db, 1).mask(sources)).tolist()
+
+    no_runs = {s: {"n_chunks": n} for s, n in (("a.txt", 2), ("b.txt", 2), ("c.txt", 1))}
+    assert masked(no_runs, {"b.txt"}) == [3, 5] and masked(no_runs, {"a.txt", "c.txt", "gone.txt"}) == [1, 2, 4]
+    wrong = {s: {**e, "first_chunk_id": f} for (s, e), f in zip(no_runs.items(), (1, 3, 9))}  # no chunk 9
+    assert masked(wrong, {"b.txt"}) == [3, 5] and masked(wrong, {"c.txt"}) == [4]
+    db.execute("UPDATE chunks SET source = 'b.txt' WHERE id = 4")
+    db.execute("UPDATE chunks SET source = 'c.txt' WHERE id = 5")
+    right = {"a.txt": {"first_chunk_id": 1, "n_chunks": 2}, "b.txt": {"first_chunk_id": 3, "n_chunks": 2}}
+    right["c.txt"] = {"first_chunk_id": 5, "n_chunks": 1}
+    db.execute("DELETE FROM chunks")  # the manifest's runs are used: the chunk store is not read
+    assert masked(right, {"b.txt"}) == [3, 4] and masked(right, {"a.txt", "c.txt"}) == [1, 2, 5]
+    assert masked(right, set()) == []
+
+
 # ----------------------------------------------------------------------------------------------
 # The embedded store and the pipeline
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,18 +63,18 @@ class ChunkRanges:
         self._db = db
         self._generation = generation
         self._lock = threading.Lock()
-        self._runs: dict[str, tuple[int, int]] | None = None  # source -> (first id, last id + 1)
+        self._runs: _Runs | None = None
         self._scattered: dict[str, np.ndarray] = {}  # source -> its ids, when they are not one run
         self._size = int(live_ids.max()) + 1 if len(live_ids) else 1  # highest chunk id + 1
         self._last: tuple[Collection[str], np.ndarray] | None = None  # the last mask asked for
 
-    def _load(self) -> dict[str, tuple[int, int]]:
+    def _load(self) -> _Runs:
         with self._lock:
             if self._runs is None:
                 self._runs = self._recorded_runs() or self._read_runs()
             return self._runs
 
-    def _recorded_runs(self) -> dict[str, tuple[int, int]] | None:
+    def _recorded_runs(self) -> _Runs | None:
         """The manifest's runs, if every document has one and they hold exactly the live ids."""
         entries = list(self._documents.items())
         if not all(isinstance(e.get("first_chunk_id"), int) for _, e in entries):
@@ -83,22 +84,23 @@ class ChunkRanges:
         held = np.searchsorted(self._live_ids, ends) - np.searchsorted(self._live_ids, firsts)
         if int((ends - firsts).sum()) != len(self._live_ids) or not np.array_equal(held, ends - firsts):
             return None
-        return {source: (int(a), int(b)) for (source, _), a, b in zip(entries, firsts, ends)}
+        return _Runs({source: i for i, (source, _) in enumerate(entries)}, firsts, ends)
 
-    def _read_runs(self) -> dict[str, tuple[int, int]]:
+    def _read_runs(self) -> _Runs:
         params = {"gen": self._generation}
         rows = self._db.execute(
             f"SELECT source, MIN(id), MAX(id), COUNT(*) FROM chunks WHERE {LIVE} GROUP BY source", params
         ).fetchall()
-        runs = {}
-        for source, first, last, count in rows:
-            runs[source] = (int(first), int(last) + 1)
-            if last - first + 1 != count:
+        firsts, ends = np.zeros(len(rows), dtype=np.int64), np.zeros(len(rows), dtype=np.int64)
+        for i, (source, first, last, count) in enumerate(rows):
+            if last - first + 1 == count:
+                firsts[i], ends[i] = first, last + 1
+            else:  # not one run (no writer makes those): listed, and an empty run
                 ids = self._db.execute(
                     f"SELECT id FROM chunks WHERE source = :source AND {LIVE}", {**params, "source": source}
                 ).fetchall()
                 self._scattered[source] = np.array([r[0] for r in ids], dtype=np.int64)
-        return runs
+        return _Runs({row[0]: i for i, row in enumerate(rows)}, firsts, ends)
 
     def mask(self, sources: Collection[str]) -> np.ndarray:
         """A boolean array over chunk ids (index = id, up to the highest id of the generation): True
@@ -108,18 +110,30 @@ class ChunkRanges:
         if last is not None and (last[0] is sources or last[0] == sources):
             return last[1]
         runs = self._load()
-        mask = np.zeros(self._size, dtype=bool)
-        for source in sources:
-            run = runs.get(source)
-            if run is None:
-                continue
-            scattered = self._scattered.get(source)
-            if scattered is not None:
-                mask[scattered] = True
-            else:
-                mask[run[0] : run[1]] = True
+        picked = np.fromiter((runs.position[s] for s in sources if s in runs.position), dtype=np.int64)
+        firsts, ends = runs.firsts[picked], runs.ends[picked]
+        filled = ends > firsts
+        # +1 where a run starts, -1 where it ends; the running sum is 1 inside runs. Runs are
+        # disjoint and not empty, so no index repeats within one assignment.
+        steps = np.zeros(self._size + 1, dtype=np.int32)
+        steps[firsts[filled]] += 1
+        steps[ends[filled]] -= 1
+        mask = np.cumsum(steps[:-1]) > 0
+        if self._scattered:
+            for source in self._scattered.keys() & set(sources):
+                mask[self._scattered[source]] = True
         self._last = (sources, mask)
         return mask
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Each document's chunk id run: `position[source]` indexes `firsts` and `ends` (one past the
+    last id; equal to the first for a document listed in `ChunkRanges._scattered` instead)."""
+
+    position: dict[str, int]
+    firsts: np.ndarray
+    ends: np.ndarray
 
 
 def dense_search_within(faiss_index: Any, vector: np.ndarray, k: int, mask: np.ndarray) -> list[tuple[int, float]]:
