@@ -150,7 +150,7 @@ def hnsw_recall(index: Any, *, n_queries: int = 50, k: int = 50) -> dict[str, An
     }
     rng = np.random.default_rng(1)
     sources = sorted(runs)
-    out: dict[str, Any] = {"k": k, "ef_search": faiss.downcast_index(index.faiss.index).hnsw.efSearch}  # type: ignore[attr-defined]
+    out: dict[str, Any] = {"k": k, "ef_search": faiss.downcast_index(index.faiss.index).hnsw.efSearch}
     for label, share in (("none", 1.0), ("1 document", 0.0), ("1%", 0.01), ("10%", 0.1), ("20%", 0.2), ("50%", 0.5)):
         walk, store, short = [], [], 0
         for q in queries:
@@ -161,7 +161,7 @@ def hnsw_recall(index: Any, *, n_queries: int = 50, k: int = 50) -> dict[str, An
             allowed = np.flatnonzero(mask[ids])
             truth = set(ids[allowed[np.argsort(-(vectors[allowed] @ q))[:k]]].tolist())
             bits = np.packbits(mask, bitorder="little")
-            params: Any = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params: Any = faiss.SearchParametersHNSW()
             params.sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
             params.efSearch = out["ef_search"]
             _, found = index.faiss.search(q.reshape(1, -1), k, params=params)
