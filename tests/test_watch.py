@@ -346,14 +346,16 @@ def test_uploads_and_the_watch_take_turns_and_the_documents_tab_shows_the_sync(
         [(found, _)] = rag.index.lexical_search("21", 1)  # searchable under its new name
         assert rag.index.chunks([found])[found].source == "crate-seven.txt"
         handlers = Handlers(rag, reports_dir=tmp_path / "reports", watch=watch)
-        version, box, table, _, footer = handlers.sync_view(-1)
+        version, box, table, _, footer, search_in, search_types = handlers.sync_view(-1, None, ["crate-7.txt"], [])
     assert uploaded.outcome == {"upload.md": "added"}
     assert {row[0] for row in table} == set(indexed(index))
     assert len(indexed(index)) == 22 and "upload.md" in indexed(index)
     assert len(rag.index.documents()) == 22  # the served RAG was reloaded
     assert version == watch.status().version and "crate" in box
     assert "tool\\.exe — unsupported file type" in box and "22 documents" in footer
-    assert handlers.sync_view(version) == (gr.skip(),) * 5  # nothing new since: nothing is sent
+    assert "crate-seven.txt" in search_in["choices"] and search_in["value"] == []  # renamed: the choice left
+    assert set(search_types["choices"]) >= {"txt", "md"}
+    assert handlers.sync_view(version) == (gr.skip(),) * 7  # nothing new since: nothing is sent
 
 
 # --- the CLI and the server, as real processes ------------------------------------------------
@@ -493,6 +495,9 @@ def test_the_documents_tab_shows_each_sync_in_a_browser(tmp_path: Path, copy_see
             expect(sync).to_contain_text("tool.exe — unsupported file type")
             expect(page.locator("#doc-table")).to_contain_text("lighthouse.txt")
             expect(page.locator("#rag-footer")).to_contain_text("2 documents")
+            page.get_by_role("tab", name="Chat").click()
+            page.locator("#search-in input").click()  # the "Search in" picker offers it without a reload
+            expect(page.get_by_role("option", name="lighthouse.txt")).to_be_visible()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "folder-sync.png"), full_page=True)
             browser.close()

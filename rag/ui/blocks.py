@@ -131,7 +131,7 @@ def build_app(
         _wire_kept(history, chat, kept, turns, chat_events)
         index_changes = _wire_documents(handlers, documents, footer, collection)  # an upload, a removal
         if watch is not None:
-            _wire_sync(handlers, documents, footer, collection)
+            _wire_sync(handlers, documents, footer, collection, chat)
         refresh_outputs = [documents.table, documents.to_remove, footer, evaluation.report, evaluation.image]
         evaluation.refresh_button.click(handlers.refresh, inputs=[collection], outputs=refresh_outputs, **PRIVATE)
         loaded = demo.load(handlers.collections_view, outputs=[collection], show_progress="hidden", **PRIVATE)
@@ -414,10 +414,20 @@ def _wire_documents(
     return [uploaded, removed]
 
 
-def _wire_sync(handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown, collection: gr.Dropdown) -> None:
+def _wire_sync(
+    handlers: Handlers, documents: DocumentsTab, footer: gr.Markdown, collection: gr.Dropdown, chat: ChatTab
+) -> None:
     """Every SYNC_POLL_S the page asks whether the folder watch changed anything since it last
-    looked (a version number in the page's state); only then are the box, table and footer sent."""
+    looked (a version number in the page's state); only then are the box, table, footer and the
+    "Search in" pickers sent."""
     seen = gr.State(-1)
     timer = gr.Timer(SYNC_POLL_S)
-    outputs = [seen, documents.sync, documents.table, documents.to_remove, footer]
-    timer.tick(handlers.sync_view, inputs=[seen, collection], outputs=outputs, show_progress="hidden", **PRIVATE)
+    pickers = [chat.search_in, chat.search_types]
+    outputs = [seen, documents.sync, documents.table, documents.to_remove, footer, *pickers]
+    timer.tick(
+        handlers.sync_view,
+        inputs=[seen, collection, *pickers],
+        outputs=outputs,
+        show_progress="hidden",
+        **PRIVATE,
+    )

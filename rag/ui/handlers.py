@@ -303,24 +303,35 @@ class Handlers:
                 lines = [f"✗ {escape_markdown(str(exc))}"]
         return status_markdown(lines), *self.documents_view(rag)
 
-    def sync_view(self, seen: int, collection: str | None = None, request: gr.Request | None = None) -> tuple[Any, ...]:
-        """On the Documents tab's timer: (seen version, sync box, table, remove choice, footer),
-        all skipped unless the folder watch changed something since this page last looked. The
-        watch keeps the first collection (the index `rag serve` was started on) in sync."""
+    def sync_view(
+        self,
+        seen: int,
+        collection: str | None = None,
+        search_in: list[str] | None = None,
+        search_types: list[str] | None = None,
+        request: gr.Request | None = None,
+    ) -> tuple[Any, ...]:
+        """On the Documents tab's timer: (seen version, sync box, table, remove choice, footer,
+        "Search in" documents, file types), all skipped unless the folder watch changed something
+        since this page last looked; then the pickers offer the documents as they are now (the
+        choices made kept where still indexed). The watch keeps the first collection (the index
+        `rag serve` was started on) in sync; its news goes only to users who may read it."""
+        nothing = (gr.skip(),) * 7
         if self.watch is None:
-            return (gr.skip(),) * 5
+            return nothing
         status = self.watch.status()
         if status.version == seen:
-            return (gr.skip(),) * 5
+            return nothing
         username = _username(request)
-        try:  # the watch's news names files of the watched collection: only for its readers
+        try:
             _, watched = self.access.reader(username, DEFAULT)
             _, shown = self.access.reader(username, collection)
         except Denied:
-            return (gr.skip(),) * 5
-        if shown is not watched:  # another collection is on screen: its table stays
-            return status.version, sync_markdown(status), gr.skip(), gr.skip(), gr.skip()
-        return status.version, sync_markdown(status), *self.documents_view(watched)
+            return nothing
+        if shown is not watched:  # another collection is on screen: its table and pickers stay
+            return status.version, sync_markdown(status), *(gr.skip(),) * 5
+        pickers = self.scope_choices(search_in, search_types, collection, request)
+        return status.version, sync_markdown(status), *self.documents_view(watched), *pickers
 
     def pick_row(self, rows: Any, evt: gr.SelectData) -> Any:
         """A click on a table row picks its document to remove."""
