@@ -38,7 +38,7 @@ from rag.embed import Embedder
 from rag.ingest import backend_name
 from rag.pipeline import RAG
 from rag.reader import Reader
-from rag.store import IndexNotFound, IndexWriter, read_manifest
+from rag.store import MANIFEST, IndexNotFound, IndexWriter
 from rag.store.locate import StoreSpec, committed_manifest, parse_store
 
 DEFAULT = "default"
@@ -87,11 +87,13 @@ def collection_dir(index_dir: str | os.PathLike[str], name: str) -> Path:
 def collection_names(index_dir: str | os.PathLike[str]) -> list[str]:
     """The collections built in `index_dir`: DEFAULT first when the folder itself holds an index,
     then the named ones, sorted. Entries of `collections/` that are not a built index with a valid
-    name (no manifest yet, a file, a symbolic link, a bad name) are left out."""
+    name (no manifest yet, a file, a symbolic link, a bad name) are left out. The server asks this
+    on every request, so a folder's index is recognised by its committed manifest file alone (the
+    manifest, which lists every document, is not read)."""
     spec = parse_store(index_dir)
-    names = [DEFAULT] if committed_manifest(spec) is not None else []
     if spec.kind != "faiss":
-        return names
+        return [DEFAULT] if committed_manifest(spec) is not None else []
+    names = [DEFAULT] if (Path(spec.target) / MANIFEST).is_file() else []
     folder = Path(spec.target) / FOLDER
     try:
         entries = sorted(folder.iterdir())
@@ -117,7 +119,7 @@ def _is_collection(entry: Path) -> bool:
         and entry.name != DEFAULT
         and entry.is_dir()
         and not entry.is_symlink()
-        and read_manifest(entry) is not None
+        and (entry / MANIFEST).is_file()
     )
 
 
