@@ -10,6 +10,10 @@ files are skipped with their reason, and a file's `source` is its path relative 
 folder (`rag.load.find_files`). A rename is a removal and an addition; behind `rag serve`, whose
 index is loaded, the renamed file's chunks and vectors are taken over instead of embedded again.
 
+This module is the loop and the update; the parts it builds on have their own modules, whose names
+it re-exports: which path is which source (`rag.watch_paths`), when a burst of events has settled
+(`rag.watch_pending`), and the records it reports (`rag.watch_records`).
+
 Example:
     >>> watch = FolderWatch(["notes"], "index", embedder=Embedder.load(), on_change=print)  # doctest: +SKIP
     >>> watch.run()  # doctest: +SKIP
@@ -21,11 +25,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +37,38 @@ import numpy as np
 from rag.config import RagConfig
 from rag.ingest import backend_name, embed_documents
 from rag.load import Skipped, find_files, load_documents
-from rag.pipeline import RAG, BadInput, build_index
+from rag.pipeline import RAG, BadInput, BuildReport, build_index
 from rag.store import IndexLocked, UpdateStats
 from rag.store.locate import committed_manifest, open_writer, parse_store
 from rag.types import Document, EmbeddedDocument
+from rag.watch_paths import WatchedPaths
+from rag.watch_pending import MAX_HOLD_SECONDS, QUIET_SECONDS, Pending, file_signature
+from rag.watch_records import ADDED, CHANGED, REMOVED, SKIPPED, Change, SyncReport, SyncStatus
 
-QUIET_SECONDS = 1.0  # no event for this long: the burst is over, and a file whose size and mtime held still is settled
-MAX_HOLD_SECONDS = 30.0  # a file still being written holds back the settled ones no longer than this
+__all__ = [
+    "ADDED",
+    "CHANGED",
+    "MAX_HOLD_SECONDS",
+    "QUIET_SECONDS",
+    "REMOVED",
+    "RETRY_SECONDS",
+    "SKIPPED",
+    "STEP_MS",
+    "TICK_MS",
+    "Change",
+    "FolderWatch",
+    "Pending",
+    "StopWatching",
+    "SyncReport",
+    "SyncStatus",
+    "WatchFailed",
+    "WatchedPaths",
+    "watch_in_background",
+]
+
 RETRY_SECONDS = 2.0  # the index is being written by someone else: try again after this
 TICK_MS = 500  # the event wait wakes this often to see what has settled
 STEP_MS = 200  # watchfiles' own grouping step (events within it come together)
-
-ADDED, CHANGED, REMOVED, SKIPPED = "added", "changed", "removed", "skipped"
-_MARKS = {ADDED: "+", CHANGED: "~", REMOVED: "-", SKIPPED: "!"}
 log = logging.getLogger(__name__)
 
 
@@ -57,189 +79,6 @@ class StopWatching(Exception):
 
 class WatchFailed(Exception):
     """The system's file watcher failed; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Change:
-    """One change an update applied, or a file it skipped: `detail` is the chunk count of an added
-    or changed document, the reason of a skipped file."""
-
-    kind: str  # ADDED, CHANGED, REMOVED or SKIPPED
-    source: str
-    detail: str = ""
-
-    def line(self) -> str:
-        """The line `rag index --watch` prints.
-
-        Example:
-            >>> Change(ADDED, "notes/a.txt", "3 chunks").line(), Change(REMOVED, "c.md").line()
-            ('+ notes/a.txt (3 chunks)', '- c.md')
-            >>> Change(SKIPPED, "x.exe", "unsupported file type").line()
-            '! x.exe skipped: unsupported file type'
-        """
-        name = _printable(self.source)
-        if self.kind == SKIPPED:
-            return f"! {name} skipped: {self.detail}"
-        return f"{_MARKS[self.kind]} {name}" + (f" ({self.detail})" if self.detail else "")
-
-
-@dataclass(frozen=True)
-class SyncReport:
-    """One applied update: when it finished (`time.time()`), what it changed and skipped, and the
-    index after it."""
-
-    finished_at: float
-    changes: tuple[Change, ...]
-    n_chunks: int = 0
-    generation: int = 0
-
-    @property
-    def changed_anything(self) -> bool:
-        return any(c.kind != SKIPPED for c in self.changes)
-
-
-@dataclass(frozen=True)
-class SyncStatus:
-    """What the UI shows of a watch: the watched paths, the last update that changed the index,
-    the files skipped now (source -> reason), and what it waits for ("" when nothing).
-    `version` grows with every change of the status."""
-
-    paths: tuple[str, ...]
-    version: int
-    last: SyncReport | None
-    skipped: tuple[tuple[str, str], ...]
-    waiting: str = ""
-
-
-# --- where a path belongs ---------------------------------------------------------------------
-
-
-class WatchedPaths:
-    """The files and folders given to `rag index`, mapping paths to sources and back as
-    `rag.load.find_files` names them (the first path holding a source wins)."""
-
-    def __init__(self, paths: Sequence[str | os.PathLike[str]]) -> None:
-        self.roots = [Path(os.path.abspath(p)) for p in paths]
-        for given, root in zip(paths, self.roots):
-            if not root.exists():
-                raise FileNotFoundError(f"path does not exist: {given}")
-        self.folders = {root for root in self.roots if root.is_dir()}  # the others are watched files
-
-    def source_of(self, path: Path) -> tuple[Path, str] | None:
-        """(root, source) for a path under a watched folder, or the watched file itself; None for
-        a path outside them, hidden, or reached through a symbolic link to a folder."""
-        for root in self.roots:
-            if root == path and root not in self.folders:
-                return root, root.name
-            if not path.is_relative_to(root) or path == root or root not in self.folders:
-                continue
-            parts = path.relative_to(root).parts
-            if any(p.startswith(".") for p in parts):
-                return None
-            if any((root.joinpath(*parts[:k])).is_symlink() for k in range(1, len(parts))):
-                return None  # the folder link itself was reported when it appeared
-            return root, "/".join(parts)
-        return None
-
-    def locate(self, source: str) -> Path | Skipped | None:
-        """Where `source` is now: the first watched path holding it as a regular file, a Skipped
-        for a symbolic link, or None when no watched path holds it."""
-        for root in self.roots:
-            if root not in self.folders:
-                if root.name == source and root.is_file():
-                    return root
-                continue
-            path = root.joinpath(*source.split("/"))
-            if self.source_of(path) is None:
-                continue
-            if path.is_symlink():
-                return Skipped(source, "symbolic link: not followed")
-            if path.is_file():
-                return path
-            if path.exists() and not path.is_dir():
-                return path  # a pipe or device: reading it is refused with its reason
-        return None
-
-    @staticmethod
-    def expand(folder: Path, prefix: str) -> tuple[list[str], list[Skipped]]:
-        """The sources under a folder that appeared (created, moved in), as `find_files` finds them."""
-        try:
-            found, skipped = find_files([folder])
-        except FileNotFoundError:
-            return [], []
-        sources = [f"{prefix}/{source}" for _, source in found]
-        return sources, [Skipped(f"{prefix}/{s.source}", s.reason) for s in skipped]
-
-
-# --- debouncing -------------------------------------------------------------------------------
-
-
-Signature = tuple[int, int] | None  # (size, mtime_ns) of a regular file; None for anything else
-
-
-def _signature(path: Path) -> Signature:
-    try:
-        info = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
-
-
-@dataclass
-class _Path:
-    signature: Signature
-    new_folder: bool  # a folder appeared here (created or moved in): what is under it is scanned
-    since: float  # the first event of this path not yet applied
-
-
-@dataclass
-class Pending:
-    """Changed paths not yet applied, gathered until the burst is over and each file has settled.
-
-    A burst is over when no event came for `quiet` seconds; a file is settled when its size and
-    modification time did not move across that wait. A file still moving is waited for, holding
-    the others with it, for at most `max_hold` seconds from their first event.
-    """
-
-    quiet: float = QUIET_SECONDS
-    max_hold: float = MAX_HOLD_SECONDS
-    paths: dict[Path, _Path] = field(default_factory=dict)
-    last_event: float = 0.0
-
-    def add(self, path: Path, *, new_folder: bool, now: float) -> None:
-        held = self.paths.get(path)
-        self.paths[path] = _Path(
-            _signature(path), new_folder or bool(held and held.new_folder), held.since if held else now
-        )
-        self.last_event = now
-
-    def take_settled(self, now: float) -> dict[Path, bool]:
-        """The settled paths (path -> whether a folder appeared there), removed from the pending
-        ones; {} while the burst goes on or a file is still moving."""
-        if not self.paths or now - self.last_event < self.quiet:
-            return {}
-        moving = set()
-        for path, held in self.paths.items():
-            signature = _signature(path)
-            if signature != held.signature:
-                held.signature = signature
-                moving.add(path)
-        if moving:
-            self.last_event = now  # look again one quiet period later
-            if all(now - self.paths[p].since < self.max_hold for p in self.paths):
-                return {}
-        settled = {p: held.new_folder for p, held in self.paths.items() if p not in moving}
-        for path in settled:
-            del self.paths[path]
-        return settled
-
-    def put_back(self, paths: dict[Path, bool], now: float) -> None:
-        """Paths whose update could not be applied (the index was busy): pending again."""
-        for path, new_folder in paths.items():
-            self.add(path, new_folder=new_folder, now=now)
-
-
-# --- the watch --------------------------------------------------------------------------------
 
 
 class FolderWatch:
@@ -355,7 +194,7 @@ class FolderWatch:
         from watchfiles import watch
 
         folders = [str(root) for root in self.paths.roots if root in self.paths.folders]
-        files = {root: _signature(root) for root in self.paths.roots if root not in self.paths.folders}
+        files = {root: file_signature(root) for root in self.paths.roots if root not in self.paths.folders}
         ticks = (
             watch(
                 *folders,
@@ -372,7 +211,7 @@ class FolderWatch:
         )
         for raw in ticks:
             for root, seen in files.items():
-                now = _signature(root)
+                now = file_signature(root)
                 if now != seen:
                     files[root] = now
                     raw = raw | {(Event.modified, str(root))}
@@ -550,10 +389,7 @@ class FolderWatch:
         lock = self.rag.write_lock if self.rag is not None else threading.Lock()
         with lock:  # what is indexed and uploaded is read under the lock an upload takes
             files, skipped = find_files(self.paths.roots)
-            uploads = self.rag.index.uploads_dir if self.rag is not None else None
-            keep = {p.name for p in uploads.iterdir()} if uploads is not None and uploads.is_dir() else set()
-            indexed = set((committed_manifest(self.index) or {}).get("documents", {}))
-            remove = sorted(indexed - {source for _, source in files} - keep)
+            remove = self._gone({source for _, source in files})
             try:
                 built = build_index(
                     self.paths.roots,
@@ -571,13 +407,17 @@ class FolderWatch:
                 return report
             if self.rag is not None and built.stats.changed_anything:
                 self.rag.reload()
-        s = built.stats
-        changes = [Change(ADDED, x) for x in s.added] + [Change(CHANGED, x) for x in s.changed]
-        changes += [Change(REMOVED, x) for x in s.removed]
-        changes += [Change(SKIPPED, x.source, x.reason) for x in built.skipped]
-        report = SyncReport(time.time(), tuple(changes), s.n_chunks, s.generation)
+        report = _built_report(built)
         self._publish(report)
         return report
+
+    def _gone(self, found: set[str]) -> list[str]:
+        """The indexed sources no watched path holds now (`found` are those it holds), less the
+        documents uploaded through the UI of the served RAG: what `sync_all` removes."""
+        uploads = self.rag.index.uploads_dir if self.rag is not None else None
+        keep = {p.name for p in uploads.iterdir()} if uploads is not None and uploads.is_dir() else set()
+        indexed = set((committed_manifest(self.index) or {}).get("documents", {}))
+        return sorted(indexed - found - keep)
 
 
 def watch_in_background(watch: FolderWatch) -> threading.Thread:
@@ -627,6 +467,15 @@ def _counted(embedded: Iterable[EmbeddedDocument], chunks: dict[str, int]) -> It
         yield item
 
 
+def _built_report(built: BuildReport) -> SyncReport:
+    """The report of a whole `build_index` run (`sync_all`): its changes without chunk counts."""
+    s = built.stats
+    changes = [Change(ADDED, x) for x in s.added] + [Change(CHANGED, x) for x in s.changed]
+    changes += [Change(REMOVED, x) for x in s.removed]
+    changes += [Change(SKIPPED, x.source, x.reason) for x in built.skipped]
+    return SyncReport(time.time(), tuple(changes), s.n_chunks, s.generation)
+
+
 def _report(
     stats: UpdateStats, chunks: dict[str, int], skipped: list[Skipped], *, reused: Collection[str] = ()
 ) -> SyncReport:
@@ -643,8 +492,3 @@ def _report(
             seen.add(item.source)
             changes.append(Change(SKIPPED, item.source, item.reason))
     return SyncReport(time.time(), tuple(changes), stats.n_chunks, stats.generation)
-
-
-def _printable(text: str) -> str:
-    """A file name on one line: control characters (a newline in a name) shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
