@@ -533,6 +533,7 @@ def _with_index_chunking(config: RagConfig, index_dir: str, *, required: bool = 
     With `required`, a store that holds no committed index is an error here (one manifest read)."""
     from rag.store import IndexError_
     from rag.store.locate import committed_manifest
+    from rag.store.manifest import built_chunking
 
     try:
         manifest = committed_manifest(index_dir)
@@ -540,8 +541,7 @@ def _with_index_chunking(config: RagConfig, index_dir: str, *, required: bool = 
         raise CliError(str(exc)) from None
     if manifest is None and required:
         raise CliError(f"no index at {index_dir}: build one first with `rag index --store {index_dir}`")
-    built = (manifest or {}).get("params", {})
-    chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
+    chunking = built_chunking(manifest)
     try:
         return config.replace(**chunking) if chunking else config
     except ValueError as exc:

@@ -40,6 +40,7 @@ from rag.pipeline import RAG
 from rag.reader import Reader
 from rag.store import MANIFEST, IndexNotFound, IndexWriter
 from rag.store.locate import StoreSpec, committed_manifest, parse_store
+from rag.store.manifest import built_chunking
 
 DEFAULT = "default"
 FOLDER = "collections"  # inside the index folder: one sub-folder per named collection
@@ -136,9 +137,7 @@ def _folder_store(index_dir: str | os.PathLike[str], name: str) -> StoreSpec:
 def _with_index_chunking(config: RagConfig, spec: str) -> RagConfig:
     """`config` for the index at `spec`: its own chunking (chunking belongs to an index), the
     model still checked when it opens."""
-    built = (committed_manifest(spec) or {}).get("params", {})
-    chunking = {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
-    return config.replace(index_dir=spec, **chunking)
+    return config.replace(index_dir=spec, **built_chunking(committed_manifest(spec)))
 
 
 class Collections:

@@ -80,6 +80,18 @@ def document_entry(document: Document, n_chunks: int, added_at: float, *, first_
     }
 
 
+def built_chunking(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The chunking parameters an index was built with (its manifest's `params`), which reading
+    it must use: chunking belongs to the index. {} for no manifest.
+
+    Example:
+        >>> built_chunking({"params": {"chunk_tokens": 128, "model": "m"}})
+        {'chunk_tokens': 128}
+    """
+    built = (manifest or {}).get("params", {})
+    return {k: built[k] for k in ("chunk_tokens", "chunk_overlap_sentences") if k in built}
+
+
 def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(index_dir) / MANIFEST
     if not path.exists():
