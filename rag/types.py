@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import KW_ONLY, asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class Answer:
         )
 
 
-_CITATION_KEYS = ("n", "source", "start", "end", "page", "quote", "passage", "score")
+_CITATION_KEYS = tuple(f.name for f in fields(Citation) if f.name != "passage_start")  # as to_json writes
 
 
 # The keys of `Answer.to_json()`: what `rag ask --json` and the `ask` API return for a question.

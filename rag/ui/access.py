@@ -58,6 +58,12 @@ class SingleIndex:
         return self.rag
 
 
+def request_user(request: object) -> str | None:
+    """The signed-in user's name on a request (Gradio's `gr.Request.username`); None without
+    sign-in, or outside a request."""
+    return getattr(request, "username", None)
+
+
 def as_library(served: RAG | Library) -> Library:
     """`served` as a library of collections: a library as it is, anything else as one index."""
     if callable(getattr(served, "names", None)) and callable(getattr(served, "get", None)):

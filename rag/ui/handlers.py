@@ -27,7 +27,7 @@ from rag.reader import ReaderUnavailable
 from rag.scope import Scope
 from rag.store import IndexError_
 from rag.types import Answer, Document
-from rag.ui.access import Access, Denied, Library, SingleIndex, as_library
+from rag.ui.access import Access, Denied, Library, SingleIndex, as_library, request_user
 from rag.ui.evaluation import eval_report
 from rag.ui.render import (
     answer_markdown,
@@ -89,7 +89,7 @@ class Handlers:
     ) -> None:
         library = as_library(rag)
         self.access = access or Access(library)
-        self.rag = library.get(library.names()[0]) if isinstance(library, SingleIndex) else None
+        self.rag = library.rag if isinstance(library, SingleIndex) else None  # the one index, when one is served
         self.defaults: RagConfig = library.config
         self.generators = generator_choices(self.defaults)
         self.reports_dir = reports_dir
@@ -119,7 +119,7 @@ class Handlers:
         (None: the first the user may read)."""
         question = (message or "").strip()
         try:
-            _, rag = self.access.reader(_username(request), collection)
+            _, rag = self.access.reader(request_user(request), collection)
             scope = chat_scope(search_in, search_types)
             config = chat_config(
                 self.defaults,
@@ -236,7 +236,7 @@ class Handlers:
         if isinstance(span, str):
             return viewer_placeholder(span)
         try:  # asked again: a grant removed since the answer closes its documents too
-            _, rag = self.access.reader(_username(request), turns[turn].collection)
+            _, rag = self.access.reader(request_user(request), turns[turn].collection)
         except Denied as exc:
             return viewer_placeholder(str(exc))
         document = rag.index.document(span.source)
@@ -257,7 +257,7 @@ class Handlers:
         """Check and index uploaded files into `collection`: (file box, status, table, remove choice, footer)."""
         files = list(files or [])
         try:
-            _, rag = self.access.writer(_username(request), collection)
+            _, rag = self.access.writer(request_user(request), collection)
         except Denied as exc:
             return None, status_markdown([f"✗ {escape_markdown(str(exc))}"]), *self._view_or_skip(collection, request)
         too_many = upload_count_problem(len(files), limit=self.defaults.max_files_per_upload)
@@ -291,7 +291,7 @@ class Handlers:
     ) -> tuple[Any, ...]:
         """Remove the chosen document from `collection`: (status, table, remove choice, footer)."""
         try:
-            _, rag = self.access.writer(_username(request), collection)
+            _, rag = self.access.writer(request_user(request), collection)
         except Denied as exc:
             return status_markdown([f"✗ {escape_markdown(str(exc))}"]), *self._view_or_skip(collection, request)
         if not source:
@@ -322,7 +322,7 @@ class Handlers:
         status = self.watch.status()
         if status.version == seen:
             return nothing
-        username = _username(request)
+        username = request_user(request)
         try:
             _, watched = self.access.reader(username, DEFAULT)
             _, shown = self.access.reader(username, collection)
@@ -351,7 +351,7 @@ class Handlers:
         """On page load: the collection picker with the collections the user may read (shown
         when there is a choice), the first chosen."""
         try:
-            names = self.access.readable(_username(request))
+            names = self.access.readable(request_user(request))
         except Denied:
             names = []
         return gr.update(choices=names, value=names[0] if names else None, visible=len(names) > 1)
@@ -379,7 +379,7 @@ class Handlers:
         """Updates for the "Search in" pickers (documents, file types) after the index changed: the
         collection's documents and their types, the choices made kept where still indexed."""
         try:
-            _, rag = self.access.reader(_username(request), collection)
+            _, rag = self.access.reader(request_user(request), collection)
             sources = [d.source for d in rag.index.documents()]
         except Denied:
             sources = []
@@ -398,7 +398,7 @@ class Handlers:
         """The documents view of `collection` if the user may read it; else nothing (or an empty
         view, on page load)."""
         try:
-            _, rag = self.access.reader(_username(request), collection)
+            _, rag = self.access.reader(request_user(request), collection)
         except Denied:
             return ([], gr.update(choices=[], value=None), "") if empty else (gr.skip(),) * 3
         return self.documents_view(rag)
@@ -431,7 +431,7 @@ class Handlers:
         error naming it, not a refusal. `collection`: the collection to ask (default: the first the
         signed-in user may read); one they may not read is an error, whether it exists or not."""
         try:
-            _, rag = self.access.reader(_username(request), collection)
+            _, rag = self.access.reader(request_user(request), collection)
             config = api_config(
                 self.defaults, self.generators, top_k=top_k, mode=mode, generator=generator, answer_scorer=answer_scorer
             )
@@ -487,11 +487,6 @@ def _locate(document: Document, span: _Span) -> tuple[int, int]:
         return span.start, span.end
     found = document.text.find(span.text)
     return (found, found + len(span.text)) if found >= 0 else (0, 0)
-
-
-def _username(request: gr.Request | None) -> str | None:
-    """The signed-in user's name (None without sign-in, or outside a request)."""
-    return getattr(request, "username", None) if request is not None else None
 
 
 def _int(value: object) -> int:

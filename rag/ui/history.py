@@ -28,7 +28,7 @@ from rag.conversations import ConversationNotFound, Conversations
 from rag.export import conversation_json, conversation_markdown, export_filename
 from rag.generate import generator_label
 from rag.types import Answer
-from rag.ui.access import Access, Denied
+from rag.ui.access import Access, Denied, request_user
 from rag.ui.render import answer_markdown, escape_markdown, generated_answer_markdown, sources_html
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class History:
 
     def _user(self, request: gr.Request | None) -> str | None:
         """The signed-in user's name if they may still use the app, else None."""
-        username = getattr(request, "username", None) if request is not None else None
+        username = request_user(request)
         try:
             self.access.user(username)
         except Denied:
