@@ -271,22 +271,27 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def reader_training_ids() -> set[str]:
-    """The SQuAD question ids the shipped reader was trained on (rebuilt from its recorded
-    settings: the data selection is deterministic), so calibration never reuses them."""
+    """The SQuAD question ids the shipped reader was trained on, in any of its training runs
+    (rebuilt from each run's recorded seed and settings: the data selection is deterministic), so
+    calibration never reuses them. A question asked with a swapped name counts as its original."""
     from eval.train_reader import build_data
     from rag.reader import MODEL_DIR
 
     meta = json.loads((MODEL_DIR / "reader.json").read_text(encoding="utf-8"))
-    settings = meta["settings"]
-    groups, _ = build_data(
-        SHARED,
-        seed=meta["seed"],
-        max_negatives=settings["max_negatives"],
-        limit=settings["limit_questions"],
-        sources=settings["sources"],
-        squad_questions=settings.get("squad_questions"),
-    )
-    return {g[0].group for g in groups if g[0].source == "squad"}
+    ids: set[str] = set()
+    for stage in meta.get("stages") or [meta]:
+        settings = stage["settings"]
+        groups, _ = build_data(
+            SHARED,
+            seed=stage["seed"],
+            max_negatives=settings["max_negatives"],
+            limit=settings["limit_questions"],
+            sources=settings["sources"],
+            squad_questions=settings.get("squad_questions"),
+            swap_share=settings.get("swap_share", 0.0),
+        )
+        ids |= {g[0].group.removesuffix("~swap") for g in groups if g[0].source in ("squad", "squad-swap")}
+    return ids
 
 
 def collect_rows(

