@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         "--calibrate, the scorer to calibrate",
     )
     p.add_argument(
+        "--rerank-fusion",
+        action=argparse.BooleanOptionalAction,
+        default=d.rerank_fusion,
+        help="with the reader: reorder hits by its order fused with the retrieval order (reciprocal rank) "
+        "instead of its scores alone (default: %(default)s)",
+    )
+    p.add_argument(
         "--embed-backend",
         choices=EMBED_BACKENDS,
         default=d.embed_backend,
@@ -203,6 +210,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the run flags set (embedding backend and answer generator)."""
     return {
         "answer_scorer": args.answer_scorer,
+        "rerank_fusion": args.rerank_fusion,
         "embed_backend": args.embed_backend,
         "generator": args.generator,
         "llm_base_url": args.llm_base_url,

@@ -140,6 +140,9 @@ class RagConfig:
     # Fused hits the reader reorders (by their best sentence's reader score); the rest follow.
     rerank_depth: int = 8
     rerank: bool = True
+    # Reorder those hits by the reader's order fused with the retrieval order (reciprocal rank,
+    # `rrf_k`) instead of by the reader's scores alone.
+    rerank_fusion: bool = False
     # Reader confidence: a logistic over `rag.answer.READER_FEATURES`; answer at or above
     # `reader_abstain_threshold`, "not sure" (the closest passage, marked tentative) from
     # `reader_tentative_threshold`, refuse below (fitted by `rag eval --calibrate --answer-scorer

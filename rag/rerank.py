@@ -4,7 +4,8 @@ The heuristic sentence score (`rag.answer.score_sentences`, cheap: stored vector
 overlap) prefilters; the reader (`rag.reader`, a cross-encoder: about 20 ms a sentence on 2 cores) reads the
 few that matter: the best sentence of each of the top `rerank_depth` hits, then the next best
 overall up to `reader_sentences`. A hit's reader score is its best sentence's; hits the reader
-read are ordered by it, the others keep their fused order after them.
+read are ordered by it (with `rerank_fusion`, by its order fused with the retrieval order), the
+others keep their fused order after them.
 """
 
 from __future__ import annotations
@@ -89,12 +90,19 @@ def rerank_hits(
     for s in read:
         if s.hit_rank < config.rerank_depth:
             best[s.hit_rank] = max(best.get(s.hit_rank, 0.0), s.score)
-    top = sorted(range(min(config.rerank_depth, len(hits))), key=lambda r: (-best.get(r, -1.0), r))
+    depth = min(config.rerank_depth, len(hits))
+    if config.rerank_fusion:
+        # The reader's order and the retrieval order, fused by reciprocal rank (no weight to fit).
+        by_reader = {old: k for k, old in enumerate(sorted(best, key=lambda r: (-best[r], r)))}
+        key = {r: 1 / (config.rrf_k + r) + (1 / (config.rrf_k + by_reader[r]) if r in by_reader else 0.0) for r in best}
+    else:
+        key = best
+    top = sorted(range(depth), key=lambda r: (-key.get(r, -1.0), r))
     order = top + list(range(len(top), len(hits)))
     new_rank = {old: new for new, old in enumerate(order)}
-    # `score` keeps ordering the hits: the read ones above every fused score, by reader score.
+    # `score` keeps ordering the hits: the read ones above every fused score, in their new order.
     lift = max((h.score for h in hits), default=0.0) + 1.0
-    reranked = [replace(hits[old], score=lift + best[old]) if old in best else hits[old] for old in order]
+    reranked = [replace(hits[old], score=lift + key[old]) if old in key else hits[old] for old in order]
     return reranked, [replace(s, hit_rank=new_rank[s.hit_rank], hit=reranked[new_rank[s.hit_rank]]) for s in read]
 
 

@@ -60,6 +60,21 @@ def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_re
     assert [h.chunk.id for h in unchanged] == [0, 1, 2, 3, 4]
 
 
+def test_rerank_fusion_weighs_the_retrieval_order_as_much_as_the_readers() -> None:
+    hits = [_hit(i, "A a.|B b.", 0.05 - i / 100) for i in range(5)]
+    # The reader puts hit 2 first and hit 0 last; hit 3 was not read.
+    read = [_sentence(0, hits[0], 0, 0.2), _sentence(2, hits[2], 1, 0.9), _sentence(1, hits[1], 0, 0.6)]
+    fused, sentences = rerank_hits(hits, read, config=RagConfig(rerank_depth=4, rerank_fusion=True))
+    # Hits 0 and 2 tie (first in one order, third in the other) and keep their retrieval order;
+    # hit 1, second in both, comes next (1/61 + 1/61 < 1/60 + 1/62); the unread hit 3 follows.
+    assert [h.chunk.id for h in fused] == [0, 2, 1, 3, 4]
+    assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)
+    assert {s.hit.chunk.id: s.hit_rank for s in sentences} == {0: 0, 2: 1, 1: 2}
+    # The reader alone would have put hit 0 last of the three.
+    alone, _ = rerank_hits(hits, read, config=RagConfig(rerank_depth=4))
+    assert [h.chunk.id for h in alone][:3] == [2, 1, 0]
+
+
 def test_the_not_sure_band_shows_the_closest_passage_marked_and_cited(seed_rag) -> None:
     config = seed_rag.config.replace(
         answer_scorer="reader", reader_abstain_threshold=0.999, reader_tentative_threshold=0.0
