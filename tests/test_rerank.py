@@ -52,7 +52,7 @@ def test_in_context_takes_the_neighbouring_sentences_of_the_chunk() -> None:
 def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_rest() -> None:
     hits = [_hit(i, "A a.|B b.", 0.05 - i / 100) for i in range(5)]
     read = [_sentence(0, hits[0], 0, 0.2), _sentence(2, hits[2], 1, 0.9), _sentence(1, hits[1], 0, 0.6)]
-    reranked, sentences = rerank_hits(hits, read, config=RagConfig(rerank_depth=3))
+    reranked, sentences = rerank_hits(hits, read, config=RagConfig(rerank_depth=3, rerank_fusion=False))
     assert [h.chunk.id for h in reranked] == [2, 1, 0, 3, 4]
     assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
     assert {s.hit.chunk.id: s.hit_rank for s in sentences} == {2: 0, 1: 1, 0: 2}
@@ -71,7 +71,7 @@ def test_rerank_fusion_weighs_the_retrieval_order_as_much_as_the_readers() -> No
     assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)
     assert {s.hit.chunk.id: s.hit_rank for s in sentences} == {0: 0, 2: 1, 1: 2}
     # The reader alone would have put hit 0 last of the three.
-    alone, _ = rerank_hits(hits, read, config=RagConfig(rerank_depth=4))
+    alone, _ = rerank_hits(hits, read, config=RagConfig(rerank_depth=4, rerank_fusion=False))
     assert [h.chunk.id for h in alone][:3] == [2, 1, 0]
 
 
