@@ -95,32 +95,19 @@ def test_assemble_keeps_the_question_and_marks_the_candidate() -> None:
     assert ids[ids.index(1) + 1] == 2000  # the candidate starts right after its marker
 
 
+def _train(args: list[str], *, out: Path, work: Path) -> None:
+    """Run the training command offline with `args`, writing to `out` and `work`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "eval.train_reader", *args, "--out", str(out), "--work-dir", str(work)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_path: Path) -> None:
     need_shared()
     out, work = tmp_path / "model", tmp_path / "work"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eval.train_reader",
-            "--limit-questions",
-            "3",
-            "--out",
-            str(out),
-            "--work-dir",
-            str(work),
-            "--batch-size",
-            "16",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _train(["--limit-questions", "3", "--batch-size", "16"], out=out, work=work)
     assert (out / ONNX_FILE).is_file() and (out / "tokenizer.json").is_file() and (out / "README.md").is_file()
     log = [json.loads(line) for line in (work / "training_log.jsonl").read_text().splitlines()]
     assert [e["event"] for e in log][0] == "data" and any(e["event"] == "epoch" for e in log)
@@ -159,16 +146,7 @@ def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_
     # --init continues from those weights: a step at learning rate 0 exports the same reader.
     again = tmp_path / "again"
     args = ["--limit-questions", "2", "--batch-size", "16", "--max-minutes", "0", "--lr", "0"]
-    done = subprocess.run(
-        [sys.executable, "-m", "eval.train_reader", "--init", str(work / "reader.pt"), *args]
-        + ["--out", str(again), "--work-dir", str(tmp_path / "work-again")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    _train(["--init", str(work / "reader.pt"), *args], out=again, work=tmp_path / "work-again")
     assert json.loads((again / "reader.json").read_text())["settings"]["init"] == "reader.pt"
     continued = np.concatenate(
         [Reader.load(again).logits(e.question, [Candidate(e.before, e.sentence, e.after)]) for e in examples]
