@@ -207,7 +207,7 @@ def _default_split(args: argparse.Namespace) -> str:
 
 
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields the run flags set (embedding backend and answer generator)."""
+    """The config fields the run flags set (answer scorer and its reranking, embedding backend, answer generator)."""
     return {
         "answer_scorer": args.answer_scorer,
         "rerank_fusion": args.rerank_fusion,
