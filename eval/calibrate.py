@@ -273,13 +273,14 @@ def _atomic_write(path: Path, text: str) -> None:
 def reader_training_ids() -> set[str]:
     """The SQuAD question ids the shipped reader was trained on, in any of its training runs
     (rebuilt from each run's recorded seed and settings: the data selection is deterministic), so
-    calibration never reuses them. A question asked with a swapped name counts as its original."""
-    from eval.train_reader import build_data
+    calibration can say how many of its rows the reader saw. A question asked with a swapped name
+    counts as its original."""
+    from eval.train_reader import build_data, stages_of
     from rag.reader import MODEL_DIR
 
     meta = json.loads((MODEL_DIR / "reader.json").read_text(encoding="utf-8"))
     ids: set[str] = set()
-    for stage in meta.get("stages") or [meta]:
+    for stage in stages_of(meta):
         settings = stage["settings"]
         groups, _ = build_data(
             SHARED,

@@ -655,7 +655,17 @@ def earlier_stages(init: Path | None) -> list[dict[str, Any]]:
     card = init.parent / "reader.json"
     if not card.is_file():
         raise SystemExit(f"train_reader: error: {card} not found: which data trained {init} is unknown")
-    meta = json.loads(card.read_text(encoding="utf-8"))
+    return stages_of(json.loads(card.read_text(encoding="utf-8")))
+
+
+def stages_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training runs a reader's metadata (`reader.json`) records, earliest first; a reader
+    from before runs were chained records one, its own seed, steps and settings.
+
+    Example:
+        >>> stages_of({"seed": 0, "steps": 5, "settings": {"lr": 1e-4}})
+        [{'seed': 0, 'steps': 5, 'settings': {'lr': 0.0001}}]
+    """
     return list(meta.get("stages") or [{"seed": meta["seed"], "steps": meta["steps"], "settings": meta["settings"]}])
 
 
@@ -873,7 +883,7 @@ def model_card(meta: dict[str, Any], history: Iterable[dict[str, Any]]) -> str:
         f"{h['validation'].get('auroc')} | {h['minutes']} |"
         for h in history
     )
-    stages = meta.get("stages") or [{"seed": meta["seed"], "steps": meta["steps"], "settings": meta["settings"]}]
+    stages = stages_of(meta)
     commands = "\n".join(f"{n}. `{stage_command(stage)}` ({stage['steps']} steps)" for n, stage in enumerate(stages, 1))
     precision = "float32, bf16 autocast" if meta["settings"].get("bf16") else "float32"
     chained = (

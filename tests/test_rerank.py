@@ -49,9 +49,15 @@ def test_in_context_takes_the_neighbouring_sentences_of_the_chunk() -> None:
     assert first.before == "" and first.after == "Second one."
 
 
-def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_rest() -> None:
+def _five_hits_three_read() -> tuple[list[Hit], list[ScoredSentence]]:
+    """Five hits in retrieval order; the reader read hits 0-2 and puts hit 2 first, hit 0 last."""
     hits = [_hit(i, "A a.|B b.", 0.05 - i / 100) for i in range(5)]
     read = [_sentence(0, hits[0], 0, 0.2), _sentence(2, hits[2], 1, 0.9), _sentence(1, hits[1], 0, 0.6)]
+    return hits, read
+
+
+def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_rest() -> None:
+    hits, read = _five_hits_three_read()
     reranked, sentences = rerank_hits(hits, read, config=RagConfig(rerank_depth=3, rerank_fusion=False))
     assert [h.chunk.id for h in reranked] == [2, 1, 0, 3, 4]
     assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
@@ -61,9 +67,7 @@ def test_rerank_orders_the_top_hits_by_their_best_read_sentence_and_keeps_the_re
 
 
 def test_rerank_fusion_weighs_the_retrieval_order_as_much_as_the_readers() -> None:
-    hits = [_hit(i, "A a.|B b.", 0.05 - i / 100) for i in range(5)]
-    # The reader puts hit 2 first and hit 0 last; hit 3 was not read.
-    read = [_sentence(0, hits[0], 0, 0.2), _sentence(2, hits[2], 1, 0.9), _sentence(1, hits[1], 0, 0.6)]
+    hits, read = _five_hits_three_read()  # hit 3 was not read
     fused, sentences = rerank_hits(hits, read, config=RagConfig(rerank_depth=4, rerank_fusion=True))
     # Hits 0 and 2 tie (first in one order, third in the other) and keep their retrieval order;
     # hit 1, second in both, comes next (1/61 + 1/61 < 1/60 + 1/62); the unread hit 3 follows.
