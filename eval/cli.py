@@ -105,6 +105,25 @@ def _parser() -> argparse.ArgumentParser:
         "instead of its scores alone (default: %(default)s)",
     )
     p.add_argument(
+        "--reader-sentences",
+        type=int,
+        default=d.reader_sentences,
+        help="with the reader: sentences it reads per question (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rerank-depth",
+        type=int,
+        default=d.rerank_depth,
+        help="with the reader: top hits it reorders, each contributing its best sentence (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sentence-fusion",
+        action=argparse.BooleanOptionalAction,
+        default=d.sentence_fusion,
+        help="with the reader: quote the sentence first in its order fused with the heuristic's "
+        "(reciprocal rank) instead of its best alone (default: %(default)s)",
+    )
+    p.add_argument(
         "--embed-backend",
         choices=EMBED_BACKENDS,
         default=d.embed_backend,
@@ -211,6 +230,9 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "answer_scorer": args.answer_scorer,
         "rerank_fusion": args.rerank_fusion,
+        "sentence_fusion": args.sentence_fusion,
+        "reader_sentences": args.reader_sentences,
+        "rerank_depth": args.rerank_depth,
         "embed_backend": args.embed_backend,
         "generator": args.generator,
         "llm_base_url": args.llm_base_url,

@@ -71,6 +71,7 @@ class ScoredSentence:
     cue: float
     score: float
     logit: float | None = None  # the reader's, when it read this sentence (`score` is then its probability)
+    heuristic: float | None = None  # the heuristic score, kept when the reader's replaces `score`
 
 
 def question_type(question: str) -> str:
@@ -286,7 +287,32 @@ def compose_answer(
         hits=tuple(hits),
         features=tuple(features),
     )
-    return _by_confidence(refusal, sentences, set(terms.terms), config=config) if sentences else refusal
+    if not sentences:
+        return refusal
+    return _by_confidence(refusal, quote_order(sentences, config=config), set(terms.terms), config=config)
+
+
+def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:
+    """The order the quoted sentences are chosen in. Sentences the reader read (best first by its
+    probability) are, with `sentence_fusion`, ordered by its order fused with the heuristic's by
+    reciprocal rank (`rrf_k`); the confidence stays the reader's best sentence's.
+
+    Example:
+        >>> from rag.types import Chunk
+        >>> hit = Hit(Chunk(0, "a.txt", 0, 3, "A b", None, ((0, 3),)), 1.0)
+        >>> a = ScoredSentence(0, hit, 0, 1, 0.5, 0.5, 0.0, 0.9, logit=2.0, heuristic=0.1)
+        >>> b = ScoredSentence(0, hit, 2, 3, 0.5, 0.5, 0.0, 0.8, logit=1.0, heuristic=0.7)
+        >>> c = ScoredSentence(0, hit, 1, 2, 0.5, 0.5, 0.0, 0.1, logit=-2.0, heuristic=0.5)
+        >>> [s.start for s in quote_order([a, b, c], config=RagConfig())]
+        [2, 0, 1]
+        >>> [s.start for s in quote_order([a, b, c], config=RagConfig(sentence_fusion=False))]
+        [0, 2, 1]
+    """
+    if not config.sentence_fusion or any(s.heuristic is None for s in sentences):
+        return list(sentences)
+    by_heuristic = {id(s): k for k, s in enumerate(sorted(sentences, key=lambda s: -(s.heuristic or 0.0)))}
+    key = {id(s): 1 / (config.rrf_k + k) + 1 / (config.rrf_k + by_heuristic[id(s)]) for k, s in enumerate(sentences)}
+    return sorted(sentences, key=lambda s: -key[id(s)])
 
 
 def _by_confidence(

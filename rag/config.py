@@ -143,6 +143,9 @@ class RagConfig:
     # Reorder those hits by the reader's order fused with the retrieval order (reciprocal rank,
     # `rrf_k`) instead of by the reader's scores alone (SciFact nDCG@10 0.714 against 0.664).
     rerank_fusion: bool = True
+    # Quote the sentence the reader's order fused with the heuristic's (reciprocal rank, `rrf_k`)
+    # puts first, instead of the reader's best alone; the confidence stays the reader's.
+    sentence_fusion: bool = True
     # Reader confidence: a logistic over `rag.answer.READER_FEATURES`; answer at or above
     # `reader_abstain_threshold`, "not sure" (the closest passage, marked tentative) from
     # `reader_tentative_threshold`, refuse below (fitted by `rag eval --calibrate --answer-scorer

@@ -74,7 +74,7 @@ def read_sentences(
         return []
     logits = reader.logits(question, [in_context(s) for s in chosen])
     probs = sigmoid(logits)
-    read = [replace(s, score=float(p), logit=float(z)) for s, p, z in zip(chosen, probs, logits)]
+    read = [replace(s, score=float(p), logit=float(z), heuristic=s.score) for s, p, z in zip(chosen, probs, logits)]
     read.sort(key=lambda s: (-s.score, s.hit_rank))
     return read
 
@@ -103,7 +103,13 @@ def rerank_hits(
     # `score` keeps ordering the hits: the read ones above every fused score, in their new order.
     lift = max((h.score for h in hits), default=0.0) + 1.0
     reranked = [replace(hits[old], score=lift + key[old]) if old in key else hits[old] for old in order]
-    return reranked, [replace(s, hit_rank=new_rank[s.hit_rank], hit=reranked[new_rank[s.hit_rank]]) for s in read]
+    return reranked, [_moved(s, new_rank[s.hit_rank], reranked[new_rank[s.hit_rank]], config=config) for s in read]
+
+
+def _moved(s: ScoredSentence, rank: int, hit: Hit, *, config: RagConfig) -> ScoredSentence:
+    """`s` from a hit now at `rank`: its heuristic score takes the rank penalty of the new place."""
+    heuristic = None if s.heuristic is None else s.heuristic + config.rank_penalty * (s.hit_rank - rank)
+    return replace(s, hit_rank=rank, hit=hit, heuristic=heuristic)
 
 
 def read_and_rerank(

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from rag.answer import ScoredSentence
+from rag.answer import QuestionTerms, ScoredSentence, compose_answer
 from rag.config import RagConfig
 from rag.replies import TENTATIVE_PREFIX
 from rag.rerank import in_context, prefilter, rerank_hits
@@ -77,6 +79,39 @@ def test_rerank_fusion_weighs_the_retrieval_order_as_much_as_the_readers() -> No
     # The reader alone would have put hit 0 last of the three.
     alone, _ = rerank_hits(hits, read, config=RagConfig(rerank_depth=4, rerank_fusion=False))
     assert [h.chunk.id for h in alone][:3] == [2, 1, 0]
+
+
+def test_a_moved_hit_takes_the_rank_penalty_of_its_new_place_in_the_heuristic_score() -> None:
+    hits, read = _five_hits_three_read()
+    read = [replace(s, heuristic=0.5) for s in read]
+    config = RagConfig(rerank_depth=3, rerank_fusion=False, rank_penalty=0.02)
+    _, sentences = rerank_hits(hits, read, config=config)
+    moved = {s.hit.chunk.id: s.heuristic for s in sentences}  # hit 2 went up two places, hit 0 down two
+    assert moved == pytest.approx({2: 0.54, 1: 0.5, 0: 0.46})
+
+
+def test_the_quote_follows_the_fused_order_and_the_confidence_the_readers_best() -> None:
+    hit = _hit(0, "One sentence here.|Another sentence there.|A third one.", 0.9)
+    # The reader puts sentence 0 first; the heuristic puts sentence 1 first and sentence 0 last.
+    read = [
+        replace(_sentence(0, hit, 0, 0.9), logit=2.2, heuristic=0.1),
+        replace(_sentence(0, hit, 1, 0.8), logit=1.4, heuristic=0.7),
+        replace(_sentence(0, hit, 2, 0.2), logit=-1.4, heuristic=0.5),
+    ]
+    quoted = {}
+    confidences = set()
+    for fusion in (True, False):
+        config = RagConfig(
+            answer_scorer="reader", sentence_fusion=fusion, reader_abstain_threshold=0.0, answer_max_sentences=1
+        )
+        terms = QuestionTerms(frozenset({"sentenc"}), {"sentenc": 1.0}, 1.0)
+        answer = compose_answer(
+            "Which sentence?", np.zeros(384), [hit], None, config=config, sentences=read, terms=terms
+        )  # type: ignore[arg-type]
+        quoted[fusion] = answer.citations[0].quote
+        confidences.add(answer.confidence)
+    assert quoted == {True: "Another sentence there.", False: "One sentence here."}
+    assert len(confidences) == 1  # the confidence reads the reader's best sentence either way
 
 
 def test_the_not_sure_band_shows_the_closest_passage_marked_and_cited(seed_rag) -> None:
