@@ -5,7 +5,8 @@ overlap) prefilters; the reader (`rag.reader`, a cross-encoder: about 20 ms a se
 few that matter: the best sentence of each of the top `rerank_depth` hits, then the next best
 overall up to `reader_sentences`. A hit's reader score is its best sentence's; hits the reader
 read are ordered by it (with `rerank_fusion`, by its order fused with the retrieval order), the
-others keep their fused order after them.
+others keep their fused order after them. Each read sentence keeps its heuristic score
+(`heuristic`, with the rank penalty of its hit's new place) for `rag.answer.quote_order`.
 """
 
 from __future__ import annotations
