@@ -25,6 +25,23 @@ ROOT = Path(__file__).resolve().parents[1]
 CONDITIONS = Path(__file__).resolve().parent / "conditions.yaml"
 
 
+# The reader's settings `rag eval` can set: (flag, RagConfig field, what it does).
+READER_FLAGS = (
+    (
+        "--rerank-fusion",
+        "rerank_fusion",
+        "reorder hits by its order fused with the retrieval order (reciprocal rank) instead of its scores alone",
+    ),
+    ("--reader-sentences", "reader_sentences", "sentences it reads per question"),
+    ("--rerank-depth", "rerank_depth", "top hits it reorders, each contributing its best sentence"),
+    (
+        "--sentence-fusion",
+        "sentence_fusion",
+        "quote the sentence first in its order fused with the heuristic's (reciprocal rank) instead of its best alone",
+    ),
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     d = RagConfig()
     p = argparse.ArgumentParser(prog="rag eval", description="Evaluate retrieval, answers, citations and refusals.")
@@ -97,32 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         help="reader (the trained cross-encoder) or heuristic (default: %(default)s); with "
         "--calibrate, the scorer to calibrate",
     )
-    p.add_argument(
-        "--rerank-fusion",
-        action=argparse.BooleanOptionalAction,
-        default=d.rerank_fusion,
-        help="with the reader: reorder hits by its order fused with the retrieval order (reciprocal rank) "
-        "instead of its scores alone (default: %(default)s)",
-    )
-    p.add_argument(
-        "--reader-sentences",
-        type=int,
-        default=d.reader_sentences,
-        help="with the reader: sentences it reads per question (default: %(default)s)",
-    )
-    p.add_argument(
-        "--rerank-depth",
-        type=int,
-        default=d.rerank_depth,
-        help="with the reader: top hits it reorders, each contributing its best sentence (default: %(default)s)",
-    )
-    p.add_argument(
-        "--sentence-fusion",
-        action=argparse.BooleanOptionalAction,
-        default=d.sentence_fusion,
-        help="with the reader: quote the sentence first in its order fused with the heuristic's "
-        "(reciprocal rank) instead of its best alone (default: %(default)s)",
-    )
+    for flag, field, text in READER_FLAGS:
+        default = getattr(d, field)
+        kind: dict[str, Any] = (
+            {"action": argparse.BooleanOptionalAction} if isinstance(default, bool) else {"type": type(default)}
+        )
+        p.add_argument(flag, default=default, help=f"with the reader: {text} (default: %(default)s)", **kind)
     p.add_argument(
         "--embed-backend",
         choices=EMBED_BACKENDS,
@@ -229,10 +226,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the run flags set (answer scorer and its reranking, embedding backend, answer generator)."""
     return {
         "answer_scorer": args.answer_scorer,
-        "rerank_fusion": args.rerank_fusion,
-        "sentence_fusion": args.sentence_fusion,
-        "reader_sentences": args.reader_sentences,
-        "rerank_depth": args.rerank_depth,
+        **{field: getattr(args, field) for _, field, _ in READER_FLAGS},
         "embed_backend": args.embed_backend,
         "generator": args.generator,
         "llm_base_url": args.llm_base_url,

@@ -186,3 +186,32 @@ def test_eval_names_a_folder_without_readable_documents(tmp_path: Path, capsys: 
 
     assert eval_main(["--qa", str(qa), "--docs", str(tmp_path / "docs")]) == 2
     assert "no readable documents under" in capsys.readouterr().err
+
+
+def test_the_reader_flags_set_their_config_fields() -> None:
+    from eval.cli import _parser, _run_settings
+
+    args = _parser().parse_args(
+        [
+            "--qa",
+            "q.jsonl",
+            "--no-sentence-fusion",
+            "--no-rerank-fusion",
+            "--reader-sentences",
+            "6",
+            "--rerank-depth",
+            "4",
+        ]
+    )
+    config = RagConfig(**_run_settings(args))
+    assert (config.sentence_fusion, config.rerank_fusion, config.reader_sentences, config.rerank_depth) == (
+        False,
+        False,
+        6,
+        4,
+    )
+    defaults = RagConfig(**_run_settings(_parser().parse_args(["--qa", "q.jsonl"])))
+    assert (defaults.sentence_fusion, defaults.reader_sentences) == (
+        RagConfig().sentence_fusion,
+        RagConfig().reader_sentences,
+    )
