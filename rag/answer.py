@@ -24,6 +24,7 @@ from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
+from rag.retrieve import reciprocal_rank_fusion
 from rag.types import Answer, Citation, Hit
 
 if TYPE_CHECKING:
@@ -308,11 +309,12 @@ def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> li
         >>> [s.start for s in quote_order([a, b, c], config=RagConfig(sentence_fusion=False))]
         [0, 2, 1]
     """
-    if not config.sentence_fusion or any(s.heuristic is None for s in sentences):
+    heuristic = [s.heuristic for s in sentences]
+    if not config.sentence_fusion or None in heuristic:
         return list(sentences)
-    by_heuristic = {id(s): k for k, s in enumerate(sorted(sentences, key=lambda s: -(s.heuristic or 0.0)))}
-    key = {id(s): 1 / (config.rrf_k + k) + 1 / (config.rrf_k + by_heuristic[id(s)]) for k, s in enumerate(sentences)}
-    return sorted(sentences, key=lambda s: -key[id(s)])
+    by_reader = [(i, s.score) for i, s in enumerate(sentences)]
+    by_heuristic = sorted(((i, h) for i, h in enumerate(heuristic) if h is not None), key=lambda t: -t[1])
+    return [sentences[i] for i, _ in reciprocal_rank_fusion([by_reader, by_heuristic], k=config.rrf_k)]
 
 
 def _by_confidence(
