@@ -451,6 +451,9 @@ def test_the_picker_follows_the_index_documents(rag, tmp_path) -> None:
     assert documents["value"] == [LIGHTHOUSE] and types["value"] == ["pdf"]
     assert len(documents["choices"]) == len(rag.index.documents())
     assert set(types["choices"]) == {"txt", "md", "pdf", "docx"}
+    # Nothing gone: no value sent, so a pick made while the update travelled is not undone.
+    documents, types = handlers.scope_choices([LIGHTHOUSE], [])
+    assert "value" not in documents and "value" not in types and LIGHTHOUSE in documents["choices"]
 
 
 def test_the_ask_api_handler_takes_the_scope_fields(rag, tmp_path) -> None:

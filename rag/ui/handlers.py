@@ -377,17 +377,16 @@ class Handlers:
         request: gr.Request | None = None,
     ) -> tuple[Any, Any]:
         """Updates for the "Search in" pickers (documents, file types) after the index changed: the
-        collection's documents and their types, the choices made kept where still indexed."""
+        collection's documents and their types, the choices made kept where still indexed. A value is
+        sent only when a choice left the index: these updates answer the page load and uploads, and
+        one sent back unchanged would undo a pick made while it was on its way."""
         try:
             _, rag = self.access.reader(request_user(request), collection)
             sources = [d.source for d in rag.index.documents()]
         except Denied:
             sources = []
-        types, indexed = file_types(sources), set(sources)
-        return (
-            gr.update(choices=sources, value=[s for s in search_in or [] if s in indexed]),
-            gr.update(choices=types, value=[t for t in search_types or [] if t in types]),
-        )
+        types = file_types(sources)
+        return _picker_update(sources, search_in), _picker_update(types, search_types)
 
     def documents_view(self, rag: RAG | None = None) -> tuple[Any, ...]:
         """Updates for (table, remove choice, footer) after the index changed."""
@@ -494,3 +493,12 @@ def _int(value: object) -> int:
         return int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         return -1
+
+
+def _picker_update(choices: list[str], chosen: list[str] | None) -> Any:
+    """A multiselect picker offering `choices`; its value is set only if some of `chosen` is gone."""
+    offered = set(choices)
+    kept = [c for c in chosen or [] if c in offered]
+    if len(kept) == len(chosen or []):
+        return gr.update(choices=choices)
+    return gr.update(choices=choices, value=kept)
