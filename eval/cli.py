@@ -34,6 +34,7 @@ READER_FLAGS = (
     ),
     ("--reader-sentences", "reader_sentences", "sentences it reads per question"),
     ("--rerank-depth", "rerank_depth", "top hits it reorders, each contributing its best sentence"),
+    ("--reader-tokens", "reader_tokens", "word pieces per input it reads (0: the length it was trained with)"),
     (
         "--sentence-fusion",
         "sentence_fusion",

@@ -74,11 +74,12 @@ def holds_answer(candidate: tuple[int, int, Candidate], answers: Answers) -> boo
     return any(a in sentence.sentence.lower() for a in answers)
 
 
-def measure(reader: Reader, probes: Sequence[Probe]) -> dict[str, float]:
-    """Top-1 over answerable probes and the AUROC of the best score, answerable against not."""
+def measure(reader: Reader, probes: Sequence[Probe], *, max_tokens: int = 0) -> dict[str, float]:
+    """Top-1 over answerable probes and the AUROC of the best score, answerable against not
+    (inputs cut to `max_tokens` word pieces; 0: the reader's own length)."""
     top1, answerable_best, unanswerable_best = [], [], []
     for question, candidates, answerable, answers in probes:
-        logits = reader.logits(question, [c for _, _, c in candidates])
+        logits = reader.logits(question, [c for _, _, c in candidates], max_tokens=max_tokens)
         if answerable:
             top1.append(holds_answer(candidates[int(np.argmax(logits))], answers))
             answerable_best.append(float(logits.max()))
@@ -97,6 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("models", nargs="*", type=Path, help="reader folders to compare with the shipped one")
     p.add_argument("--squad-questions", type=int, default=400, help="SQuAD report rows sampled (default: 400)")
     p.add_argument("--shared", type=Path, default=SHARED_DATASETS, help="the datasets folder")
+    p.add_argument(
+        "--reader-tokens",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="input lengths to probe each reader at, in word pieces (default: 0, the reader's own)",
+    )
     args = p.parse_args(argv)
     sets = {"seed": seed_probes(ROOT / "seeds", ROOT / "eval" / "data" / "seed_qa.jsonl")}
     squad = args.shared / "squad2-dev" / "dev-v2.0.json"
@@ -106,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"reader_probe: {squad} not found: seed only", file=sys.stderr)
     for name, folder in [("shipped", None), *((str(m), m) for m in args.models)]:
         reader = Reader.load(folder)
-        results = {set_name: measure(reader, probes) for set_name, probes in sets.items()}
-        print(name, json.dumps(results))
+        for tokens in args.reader_tokens:
+            results = {set_name: measure(reader, probes, max_tokens=tokens) for set_name, probes in sets.items()}
+            print(name if tokens == 0 else f"{name} at {tokens} tokens", json.dumps(results))
     return 0
 
 

@@ -137,6 +137,9 @@ class RagConfig:
     # Sentences the reader reads per question: the best sentence (by the heuristic score) of each
     # of the top `rerank_depth` hits, then the next best overall up to this many.
     reader_sentences: int = 12
+    # Word pieces of one reader input (question, candidate and as much context as fits); 0 = the
+    # length the reader was trained with (its `reader.json`). Fewer read faster.
+    reader_tokens: int = 0
     # Fused hits the reader reorders (by their best sentence's reader score); the rest follow.
     rerank_depth: int = 8
     rerank: bool = True
@@ -301,6 +304,13 @@ def _at_least(name: str, low: int) -> _Rule:
     return rule
 
 
+def _reader_tokens_readable(config: RagConfig) -> str | None:
+    value = config.reader_tokens
+    if value == 0 or 32 <= value <= MODEL_MAX_TOKENS:
+        return None
+    return f"reader_tokens must be 0 (the reader's own length) or within [32, {MODEL_MAX_TOKENS}], got {value}"
+
+
 def _server_model_named(config: RagConfig) -> str | None:
     if config.generator in ("openai", "ollama") and not config.llm_model:
         return f"generator {config.generator!r} needs llm_model (the model name the server knows)"
@@ -356,6 +366,7 @@ _RULES: tuple[_Rule, ...] = (
     _within("support_threshold", 0.0, 1.0),
     _chunk_fits_model,
     _at_least("chunk_overlap_sentences", 0),
+    _reader_tokens_readable,
     _within("semantic_weight", 0.0, 1.0),
     _within("abstain_threshold", 0.0, 1.0),
     _one_of("answer_scorer", ANSWER_SCORERS),

@@ -141,8 +141,11 @@ class Reader:
         writes new ones into a folder that may have been loaded before)."""
         _load.cache_clear()
 
-    def logits(self, question: str, candidates: Sequence[Candidate], *, batch_size: int = 32) -> np.ndarray:
-        rows = encode_candidates(self.pieces, question, candidates, max_tokens=self.max_tokens)
+    def logits(
+        self, question: str, candidates: Sequence[Candidate], *, batch_size: int = 32, max_tokens: int = 0
+    ) -> np.ndarray:
+        """One logit per candidate; `max_tokens` cuts each input shorter than the reader's own length."""
+        rows = encode_candidates(self.pieces, question, candidates, max_tokens=max_tokens or self.max_tokens)
         out = [
             self.session.run(["logits"], pad_batch(rows[i : i + batch_size]))[0].reshape(-1)
             for i in range(0, len(rows), batch_size)

@@ -73,7 +73,7 @@ def read_sentences(
     chosen = prefilter(sentences, config=config)
     if not chosen:
         return []
-    logits = reader.logits(question, [in_context(s) for s in chosen])
+    logits = reader.logits(question, [in_context(s) for s in chosen], max_tokens=config.reader_tokens)
     probs = sigmoid(logits)
     read = [replace(s, score=float(p), logit=float(z), heuristic=s.score) for s, p, z in zip(chosen, probs, logits)]
     read.sort(key=lambda s: (-s.score, s.hit_rank))

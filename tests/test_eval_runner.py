@@ -201,15 +201,18 @@ def test_the_reader_flags_set_their_config_fields() -> None:
             "6",
             "--rerank-depth",
             "4",
+            "--reader-tokens",
+            "80",
         ]
     )
     config = RagConfig(**_run_settings(args))
-    assert (config.sentence_fusion, config.rerank_fusion, config.reader_sentences, config.rerank_depth) == (
-        False,
-        False,
-        6,
-        4,
-    )
+    assert (
+        config.sentence_fusion,
+        config.rerank_fusion,
+        config.reader_sentences,
+        config.rerank_depth,
+        config.reader_tokens,
+    ) == (False, False, 6, 4, 80)
     defaults = RagConfig(**_run_settings(_parser().parse_args(["--qa", "q.jsonl"])))
     assert (defaults.sentence_fusion, defaults.reader_sentences) == (
         RagConfig().sentence_fusion,

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import need_shared
 
-from rag.reader import MODEL_DIR, ONNX_FILE, Candidate, Reader, ReaderUnavailable, assemble
+from rag.config import RagConfig
+from rag.reader import MODEL_DIR, ONNX_FILE, Candidate, Reader, ReaderUnavailable, assemble, encode_candidates
 
 ROOT = Path(__file__).resolve().parents[1]
 # int8 weights against the float32 torch model: logits within this (measured 0.05-0.1 on 64 pairs).
@@ -81,6 +82,27 @@ def test_on_the_seed_article_it_ranks_the_sentence_holding_the_answer_first(read
     assert len(right) == 50 and sum(right) / len(right) >= 0.62
     kurt = reader.score("Who is Kurt Campbell?", candidates)
     assert "Kurt Campbell, the Deputy Secretary of State" in sentences[int(np.argmax(kurt))]
+
+
+def test_a_shorter_input_cuts_the_context_not_the_candidate(reader: Reader) -> None:
+    """`max_tokens` (config `reader_tokens`) trims the neighbours first: the candidate and the
+    question stay whole, so the answer sentence still wins; the full length is the reader's own."""
+    context = " ".join(f"Filler sentence number {k} says nothing at all about the race." for k in range(12))
+    candidates = [Candidate(context, "Ann won the race in Oslo.", context), Candidate(context, "It rained.", context)]
+    full = reader.logits("Who won the race?", candidates)
+    short = reader.logits("Who won the race?", candidates, max_tokens=48)
+    assert np.argmax(short) == np.argmax(full) == 0
+    assert not np.allclose(short, full)  # the context read is not the same
+    np.testing.assert_allclose(reader.logits("Who won the race?", candidates, max_tokens=reader.max_tokens), full)
+    rows = encode_candidates(reader.pieces, "Who won the race?", candidates, max_tokens=48)
+    assert [len(ids) for ids, _ in rows] == [48, 48]
+
+
+@pytest.mark.parametrize("bad", [-1, 8, 31, 257])
+def test_a_reader_length_it_cannot_read_is_named(bad: int) -> None:
+    with pytest.raises(ValueError, match=rf"reader_tokens must be 0 .* got {bad}$"):
+        RagConfig(reader_tokens=bad)
+    assert RagConfig(reader_tokens=32).reader_tokens == 32
 
 
 def test_a_missing_model_is_named(tmp_path: Path) -> None:
