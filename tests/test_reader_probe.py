@@ -18,9 +18,9 @@ def test_the_shipped_reader_finds_most_seed_answers_and_ranks_answerable_questio
 
 
 @pytest.mark.slow
-def test_the_command_prints_one_line_per_reader(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(MODEL_DIR), "--squad-questions", "0"]) == 0
+def test_the_command_prints_one_line_per_reader_and_length(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(MODEL_DIR), "--squad-questions", "0", "--reader-tokens", "64"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split(" ", 1)[0] for line in lines] == ["shipped", str(MODEL_DIR)]
-    shipped, again = (json.loads(line.split(" ", 1)[1]) for line in lines)
+    assert [line.split(" {", 1)[0] for line in lines] == ["shipped at 64 tokens", f"{MODEL_DIR} at 64 tokens"]
+    shipped, again = (json.loads("{" + line.split(" {", 1)[1]) for line in lines)
     assert shipped == again and set(shipped) == {"seed"}  # the same model scores the same
