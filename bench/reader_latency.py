@@ -16,11 +16,12 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.common import ROOT, SCIFACT
 from rag.pipeline import RAG
 
-SETTINGS = (
+SETTINGS: tuple[dict[str, Any], ...] = (
     {"answer_scorer": "heuristic"},
     {"answer_scorer": "reader", "reader_sentences": 12, "reader_tokens": 112},
     {"answer_scorer": "reader", "reader_sentences": 12, "reader_tokens": 96},
