@@ -489,3 +489,26 @@ def test_a_confidence_in_the_not_sure_band_shows_a_tentative_turn(spied) -> None
     message = last[1][-1]["content"]
     assert message.startswith(f"> **⚠ {ui.NOT_SURE}.**") and "(#cite-0-1)" in message
     assert 'class="rag-tentative"' in last[3] and "<mark>" in last[3] and 'data-n="1"' in last[3]
+
+
+def _labels(demo) -> list[str]:
+    return [str(block.label) for block in demo.blocks.values() if getattr(block, "label", None)]
+
+
+def test_the_seed_examples_are_offered_only_over_the_seed_article(seed_rag, embedder, tmp_path) -> None:
+    """Over the demo article the chat offers questions about it; over someone's own files it
+    offers none (questions about a news article they never indexed would only puzzle them)."""
+    from rag.pipeline import RAG, build_index
+    from rag.ui.blocks import build_app
+
+    assert "Examples (seed article)" in _labels(build_app(seed_rag, reports_dir=tmp_path))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "lighthouse.md").write_text("# Log\n\nThe keeper lit the lamp at dusk on the ninth of May.\n")
+    build_index([corpus], index_dir=tmp_path / "index", embedder=embedder)
+    own = RAG.open(tmp_path / "index", embedder=embedder)
+    try:
+        labels = _labels(build_app(own, reports_dir=tmp_path))
+    finally:
+        own.index.close()
+    assert "Examples (seed article)" not in labels and "Chat" in labels

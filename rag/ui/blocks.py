@@ -39,6 +39,7 @@ EXAMPLES = [
     "What did Blinken warn?",
     "Who met Chinese diplomats at Ambassador Shi Feng's residence?",
 ]
+SEED_FILE = "000_a8b8e53ddfe7d5e4.txt"  # the demo article (seeds/) that EXAMPLES ask about
 SYNC_POLL_S = 2.0  # how often an open page asks for the folder watch's news
 WRITES = "index-writes"  # concurrency group: one upload or removal at a time
 PRIVATE: dict[str, Any] = {"api_visibility": "private"}  # every event but the `ask` API stays out of the API
@@ -178,7 +179,19 @@ def _kept(*, signs_in: bool) -> KeptTab:
     return KeptTab(saved, picker, open_button, delete_button, status, markdown, json)
 
 
+def examples_for(documents: list[str]) -> list[str]:
+    """The example questions to offer: those about the demo article, when it is among `documents`
+    (questions about a news article would only puzzle someone asking their own files).
+
+    Example:
+        >>> examples_for(["notes/" + SEED_FILE]) == EXAMPLES, examples_for(["report.pdf"])
+        (True, [])
+    """
+    return list(EXAMPLES) if any(Path(d).name == SEED_FILE for d in documents) else []
+
+
 def _chat_tab(defaults: RagConfig, generators: list[str], documents: list[str]) -> ChatTab:
+    examples = examples_for(documents)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(
@@ -191,7 +204,7 @@ def _chat_tab(defaults: RagConfig, generators: list[str], documents: list[str]) 
                 feedback_options=None,
                 buttons=["copy"],
                 group_consecutive_messages=False,
-                placeholder="Ask a question below, or pick an example.",
+                placeholder="Ask a question below" + (", or pick an example." if examples else "."),
             )
             with gr.Row():
                 question = gr.Textbox(
@@ -204,7 +217,8 @@ def _chat_tab(defaults: RagConfig, generators: list[str], documents: list[str]) 
                 )
                 ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
             search_in, search_types = _scope_pickers(documents)
-            gr.Examples([[q] for q in EXAMPLES], inputs=[question], label="Examples (seed article)")
+            if examples:
+                gr.Examples([[q] for q in examples], inputs=[question], label="Examples (seed article)")
             with gr.Accordion("Settings", open=False, elem_id="settings"):
                 settings = _settings(defaults, generators)
         with gr.Column(scale=2):
