@@ -223,6 +223,20 @@ def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
         "word overlap, default) or reader (the trained cross-encoder)",
     )
     p.add_argument(
+        "--reader-sentences",
+        type=int,
+        default=defaults.reader_sentences,
+        help="with the reader: sentences it reads per question (default: %(default)s; fewer are faster, "
+        "BENCHMARKS.md section 5 measures what they cost)",
+    )
+    p.add_argument(
+        "--reader-tokens",
+        type=int,
+        default=defaults.reader_tokens,
+        help="with the reader: word pieces of each sentence and its context it reads (default: "
+        "%(default)s, the length it was trained with)",
+    )
+    p.add_argument(
         "--generator",
         choices=GENERATORS,
         default=defaults.generator,
@@ -250,6 +264,8 @@ def _generator_config(args: argparse.Namespace) -> dict[str, object]:
         "llm_model": args.llm_model,
         "llm_max_new_tokens": args.llm_max_new_tokens,
         "answer_scorer": args.answer_scorer,
+        "reader_sentences": args.reader_sentences,
+        "reader_tokens": args.reader_tokens,
     }
 
 

@@ -106,6 +106,7 @@ def test_store_spec_names_the_same_index_as_index_dir(indexed, rag_cli) -> None:
         (["ask", "   \t  "], ["question is empty"]),
         (["ask", "x" * 2001], ["question is 2001 characters", "2000"]),
         (["ask", "What happened?", "--top-k", "0"], ["top_k must be >= 1, got 0"]),
+        (["ask", "What happened?", "--reader-tokens", "8"], ["reader_tokens must be 0", "got 8"]),
         (["index", "no-such-folder", "--index-dir", "idx"], ["path does not exist: no-such-folder"]),
         (["ask", KURSK_QUESTION], ["no index at index", "rag index"]),
         (["ask", KURSK_QUESTION, "--index-dir", "missing-index", "--json"], ["no index at missing-index"]),
@@ -120,6 +121,7 @@ def test_store_spec_names_the_same_index_as_index_dir(indexed, rag_cli) -> None:
         "whitespace",
         "too-long",
         "top-k-0",
+        "reader-tokens-8",
         "missing-path",
         "no-index",
         "no-index-dir",
@@ -204,3 +206,17 @@ def test_skipped_file_names_print_on_one_line() -> None:
 
     assert _printable("a\nb.txt") == "a\\nb.txt"
     assert _printable("naïve ünïcode.md") == "naïve ünïcode.md"
+
+
+@pytest.mark.parametrize("command", [["ask", "Who won?"], ["serve"]])
+def test_the_reader_settings_reach_the_config_of_ask_and_serve(command: list[str]) -> None:
+    from rag.cli import _generator_config, _parser
+    from rag.config import RagConfig
+
+    args = _parser().parse_args(
+        [*command, "--answer-scorer", "reader", "--reader-sentences", "6", "--reader-tokens", "80"]
+    )
+    config = RagConfig(**_generator_config(args))
+    assert (config.answer_scorer, config.reader_sentences, config.reader_tokens) == ("reader", 6, 80)
+    defaults = RagConfig(**_generator_config(_parser().parse_args(command)))
+    assert (defaults.reader_sentences, defaults.reader_tokens) == (RagConfig().reader_sentences, 0)

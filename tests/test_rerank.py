@@ -128,8 +128,11 @@ def test_the_not_sure_band_shows_the_closest_passage_marked_and_cited(seed_rag) 
     assert refused.abstained and not refused.tentative and not refused.citations
 
 
-@pytest.mark.parametrize("scorer", ["reader", "heuristic"])
-def test_both_scorers_answer_through_the_cli(rag_cli, seed_rag, tmp_path, scorer: str) -> None:
+@pytest.mark.parametrize(
+    ("scorer", "reading"),
+    [("reader", []), ("reader", ["--reader-sentences", "6", "--reader-tokens", "80"]), ("heuristic", [])],
+)
+def test_both_scorers_answer_through_the_cli(rag_cli, seed_rag, tmp_path, scorer: str, reading: list[str]) -> None:
     done = rag_cli(
         [
             "ask",
@@ -138,6 +141,7 @@ def test_both_scorers_answer_through_the_cli(rag_cli, seed_rag, tmp_path, scorer
             str(seed_rag.index.dir),
             "--answer-scorer",
             scorer,
+            *reading,
             "--json",
         ],
         cwd=tmp_path,
