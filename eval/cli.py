@@ -136,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-base-url", default=d.llm_base_url, help="server URL for --generator openai/ollama")
     p.add_argument("--llm-model", default=d.llm_model, help="model name for --generator openai/ollama")
     p.add_argument("--llm-max-new-tokens", type=int, default=d.llm_max_new_tokens)
+    p.add_argument(
+        "--claim-checker",
+        action=argparse.BooleanOptionalAction,
+        default=d.claim_checker,
+        help="with a --generator: check generated sentences with the trained claim checker too (default: on)",
+    )
     p.add_argument("--only", nargs="*", help="with --check: condition names to run (default: the quick ones)")
     p.add_argument(
         "--fitted",
@@ -233,6 +239,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "llm_base_url": args.llm_base_url,
         "llm_model": args.llm_model,
         "llm_max_new_tokens": args.llm_max_new_tokens,
+        "claim_checker": args.claim_checker,
     }
 
 

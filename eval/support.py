@@ -34,6 +34,18 @@ from rag/fitted.json). The table is printed, the report written to eval/reports/
 the fitted weights and threshold, with their provenance, written as the `support` block of the
 fitted-numbers file (`eval.calibrate.write_fitted`; `--fitted` names another file, `--dry-run` skips it).
 
+The claim checker (`rag.checker`) is measured on the same units (`checker_results`): for each
+claim and passage, the quote the fitted support score chooses is read by the checker, and, for a
+fragment, the sentence holding it by the reader (`rag.checker.fragment_logit`); a logistic over the
+support score's logit and those logits is fitted per form on the calibration half (a wrong relation,
+`in_passage`, now among the negatives fitted on), with the threshold keeping `KEEP` (90%) of the
+supported statements there and the fragment bias moved so that it keeps 90% of theirs too. The
+checker trained on the calibration halves' rows (`eval.train_checker` holds out only the report
+halves) and the reader on most SQuAD calibration questions, so the weights are fitted where their
+logits are optimistic; the report half is clean (SQuAD questions the reader saw are left out of it).
+Reported beside it: the support score alone at thresholds keeping the same share. Written as the
+`checker` block.
+
 Example:
     python -m eval.support --index-dir .cache/eval-support
 """
@@ -308,6 +320,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if name == "fitted":  # how the threshold trades kept supported claims for caught unsupported ones
             results["threshold_sweep_report"] = _threshold_sweep(scores, columns)
     results["reader_fragments"] = reader_fragment_results(units, scores_of=results, fitted=fitted, spans=spans)
+    results["checker"] = checker_results(units, spans, columns, fitted, best["statement"], shipped=config)
     return {
         "datasets": {form: {"name": d.name, "source_hash": d.source_hash} for form, d in datasets.items()},
         "units": _unit_counts(columns, list(datasets)),
@@ -455,21 +468,6 @@ def _unit_counts(columns: _Columns, forms: Sequence[str]) -> dict[str, Any]:
     }
 
 
-_WORDS = re.compile(r"\w+")
-
-
-def holds(sentence: str, fragment: str) -> bool:
-    """Whether every word of `fragment` occurs in `sentence` (case-insensitive).
-
-    Example:
-        >>> holds("Up to 8,000 soldiers arrived in Kursk.", "8,000 soldiers")
-        True
-    """
-    words = set(_WORDS.findall(sentence.lower()))
-    wanted = _WORDS.findall(fragment.lower())
-    return bool(wanted) and all(w in words for w in wanted)
-
-
 def fragment_evidence(question: str, fragment: str, hits: Sequence[Hit], reader: Reader) -> list[Evidence]:
     """For a short answer (a name, a number) to `question`: in each passage, the best sentence that
     holds the fragment's words, scored by the reader as an answer to the question (score 0 and an
@@ -479,6 +477,7 @@ def fragment_evidence(question: str, fragment: str, hits: Sequence[Hit], reader:
     kept, another answer of the same passage is caught 0.49 of the time, the support score 0.50):
     not better, so `rag.verify` does not use it."""
     from rag.answer import ScoredSentence
+    from rag.checker import holds
     from rag.rerank import in_context
     from rag.verify import Evidence
 
@@ -556,6 +555,137 @@ def reader_fragment_results(
     return out
 
 
+# The kinds the checker's combination is fitted on: a wrong relation (`in_passage`) is what it is for.
+CHECKER_KINDS = {"statement": ("gold", "retrieved", "swapped", "in_passage"), "fragment": FITTED_KINDS["fragment"]}
+KEEP = 0.90  # the share of supported claims the checked threshold keeps (calibration half)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One passage's input to the checker's combination (`rag.checker.CHECKER_FEATURES`)."""
+
+    features: tuple[float, ...]
+
+
+def checked_inputs(
+    units: list[dict[str, Any]], spans: list[Any], weights: dict[str, Any], threshold: float
+) -> list[list[list[_Row]]]:
+    """Per unit, per passage: the (bias, support logit, checker logit, reader logit) of the quote
+    `rag.verify` would choose there under the support `weights` (the best single sentence reaching
+    `threshold`, else the best span): `rag.verify.checked_evidence`' inputs."""
+    from rag.checker import checked_text, fragment_logit, load_checker, quote_in_context
+    from rag.reader import Reader
+    from rag.verify import support_score
+
+    reader = Reader.load()
+    chosen: list[list[tuple[float, float]]] = []
+    pairs = []
+    for unit, per_passage in zip(units, spans):
+        w = weights["statement" if unit["form"] == "statement" else "fragment"]
+        row = []
+        for hit, passage_spans in zip(unit["hits"], per_passage):
+            scored = [(support_score(sp.features, w), sp) for sp in passage_spans]
+            singles = [x for x in scored[: len(hit.chunk.sentences)] if x[0] >= threshold]
+            score, span = max(singles or scored, key=lambda x: x[0])
+            question = unit.get("question")
+            read = fragment_logit(question, unit["sentence"], hit, reader) if question else 0.0
+            row.append((score, read))
+            pairs.append((checked_text(unit["sentence"], question), quote_in_context(hit, span.start, span.end)))
+        chosen.append(row)
+    logits = iter(load_checker().pair_logits(pairs))
+    return [
+        [[_Row((1.0, _logit(min(max(score, 1e-6), 1 - 1e-6)), float(next(logits)), read))] for score, read in row]
+        for row in chosen
+    ]
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
+
+
+def checker_results(
+    units: list[dict[str, Any]],
+    spans: list[Any],
+    columns: _Columns,
+    fitted: dict[str, Any],
+    support_threshold: float,
+    *,
+    shipped: Any,
+) -> dict[str, Any]:
+    """The claim checker combined with the fitted support score: its weights per form, fitted on
+    the calibration half's rows of `CHECKER_KINDS`; the threshold keeping `KEEP` of the supported
+    statements there (the fragment bias moved so that the same threshold keeps `KEEP` of theirs);
+    each half's `metrics` at that threshold; and the same for the support score alone at its own
+    threshold keeping `KEEP`, and for the shipped checker weights."""
+    from eval.calibrate import reader_training_ids
+
+    # The reader reads fragments, so SQuAD questions it was trained on are left out of the report
+    # half. The calibration half keeps them (most of SQuAD's calibration questions trained the
+    # reader, and the checker was trained on both calibration halves): the weights are fitted where
+    # the two models' logits are optimistic, and measured where they never trained.
+    trained = reader_training_ids()
+    keep = [
+        i for i, u in enumerate(units) if not (u["form"] == "fragment" and u["half"] == "report" and u["id"] in trained)
+    ]
+    left_out = len(units) - len(keep)
+    units, spans = [units[i] for i in keep], [spans[i] for i in keep]
+    columns = _Columns.of(units)
+    rows = checked_inputs(units, spans, fitted, support_threshold)
+    fit_rows = columns.cal & np.array([u["kind"] in CHECKER_KINDS[u["form"]] for u in units])
+    weights: dict[str, np.ndarray] = {}
+    for form in ("statement", "fragment"):
+        mask = fit_rows & (columns.forms == form)
+        start = (0.0, 1.0, 1.0, 1.0 if form == "fragment" else 0.0)
+        weights[form] = fit_weights([r for r, m in zip(rows, mask) if m], columns.labels[mask], start)
+    scores = {form: _best_rows(rows, weights[form])[1] for form in ("statement", "fragment")}
+    kept = {
+        form: kept_threshold(scores[form][columns.cal & (columns.forms == form) & (columns.labels == 1)], keep=KEEP)
+        for form in ("statement", "fragment")
+    }
+    weights["fragment"][0] += _logit(kept["statement"]) - _logit(kept["fragment"])
+    threshold = kept["statement"]
+    out: dict[str, Any] = {
+        "keep": KEEP,
+        "fitted_on": {f: list(k) for f, k in CHECKER_KINDS.items()},
+        "report_fragment_units_left_out_as_reader_training": left_out,
+        "units": _unit_counts(columns, ["statement", "fragment"]),
+    }
+    out["fitted"] = _checked_entry(rows, weights, threshold, columns)
+    shipped_weights = {"statement": shipped.checker_weights, "fragment": shipped.checker_fragment_weights}
+    out["shipped"] = _checked_entry(rows, shipped_weights, shipped.checker_threshold, columns)
+    # The support score alone, each form at its own threshold keeping KEEP of its supported claims.
+    alone = np.zeros(len(units))
+    for form in ("statement", "fragment"):
+        mask = columns.forms == form
+        alone[mask] = _best_rows([s for s, m in zip(spans, mask) if m], np.asarray(fitted[form], float))[1]
+    out["support_alone"] = {}
+    for form in ("statement", "fragment"):
+        rows_of = columns.forms == form
+        t_alone = kept_threshold(alone[columns.cal & rows_of & (columns.labels == 1)], keep=KEEP)
+        out["support_alone"][form] = {"threshold": round(t_alone, 4)} | {
+            half: metrics(alone[m], columns.labels[m], columns.kinds[m], t_alone, form=form)
+            for half, m in (("calibration", columns.cal & rows_of), ("report", ~columns.cal & rows_of))
+        }
+    return out
+
+
+def _checked_entry(
+    rows: list[list[list[_Row]]], weights: dict[str, Any], threshold: float, columns: _Columns
+) -> dict[str, Any]:
+    """The checked scores under `weights` per form: the weights, the threshold and each half's `metrics`."""
+    entry: dict[str, Any] = {"threshold": round(float(threshold), 4)}
+    for form in ("statement", "fragment"):
+        mask = columns.forms == form
+        _, scores = _best_rows([r for r, m in zip(rows, mask) if m], np.asarray(weights[form], float))
+        entry[form] = {"weights": [round(float(w), 4) for w in weights[form]]}
+        cal = columns.cal[mask]
+        for half, m in (("calibration", cal), ("report", ~cal)):
+            entry[form][half] = metrics(
+                scores[m], columns.labels[mask][m], columns.kinds[mask][m], threshold, form=form
+            )
+    return entry
+
+
 def table(report: dict[str, Any]) -> str:
     lines = [
         "Support score (weights and threshold chosen on the calibration half; AUROC, precision, recall and "
@@ -587,6 +717,21 @@ def table(report: dict[str, Any]) -> str:
             "\nfragments, reader vs support score, threshold keeping 0.90 of supported (calibration half), "
             "report half: " + json.dumps(report["reader_fragments"])
         )
+    if "checker" in report:
+        lines.append(
+            f"\nclaim checker + support score, threshold keeping {report['checker']['keep']} of supported "
+            "statements (calibration half); caught per negative kind, report half"
+        )
+        for name in ("fitted", "shipped", "support_alone"):
+            entry = report["checker"][name]
+            for form in ("statement", "fragment"):
+                r = entry[form]["report"]
+                threshold = entry.get("threshold", entry[form].get("threshold", 0.0))
+                lines.append(
+                    f"{name:<13} {form:<9} threshold {threshold:.3f} AUROC {r['auroc']:.3f} "
+                    f"kept {r['recall']:.3f} | "
+                    + " | ".join(f"{k} {r[k]['unsupported_caught']:.3f}" for k in KINDS[form])
+                )
     sweep = report["threshold_sweep_report"]
     lines.append(
         "\nthreshold sweep, report half, both forms (recall / caught): "
@@ -655,6 +800,50 @@ def fitted_block(report: dict[str, Any], args: argparse.Namespace, *, command: s
     }
 
 
+def checker_block(report: dict[str, Any], support: dict[str, Any], *, command: str) -> dict[str, Any]:
+    """The `checker` block of the fitted-numbers file from a report of `run`: the combination's
+    weights per form and its threshold, with their provenance (the support block's datasets, the
+    rows of `CHECKER_KINDS` on their calibration half)."""
+    from eval.calibrate import L2, provenance
+    from rag.checker import CHECKER_FEATURES
+
+    fitted = report["checker"]["fitted"]
+    datasets = [
+        {
+            **d,
+            "selection": d["selection"]
+            + (", and one fact swapped for another of the same passage (negative)" if d["form"] == "statement" else ""),
+        }
+        for d in support["provenance"]["datasets"]
+    ]
+    for d in datasets:
+        counts = report["checker"]["units"][d["form"]]["calibration"]
+        d["positive"] = counts["gold"]
+        d["negative"] = sum(counts[k] for k in CHECKER_KINDS[d["form"]] if k != "gold")
+        d["rows"] = d["positive"] + d["negative"]
+    fit = {
+        "method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights, over the "
+        "support score's logit and the claim checker's logit on the quote the support score chooses, each claim's "
+        "best passage (eval.support.checker_results)",
+        "l2": L2,
+        "fitted_on": report["checker"]["fitted_on"],
+        "threshold": f"the highest keeping {KEEP} of the supported statements; the fragment bias moved so that the "
+        f"same threshold keeps {KEEP} of the supported fragments",
+    }
+    metrics = {
+        f"{form}_report_half": {k: fitted[form]["report"][k] for k in ("auroc", "recall", "unsupported_caught")}
+        | {f"{k}_caught": fitted[form]["report"][k]["unsupported_caught"] for k in KINDS[form]}
+        for form in ("statement", "fragment")
+    }
+    return {
+        "features": list(CHECKER_FEATURES),
+        "statement_weights": fitted["statement"]["weights"],
+        "fragment_weights": fitted["fragment"]["weights"],
+        "threshold": fitted["threshold"],
+        "provenance": provenance(command=command, datasets=datasets, fit=fit, metrics=metrics),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
@@ -667,8 +856,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.dry_run:
         from eval.calibrate import write_fitted
 
-        block = fitted_block(report, args, command=f"python -m eval.support {shlex.join(argv)}".rstrip())
+        command = f"python -m eval.support {shlex.join(argv)}".rstrip()
+        block = fitted_block(report, args, command=command)
         print(f"wrote support into {write_fitted('support', block, path=args.fitted)}")
+        checker = checker_block(report, block, command=command)
+        print(f"wrote checker into {write_fitted('checker', checker, path=args.fitted)}")
     return 0
 
 

@@ -385,14 +385,15 @@ def batches(groups: Sequence[list[Example]], batch_size: int, rng: random.Random
     return out
 
 
-def tensors(pieces: WordPieces, examples: Sequence[Example]) -> dict[str, Any]:
+def tensors(pieces: WordPieces, examples: Sequence[Example], budgets: dict[str, int] | None = None) -> dict[str, Any]:
+    """The padded model inputs of `examples`; `budgets`: `encode_candidates`' word-piece budgets
+    (default: the reader's)."""
     import torch
 
+    budgets = budgets or {"max_tokens": MAX_TOKENS}
     rows: list[tuple[list[int], list[int]]] = []
     for ex in examples:
-        rows += encode_candidates(
-            pieces, ex.question, [Candidate(ex.before, ex.sentence, ex.after)], max_tokens=MAX_TOKENS
-        )
+        rows += encode_candidates(pieces, ex.question, [Candidate(ex.before, ex.sentence, ex.after)], **budgets)
     return {k: torch.from_numpy(v) for k, v in pad_batch(rows).items()}
 
 
@@ -414,7 +415,13 @@ def loss_of(logits: Any, groups: Sequence[list[Example]], listwise_weight: float
 
 
 def predict(
-    model: Any, pieces: WordPieces, examples: Sequence[Example], *, bf16: bool, batch_size: int = 64
+    model: Any,
+    pieces: WordPieces,
+    examples: Sequence[Example],
+    *,
+    bf16: bool,
+    batch_size: int = 64,
+    budgets: dict[str, int] | None = None,
 ) -> np.ndarray:
     import torch
 
@@ -422,7 +429,7 @@ def predict(
     out = []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(examples), batch_size):
-            out.append(model(**tensors(pieces, examples[i : i + batch_size])).float().numpy())
+            out.append(model(**tensors(pieces, examples[i : i + batch_size], budgets)).float().numpy())
     model.train()
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -704,6 +711,7 @@ class _Trainer:
     scheduler: Any
     bf16: bool
     listwise_weight: float
+    budgets: dict[str, int] | None = None
 
     def step(self, groups: Sequence[list[Example]]) -> float:
         """Forward, loss, backward (gradients clipped to norm 1) and an optimiser step; the loss."""
@@ -711,7 +719,7 @@ class _Trainer:
 
         examples = [ex for g in groups for ex in g]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(**tensors(self.pieces, examples))
+            logits = self.model(**tensors(self.pieces, examples, self.budgets))
         loss = loss_of(logits.float(), groups, self.listwise_weight)
         self.optimizer.zero_grad()
         loss.backward()
@@ -721,7 +729,9 @@ class _Trainer:
         return loss.item()
 
 
-def _trainer(model: Any, pieces: WordPieces, args: argparse.Namespace, total_steps: int) -> _Trainer:
+def _trainer(
+    model: Any, pieces: WordPieces, args: argparse.Namespace, total_steps: int, budgets: dict[str, int] | None = None
+) -> _Trainer:
     """AdamW (weight decay 0.01; the head at 20 times `args.lr`) with a linear warm-up over the
     first 5% of `total_steps`, then a linear decay to 0."""
     import torch
@@ -739,7 +749,7 @@ def _trainer(model: Any, pieces: WordPieces, args: argparse.Namespace, total_ste
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(total_steps - warmup, 1)))
     )
-    return _Trainer(model, pieces, params, optimizer, scheduler, args.bf16, args.listwise_weight)
+    return _Trainer(model, pieces, params, optimizer, scheduler, args.bf16, args.listwise_weight, budgets)
 
 
 def _fit(

@@ -255,10 +255,18 @@ def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
         default=defaults.llm_max_new_tokens,
         help="longest generated answer, in tokens (default: %(default)s)",
     )
+    p.add_argument(
+        "--claim-checker",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.claim_checker,
+        help="check each generated sentence with the trained claim checker as well as the support score "
+        "(default: on; eval/reports/support.json measures both)",
+    )
 
 
 def _generator_config(args: argparse.Namespace) -> dict[str, object]:
     return {
+        "claim_checker": args.claim_checker,
         "generator": args.generator,
         "llm_base_url": args.llm_base_url,
         "llm_model": args.llm_model,

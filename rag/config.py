@@ -64,6 +64,13 @@ FITTED_BLOCKS: dict[str, dict[str, str]] = {
         "threshold": "probability",
         "provenance": "provenance",
     },
+    "checker": {
+        "features": "names",
+        "statement_weights": "weights",
+        "fragment_weights": "weights",
+        "threshold": "probability",
+        "provenance": "provenance",
+    },
 }
 PROVENANCE_KEYS = ("command", "git_commit", "date", "datasets")
 DATASET_KEYS = ("name", "split", "rows")
@@ -78,6 +85,9 @@ FITTED_FIELDS: dict[str, tuple[str, str]] = {
     "support_weights": ("support", "statement_weights"),
     "fragment_support_weights": ("support", "fragment_weights"),
     "support_threshold": ("support", "threshold"),
+    "checker_weights": ("checker", "statement_weights"),
+    "checker_fragment_weights": ("checker", "fragment_weights"),
+    "checker_threshold": ("checker", "threshold"),
 }
 
 
@@ -200,6 +210,14 @@ class RagConfig:
     # short answer checked together with its question).
     support_weights: tuple[float, ...] = _fitted("support_weights")
     fragment_support_weights: tuple[float, ...] = _fitted("fragment_support_weights")
+    # The trained claim checker (rag/checker.py) reads each claim against its best quote; its logit
+    # and the support score combine under these weights (`rag.checker.CHECKER_FEATURES`), and a
+    # sentence is kept when the result reaches `checker_threshold` (all fitted by
+    # `python -m eval.support`: the fitted file's `checker`). False: the support score alone.
+    claim_checker: bool = True
+    checker_weights: tuple[float, ...] = _fitted("checker_weights")
+    checker_fragment_weights: tuple[float, ...] = _fitted("checker_fragment_weights")
+    checker_threshold: float = _fitted("checker_threshold")
     # Follow-up questions are rewritten by the chat model before retrieval ("openai"/"ollama";
     # the local 135M model cannot, so it keeps the extractive method: rag.pipeline.rewrites).
     rewrite_with_llm: bool = True
@@ -364,6 +382,7 @@ _RULES: tuple[_Rule, ...] = (
     _within("llm_temperature", 0.0, 2.0),
     _above("llm_timeout_s", 0),
     _within("support_threshold", 0.0, 1.0),
+    _within("checker_threshold", 0.0, 1.0),
     _chunk_fits_model,
     _at_least("chunk_overlap_sentences", 0),
     _reader_tokens_readable,

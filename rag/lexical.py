@@ -26,6 +26,18 @@ def _tokenize(texts: list[str], *, return_ids: bool) -> Any:
     return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), show_progress=False, return_ids=return_ids)
 
 
+def stop_words() -> frozenset[str]:
+    """The English stop words the tokenisation removes (bm25s's "en" list).
+
+    Example:
+        >>> {"the", "in", "of"} <= stop_words()
+        True
+    """
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
 def bm25_tokenize(texts: list[str]) -> Any:
     """The texts as a `bm25s.tokenization.Tokenized` (term ids per text and the vocabulary), what
     a BM25 index is built from."""

@@ -59,11 +59,13 @@ def assemble(
     after: Sequence[int],
     *,
     max_tokens: int = MAX_TOKENS,
+    question_tokens: int = QUESTION_TOKENS,
+    sentence_tokens: int = SENTENCE_TOKENS,
 ) -> tuple[list[int], list[int]]:
     """Input ids and segment ids for one candidate, from word-piece ids without special tokens.
 
-    The question and sentence are cut to their budgets; the context takes what is left, split
-    evenly, the previous sentence keeping its end and the next one its start.
+    The question and sentence are cut to their budgets (`question_tokens`, `sentence_tokens`); the
+    context takes what is left, split evenly, the previous sentence keeping its end and the next one its start.
 
     Example:
         >>> ids, types = assemble([7], [8, 9], [10], [11, 12], max_tokens=9)
@@ -72,8 +74,8 @@ def assemble(
         >>> types
         [0, 0, 0, 1, 1, 1, 1, 1, 1]
     """
-    q = list(question[:QUESTION_TOKENS])
-    s = list(sentence[:SENTENCE_TOKENS])
+    q = list(question[:question_tokens])
+    s = list(sentence[:sentence_tokens])
     room = max(max_tokens - len(q) - len(s) - 5, 0)
     n_after = min(len(after), max(room // 2, room - len(before)))
     n_before = min(len(before), room - n_after)
@@ -110,14 +112,19 @@ class WordPieces:
 
 
 def encode_candidates(
-    pieces: WordPieces, question: str, candidates: Sequence[Candidate], *, max_tokens: int = MAX_TOKENS
+    pieces: WordPieces,
+    question: str,
+    candidates: Sequence[Candidate],
+    *,
+    max_tokens: int = MAX_TOKENS,
+    question_tokens: int = QUESTION_TOKENS,
+    sentence_tokens: int = SENTENCE_TOKENS,
 ) -> list[tuple[list[int], list[int]]]:
     """The model inputs for `candidates` (each distinct text tokenised once)."""
     texts = list(dict.fromkeys([question, *(t for c in candidates for t in (c.before, c.sentence, c.after))]))
     ids = dict(zip(texts, pieces.ids(texts)))
-    return [
-        assemble(ids[question], ids[c.before], ids[c.sentence], ids[c.after], max_tokens=max_tokens) for c in candidates
-    ]
+    budgets = {"max_tokens": max_tokens, "question_tokens": question_tokens, "sentence_tokens": sentence_tokens}
+    return [assemble(ids[question], ids[c.before], ids[c.sentence], ids[c.after], **budgets) for c in candidates]
 
 
 class Reader:
@@ -128,6 +135,10 @@ class Reader:
         self.pieces = pieces
         self.meta = meta
         self.max_tokens = int(meta.get("max_tokens", MAX_TOKENS))
+        # The budgets it was trained with (a model trained on longer questions, e.g. the claim
+        # checker's claims, records its own).
+        self.question_tokens = int(meta.get("question_tokens", QUESTION_TOKENS))
+        self.sentence_tokens = int(meta.get("sentence_tokens", SENTENCE_TOKENS))
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike[str] | None = None) -> Reader:
@@ -145,7 +156,34 @@ class Reader:
         self, question: str, candidates: Sequence[Candidate], *, batch_size: int = 32, max_tokens: int = 0
     ) -> np.ndarray:
         """One logit per candidate; `max_tokens` cuts each input shorter than the reader's own length."""
-        rows = encode_candidates(self.pieces, question, candidates, max_tokens=max_tokens or self.max_tokens)
+        rows = encode_candidates(
+            self.pieces,
+            question,
+            candidates,
+            max_tokens=max_tokens or self.max_tokens,
+            question_tokens=self.question_tokens,
+            sentence_tokens=self.sentence_tokens,
+        )
+        out = [
+            self.session.run(["logits"], pad_batch(rows[i : i + batch_size]))[0].reshape(-1)
+            for i in range(0, len(rows), batch_size)
+        ]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, dtype=np.float32)
+
+    def pair_logits(self, pairs: Sequence[tuple[str, Candidate]], *, batch_size: int = 32) -> np.ndarray:
+        """One logit per (question, candidate) pair: many questions, each with its own candidate."""
+        rows = [
+            row
+            for question, candidate in pairs
+            for row in encode_candidates(
+                self.pieces,
+                question,
+                [candidate],
+                max_tokens=self.max_tokens,
+                question_tokens=self.question_tokens,
+                sentence_tokens=self.sentence_tokens,
+            )
+        ]
         out = [
             self.session.run(["logits"], pad_batch(rows[i : i + batch_size]))[0].reshape(-1)
             for i in range(0, len(rows), batch_size)

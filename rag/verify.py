@@ -20,7 +20,12 @@ The support score is a logistic function of evidence features (see `SUPPORT_FEAT
 - `number_missing`: 1 when the sentence holds a number that the quote does not;
 - `name_missing`: the share of the sentence's capitalised words (names) that the passage lacks;
 - `answer_lexical`: for a fragment checked with its question, the share of the fragment's own
-  words in the quote (the question's words alone do not make a wrong answer right).
+  words in the quote (the question's words alone do not make a wrong answer right);
+- `name_unquoted`: the share of the sentence's names that the quote lacks (a name the passage
+  holds elsewhere, put in the wrong place, is a sign of a wrong relation);
+- `key_unaligned`: for a statement, the share of its names and numbers that the quote never has
+  next to the same word as the sentence does ("AD 1377" against "AD 1040 ... in 1377": the number
+  is quoted, but attached to something else). See `unaligned`.
 The weights are fitted by `python -m eval.support`: statements on ClapNQ, fragments on SQuAD 2.0
 (eval/reports/support.json); they and the threshold live in rag/fitted.json (`support`) and reach
 this module as `RagConfig.support_weights`, `fragment_support_weights` and `support_threshold`.
@@ -43,9 +48,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.checker import checked_text, combine, fragment_logit, load_checker, quote_in_context
 from rag.chunk import split_sentences
 from rag.config import RagConfig
-from rag.lexical import stem_terms
+from rag.lexical import stem_terms, stop_words
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.types import Answer, CheckedSentence, Chunk, Citation, Hit
@@ -69,6 +75,8 @@ SUPPORT_FEATURES = (
     "number_missing",
     "name_missing",
     "answer_lexical",
+    "name_unquoted",
+    "key_unaligned",
 )
 
 _NUMBER = r"\d+(?:\s*(?:,|;|and|&)\s*(?:passage\s*)?\d+)*"
@@ -79,6 +87,7 @@ _END_THEN_MARKERS = re.compile(rf"([.!?…]+[\"”’')\]]*)({_MARKERS.pattern})
 STATEMENT_WORDS = 4
 _DIGITS = re.compile(r"\d[\d,.]*\d|\d")
 _WORD = re.compile(r"[A-Za-z][\w'’-]*")
+_TOKEN = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -275,6 +284,7 @@ class _CheckedClaim:
     numbers: set[str]
     names: set[str]
     vector: np.ndarray  # the embedding of what is checked
+    keys: tuple[tuple[str, str, str], ...]  # a statement's names and numbers with their neighbours (`key_words`)
 
 
 def _checked_claims(claims: Sequence[str], questions: Sequence[str | None], embedder: Embedder) -> list[_CheckedClaim]:
@@ -285,9 +295,60 @@ def _checked_claims(claims: Sequence[str], questions: Sequence[str | None], embe
     checked_terms = [set(t) for t in stem_terms(checked)]
     own_terms = [set(t) for t in stem_terms(list(claims))]
     return [
-        _CheckedClaim(terms, own if question else None, _number_set(claim), _names(claim), vector)
+        _CheckedClaim(
+            terms,
+            own if question else None,
+            _number_set(claim),
+            _names(claim),
+            vector,
+            () if question else key_words(claim),
+        )
         for claim, question, terms, own, vector in zip(claims, questions, checked_terms, own_terms, vectors)
     ]
+
+
+def content_words(text: str) -> list[str]:
+    """`text`'s words, lowercased, stop words out (`rag.lexical.stop_words`), in order.
+
+    Example:
+        >>> content_words("It was built in 1040 by Bi Sheng.")
+        ['built', '1040', 'bi', 'sheng']
+    """
+    stop = stop_words()
+    return [w for w in _TOKEN.findall(text.lower()) if w not in stop]
+
+
+def key_words(text: str) -> tuple[tuple[str, str, str], ...]:
+    """Each word of `text`'s names and numbers (lowercased) with the content word before and after
+    it ("" at either end; `content_words`).
+
+    Example:
+        >>> key_words("It was built in 1040 by Bi Sheng.")
+        (('built', '1040', 'bi'), ('1040', 'bi', 'sheng'), ('bi', 'sheng', ''))
+    """
+    words = content_words(text)
+    keys = {w for name in _names(text) for w in _TOKEN.findall(name)}
+    keys |= {w for m in _DIGITS.finditer(text) for w in _TOKEN.findall(m.group(0))}
+    return tuple(
+        (words[i - 1] if i else "", w, words[i + 1] if i + 1 < len(words) else "")
+        for i, w in enumerate(words)
+        if w in keys
+    )
+
+
+def unaligned(keys: Sequence[tuple[str, str, str]], quote_words: Sequence[str]) -> float:
+    """The share of `keys` (`key_words`) that the quote's content words (`content_words`) never
+    have next to the same neighbour, on either side; 0 without keys.
+
+    Example:
+        >>> quote = content_words("It was built in 1040 by Bi Sheng, then in 1377.")
+        >>> unaligned(key_words("It was built in 1377 by Bi Sheng."), quote)
+        0.3333333333333333
+    """
+    if not keys:
+        return 0.0
+    pairs = set(zip(quote_words, quote_words[1:]))
+    return sum(1 for before, w, after in keys if (before, w) not in pairs and (w, after) not in pairs) / len(keys)
 
 
 @dataclass(frozen=True)
@@ -295,6 +356,7 @@ class _Sentences:
     """A passage's sentences as the support features see them."""
 
     terms: list[set[str]]  # stemmed content words of each sentence
+    words: list[list[str]]  # each sentence's `content_words`
     numbers: list[set[str]]  # numbers of each sentence
     vectors: np.ndarray | None  # sentence vectors from the index; None when it stores none
 
@@ -307,7 +369,10 @@ def _passage_sentences(chunks: Mapping[int, Chunk], index: Store) -> dict[int, _
     flat_terms = iter(stem_terms(flat) if flat else [])
     return {
         cid: _Sentences(
-            [set(next(flat_terms)) for _ in texts[cid]], [_number_set(t) for t in texts[cid]], vectors.get(cid)
+            [set(next(flat_terms)) for _ in texts[cid]],
+            [content_words(t) for t in texts[cid]],
+            [_number_set(t) for t in texts[cid]],
+            vectors.get(cid),
         )
         for cid in chunks
     }
@@ -322,10 +387,13 @@ def _passage_spans(claim: _CheckedClaim, hit: Hit, sentences: _Sentences, idf: M
     passage_lower = chunk.text.lower()
     names = claim.names
     name_missing = sum(1 for n in names if n not in passage_lower) / len(names) if names else 0.0
+    words = sentences.words
     spans = []
     n = len(terms)
     for first, last in [(k, k) for k in range(n)] + [(k, k + 1) for k in range(n - 1)]:
         span_terms = terms[first] | terms[last]
+        quoted = words[first] if first == last else words[first] + words[last]
+        quoted_text = " ".join(quoted)
         features = (
             1.0,
             _share(claim.terms, span_terms, idf),
@@ -334,6 +402,10 @@ def _passage_spans(claim: _CheckedClaim, hit: Hit, sentences: _Sentences, idf: M
             1.0 if claim.numbers - (numbers[first] | numbers[last]) else 0.0,
             name_missing,
             _share(claim.own, span_terms, idf) if claim.own is not None else 0.0,
+            sum(1 for name in names if " ".join(_TOKEN.findall(name)) not in quoted_text) / len(names)
+            if names
+            else 0.0,
+            unaligned(claim.keys, quoted),
         )
         spans.append(Span(chunk.sentences[first][0], chunk.sentences[last][1], features))
     return spans
@@ -363,8 +435,11 @@ def best_evidence(
     `result[i][j]` is the evidence for `claims[i]` in `passages[i][j]`. With `question`, a claim
     that is not a statement (`is_statement`) is checked as the answer to it, with
     `config.fragment_support_weights`; statements use `config.support_weights` (`config`: default
-    `RagConfig()`). With a `threshold`, the best single sentence reaching it is preferred to a
-    higher-scoring pair (the shortest quote that supports the claim); without, the highest score wins.
+    `RagConfig()`). With a `threshold` (on the support score's scale), the best single sentence
+    reaching it is preferred to a higher-scoring pair (the shortest quote that supports the claim);
+    without, the highest score wins. With `config.claim_checker`, each chosen quote is then read by
+    the claim checker and its score becomes the checked support (`rag.checker.combine`), which
+    `config.checker_threshold` judges.
 
     Example:
         >>> ev = best_evidence(["Up to 8,000 soldiers arrived."], [hits[:1]], index, embedder)  # doctest: +SKIP
@@ -388,6 +463,38 @@ def best_evidence(
                 span = Span(hit.chunk.start, hit.chunk.start, (1.0,) + (0.0,) * (len(SUPPORT_FEATURES) - 1))
             found.append(Evidence(hit, span.start, span.end, span.features, score))
         out.append(found)
+    return checked_evidence(claims, questions, out, config) if config.claim_checker else out
+
+
+def checked_evidence(
+    claims: Sequence[str], questions: Sequence[str | None], evidence: Sequence[Sequence[Evidence]], config: RagConfig
+) -> list[list[Evidence]]:
+    """`evidence` (per claim, per passage) with each score replaced by the checked support
+    (`rag.checker.combine`): the support score, the claim checker's logit on the quote in its
+    context, and for a fragment (a claim with a question) the reader's logit on the sentence that
+    holds it, under the config's checker weights for statements or fragments. One checker call
+    for all quotes; an empty quote keeps its score."""
+    from rag.reader import Reader
+
+    pairs = [
+        (checked_text(claim, q), quote_in_context(e.hit, e.start, e.end))
+        for claim, q, row in zip(claims, questions, evidence)
+        for e in row
+        if e.end > e.start
+    ]
+    logits = iter(load_checker().pair_logits(pairs) if pairs else [])
+    reader = Reader.load() if any(q is not None for q in questions) else None
+    out = []
+    for claim, q, row in zip(claims, questions, evidence):
+        weights = config.checker_weights if q is None else config.checker_fragment_weights
+        checked = []
+        for e in row:
+            if e.end <= e.start:
+                checked.append(e)
+                continue
+            read = fragment_logit(q, claim, e.hit, reader) if q is not None and reader is not None else 0.0
+            checked.append(dataclasses.replace(e, score=combine(e.score, (float(next(logits)), read), weights)))
+        out.append(checked)
     return out
 
 
@@ -424,7 +531,8 @@ def verify_answer(
     if refused:
         return _replace(extractive, text=ABSTAIN_TEXT, abstained=True, citations=(), generator=generator, sentences=())
     evidence = _cited_evidence(question, claims, hits, index, embedder, config=config)
-    checked, citations = _judge(claims, evidence, config.support_threshold)
+    threshold = config.checker_threshold if config.claim_checker else config.support_threshold
+    checked, citations = _judge(claims, evidence, threshold)
     parts = [s.text + "".join(f" [{n}]" for n in s.citations) for s in checked if s.supported]
     if not parts:
         return _replace(extractive, generator=generator, sentences=tuple(checked))

@@ -220,3 +220,6 @@ def test_the_reader_settings_reach_the_config_of_ask_and_serve(command: list[str
     assert (config.answer_scorer, config.reader_sentences, config.reader_tokens) == ("reader", 6, 80)
     defaults = RagConfig(**_generator_config(_parser().parse_args(command)))
     assert (defaults.reader_sentences, defaults.reader_tokens) == (RagConfig().reader_sentences, 0)
+    assert defaults.claim_checker is True
+    unchecked = RagConfig(**_generator_config(_parser().parse_args([*command, "--no-claim-checker"])))
+    assert unchecked.claim_checker is False

@@ -203,9 +203,11 @@ def test_the_reader_flags_set_their_config_fields() -> None:
             "4",
             "--reader-tokens",
             "80",
+            "--no-claim-checker",
         ]
     )
     config = RagConfig(**_run_settings(args))
+    assert config.claim_checker is False
     assert (
         config.sentence_fusion,
         config.rerank_fusion,
@@ -214,7 +216,8 @@ def test_the_reader_flags_set_their_config_fields() -> None:
         config.reader_tokens,
     ) == (False, False, 6, 4, 80)
     defaults = RagConfig(**_run_settings(_parser().parse_args(["--qa", "q.jsonl"])))
-    assert (defaults.sentence_fusion, defaults.reader_sentences) == (
+    assert (defaults.sentence_fusion, defaults.reader_sentences, defaults.claim_checker) == (
         RagConfig().sentence_fusion,
         RagConfig().reader_sentences,
+        True,
     )

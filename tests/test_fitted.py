@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag.answer import FEATURES, READER_FEATURES
+from rag.checker import CHECKER_FEATURES
 from rag.config import (
     DATASET_KEYS,
     FITTED_BLOCKS,
@@ -44,6 +45,8 @@ def test_package_file_holds_every_field_the_config_needs() -> None:
     assert data["heuristic_confidence"]["features"] == list(FEATURES)
     assert data["reader_confidence"]["features"] == list(READER_FEATURES)
     assert data["support"]["features"] == list(SUPPORT_FEATURES)
+    assert data["checker"]["features"] == list(CHECKER_FEATURES)
+    assert len(config.checker_weights) == len(config.checker_fragment_weights) == len(CHECKER_FEATURES)
     assert len(config.confidence_weights) == len(FEATURES)
     assert len(config.reader_confidence_weights) == len(READER_FEATURES)
     assert len(config.support_weights) == len(config.fragment_support_weights) == len(SUPPORT_FEATURES)

@@ -92,7 +92,7 @@ def test_local_answers_follow_the_result_contract(
     # Every generated sentence has a verdict; the kept ones point into the citations.
     assert answer.sentences
     for s in answer.sentences:
-        assert (s.support >= local_config.support_threshold) == s.supported
+        assert (s.support >= local_config.checker_threshold) == s.supported
         assert set(s.citations) <= numbers and (bool(s.citations) == s.supported)
     data = json.loads(json.dumps(answer.to_json()))
     assert data["generator"] == "local" and len(data["sentences"]) == len(answer.sentences)

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from rag.answer import compose_answer
+from rag.checker import combine, load_checker, quote_in_context
 from rag.config import RagConfig
 from rag.pipeline import RAG
 from rag.replies import ABSTAIN_TEXT, REFUSAL_TEXT
@@ -76,9 +77,9 @@ def test_a_planted_sentence_is_removed_and_a_supported_one_kept(rag: RAG, kursk)
     _check_citations(rag, answer, hits)
     kept, removed = answer.sentences
     assert (kept.text, kept.citations, kept.supported) == (SUPPORTED, (1,), True)
-    assert kept.support >= config.support_threshold
+    assert kept.support >= config.checker_threshold
     assert (removed.text, removed.citations, removed.supported) == (PLANTED, (), False)
-    assert removed.support < config.support_threshold
+    assert removed.support < config.checker_threshold
     data = json.loads(json.dumps(answer.to_json()))
     assert data["generator"] == "local"
     assert data["sentences"][1] == {
@@ -107,18 +108,57 @@ def test_a_changed_number_scores_below_the_true_sentence(rag: RAG, kursk) -> Non
     config, hits, _, n = kursk
     true, changed = best_evidence([SUPPORTED, NUMBER_CHANGED], [[hits[n - 1]], [hits[n - 1]]], rag.index, rag.embedder)
 
-    assert true[0].score >= config.support_threshold > changed[0].score
+    assert true[0].score >= config.checker_threshold > changed[0].score
     assert changed[0].features[4] == 1.0  # number_missing
     assert 0.0 <= changed[0].score < true[0].score <= 1.0
 
 
 def test_support_weights_come_from_the_config(rag: RAG, kursk) -> None:
     config, hits, _, n = kursk
-    shipped = best_evidence([SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder)[0][0]
+    unchecked = config.replace(claim_checker=False)
+    shipped = best_evidence([SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder, config=unchecked)[0][0]
     assert shipped.score == support_score(shipped.features, RagConfig().support_weights) >= config.support_threshold
-    doubtful = config.replace(support_weights=(-20.0, *config.support_weights[1:]))
+    doubtful = unchecked.replace(support_weights=(-20.0, *config.support_weights[1:]))
     lowered = best_evidence([SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder, config=doubtful)[0][0]
     assert lowered.score < config.support_threshold
+
+
+def test_the_checker_reads_the_quote_the_support_score_chose(rag: RAG, kursk) -> None:
+    config, hits, _, n = kursk
+    unchecked = best_evidence(
+        [SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder, config=config.replace(claim_checker=False)
+    )
+    checked = best_evidence([SUPPORTED], [[hits[n - 1]]], rag.index, rag.embedder, config=config)
+    before, after = unchecked[0][0], checked[0][0]
+    assert (after.start, after.end, after.features) == (before.start, before.end, before.features)
+    logit = float(load_checker().pair_logits([(SUPPORTED, quote_in_context(before.hit, before.start, before.end))])[0])
+    assert after.score == combine(before.score, (logit, 0.0), config.checker_weights)
+
+
+def test_a_wrong_relation_between_words_the_passage_holds_scores_lower(rag: RAG) -> None:
+    """Every word of the planted sentence is in the cited passage; only who holds which office is wrong.
+    The checker lowers its support below the true sentence's and below what the support score alone
+    gives it (at the fitted weights it is still kept: the checker's margin on this long sentence is
+    small, see eval/reports/support.json for how often such sentences are caught)."""
+    question = "Who is the Deputy Secretary of State?"
+    config = rag.config.replace(generator="local")
+    vector = rag.embedder.encode_queries([question])[0]
+    hits = search(rag.index, question, vector, config=config, top_k=5)
+    extractive = compose_answer(question, vector, hits, rag.index, config=config)
+    n = next(k for k, h in enumerate(hits, start=1) if "Kurt Campbell, the Deputy Secretary" in h.chunk.text)
+
+    def verified(claim: str, cfg: RagConfig) -> Answer:
+        generated = f"{claim} [{n}]"
+        return verify_answer(
+            question, generated, hits, rag.index, rag.embedder, config=cfg, extractive=extractive, generator="local"
+        )
+
+    true = "Kurt Campbell is the Deputy Secretary of State."
+    wrong = "Daniel J. Kritenbrink is the Deputy Secretary of State."
+    kept = verified(true, config).sentences[0]
+    planted, unchecked = verified(wrong, config).sentences[0], verified(wrong, config.replace(claim_checker=False))
+    assert kept.supported and kept.support > planted.support
+    assert planted.support < unchecked.sentences[0].support
 
 
 def test_markers_are_renumbered_in_order_of_first_use(rag: RAG, kursk) -> None:
@@ -183,13 +223,13 @@ def test_marker_styles_and_copied_source_names_are_read() -> None:
 
 def test_support_score_is_a_probability() -> None:
     assert (
-        support_score([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+        support_score([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
         < 0.01
         < 0.95
-        < support_score([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+        < support_score([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     )
-    with pytest.raises(ValueError, match=r"support weights must have 7 values \(bias, .*\), got 1"):
-        support_score([1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0], [1.0])
+    with pytest.raises(ValueError, match=r"support weights must have 9 values \(bias, .*\), got 1"):
+        support_score([1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0], [1.0])
 
 
 def test_extractive_answers_list_their_quotes_as_sentences(rag: RAG) -> None:

@@ -147,6 +147,8 @@ def test_an_installed_wheel_serves_the_ui_and_answers_with_a_citation(tmp_path: 
     wheel = _build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "app.py" not in names and "rag/ui/blocks.py" in names and "rag/cli.py" in names
+    for model in ("reader", "checker"):  # the trained models ship inside the package
+        assert {f"rag/models/{model}/reader.int8.onnx", f"rag/models/{model}/README.md"} <= set(names), model
     assert {"rag/ui/static/style.css", "rag/ui/static/sources.js", "rag/ui/static/viewer.js"} <= set(names)
 
     venv = _fresh_venv(tmp_path, wheel)
