@@ -515,26 +515,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from eval.train_reader import checked_sources
+
     args = _parser().parse_args(argv)
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    bad = [s for s in sources if s not in SOURCES]
-    if bad or not sources:
-        print(
-            f"train_checker: error: --sources must name some of {', '.join(SOURCES)}, got {args.sources!r}",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.shared.is_dir():
-        print(f"train_checker: error: datasets folder {args.shared} not found", file=sys.stderr)
-        return 2
-    for name in ("epochs", "batch_size", "max_negatives"):
-        if getattr(args, name) < 1:
-            print(
-                f"train_checker: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
-                file=sys.stderr,
-            )
-            return 2
-    return train(args, sources)
+    sources = checked_sources("train_checker", args, SOURCES)
+    return 2 if sources is None else train(args, sources)
 
 
 def train(args: argparse.Namespace, sources: Sequence[str]) -> int:

@@ -557,25 +557,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sources = checked_sources("train_reader", args, SOURCES)
+    return 2 if sources is None else train(args, sources)
+
+
+def checked_sources(prog: str, args: argparse.Namespace, allowed: Sequence[str]) -> list[str] | None:
+    """The sources `args.sources` names, or None after printing what is wrong with the arguments
+    (an unknown source, a missing datasets folder, a count below 1) as `prog`'s error."""
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    bad = [s for s in sources if s not in SOURCES]
-    if bad or not sources:
-        print(
-            f"train_reader: error: --sources must name some of {', '.join(SOURCES)}, got {args.sources!r}",
-            file=sys.stderr,
-        )
-        return 2
-    if not args.shared.is_dir():
-        print(f"train_reader: error: datasets folder {args.shared} not found", file=sys.stderr)
-        return 2
-    for name in ("epochs", "batch_size", "max_negatives"):
-        if getattr(args, name) < 1:
-            print(
-                f"train_reader: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
-                file=sys.stderr,
-            )
-            return 2
-    return train(args, sources)
+    problem = None
+    if not sources or any(s not in allowed for s in sources):
+        problem = f"--sources must name some of {', '.join(allowed)}, got {args.sources!r}"
+    elif not args.shared.is_dir():
+        problem = f"datasets folder {args.shared} not found"
+    else:
+        low = next((n for n in ("epochs", "batch_size", "max_negatives") if getattr(args, n) < 1), None)
+        if low:
+            problem = f"--{low.replace('_', '-')} must be >= 1, got {getattr(args, low)}"
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        return None
+    return sources
 
 
 def train(args: argparse.Namespace, sources: Sequence[str]) -> int:

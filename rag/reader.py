@@ -164,11 +164,7 @@ class Reader:
             question_tokens=self.question_tokens,
             sentence_tokens=self.sentence_tokens,
         )
-        out = [
-            self.session.run(["logits"], pad_batch(rows[i : i + batch_size]))[0].reshape(-1)
-            for i in range(0, len(rows), batch_size)
-        ]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros(0, dtype=np.float32)
+        return self._run(rows, batch_size)
 
     def pair_logits(self, pairs: Sequence[tuple[str, Candidate]], *, batch_size: int = 32) -> np.ndarray:
         """One logit per (question, candidate) pair: many questions, each with its own candidate."""
@@ -184,6 +180,10 @@ class Reader:
                 sentence_tokens=self.sentence_tokens,
             )
         ]
+        return self._run(rows, batch_size)
+
+    def _run(self, rows: Sequence[tuple[list[int], list[int]]], batch_size: int) -> np.ndarray:
+        """The model's logits for encoded inputs, `batch_size` at a time."""
         out = [
             self.session.run(["logits"], pad_batch(rows[i : i + batch_size]))[0].reshape(-1)
             for i in range(0, len(rows), batch_size)
