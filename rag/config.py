@@ -418,7 +418,7 @@ def load_fitted(path: str | Path | None = None) -> dict[str, Any]:
 
     Example:
         >>> sorted(load_fitted(FITTED_FILE))
-        ['about', 'format', 'heuristic_confidence', 'reader_confidence', 'support']
+        ['about', 'checker', 'format', 'heuristic_confidence', 'reader_confidence', 'support']
     """
     return copy.deepcopy(_read(_key(path)))
 
