@@ -575,7 +575,7 @@ def checked_inputs(
     `threshold`, else the best span): `rag.verify.checked_evidence`' inputs."""
     from rag.checker import checked_text, fragment_logit, load_checker, quote_in_context
     from rag.reader import Reader
-    from rag.verify import support_score
+    from rag.verify import choose_span
 
     reader = Reader.load()
     chosen: list[list[tuple[float, float]]] = []
@@ -584,9 +584,8 @@ def checked_inputs(
         w = weights["statement" if unit["form"] == "statement" else "fragment"]
         row = []
         for hit, passage_spans in zip(unit["hits"], per_passage):
-            scored = [(support_score(sp.features, w), sp) for sp in passage_spans]
-            singles = [x for x in scored[: len(hit.chunk.sentences)] if x[0] >= threshold]
-            score, span = max(singles or scored, key=lambda x: x[0])
+            score, span = choose_span(passage_spans, len(hit.chunk.sentences), w, threshold)
+            assert span is not None  # indexed passages always have sentences
             question = unit.get("question")
             read = fragment_logit(question, unit["sentence"], hit, reader) if question else 0.0
             row.append((score, read))

@@ -458,15 +458,23 @@ def best_evidence(
         weights = config.support_weights if q is None else config.fragment_support_weights
         found = []
         for hit, spans in zip(hits, rows):
-            scored = [(support_score(s.features, weights), s) for s in spans]
-            n_singles = len(hit.chunk.sentences)
-            singles = [x for x in scored[:n_singles] if threshold is not None and x[0] >= threshold]
-            score, span = max(singles or scored, key=lambda x: x[0], default=(0.0, None))
+            score, span = choose_span(spans, len(hit.chunk.sentences), weights, threshold)
             if span is None:  # a passage without sentences (indexed text always has some): no support
                 span = Span(hit.chunk.start, hit.chunk.start, (1.0,) + (0.0,) * (len(SUPPORT_FEATURES) - 1))
             found.append(Evidence(hit, span.start, span.end, span.features, score))
         out.append(found)
     return checked_evidence(claims, questions, out, config) if config.claim_checker else out
+
+
+def choose_span(
+    spans: Sequence[Span], n_singles: int, weights: Sequence[float], threshold: float | None
+) -> tuple[float, Span | None]:
+    """The quote chosen among one passage's `spans` (its `n_singles` sentences first, then pairs)
+    and its support score: the best single sentence reaching `threshold`, else the best span;
+    (0, None) for a passage without sentences."""
+    scored = [(support_score(s.features, weights), s) for s in spans]
+    singles = [x for x in scored[:n_singles] if threshold is not None and x[0] >= threshold]
+    return max(singles or scored, key=lambda x: x[0], default=(0.0, None))
 
 
 def checked_evidence(
