@@ -46,6 +46,18 @@ L2 = 1e-4
 # Calibration questions per dataset unless a limit is given (None: every calibration row).
 SQUAD_CALIBRATION_QUESTIONS = 1000
 COVERAGE = 0.90
+SEEDS = ROOT / "seeds"
+SEED_CALIBRATION = ROOT / "eval" / "data" / "seed_calibration.jsonl"
+# Sets asked whole: news from the training weeks, and questions about the seed article written for
+# calibration (eval/data/seed_qa.jsonl, the reported seed set, asks other questions).
+WHOLE_SETS = ("news-calibration", "seed-calibration")
+# Datasets that place the thresholds but do not fit the weights. The seed set is one article and 54
+# questions: fitted with the weight of a whole corpus, the reader's eleven weights follow it and
+# do worse on every other corpus; but no other set is a corpus of one document, where the reader's
+# confidence must still say when to answer. The heuristic does not separate answerable from
+# unanswerable questions within one article (AUROC 0.61 there), so that set would only move its
+# threshold down at the cost of every other corpus's refusals: it is not asked.
+THRESHOLD_ONLY: dict[str, tuple[str, ...]] = {"reader": ("seed-calibration",), "heuristic": ()}
 BLOCK_OF_SCORER = {"heuristic": "heuristic_confidence", "reader": "reader_confidence"}
 THRESHOLD_RULE = "eval.metrics.best_threshold: the best mean over datasets of balanced accuracy"
 TENTATIVE_RULE = (
@@ -56,11 +68,15 @@ TENTATIVE_RULE = (
 Row = tuple[Sequence[float], bool, str]  # (features, answerable, dataset name)
 
 
-def fit_logistic(x: Any, y: Any, *, l2: float = L2) -> np.ndarray:
+def fit_logistic(x: Any, y: Any, *, l2: float = L2, groups: Sequence[str] | None = None) -> np.ndarray:
     """Weights w of p = sigmoid(x @ w), where the first column of x is the bias (all ones), that
     minimise the class-balanced mean log loss (each class weighs one half) plus l2/2 * |w|^2
     over the weights but the bias: scikit-learn's `LogisticRegression` with C = 1/l2 and sample
     weights 0.5/n_class, solved by Newton steps to 1e-10.
+
+    With `groups` (a dataset name per row), each dataset weighs the same, and within it each
+    class: sample weights 1 / (2 * n_groups * n_group_class). A corpus of fifty questions then has
+    as much say as one of a thousand, as it has in the threshold (`eval.metrics.best_threshold`).
 
     Example:
         >>> x = np.array([[1.0, -2.0], [1.0, -1.0], [1.0, 1.0], [1.0, 2.0], [1.0, 0.5], [1.0, -0.5]])
@@ -78,13 +94,28 @@ def fit_logistic(x: Any, y: Any, *, l2: float = L2) -> np.ndarray:
         raise ValueError("the first column of x must be the bias (all ones)")
     if l2 <= 0:
         raise ValueError(f"l2 must be > 0, got {l2}")
-    n_pos = float(y.sum())
-    if n_pos in (0.0, float(len(y))):
-        raise ValueError(f"fitting needs both classes, got {int(n_pos)} positive of {len(y)} rows")
-    sample_w = np.where(y > 0, 0.5 / n_pos, 0.5 / (len(y) - n_pos))
+    sample_w = _balanced_weights(y > 0, list(groups) if groups is not None else ["all"] * len(y))
     model = LogisticRegression(C=1.0 / l2, solver="newton-cholesky", tol=1e-10, max_iter=200)
     model.fit(x[:, 1:], (y > 0).astype(int), sample_weight=sample_w)
     return np.concatenate([model.intercept_, model.coef_[0]])
+
+
+def _balanced_weights(positive: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Sample weights giving every (group, class) the same total weight, summing to one."""
+    if len(groups) != len(positive):
+        raise ValueError(f"groups must name one dataset per row, got {len(groups)} for {len(positive)} rows")
+    names = np.asarray(groups, dtype=object)
+    weights = np.zeros(len(positive))
+    distinct = sorted(set(groups))
+    for name in distinct:
+        in_group = names == name
+        n_pos = int((positive & in_group).sum())
+        if n_pos in (0, int(in_group.sum())):
+            where = "" if distinct == ["all"] else f" in {name!r}"
+            raise ValueError(f"fitting needs both classes{where}, got {n_pos} positive of {int(in_group.sum())} rows")
+        weights[positive & in_group] = 0.5 / len(distinct) / n_pos
+        weights[~positive & in_group] = 0.5 / len(distinct) / (int(in_group.sum()) - n_pos)
+    return weights
 
 
 def tentative_threshold(
@@ -119,15 +150,61 @@ def tentative_threshold(
     return round(best, 4)
 
 
-def fit_confidence(rows: Sequence[Row], *, scorer: str) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+WEIGHTINGS = ("pooled", "per-dataset")
+WEIGHTING_RULE = (
+    "{} (eval.calibrate.transfer_scores: of pooled rows and each dataset weighing the same, the "
+    "better mean balanced accuracy on a dataset left out of the fit)"
+)
+
+
+def transfer_scores(rows: Sequence[Row], *, scorer: str) -> dict[str, dict[str, float]]:
+    """How each weighting of the fit (`WEIGHTINGS`) does on a corpus it was not fitted on: for
+    every dataset, weights and threshold fitted on the others, balanced accuracy on it; the mean
+    over datasets as "mean". Pooled rows let the largest dataset decide the weights; per-dataset
+    weights (`fit_logistic(groups=...)`) give each the same say. Which transfers better depends on
+    the features: the reader's logit separates within every corpus, the heuristic's similarity
+    features mostly across corpora. With fewer than three datasets there is nothing to hold out.
+    """
+    from eval.metrics import abstention_metrics, best_threshold
+    from rag.answer import FEATURES, READER_FEATURES, confidence
+
+    names = READER_FEATURES if scorer == "reader" else FEATURES
+    datasets = sorted({r[2] for r in rows})
+    scores: dict[str, dict[str, float]] = {}
+    if len(datasets) < 3:
+        return scores
+    for weighting in WEIGHTINGS:
+        per: dict[str, float] = {}
+        for held_out in datasets:
+            fit_rows = [r for r in rows if r[2] != held_out]
+            groups = [r[2] for r in fit_rows]
+            w = fit_logistic(
+                [r[0] for r in fit_rows], [r[1] for r in fit_rows], groups=groups if weighting != "pooled" else None
+            ).tolist()
+            fit_conf = [confidence(r[0], w, names=names) for r in fit_rows]
+            threshold = best_threshold(fit_conf, [bool(r[1]) for r in fit_rows], groups=groups)
+            test = [r for r in rows if r[2] == held_out]
+            conf = [confidence(r[0], w, names=names) for r in test]
+            m = abstention_metrics([c < threshold for c in conf], [bool(r[1]) for r in test], conf)
+            per[held_out] = round(m["balanced_accuracy"].score, 4)
+        scores[weighting] = {**per, "mean": round(float(np.mean(list(per.values()))), 4)}
+    return scores
+
+
+def fit_confidence(
+    rows: Sequence[Row], *, scorer: str, threshold_only: Sequence[str] = ()
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, Any]]:
     """The fitted block of `scorer`'s answer confidence (features, weights, answer threshold,
-    "not sure" threshold; rounded to 4 places) from (features, answerable, dataset) rows, and the
-    calibration metrics per dataset at that threshold.
+    "not sure" threshold; rounded to 4 places) from (features, answerable, dataset) rows, the
+    calibration metrics per dataset at that threshold, and how the fit was weighted: the
+    weighting of `WEIGHTINGS` that does best on a corpus it was not fitted on (`transfer_scores`;
+    pooled on a tie, or with fewer than three datasets), with those scores. Rows of the datasets
+    named in `threshold_only` take part in the thresholds (and the metrics), not in the weights.
 
     Example:
-        >>> block, metrics = fit_confidence(rows, scorer="heuristic")  # doctest: +SKIP
-        >>> block["answer_threshold"], metrics["squad2-dev"]["auroc"]  # doctest: +SKIP
-        (0.474, 0.6186)
+        >>> block, metrics, fit = fit_confidence(rows, scorer="reader")  # doctest: +SKIP
+        >>> fit["weighting"], metrics["squad2-dev"]["auroc"]  # doctest: +SKIP
+        ('per-dataset', 0.7241)
     """
     from eval.metrics import abstention_metrics, best_threshold
     from rag.answer import FEATURES, READER_FEATURES, confidence
@@ -140,7 +217,17 @@ def fit_confidence(rows: Sequence[Row], *, scorer: str) -> tuple[dict[str, Any],
     x = np.array([r[0] for r in rows], dtype=np.float64)
     answerable = [bool(r[1]) for r in rows]
     groups = [r[2] for r in rows]
-    w = fit_logistic(x, answerable)
+    fit_rows = [r for r in rows if r[2] not in threshold_only]
+    if not fit_rows:
+        raise ValueError(
+            f"no calibration rows to fit the weights on: every dataset is threshold-only ({threshold_only})"
+        )
+    transfer = transfer_scores(fit_rows, scorer=scorer)
+    weighting = max(WEIGHTINGS, key=lambda k: transfer[k]["mean"]) if transfer else "pooled"
+    fit_groups = [r[2] for r in fit_rows]
+    w = fit_logistic(
+        [r[0] for r in fit_rows], [r[1] for r in fit_rows], groups=fit_groups if weighting != "pooled" else None
+    )
     conf = [confidence(f.tolist(), w.tolist(), names=names) for f in x]
     threshold = round(best_threshold(conf, answerable, groups=groups), 4)
     tentative = round(tentative_threshold(conf, answerable, groups, threshold), 4)
@@ -156,7 +243,15 @@ def fit_confidence(rows: Sequence[Row], *, scorer: str) -> tuple[dict[str, Any],
         "answer_threshold": threshold,
         "tentative_threshold": tentative,
     }
-    return block, metrics
+    return (
+        block,
+        metrics,
+        {
+            "weighting": weighting,
+            "leave_one_dataset_out_balanced_accuracy": transfer,
+            "threshold_only": sorted(set(threshold_only) & set(groups)),
+        },
+    )
 
 
 # --- provenance and the file ----------------------------------------------------------------------
@@ -309,8 +404,9 @@ def collect_rows(
 
     Rows: SQuAD 2.0 dev, calibration half, `SQUAD_CALIBRATION_QUESTIONS` sampled (the reader's
     training runs between them saw nearly all of these rows); ClapNQ dev, calibration half, all;
-    for the heuristic also RealTime QA news from training weeks (`eval.datasets.NEWS_CALIBRATION`,
-    which the reader trained on). `limit` caps every dataset (a quick run). With `index_dir`,
+    RealTime QA news from training weeks (`eval.datasets.NEWS_CALIBRATION`, which the reader
+    also trained on); for the reader the seed article's calibration questions, which place its
+    thresholds only (`THRESHOLD_ONLY`). `limit` caps every dataset (a quick run). With `index_dir`,
     indexes are kept there per dataset and the rows saved as calibration_rows_{scorer}.json, so
     feature work can be redone without asking again.
     """
@@ -341,7 +437,7 @@ def collect_rows(
             {
                 "name": name,
                 "file": dataset_file(file),
-                "split": "all" if name == "news-calibration" else "calibration",
+                "split": "all" if name in WHOLE_SETS else "calibration",
                 "selection": _selection(name, cap=cap, seed=seed, n_trained=seen),
                 "rows": len(items),
                 "answerable": n_answerable,
@@ -358,22 +454,26 @@ def collect_rows(
 
 def _calibration_sources(scorer: str) -> list[tuple[str, Path, QADataset, int | None]]:
     """(name, file, dataset, questions sampled unless a smaller limit is given) of each dataset
-    `collect_rows` asks with `scorer`."""
-    from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_realtimeqa, load_squad
+    `collect_rows` asks with `scorer`: SQuAD 2.0 and ClapNQ calibration halves, news from the
+    training weeks, and for the reader the seed article's calibration questions
+    (`THRESHOLD_ONLY`)."""
+    from eval.datasets import NEWS_CALIBRATION, load_clapnq, load_qa_dataset, load_realtimeqa, load_squad
 
     squad_file, clapnq_dir = SHARED / "squad2-dev" / "dev-v2.0.json", SHARED / "clapnq-dev"
+    start, until, end = NEWS_CALIBRATION
+    news_file = SHARED / "realtimeqa-2022-2023" / "qa.jsonl"
+    news = load_realtimeqa(news_file, start=start, answerable_until=until, end=end, name="news-calibration")
     sources = [
         ("squad2-dev", squad_file, load_squad(squad_file), SQUAD_CALIBRATION_QUESTIONS),
         ("clapnq-dev", clapnq_dir, load_clapnq(clapnq_dir), None),
+        ("news-calibration", news_file, news, None),
     ]
-    if scorer == "heuristic":  # news training weeks: all calibration rows (the reader trained on them)
-        start, until, end = NEWS_CALIBRATION
-        news_file = SHARED / "realtimeqa-2022-2023" / "qa.jsonl"
+    if "seed-calibration" in THRESHOLD_ONLY[scorer]:
         sources.append(
             (
-                "news-calibration",
-                news_file,
-                load_realtimeqa(news_file, start=start, answerable_until=until, end=end, name="news-calibration"),
+                "seed-calibration",
+                SEED_CALIBRATION,
+                load_qa_dataset(SEED_CALIBRATION, SEEDS, name="seed-calibration"),
                 None,
             )
         )
@@ -381,11 +481,11 @@ def _calibration_sources(scorer: str) -> list[tuple[str, Path, QADataset, int | 
 
 
 def _calibration_items(name: str, dataset: QADataset, *, cap: int | None, seed: int) -> list[QAItem]:
-    """The questions of `dataset` to ask: its calibration half (every row of the news weeks), `cap`
-    of them sampled with `seed` when `cap` is set."""
+    """The questions of `dataset` to ask: its calibration half (every row of the sets kept for
+    calibration only, `WHOLE_SETS`), `cap` of them sampled with `seed` when `cap` is set."""
     from eval.datasets import sample_items, split_items
 
-    calibration = split_items(dataset.items)[0] if name != "news-calibration" else list(dataset.items)
+    calibration = list(dataset.items) if name in WHOLE_SETS else split_items(dataset.items)[0]
     return sample_items(calibration, limit=cap, seed=seed) if cap else calibration
 
 
@@ -403,6 +503,8 @@ def _selection(name: str, *, cap: int | None, seed: int, n_trained: int) -> str:
         selection = (
             f"RealTime QA training weeks {start}-{end}, answerable until {until} (eval.datasets.NEWS_CALIBRATION)"
         ) + ("" if not cap else f", {cap} sampled (seed {seed})")
+    if name in THRESHOLD_ONLY["reader"]:
+        selection += "; places the thresholds, does not fit the weights (eval.calibrate.THRESHOLD_ONLY)"
     return selection
 
 
@@ -426,7 +528,7 @@ def calibrate(
     rows, datasets, trained_on = collect_rows(
         scorer, embed_backend=embed_backend, seed=seed, index_dir=index_dir, limit=limit
     )
-    block, metrics = fit_confidence(rows, scorer=scorer)
+    block, metrics, weighting = fit_confidence(rows, scorer=scorer, threshold_only=THRESHOLD_ONLY[scorer])
     summary: dict[str, Any] = {
         "scorer": scorer,
         "features": block["features"],
@@ -436,6 +538,7 @@ def calibrate(
         "n": len(rows),
         "squad_rows_the_reader_trained_on": trained_on,
         **metrics,
+        **weighting,
         "tentative_rule": TENTATIVE_RULE,
     }
     print(json.dumps(summary, indent=1))
@@ -443,6 +546,9 @@ def calibrate(
         return summary
     fit = {
         "method": "scikit-learn LogisticRegression (newton-cholesky), class-balanced sample weights",
+        "weighting": WEIGHTING_RULE.format(weighting["weighting"]),
+        "leave_one_dataset_out_balanced_accuracy": weighting["leave_one_dataset_out_balanced_accuracy"],
+        "threshold_only": weighting["threshold_only"],
         "l2": L2,
         "answer_threshold": THRESHOLD_RULE,
         "tentative_threshold": TENTATIVE_RULE,

@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         "--calibrate",
         action="store_true",
         help='fit the answer scorer\'s confidence weights, answer and "not sure" thresholds on the '
-        "calibration rows of SQuAD 2.0 dev and ClapNQ (and news for the heuristic) and write them, "
+        "calibration rows of SQuAD 2.0 dev, ClapNQ and news (and, for the reader's thresholds, the seed "
+        "article's calibration questions) and write them, "
         "with their provenance, into the fitted-numbers file (see --fitted)",
     )
     src.add_argument(

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer import FEATURES, confidence, question_type
+from rag.answer import FEATURES, compose_answer, confidence, question_type
 from rag.config import RagConfig
 from rag.pipeline import RAG, build_index, condense_query
 from rag.replies import ABSTAIN_TEXT
+from rag.retrieve import search
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,19 @@ def test_abstention_keeps_the_candidate_but_cites_nothing(seed_rag: RAG) -> None
     assert answer.abstained and answer.text == ABSTAIN_TEXT and answer.citations == ()
     assert "8,000" in answer.candidate
     assert answer.hits  # the nearest passages stay available to show, labelled as not an answer
+
+
+def test_without_read_sentences_the_heuristic_decides(seed_rag: RAG) -> None:
+    """`compose_answer` called on hits alone (nothing read) answers as the heuristic would, with
+    its confidence and thresholds, whatever scorer the config names."""
+    question = "How many North Korean soldiers have arrived in Kursk?"
+    vector = seed_rag.embedder.encode_queries([question])[0]
+    hits = search(seed_rag.index, question, vector, config=seed_rag.config, top_k=5)
+    reader = seed_rag.config.replace(answer_scorer="reader")
+    by_default = compose_answer(question, vector, hits, seed_rag.index, config=reader)
+    heuristic = seed_rag.config.replace(answer_scorer="heuristic")
+    assert by_default == compose_answer(question, vector, hits, seed_rag.index, config=heuristic)
+    assert not by_default.abstained and "8,000" in by_default.text
 
 
 def test_follow_up_retrieval_uses_the_history(seed_rag: RAG) -> None:

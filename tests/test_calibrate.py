@@ -13,7 +13,8 @@ import pytest
 from eval import calibrate as cal
 from eval.calibrate import fit_confidence, fit_logistic, tentative_threshold, write_fitted
 from eval.cli import main as eval_main
-from rag.answer import FEATURES, READER_FEATURES
+from eval.metrics import best_threshold
+from rag.answer import FEATURES, READER_FEATURES, confidence
 from rag.config import FITTED_ENV, FITTED_FILE, FittedFileError, RagConfig, load_fitted
 from rag.numeric import sigmoid
 
@@ -76,6 +77,30 @@ def test_fit_logistic_refuses_what_it_cannot_fit() -> None:
         fit_logistic(x[:, 1:], [0, 1, 1])
 
 
+def test_fit_logistic_with_groups_weighs_each_dataset_the_same() -> None:
+    # A dataset given three times over, as a second group, counts as much as once: with each group
+    # weighing the same, the fit equals the ungrouped fit of the rows once.
+    rng = np.random.default_rng(1)
+    x = _bias(rng.normal(size=(120, 3)))
+    y = (x @ [0.2, 1.0, -1.0, 0.5] + rng.logistic(size=120) > 0).astype(float)
+    tripled = np.vstack([x, x, x, x])
+    groups = ["small"] * 120 + ["large"] * 360
+    w = fit_logistic(tripled, np.r_[y, y, y, y], groups=groups)
+    assert w == pytest.approx(fit_logistic(x, y), abs=1e-7)
+    # Without groups, the large dataset decides: a small one with the opposite relation hardly moves it.
+    flipped = np.r_[1 - y, y, y, y]
+    assert fit_logistic(tripled, flipped)[1] > 0.3
+    assert abs(fit_logistic(tripled, flipped, groups=groups)[1]) < fit_logistic(tripled, flipped)[1] / 2
+
+
+def test_fit_logistic_with_groups_names_a_dataset_without_both_classes() -> None:
+    x = _bias(np.array([[0.1], [0.2], [0.3], [0.4]]))
+    with pytest.raises(ValueError, match="both classes in 'b', got 2 positive of 2 rows"):
+        fit_logistic(x, [0, 1, 1, 1], groups=["a", "a", "b", "b"])
+    with pytest.raises(ValueError, match="one dataset per row, got 3 for 4 rows"):
+        fit_logistic(x, [0, 1, 0, 1], groups=["a", "a", "b"])
+
+
 def test_tentative_threshold_reaches_the_coverage_of_answerable_questions() -> None:
     conf = [0.9, 0.6, 0.5, 0.2, 0.4, 0.1]
     answerable = [True, True, False, True, False, False]
@@ -105,7 +130,9 @@ def _rows(n: int, names: tuple[str, ...], *, seed: int = 0) -> list[tuple[list[f
 
 @pytest.mark.parametrize(("scorer", "names"), [("heuristic", FEATURES), ("reader", READER_FEATURES)])
 def test_fit_confidence_gives_a_block_the_config_can_use(scorer: str, names: tuple[str, ...]) -> None:
-    block, metrics = fit_confidence(_rows(300, names), scorer=scorer)
+    block, metrics, fit = fit_confidence(_rows(300, names), scorer=scorer)
+    # Two datasets: none to hold out while choosing between weightings.
+    assert fit == {"weighting": "pooled", "leave_one_dataset_out_balanced_accuracy": {}, "threshold_only": []}
     assert block["features"] == list(names) and len(block["weights"]) == len(names)
     assert block["weights"][1] > 1.0  # the informative feature
     assert 0.0 < block["tentative_threshold"] <= block["answer_threshold"] < 1.0
@@ -113,9 +140,58 @@ def test_fit_confidence_gives_a_block_the_config_can_use(scorer: str, names: tup
     assert all(v == round(v, 4) for v in block["weights"])
 
 
+def test_fit_confidence_weighs_datasets_alike_when_that_transfers_better() -> None:
+    """A large dataset where a feature (cue) predicts the opposite of what it does in two small
+    ones: pooled, the large one decides and its weights fail on a small corpus left out; each
+    dataset weighing the same, the feature that holds everywhere (top_dense) carries the fit."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for name, n, sign in (("large", 900, 1.0), ("small-a", 100, -1.0), ("small-b", 100, -1.0)):
+        for k in range(n):
+            answerable = bool(k % 2)
+            label = 1.0 if answerable else -1.0
+            features = [1.0, rng.normal(0.5 * label, 1.0), *np.zeros(len(FEATURES) - 2)]
+            features[FEATURES.index("cue")] = sign * 2.0 * label + rng.normal(0.0, 1.0)
+            rows.append(([float(f) for f in features], answerable, name))
+    block, metrics, fit = fit_confidence(rows, scorer="heuristic")
+    transfer = fit["leave_one_dataset_out_balanced_accuracy"]
+    assert set(transfer) == set(cal.WEIGHTINGS)
+    assert transfer["per-dataset"]["small-a"] > transfer["pooled"]["small-a"] + 0.1
+    assert transfer["per-dataset"]["mean"] > transfer["pooled"]["mean"]
+    assert fit["weighting"] == "per-dataset"
+    pooled = fit_logistic([r[0] for r in rows], [r[1] for r in rows])
+    assert abs(block["weights"][FEATURES.index("cue")]) < abs(pooled[FEATURES.index("cue")]) / 2
+    # The scores are what they claim: held out small-a, fitted on the rest each weighing the same.
+    rest = [r for r in rows if r[2] != "small-a"]
+    w = fit_logistic([r[0] for r in rest], [r[1] for r in rest], groups=[r[2] for r in rest]).tolist()
+    conf = [confidence(r[0], w) for r in rest]
+    t = best_threshold(conf, [r[1] for r in rest], groups=[r[2] for r in rest])
+    held = [r for r in rows if r[2] == "small-a"]
+    pos = [confidence(r[0], w) >= t for r in held if r[1]]
+    neg = [confidence(r[0], w) < t for r in held if not r[1]]
+    assert transfer["per-dataset"]["small-a"] == pytest.approx((np.mean(pos) + np.mean(neg)) / 2, abs=1e-4)
+
+
+def test_threshold_only_rows_place_the_threshold_not_the_weights() -> None:
+    rows = _rows(300, READER_FEATURES)
+    # A third set whose answerable questions score lower: it may move the threshold, not the weights.
+    rng = np.random.default_rng(5)
+    extra = [
+        ([1.0, float(rng.normal(0.35 if k % 2 else 0.1, 0.1)), *np.zeros(len(READER_FEATURES) - 2)], bool(k % 2), "c")
+        for k in range(60)
+    ]
+    alone, _, _ = fit_confidence(rows, scorer="reader")
+    block, metrics, fit = fit_confidence(rows + extra, scorer="reader", threshold_only=("c",))
+    assert block["weights"] == alone["weights"]
+    assert block["answer_threshold"] < alone["answer_threshold"]
+    assert set(metrics) == {"a", "b", "c"} and fit["threshold_only"] == ["c"]
+    with pytest.raises(ValueError, match="every dataset is threshold-only"):
+        fit_confidence(extra, scorer="reader", threshold_only=("c",))
+
+
 def test_write_fitted_replaces_one_block_in_a_file_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = FITTED_FILE.read_bytes()
-    block, metrics = fit_confidence(_rows(200, FEATURES), scorer="heuristic")
+    block, metrics, _ = fit_confidence(_rows(200, FEATURES), scorer="heuristic")
     block["provenance"] = cal.provenance(
         command="rag eval --calibrate",
         fit={"l2": cal.L2},

@@ -100,7 +100,8 @@ def collections(fresh: Path, embedder):
 def test_each_collection_answers_only_from_its_own_documents(collections: Collections) -> None:
     observatory = collections.get("observatory").ask(TELESCOPE_QUESTION)
     assert not observatory.abstained
-    assert observatory.citations[0].source == "telescope.txt" and "Tobias Renwick" in observatory.citations[0].quote
+    assert {c.source for c in observatory.citations} == {"telescope.txt"}
+    assert any("Tobias Renwick" in c.quote for c in observatory.citations)
     assert observatory.collection == "observatory"
     assert observatory.to_json()["collection"] == "observatory"
 

@@ -87,7 +87,7 @@ def test_calibrating_on_the_seed_sample_writes_a_file_configs_read(
     report, _ = seed_report
     rows = [(q["features"], q["answerable"], "seed") for q in report["per_question"]]
     shipped = FITTED_FILE.read_bytes()
-    block, metrics = fit_confidence(rows, scorer="heuristic")
+    block, metrics, _ = fit_confidence(rows, scorer="heuristic")
     assert metrics["seed"]["auroc"] > 0.7  # in-sample: the fit must order the rows it saw
     block["provenance"] = provenance(
         command="rag eval --calibrate", fit={"l2": L2}, datasets=[{"name": "seed", "split": "all", "rows": len(rows)}]

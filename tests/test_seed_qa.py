@@ -1,6 +1,7 @@
-"""Sanity checks for the hand-written seed QA set (eval/data/seed_qa.jsonl).
+"""Sanity checks for the hand-written seed QA sets: eval/data/seed_qa.jsonl (reported on) and
+eval/data/seed_calibration.jsonl (confidence fitting only; other questions than the reported ones).
 
-The set is built from a single seed article; answerable rows must be grounded
+Both are built from the single seed article; answerable rows must be grounded
 in it verbatim so SQuAD-style containment scoring and evidence checks work.
 No model is needed, so these tests are fast.
 """
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 QA_PATH = ROOT / "eval" / "data" / "seed_qa.jsonl"
+CALIBRATION_PATH = ROOT / "eval" / "data" / "seed_calibration.jsonl"
 ARTICLE_PATH = ROOT / "seeds" / "000_a8b8e53ddfe7d5e4.txt"
 
 EXPECTED_KEYS = {"id", "question", "answers", "evidence"}
@@ -21,9 +23,9 @@ MIN_QUESTIONS = 40
 MIN_UNANSWERABLE = 10
 
 
-def _load_rows() -> list[dict]:
+def _load_rows(path: Path = QA_PATH) -> list[dict]:
     rows = []
-    with QA_PATH.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -34,9 +36,9 @@ def _load_rows() -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    return _load_rows()
+@pytest.fixture(scope="module", params=[QA_PATH, CALIBRATION_PATH], ids=["report", "calibration"])
+def rows(request: pytest.FixtureRequest) -> list[dict]:
+    return _load_rows(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,7 @@ def _unanswerable(rows: list[dict]) -> list[dict]:
 
 def test_files_exist():
     assert QA_PATH.is_file(), QA_PATH
+    assert CALIBRATION_PATH.is_file(), CALIBRATION_PATH
     assert ARTICLE_PATH.is_file(), ARTICLE_PATH
 
 
@@ -118,3 +121,10 @@ def test_answers_grounded_in_article_and_evidence(rows, article):
             if not any(a.lower() in e for e in evidence_lower):
                 problems.append((r["id"], a, "not in evidence"))
     assert not problems, problems
+
+
+def test_calibration_questions_are_not_the_reported_ones():
+    report, calibration = _load_rows(QA_PATH), _load_rows(CALIBRATION_PATH)
+    assert not {r["id"] for r in report} & {r["id"] for r in calibration}
+    norm = {" ".join(r["question"].lower().split()) for r in report}
+    assert not [r["question"] for r in calibration if " ".join(r["question"].lower().split()) in norm]
