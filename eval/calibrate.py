@@ -177,18 +177,21 @@ def transfer_scores(rows: Sequence[Row], *, scorer: str) -> dict[str, dict[str, 
         per: dict[str, float] = {}
         for held_out in datasets:
             fit_rows = [r for r in rows if r[2] != held_out]
-            groups = [r[2] for r in fit_rows]
-            w = fit_logistic(
-                [r[0] for r in fit_rows], [r[1] for r in fit_rows], groups=groups if weighting != "pooled" else None
-            ).tolist()
+            w = _fit_weights(fit_rows, weighting).tolist()
             fit_conf = [confidence(r[0], w, names=names) for r in fit_rows]
-            threshold = best_threshold(fit_conf, [bool(r[1]) for r in fit_rows], groups=groups)
+            threshold = best_threshold(fit_conf, [bool(r[1]) for r in fit_rows], groups=[r[2] for r in fit_rows])
             test = [r for r in rows if r[2] == held_out]
             conf = [confidence(r[0], w, names=names) for r in test]
             m = abstention_metrics([c < threshold for c in conf], [bool(r[1]) for r in test], conf)
             per[held_out] = round(m["balanced_accuracy"].score, 4)
         scores[weighting] = {**per, "mean": round(float(np.mean(list(per.values()))), 4)}
     return scores
+
+
+def _fit_weights(rows: Sequence[Row], weighting: str) -> np.ndarray:
+    """`fit_logistic` on (features, answerable, dataset) rows, weighted as `weighting` (`WEIGHTINGS`) says."""
+    groups = [r[2] for r in rows] if weighting == "per-dataset" else None
+    return fit_logistic([r[0] for r in rows], [r[1] for r in rows], groups=groups)
 
 
 def fit_confidence(
@@ -224,10 +227,7 @@ def fit_confidence(
         )
     transfer = transfer_scores(fit_rows, scorer=scorer)
     weighting = max(WEIGHTINGS, key=lambda k: transfer[k]["mean"]) if transfer else "pooled"
-    fit_groups = [r[2] for r in fit_rows]
-    w = fit_logistic(
-        [r[0] for r in fit_rows], [r[1] for r in fit_rows], groups=fit_groups if weighting != "pooled" else None
-    )
+    w = _fit_weights(fit_rows, weighting)
     conf = [confidence(f.tolist(), w.tolist(), names=names) for f in x]
     threshold = round(best_threshold(conf, answerable, groups=groups), 4)
     tentative = round(tentative_threshold(conf, answerable, groups, threshold), 4)

@@ -277,7 +277,8 @@ def compose_answer(
     thresholds decide (whatever `config.answer_scorer` says: nothing was read)."""
     terms = terms or QuestionTerms.of(question, index)
     if sentences is None:
-        config = config.replace(answer_scorer="heuristic")
+        if config.answer_scorer != "heuristic":
+            config = config.replace(answer_scorer="heuristic")
         sentences = score_sentences(question, query_vector, hits, index, config=config, terms=terms) if hits else []
     sentences = list(sentences)
     conf, features = answer_confidence(hits, sentences, terms, config=config)
