@@ -40,6 +40,11 @@ READER_FLAGS = (
         "sentence_fusion",
         "quote the sentence first in its order fused with the heuristic's (reciprocal rank) instead of its best alone",
     ),
+    (
+        "--quote-alone",
+        "quote_alone",
+        "the best sentences it reads a second time without their neighbours to order the quote (0: none)",
+    ),
 )
 
 

@@ -73,6 +73,9 @@ class ScoredSentence:
     score: float
     logit: float | None = None  # the reader's, when it read this sentence (`score` is then its probability)
     heuristic: float | None = None  # the heuristic score, kept when the reader's replaces `score`
+    # For the quote's candidates (`quote_alone`): the reader's logit on the sentence read alone,
+    # without its neighbours.
+    quote_logit: float | None = None
 
 
 def question_type(question: str) -> str:
@@ -299,10 +302,11 @@ def compose_answer(
 def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:
     """The order the quoted sentences are chosen in. Sentences the reader read (best first by its
     probability) are, with `sentence_fusion`, ordered by its order fused with the heuristic's by
-    reciprocal rank (`rrf_k`); the confidence stays the reader's best sentence's. A tie (the two
-    orders swap two sentences) goes to the heuristic's: the reader, reading a sentence with its
-    neighbours, can score the one before the answer above the answer itself (the seed article's
-    calibration questions: containment 0.78 against 0.72 with ties to the reader).
+    reciprocal rank (`rrf_k`), and with the order of the quote's candidates read again alone (their
+    `quote_logit`) where there are any; the confidence stays the reader's best sentence's. A tie
+    (the orders swap two sentences) goes to the heuristic's: the reader, reading a sentence with
+    its neighbours, can score the one before the answer above the answer itself (the seed
+    article's calibration questions: containment 0.78 against 0.72 with ties to the reader).
 
     Example:
         >>> from rag.types import Chunk
@@ -315,12 +319,18 @@ def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> li
         >>> [s.start for s in quote_order([a, b, c], config=RagConfig(sentence_fusion=False))]
         [0, 2, 1]
     """
+    by_reader = [(i, s.score) for i, s in enumerate(sentences)]  # read best first
+    # The quote's candidates (`quote_alone`) read again alone: a third order, of those only.
+    by_alone = sorted(
+        ((i, s.quote_logit) for i, s in enumerate(sentences) if s.quote_logit is not None), key=lambda t: -t[1]
+    )
     heuristic = [s.heuristic for s in sentences]
     if not config.sentence_fusion or None in heuristic:
-        return list(sentences)
-    by_reader = [(i, s.score) for i, s in enumerate(sentences)]
-    by_heuristic = sorted(((i, h) for i, h in enumerate(heuristic) if h is not None), key=lambda t: -t[1])
-    return [sentences[i] for i, _ in reciprocal_rank_fusion([by_heuristic, by_reader], k=config.rrf_k)]
+        orders = [by_reader, by_alone] if by_alone else [by_reader]
+    else:
+        by_heuristic = sorted(((i, h) for i, h in enumerate(heuristic) if h is not None), key=lambda t: -t[1])
+        orders = [by_heuristic, by_reader, by_alone] if by_alone else [by_heuristic, by_reader]
+    return [sentences[i] for i, _ in reciprocal_rank_fusion(orders, k=config.rrf_k)]
 
 
 def _by_confidence(

@@ -73,11 +73,33 @@ def read_sentences(
     chosen = prefilter(sentences, config=config)
     if not chosen:
         return []
-    logits = reader.logits(question, [in_context(s) for s in chosen], max_tokens=config.reader_tokens)
+    contexts = [in_context(s) for s in chosen]
+    logits = reader.logits(question, contexts, max_tokens=config.reader_tokens)
+    again = _quote_candidates([float(z) for z in logits], [s.score for s in chosen], config.quote_alone)
+    # Read alone in a batch of their own: short inputs, padded only to each other's length.
+    quote_logits: dict[int, float] = {}
+    if again:
+        alone = reader.logits(question, [Candidate("", contexts[i].sentence, "") for i in again])
+        quote_logits = {i: float(z) for i, z in zip(again, alone)}
     probs = sigmoid(logits)
-    read = [replace(s, score=float(p), logit=float(z), heuristic=s.score) for s, p, z in zip(chosen, probs, logits)]
+    read = [
+        replace(s, score=float(p), logit=float(z), heuristic=s.score, quote_logit=quote_logits.get(i))
+        for i, (s, p, z) in enumerate(zip(chosen, probs, logits))
+    ]
     read.sort(key=lambda s: (-s.score, s.hit_rank))
     return read
+
+
+def _quote_candidates(logits: Sequence[float], heuristic: Sequence[float], k: int) -> list[int]:
+    """Positions of the `k` best by the reader's logits and the `k` best by the heuristic score.
+
+    Example:
+        >>> _quote_candidates([0.1, 2.0, -1.0, 0.5], [0.9, 0.1, 0.8, 0.2], 1)
+        [0, 1]
+    """
+    by_reader = sorted(range(len(logits)), key=lambda i: -logits[i])[:k]
+    by_heuristic = sorted(range(len(heuristic)), key=lambda i: -heuristic[i])[:k]
+    return sorted(set(by_reader) | set(by_heuristic))
 
 
 def rerank_hits(

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from rag.answer import QuestionTerms, ScoredSentence, compose_answer
+from rag.answer import QuestionTerms, ScoredSentence, compose_answer, quote_order
 from rag.config import RagConfig
 from rag.replies import TENTATIVE_PREFIX
 from rag.rerank import in_context, prefilter, rerank_hits
@@ -154,3 +154,50 @@ def test_both_scorers_answer_through_the_cli(rag_cli, seed_rag, tmp_path, scorer
 def test_a_bad_answer_scorer_is_named() -> None:
     with pytest.raises(ValueError, match="answer_scorer must be one of reader, heuristic, got 'oracle'"):
         RagConfig(answer_scorer="oracle")  # type: ignore[arg-type]
+
+
+def test_the_order_of_sentences_read_alone_is_a_third_say_in_the_quote() -> None:
+    hit = _hit(0, "Row one.|Row two.|Row three.", 0.9)
+    # The heuristic puts row one first, the reader in context row two: a tie, to the heuristic.
+    read = [
+        replace(_sentence(0, hit, 1, 0.9), logit=2.2, heuristic=0.5, quote_logit=1.5),
+        replace(_sentence(0, hit, 0, 0.3), logit=-0.8, heuristic=0.6, quote_logit=-1.0),
+        replace(_sentence(0, hit, 2, 0.2), logit=-1.4, heuristic=0.1),
+    ]
+    unread = [replace(s, quote_logit=None) for s in read]
+    assert [s.start for s in quote_order(unread, config=RagConfig())] == [0, 9, 18]
+    # Read alone, row two comes first again: it wins.
+    assert [s.start for s in quote_order(read, config=RagConfig())] == [9, 0, 18]
+    assert [s.start for s in quote_order(read, config=RagConfig(sentence_fusion=False))] == [9, 0, 18]
+
+
+def test_the_table_row_asked_about_is_quoted_not_the_row_above_it(tmp_path, embedder) -> None:
+    """In context the reader scores the row above the answer higher (its next sentence holds the
+    answer); the quote candidates read alone put the row asked about first."""
+    from rag.pipeline import RAG, build_index
+    from rag.reader import Reader
+    from rag.rerank import read_and_rerank
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "fleet.html").write_text(
+        "<html><body><p>The harbour runs three ferries from the north pier.</p>"
+        "<table><tr><th>Ferry</th><th>Cars carried</th></tr><tr><td>Osprey</td><td>88</td></tr>"
+        "<tr><td>Gannet</td><td>54</td></tr></table></body></html>",
+        encoding="utf-8",
+    )
+    build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    question = "How many cars does the Gannet ferry carry?"
+    try:
+        config = rag.config.replace(answer_scorer="reader")
+        answer = rag.ask(question, config=config)
+        assert "Gannet" in answer.citations[0].quote and "Osprey" not in answer.citations[0].quote
+        vector = embedder.encode_queries([question])[0]
+        for k in (0, 1):
+            _, read = read_and_rerank(
+                question, vector, list(answer.hits), rag.index, Reader.load(), config=config.replace(quote_alone=k)
+            )
+            assert 0 < len(read) and sum(s.quote_logit is not None for s in read) <= 2 * k
+    finally:
+        rag.index.close()
