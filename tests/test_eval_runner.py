@@ -85,18 +85,21 @@ def test_calibrating_on_the_seed_sample_writes_a_file_configs_read(
     """The real features of 20 seed questions (7 unanswerable), fitted and written to a file of
     its own: a config made from that file answers from the fitted threshold."""
     report, _ = seed_report
+    scorer = report["config"]["answer_scorer"]
+    other = {"reader": "heuristic", "heuristic": "reader"}[scorer]
     rows = [(q["features"], q["answerable"], "seed") for q in report["per_question"]]
     shipped = FITTED_FILE.read_bytes()
-    block, metrics, _ = fit_confidence(rows, scorer="heuristic")
+    block, metrics, _ = fit_confidence(rows, scorer=scorer)
     assert metrics["seed"]["auroc"] > 0.7  # in-sample: the fit must order the rows it saw
     block["provenance"] = provenance(
         command="rag eval --calibrate", fit={"l2": L2}, datasets=[{"name": "seed", "split": "all", "rows": len(rows)}]
     )
-    out = write_fitted("heuristic_confidence", block, path=tmp_path / "fitted.json")
-    config = RagConfig.from_fitted(out)
-    assert config.confidence_weights == tuple(block["weights"])
+    out = write_fitted(f"{scorer}_confidence", block, path=tmp_path / "fitted.json")
+    config = RagConfig.from_fitted(out).replace(answer_scorer=scorer)
+    weights = {"reader": "reader_confidence_weights", "heuristic": "confidence_weights"}
+    assert getattr(config, weights[scorer]) == tuple(block["weights"])
     assert config.thresholds() == (block["answer_threshold"], block["tentative_threshold"])
-    assert config.reader_confidence_weights == RagConfig().reader_confidence_weights  # other blocks kept
+    assert getattr(config, weights[other]) == getattr(RagConfig(), weights[other])  # other blocks kept
     assert FITTED_FILE.read_bytes() == shipped
 
 

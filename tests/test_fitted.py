@@ -78,14 +78,16 @@ def test_configs_read_the_file_once_and_get_copies(tmp_path: Path) -> None:
 
 def test_env_var_points_configs_at_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = load_fitted(FITTED_FILE)
-    data["heuristic_confidence"]["answer_threshold"] = 0.61
+    data["reader_confidence"]["answer_threshold"] = 0.61
+    data["heuristic_confidence"]["answer_threshold"] = 0.62
     path = _write(tmp_path / "other.json", data)
     monkeypatch.setenv(FITTED_ENV, str(path))
     assert fitted_path() == path
     config = RagConfig()
-    assert config.abstain_threshold == 0.61 and config.thresholds()[0] == 0.61
+    assert (config.reader_abstain_threshold, config.abstain_threshold) == (0.61, 0.62)
+    assert config.thresholds()[0] == 0.61 and config.replace(answer_scorer="heuristic").thresholds()[0] == 0.62
     assert config.support_threshold == load_fitted(FITTED_FILE)["support"]["threshold"]
-    assert RagConfig(abstain_threshold=0.3).abstain_threshold == 0.3  # an explicit value still wins
+    assert RagConfig(reader_abstain_threshold=0.3).thresholds()[0] == 0.3  # an explicit value still wins
     monkeypatch.setenv(FITTED_ENV, str(tmp_path / "missing.json"))
     with pytest.raises(FileNotFoundError, match=f"missing.json.*{FITTED_ENV}"):
         RagConfig()
