@@ -219,8 +219,8 @@ def _generator_flags(p: argparse.ArgumentParser, defaults: RagConfig) -> None:
         "--answer-scorer",
         choices=ANSWER_SCORERS,
         default=defaults.answer_scorer,
-        help="what picks the answer sentence and decides to refuse: heuristic (similarity and "
-        "word overlap, default) or reader (the trained cross-encoder)",
+        help="what picks the answer sentence and decides to refuse: reader (the trained "
+        "cross-encoder, default) or heuristic (similarity and word overlap, no model call)",
     )
     p.add_argument(
         "--reader-sentences",

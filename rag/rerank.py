@@ -19,6 +19,7 @@ import numpy as np
 
 from rag.answer import QuestionTerms, ScoredSentence, score_sentences
 from rag.config import RagConfig
+from rag.load.tables import is_row_sentence
 from rag.numeric import sigmoid
 from rag.reader import Candidate, Reader
 from rag.types import Hit
@@ -52,7 +53,9 @@ def prefilter(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list
 
 
 def in_context(s: ScoredSentence) -> Candidate:
-    """The sentence with the sentences before and after it in its chunk."""
+    """The sentence with the sentences before and after it in its chunk; a table row without the
+    rows beside it: the reader, reading a row next to the one that answers, scores it as if it
+    answered (the row above the one asked about quoted instead)."""
     chunk = s.hit.chunk
     spans = list(chunk.sentences)
     k = spans.index((s.start, s.end)) if (s.start, s.end) in spans else -1
@@ -63,7 +66,11 @@ def in_context(s: ScoredSentence) -> Candidate:
         a, b = spans[i]
         return chunk.text[a - chunk.start : b - chunk.start]
 
-    return Candidate(text(k - 1), chunk.text[s.start - chunk.start : s.end - chunk.start], text(k + 1))
+    sentence = chunk.text[s.start - chunk.start : s.end - chunk.start]
+    before, after = text(k - 1), text(k + 1)
+    if is_row_sentence(sentence):
+        before, after = ("" if is_row_sentence(t) else t for t in (before, after))
+    return Candidate(before, sentence, after)
 
 
 def read_sentences(

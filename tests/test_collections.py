@@ -61,7 +61,7 @@ GARDEN = {
         "The garden's glasshouse was restored with a lottery grant."
     ),
 }
-TELESCOPE_QUESTION = "Which engineer installed the telescope at the Kestrel Moor observatory?"
+TELESCOPE_QUESTION = "Who installed the telescope at the Kestrel Moor observatory?"
 FERRY_QUESTION = "How many cars does the Gannet ferry carry?"
 
 

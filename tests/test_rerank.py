@@ -51,6 +51,15 @@ def test_in_context_takes_the_neighbouring_sentences_of_the_chunk() -> None:
     assert first.before == "" and first.after == "Second one."
 
 
+def test_a_table_row_is_read_without_the_rows_beside_it() -> None:
+    hit = _hit(0, "Ferries of the harbour.|Ferry: Osprey; Cars: 88|Ferry: Gannet; Cars: 54|Fares rise in May.", 1.0)
+    osprey, gannet = in_context(_sentence(0, hit, 1, 0.5)), in_context(_sentence(0, hit, 2, 0.5))
+    assert (osprey.before, osprey.sentence, osprey.after) == ("Ferries of the harbour.", "Ferry: Osprey; Cars: 88", "")
+    assert (gannet.before, gannet.after) == ("", "Fares rise in May.")
+    prose = in_context(_sentence(0, hit, 3, 0.5))
+    assert prose.before == "Ferry: Gannet; Cars: 54"  # a sentence of prose keeps its neighbours
+
+
 def _five_hits_three_read() -> tuple[list[Hit], list[ScoredSentence]]:
     """Five hits in retrieval order; the reader read hits 0-2 and puts hit 2 first, hit 0 last."""
     hits = [_hit(i, "A a.|B b.", 0.05 - i / 100) for i in range(5)]
@@ -172,8 +181,8 @@ def test_the_order_of_sentences_read_alone_is_a_third_say_in_the_quote() -> None
 
 
 def test_the_table_row_asked_about_is_quoted_not_the_row_above_it(tmp_path, embedder) -> None:
-    """In context the reader scores the row above the answer higher (its next sentence holds the
-    answer); the quote candidates read alone put the row asked about first."""
+    """Read beside the row that answers, the row above it scored higher: a row is read without the
+    rows beside it (and, with `quote_alone`, the quote's candidates read again alone)."""
     from rag.pipeline import RAG, build_index
     from rag.reader import Reader
     from rag.rerank import read_and_rerank

@@ -8,6 +8,7 @@ end: a row is never glued to its neighbour, whatever case its first letter has.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 ROW_SEPARATOR = "\n\n"
@@ -41,6 +42,20 @@ def row_sentence(headers: Sequence[str], cells: Sequence[str]) -> str:
         header = clean_cell(headers[i]) if i < len(headers) else ""
         parts.append(f"{header}: {cell}" if header and header != cell else cell)
     return "; ".join(parts)
+
+
+_ROW = re.compile(r"[^:;\n]{1,60}: [^;\n]+(?:; (?:[^:;\n]{1,60}: )?[^;\n]+)+")
+
+
+def is_row_sentence(text: str) -> bool:
+    """Whether `text` reads as a table row written by `row_sentence` (at least two cells, the
+    first under its header).
+
+    Example:
+        >>> is_row_sentence("Country: France; Population: 68 million"), is_row_sentence("Note: see below.")
+        (True, False)
+    """
+    return _ROW.fullmatch(text.strip()) is not None
 
 
 def table_text(rows: Sequence[Sequence[str | None]], *, header_rows: int = 1) -> str:
