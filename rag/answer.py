@@ -325,11 +325,9 @@ def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> li
         ((i, s.quote_logit) for i, s in enumerate(sentences) if s.quote_logit is not None), key=lambda t: -t[1]
     )
     heuristic = [s.heuristic for s in sentences]
-    if not config.sentence_fusion or None in heuristic:
-        orders = [by_reader, by_alone] if by_alone else [by_reader]
-    else:
-        by_heuristic = sorted(((i, h) for i, h in enumerate(heuristic) if h is not None), key=lambda t: -t[1])
-        orders = [by_heuristic, by_reader, by_alone] if by_alone else [by_heuristic, by_reader]
+    orders = [by_reader, by_alone] if by_alone else [by_reader]
+    if config.sentence_fusion and None not in heuristic:
+        orders.insert(0, sorted(((i, h) for i, h in enumerate(heuristic) if h is not None), key=lambda t: -t[1]))
     return [sentences[i] for i, _ in reciprocal_rank_fusion(orders, k=config.rrf_k)]
 
 

@@ -82,10 +82,10 @@ def read_sentences(
         return []
     contexts = [in_context(s) for s in chosen]
     logits = reader.logits(question, contexts, max_tokens=config.reader_tokens)
-    again = _quote_candidates([float(z) for z in logits], [s.score for s in chosen], config.quote_alone)
-    # Read alone in a batch of their own: short inputs, padded only to each other's length.
     quote_logits: dict[int, float] = {}
-    if again:
+    if config.quote_alone:
+        again = _quote_candidates([float(z) for z in logits], [s.score for s in chosen], config.quote_alone)
+        # Read alone in a batch of their own: short inputs, padded only to each other's length.
         alone = reader.logits(question, [Candidate("", contexts[i].sentence, "") for i in again])
         quote_logits = {i: float(z) for i, z in zip(again, alone)}
     probs = sigmoid(logits)
