@@ -547,7 +547,7 @@ def _watch(args: argparse.Namespace, config: RagConfig, embedder: Any) -> int:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM stops a watch as Ctrl-C does."""
+    """SIGTERM stops a watch or the server as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -812,6 +812,9 @@ def _launch(demo: gr.Blocks, rag: Collections, args: argparse.Namespace) -> int:
             f"can ask questions and upload or remove documents",
             file=sys.stderr,
         )
+    # SIGTERM (a service manager, `kill`) stops the server as Ctrl-C does, so the process exits
+    # normally: the chat's download folder is removed and a folder watch is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         launch(demo, rag, host=args.host, port=args.port, users=getattr(args, "users_db", None))
     except OSError as exc:  # port taken, address not available

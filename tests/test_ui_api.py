@@ -153,6 +153,13 @@ def test_server_listens_on_loopback_only(server: tuple[str, int]) -> None:
         socket.create_connection((address, port), timeout=2).close()
 
 
+def test_a_server_stopped_with_sigterm_removes_its_download_folder(seed_index: Path, tmp_path: Path) -> None:
+    # `serving` stops the server with SIGTERM (as a service manager does), then waits for it.
+    with serving(seed_index, env={**ENV, "TMPDIR": str(tmp_path)}):
+        assert len(list(tmp_path.glob("rag-exports-*"))) == 1  # the chat's downloads go here
+    assert list(tmp_path.glob("rag-exports-*")) == []
+
+
 def test_serve_without_an_index_exits_2_with_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     result = subprocess.run(
