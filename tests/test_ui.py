@@ -512,3 +512,12 @@ def test_the_seed_examples_are_offered_only_over_the_seed_article(seed_rag, embe
     finally:
         own.index.close()
     assert "Examples (seed article)" not in labels and "Chat" in labels
+
+
+def test_each_example_question_of_the_demo_article_is_answered(seed_rag) -> None:
+    from rag.ui.blocks import EXAMPLES, SEED_FILE, examples_for
+
+    assert examples_for([SEED_FILE]) == EXAMPLES
+    for question in EXAMPLES:  # the first thing a new user clicks: an answer, not a refusal
+        answer = seed_rag.ask(question)
+        assert not answer.abstained and answer.citations, (question, answer.confidence)

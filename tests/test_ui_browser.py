@@ -281,7 +281,7 @@ def test_oversized_and_unsupported_uploads_are_refused_with_a_message(page: Page
 
 
 def test_first_screen_shows_examples_settings_footer_and_evaluation(page: Page) -> None:
-    expect(page.get_by_text("What did Blinken warn?")).to_be_visible()
+    expect(page.get_by_text("What is the article about?")).to_be_visible()
     page.get_by_text("Who met Chinese diplomats").click()
     expect(page.locator("#question textarea")).to_have_value(
         "Who met Chinese diplomats at Ambassador Shi Feng's residence?"

@@ -34,9 +34,9 @@ INTRO = (
     "with a language model (*Settings → Answer generator*) only the sentences the cited "
     "passages support are kept. When the documents do not contain an answer, it says so."
 )
-EXAMPLES = [
+EXAMPLES = [  # each answered over the demo article (tests/test_ui_blocks.py)
     "How many North Korean soldiers have arrived in Kursk?",
-    "What did Blinken warn?",
+    "What is the article about?",
     "Who met Chinese diplomats at Ambassador Shi Feng's residence?",
 ]
 SEED_FILE = "000_a8b8e53ddfe7d5e4.txt"  # the demo article (seeds/) that EXAMPLES ask about
