@@ -716,10 +716,13 @@ def reexport(args: argparse.Namespace) -> int:
     import torch
 
     card = args.init.parent / "reader.json" if args.init else None
+    problem = None
     if card is None or not card.is_file():
-        print(
-            f"train_reader: error: --export-only needs --init beside its reader.json, got {args.init}", file=sys.stderr
-        )
+        problem = f"--export-only needs --init beside its reader.json, got {args.init}"
+    elif not args.shared.is_dir():  # the news validation pairs the export is compared on
+        problem = f"datasets folder {args.shared} not found"
+    if problem or card is None:
+        print(f"train_reader: error: {problem}", file=sys.stderr)
         return 2
     started = time.time()
     meta = json.loads(card.read_text(encoding="utf-8"))

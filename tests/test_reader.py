@@ -208,6 +208,16 @@ def test_training_refuses_bad_settings(tmp_path: Path) -> None:
     assert main(["--epochs", "0", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
     assert main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2
     assert main(["--export-only", "--out", str(tmp_path), "--work-dir", str(tmp_path)]) == 2  # from what?
+    shipped = [
+        "--export-only",
+        "--init",
+        str(MODEL_DIR / ONNX_FILE),
+        "--out",
+        str(tmp_path),
+        "--work-dir",
+        str(tmp_path),
+    ]
+    assert main([*shipped, "--shared", str(tmp_path / "nowhere")]) == 2
     with pytest.raises(SystemExit) as bad:  # argparse: usage and the bad value, exit 2
         main(["--float-layers", "2,7", "--out", str(tmp_path), "--work-dir", str(tmp_path)])
     assert bad.value.code == 2
