@@ -597,12 +597,13 @@ def _layers(text: str) -> tuple[int, ...]:
         >>> _layers("0, 2")
         (0, 2)
     """
+    problem = argparse.ArgumentTypeError(f"layers are numbers 0-5, comma-separated: got {text!r}")
     try:
         layers = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
     except ValueError:
-        layers = (-1,)
+        raise problem from None
     if any(not 0 <= n <= 5 for n in layers):
-        raise argparse.ArgumentTypeError(f"layers are numbers 0-5, comma-separated: got {text!r}")
+        raise problem
     return layers
 
 

@@ -34,7 +34,7 @@ INTRO = (
     "with a language model (*Settings → Answer generator*) only the sentences the cited "
     "passages support are kept. When the documents do not contain an answer, it says so."
 )
-EXAMPLES = [  # each answered over the demo article (tests/test_ui_blocks.py)
+EXAMPLES = [  # each answered over the demo article (tests/test_ui.py)
     "How many North Korean soldiers have arrived in Kursk?",
     "What is the article about?",
     "Who met Chinese diplomats at Ambassador Shi Feng's residence?",
