@@ -395,7 +395,7 @@ def test_rag_index_watch_prints_each_change_and_stops_cleanly(tmp_path: Path, co
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(ENV),
+        env={**ENV, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread's stack (see _stopped)
     )
     try:
         out, seen = _reader(proc.stdout), []
@@ -409,7 +409,7 @@ def test_rag_index_watch_prints_each_change_and_stops_cleanly(tmp_path: Path, co
             (docs / "burst" / f"crate-{i:03d}.txt").write_text(f"Crate {i} holds {i * 7} brass lanterns.")
         time.sleep(1.5)
         proc.send_signal(stop)
-        assert proc.wait(WAIT_S) == 0
+        assert _stopped(proc) == 0
         _wait_line(out, seen, lambda ln: ln.startswith("rag index: stopped"), "the stop line")
     finally:
         if proc.poll() is None:
@@ -421,6 +421,18 @@ def test_rag_index_watch_prints_each_change_and_stops_cleanly(tmp_path: Path, co
     assert set(indexed(index)) in (before, before | {f"burst/crate-{i:03d}.txt" for i in range(200)})
     assert len(Index.load(index)) == sum(d["n_chunks"] for d in indexed(index).values())
     assert _unlocked(index / ".lock")
+
+
+def _stopped(proc: subprocess.Popen[str]) -> int:
+    """The exit code of `proc` once it ends; if it does not within WAIT_S, the test fails with the
+    stacks where it hangs (faulthandler prints them on SIGABRT)."""
+    try:
+        return proc.wait(WAIT_S)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(30)
+        stacks = proc.stderr.read()[-6000:] if proc.stderr else ""
+        pytest.fail(f"still running {WAIT_S} s after the signal; its stacks:\n{stacks}")
 
 
 def _unlocked(lock: Path) -> bool:
