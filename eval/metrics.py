@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import string
+import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -96,14 +97,23 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = frozenset(string.punctuation)
 
 
+def _punctuation(ch: str) -> bool:
+    return ch in _PUNCTUATION or unicodedata.category(ch).startswith("P")
+
+
 def normalize_answer(s: str) -> str:
-    """Lower-case, drop ASCII punctuation and the articles a/an/the, collapse whitespace.
+    """Lower-case, drop punctuation and the articles a/an/the, collapse whitespace.
+
+    As the official SQuAD v2 script, with one departure: Unicode punctuation goes as ASCII does
+    (the script drops ASCII only). News text quotes with curly marks, so a sentence ending
+    `... legitimate military targets.”` contains the answer "legitimate military targets", and
+    `O’Brien` matches `O'Brien`.
 
     Example:
-        >>> normalize_answer("The  Cat!")
-        'cat'
+        >>> normalize_answer("The  Cat!"), normalize_answer("“Targets.” O’Brien")
+        ('cat', 'targets obrien')
     """
-    text = "".join(ch for ch in s.lower() if ch not in _PUNCTUATION)
+    text = "".join(ch for ch in s.lower() if not _punctuation(ch))
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

@@ -54,11 +54,20 @@ def test_metric_result_is_frozen_and_counts_applicable_questions() -> None:
         ("the theatre", "theatre"),  # articles only as whole words
         ("An apple a day", "apple day"),
         ("U.S.A.", "usa"),
+        ("“legitimate military targets.”", "legitimate military targets"),  # Unicode punctuation too
+        ("James O’Brien – Writer", "james obrien writer"),
         ("", ""),
     ],
 )
 def test_normalize_answer(raw: str, normalised: str) -> None:
     assert normalize_answer(raw) == normalised
+
+
+def test_containment_sees_an_answer_before_a_closing_curly_quote() -> None:
+    quoted = "He warned: “If these forces engage in combat, they will become legitimate military targets.” [1]"
+    assert containment(quoted, ["legitimate military targets"]) == 1.0
+    assert containment("Kurt Campbell met O’Brien.", ["James O'Brien"]) == 0.0
+    assert containment("Kurt Campbell met James O’Brien.", ["James O'Brien"]) == 1.0
 
 
 def test_exact_match() -> None:
