@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from rag.overview import asks_for_overview
+from rag.overview import _byline_kind, asks_for_author, asks_for_overview
 from rag.scope import Scope
 
 LEAD = "US Secretary of State Antony Blinken reported on Thursday that up to 8,000 North Korean soldiers"
+SIGNATURE = "Dr. Marwa El-Shinawy – Academic and Writer"  # the seed article's last line
+BRIDGE = (
+    "By Jane Doe\n\nThe Varnholm bridge reopens in May after two years of repairs. Its new deck carries "
+    "trams as well as cars.\nRelated Articles"
+)
 OTHER = (
     "Page 1 of 3\n\nThe harbour ferry timetable changes in spring. The Gannet ferry carries 40 cars and leaves "
     "every hour from the north pier. Tickets are sold on board and at the pier office."
@@ -82,5 +87,74 @@ def test_over_several_documents_only_a_scope_to_one_makes_it_an_overview(tmp_pat
         assert ferry.citations[0].quote.startswith("Page 1 of 3")
         seed = rag.ask("Summarize the article", scope=Scope(sources=(seed_path.name,)))
         assert seed.text.startswith(LEAD) and 0.0 < seed.confidence <= 1.0
+    finally:
+        rag.index.close()
+
+
+@pytest.mark.parametrize(
+    ("question", "asks"),
+    [
+        ("Who wrote the article?", True),
+        ("who wrote this", True),
+        ("Who is the author of the report?", True),
+        ("Who's the author?", True),
+        ("What is the author's name?", True),
+        ("Who wrote the letter to the UN?", False),  # a fact in the text: searched
+        ("Who is the author of the New York Times report?", False),
+        ("What does the author think the US wants?", False),
+    ],
+)
+def test_questions_about_the_author_are_recognised(question: str, asks: bool) -> None:
+    assert asks_for_author(question) is asks
+
+
+@pytest.mark.parametrize(
+    ("line", "at_bottom", "kind"),
+    [
+        ("By Jane Doe", False, "marked"),
+        ("Written by J. Doe", True, "marked"),
+        (SIGNATURE, True, "signed"),
+        ("Jane Doe, Staff Writer", True, "signed"),
+        (SIGNATURE, False, None),  # a signature closes a text; at the top it is a title
+        ("Related Articles", True, None),
+        ("by the way, the bridge reopens", False, None),
+        ("Copyright 2024 Reuters", True, None),
+        ("John Smith – Reuters", True, None),  # no role: could be anything
+        ("The pressing question is whether the United States will succeed.", True, None),
+    ],
+)
+def test_a_byline_is_a_short_marked_or_signed_line(line: str, at_bottom: bool, kind: str | None) -> None:
+    assert _byline_kind(line, at_bottom=at_bottom) == kind
+
+
+def test_over_one_document_who_wrote_it_is_answered_with_its_byline(seed_rag) -> None:
+    searched = seed_rag.ask("Who wrote the letter to the UN?")
+    assert SIGNATURE not in searched.text
+    answer = seed_rag.ask("Who wrote the article?")
+    assert not answer.abstained and not answer.tentative
+    assert answer.text == f"{SIGNATURE} [1]" and len(answer.citations) == 1
+    cited = answer.citations[0]
+    assert cited.quote == SIGNATURE and seed_rag.index.documents()[0].source == cited.source
+    assert cited.passage[cited.start - cited.passage_start : cited.end - cited.passage_start] == SIGNATURE
+
+
+def test_a_byline_only_for_one_document_and_only_where_it_has_one(tmp_path: Path, embedder, seed_path) -> None:
+    from rag.pipeline import RAG, build_index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(seed_path, corpus / seed_path.name)
+    (corpus / "bridge.txt").write_text(BRIDGE, encoding="utf-8")
+    (corpus / "ferry.txt").write_text(OTHER, encoding="utf-8")
+    build_index([corpus], index_dir=tmp_path / "index", embedder=embedder)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    try:
+        unscoped = rag.ask("Who wrote the article?")
+        assert "By Jane Doe" not in unscoped.text and SIGNATURE not in unscoped.text
+        bridge = rag.ask("Who wrote it?", scope=Scope(sources=("bridge.txt",)))
+        assert bridge.text == "By Jane Doe [1]" and bridge.citations[0].start == 0
+        assert bridge.confidence > rag.ask("Who wrote it?", scope=Scope(sources=(seed_path.name,))).confidence
+        ferry = rag.ask("Who is the author?", scope=Scope(sources=("ferry.txt",)))
+        assert not ferry.citations or ferry.citations[0].quote not in ("Page 1 of 3", "By Jane Doe")
     finally:
         rag.index.close()
