@@ -101,19 +101,25 @@ def _punctuation(ch: str) -> bool:
     return ch in _PUNCTUATION or unicodedata.category(ch).startswith("P")
 
 
+def _joiner(ch: str) -> bool:
+    """A dash or slash between two words ("Afrikaans-speaking", "Dyrrachium—one", "and/or")."""
+    return ch == "/" or unicodedata.category(ch) == "Pd"
+
+
 def normalize_answer(s: str) -> str:
     """Lower-case, drop punctuation and the articles a/an/the, collapse whitespace.
 
-    As the official SQuAD v2 script, with one departure: Unicode punctuation goes as ASCII does
-    (the script drops ASCII only). News text quotes with curly marks, so a sentence ending
+    As the official SQuAD v2 script, with two departures. Unicode punctuation goes as ASCII does
+    (the script drops ASCII only): news text quotes with curly marks, so a sentence ending
     `... legitimate military targets.”` contains the answer "legitimate military targets", and
-    `O’Brien` matches `O'Brien`.
+    `O’Brien` matches `O'Brien`. A dash or slash separates words instead of gluing them: the
+    script turns "Afrikaans-speaking" into "afrikaansspeaking", which does not contain "Afrikaans".
 
     Example:
-        >>> normalize_answer("The  Cat!"), normalize_answer("“Targets.” O’Brien")
-        ('cat', 'targets obrien')
+        >>> normalize_answer("The  Cat!"), normalize_answer("“Targets.” O’Brien, Afrikaans-speaking")
+        ('cat', 'targets obrien afrikaans speaking')
     """
-    text = "".join(ch for ch in s.lower() if not _punctuation(ch))
+    text = "".join(" " if _joiner(ch) else "" if _punctuation(ch) else ch for ch in s.lower())
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

@@ -56,6 +56,7 @@ def test_metric_result_is_frozen_and_counts_applicable_questions() -> None:
         ("U.S.A.", "usa"),
         ("“legitimate military targets.”", "legitimate military targets"),  # Unicode punctuation too
         ("James O’Brien – Writer", "james obrien writer"),
+        ("Afrikaans-speaking, Dyrrachium—one, and/or", "afrikaans speaking dyrrachium one and or"),
         ("", ""),
     ],
 )
@@ -68,6 +69,8 @@ def test_containment_sees_an_answer_before_a_closing_curly_quote() -> None:
     assert containment(quoted, ["legitimate military targets"]) == 1.0
     assert containment("Kurt Campbell met O’Brien.", ["James O'Brien"]) == 0.0
     assert containment("Kurt Campbell met James O’Brien.", ["James O'Brien"]) == 1.0
+    assert containment("Many families, today mostly Afrikaans-speaking, have French surnames.", ["Afrikaans"]) == 1.0
+    assert containment("The treaty of Saint-Clair-sur-Epte.", ["Saint-Clair-sur-Epte"]) == 1.0
 
 
 def test_exact_match() -> None:
