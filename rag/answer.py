@@ -22,6 +22,7 @@ import numpy as np
 
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
+from rag.lookup import asked_name, mentions
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
 from rag.retrieve import reciprocal_rank_fusion
@@ -296,7 +297,28 @@ def compose_answer(
     )
     if not sentences:
         return refusal
-    return _by_confidence(refusal, quote_order(sentences, config=config), set(terms.terms), config=config)
+    ordered = quote_order(sentences, config=config)
+    name = asked_name(question)
+    if name is not None:  # "Who is Kurt Campbell?": the sentences naming him (rag.lookup)
+        refusal, ordered = _about_name(refusal, ordered, name)
+    return _by_confidence(refusal, ordered, set(terms.terms), config=config)
+
+
+def _about_name(refusal: Answer, ordered: list[ScoredSentence], name: str) -> tuple[Answer, list[ScoredSentence]]:
+    """For a question asking who or what `name` is: the read sentences naming it first, and the
+    confidence at least the reader's probability for the best of them (see `rag.lookup`)."""
+    naming = [s for s in ordered if s.logit is not None and mentions(_text(s), name)]
+    if not naming:
+        return refusal, ordered
+    best = max(naming, key=lambda s: s.score)
+    naming.remove(best)
+    rest = [s for s in ordered if s is not best and s not in naming]
+    return replace(refusal, confidence=max(refusal.confidence, round(best.score, 4))), [best, *naming, *rest]
+
+
+def _text(s: ScoredSentence) -> str:
+    chunk = s.hit.chunk
+    return chunk.text[s.start - chunk.start : s.end - chunk.start]
 
 
 def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:

@@ -37,7 +37,7 @@ INTRO = (
 EXAMPLES = [  # each answered over the demo article (tests/test_ui.py)
     "How many North Korean soldiers have arrived in Kursk?",
     "What is the article about?",
-    "Who met Chinese diplomats at Ambassador Shi Feng's residence?",
+    "Who is Kurt Campbell?",
 ]
 SEED_FILE = "000_a8b8e53ddfe7d5e4.txt"  # the demo article (seeds/) that EXAMPLES ask about
 SYNC_POLL_S = 2.0  # how often an open page asks for the folder watch's news
