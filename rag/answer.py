@@ -299,21 +299,24 @@ def compose_answer(
         return refusal
     ordered = quote_order(sentences, config=config)
     name = asked_name(question)
+    named = False
     if name is not None:  # "Who is Kurt Campbell?": the sentences naming him (rag.lookup)
-        refusal, ordered = _about_name(refusal, ordered, name)
-    return _by_confidence(refusal, ordered, set(terms.terms), config=config)
+        refusal, ordered, named = _about_name(refusal, ordered, name)
+    return _by_confidence(refusal, ordered, set(terms.terms), config=config, at_least_tentative=named)
 
 
-def _about_name(refusal: Answer, ordered: list[ScoredSentence], name: str) -> tuple[Answer, list[ScoredSentence]]:
-    """For a question asking who or what `name` is: the read sentences naming it first, and the
-    confidence at least the reader's probability for the best of them (see `rag.lookup`)."""
+def _about_name(refusal: Answer, ordered: list[ScoredSentence], name: str) -> tuple[Answer, list[ScoredSentence], bool]:
+    """For a question asking who or what `name` is: the read sentences naming it first, the
+    confidence at least the reader's probability for the best of them, and whether any does
+    (see `rag.lookup`)."""
     naming = [s for s in ordered if s.logit is not None and mentions(_text(s), name)]
     if not naming:
-        return refusal, ordered
+        return refusal, ordered, False
     best = max(naming, key=lambda s: s.score)
     naming.remove(best)
     rest = [s for s in ordered if s is not best and s not in naming]
-    return replace(refusal, confidence=max(refusal.confidence, round(best.score, 4))), [best, *naming, *rest]
+    lifted = replace(refusal, confidence=max(refusal.confidence, round(best.score, 4)))
+    return lifted, [best, *naming, *rest], True
 
 
 def _text(s: ScoredSentence) -> str:
@@ -354,18 +357,26 @@ def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> li
 
 
 def _by_confidence(
-    refusal: Answer, sentences: Sequence[ScoredSentence], q_terms: set[str], *, config: RagConfig
+    refusal: Answer,
+    sentences: Sequence[ScoredSentence],
+    q_terms: set[str],
+    *,
+    config: RagConfig,
+    at_least_tentative: bool = False,
 ) -> Answer:
     """The answer `refusal.confidence` calls for: the chosen sentences, cited, at or above the
-    answer threshold; in the "not sure" band the best sentence alone, marked as uncertain; below,
-    the refusal. `candidate` holds the chosen sentences in all three."""
+    answer threshold; in the "not sure" band (and below it, `at_least_tentative`: the name the
+    question asks about is named there) the best sentence alone, marked as uncertain; below, the
+    refusal. `candidate` holds the chosen sentences in all three."""
     conf, best = refusal.confidence, sentences[0]
     citations, parts = _cite(_choose(sentences, config), best, q_terms, config=config)
     text = " ".join(parts)
     answer_at, tentative_at = config.thresholds()
     if conf >= answer_at:
         return replace(refusal, text=text, abstained=False, citations=tuple(citations), candidate=text)
-    if conf >= tentative_at:  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
+    if (
+        conf >= tentative_at or at_least_tentative
+    ):  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
         closest, _ = _cite([best], best, q_terms, config=config)
         return replace(
             refusal, text=tentative_text(closest[0].quote), tentative=True, citations=tuple(closest), candidate=text

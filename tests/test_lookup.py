@@ -42,11 +42,11 @@ def _sentence(start: int, end: int, score: float, logit: float | None) -> Scored
 def test_the_sentences_naming_it_come_first_and_lift_the_confidence_to_the_best_ones() -> None:
     refusal = Answer(question="Who is Kurt Campbell?", text=ABSTAIN_TEXT, abstained=True, confidence=0.1, citations=())
     talks, met, deputy = _sentence(24, 47, 0.7, 0.8), _sentence(0, 23, 0.6, 0.4), _sentence(48, len(TEXT), 0.9, None)
-    lifted, order = _about_name(refusal, [talks, deputy, met], "Kurt Campbell")
-    assert order == [met, talks, deputy]  # "Campbell" alone does not name Kurt Campbell; unread: no say
+    lifted, order, named = _about_name(refusal, [talks, deputy, met], "Kurt Campbell")
+    assert named and order == [met, talks, deputy]  # "Campbell" alone does not name Kurt Campbell; unread: no say
     assert lifted.confidence == 0.6
-    same, unchanged = _about_name(refusal, [talks, met], "Shi Feng")
-    assert same is refusal and unchanged == [talks, met]
+    same, unchanged, named = _about_name(refusal, [talks, met], "Shi Feng")
+    assert same is refusal and unchanged == [talks, met] and not named
     higher = Answer(question="q", text=ABSTAIN_TEXT, abstained=True, confidence=0.8, citations=())
     assert _about_name(higher, [met], "Kurt Campbell")[0].confidence == 0.8  # never lowered
 
@@ -58,6 +58,12 @@ def test_who_is_a_person_the_article_names_is_answered_with_that_sentence(seed_r
     assert "Kurt Campbell, the Deputy Secretary of State" in quote and quote in answer.text
     cited = answer.citations[0]
     assert cited.passage[cited.start - cited.passage_start : cited.end - cited.passage_start] == quote
+
+
+def test_a_name_the_article_mentions_in_passing_is_shown_as_not_sure_not_refused(seed_rag) -> None:
+    answer = seed_rag.ask("Who is Shi Feng?")  # named once: "at Ambassador Shi Feng’s residence"
+    assert answer.abstained and answer.tentative and "Shi Feng" in answer.citations[0].quote
+    assert answer.text.startswith("Not sure")
 
 
 def test_who_is_a_person_the_article_never_names_is_still_refused(seed_rag) -> None:
