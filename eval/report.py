@@ -62,7 +62,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['n_questions']} questions ({report['n_unanswerable']} unanswerable); "
         f"mode `{report['config']['mode']}`, top_k {report['config']['top_k']}, "
         f'answer scorer `{scorer}`, answer from confidence {answer_at}, "not sure" from {tentative_at}; '
-        f"commit `{report['versions']['git_commit'][:10]}`.",
+        f"commit `{report['versions']['git_commit'][:10]}`"
+        + (
+            f"; CPU {report['versions']['cpu']} (int8 dot product: {report['versions']['int8_dot_product']})."
+            if "cpu" in report["versions"]
+            else "."
+        ),
         "",
     ]
     has_base = "baseline" in report

@@ -63,6 +63,31 @@ def git_commit() -> str:
         return "unknown"
 
 
+def run_versions() -> dict[str, str]:
+    """What a report's scores depend on besides the code: the libraries, onnxruntime and the CPU's
+    int8 dot-product instructions (the int8 embedder and reader run other kernels without them, so
+    two machines can score the same rows a little differently), and the commit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        onnxruntime = version("onnxruntime")
+    except PackageNotFoundError:
+        onnxruntime = "not installed"
+    return {**library_versions(), "onnxruntime": onnxruntime, **cpu(), "git_commit": git_commit()}
+
+
+def cpu() -> dict[str, str]:
+    """The CPU's model name and which int8 dot-product instructions it has (Linux; else "unknown")."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {"cpu": "unknown", "int8_dot_product": "unknown"}
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    found = [f for f in ("amx_int8", "avx512_vnni", "avx_vnni") if f in flags]
+    return {"cpu": model, "int8_dot_product": ", ".join(found) or "none"}
+
+
 @contextmanager
 def _folder(path: str | Path | None) -> Iterator[Path]:
     if path is not None:
@@ -376,7 +401,7 @@ def run_qa(
         **({"generation": scored["generation"]} if scored["generation"] else {}),
         "index": _index_cost(cost),
         "config": {**config.to_dict(), "store": store},
-        "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
+        "versions": {**run_versions(), "dataset_sha256": dataset.source_hash},
         "per_question": scored["per_question"],
     }
     report["retrieval"]["evidence_unlocated"] = scored["evidence_unlocated"]
@@ -466,7 +491,7 @@ def run_beir(
         "latency_ms": {k: round(v, 1) for k, v in percentiles(latencies, ps=(50, 95)).items()},
         "index": _index_cost(cost),
         "config": {**config.to_dict(), "store": store},
-        "versions": {**library_versions(), "git_commit": git_commit(), "dataset_sha256": dataset.source_hash},
+        "versions": {**run_versions(), "dataset_sha256": dataset.source_hash},
         "per_question": [
             {
                 "id": qid,

@@ -50,6 +50,9 @@ def test_report_has_exactly_the_contract_keys(seed_report: tuple[dict, Path]) ->
     assert set(report["abstention"]) >= {"refused_unanswerable", "answered_answerable", "auroc"}
     assert set(report["latency_ms"]) == {"p50", "p95"}
     assert report["versions"]["dataset_sha256"] and report["versions"]["git_commit"]
+    # int8 models run other kernels without int8 dot-product instructions: the report names the CPU
+    assert report["versions"]["onnxruntime"][0].isdigit() and report["versions"]["cpu"]
+    assert report["versions"]["int8_dot_product"]
     assert len(report["per_question"]) == 20
     assert report["config"]["mode"] == "hybrid"
 
@@ -58,6 +61,7 @@ def test_report_writes_markdown_and_plot(seed_report: tuple[dict, Path]) -> None
     _, out = seed_report
     md = out.with_suffix(".md").read_text()
     assert "| retrieval | hit@5 |" in md and "The 10 worst questions" in md
+    assert "(int8 dot product: " in md
     assert "## Targets" in md and "| retrieval.hit@5 | >= 0.95 |" in md
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
