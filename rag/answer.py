@@ -374,9 +374,8 @@ def _by_confidence(
     answer_at, tentative_at = config.thresholds()
     if conf >= answer_at:
         return replace(refusal, text=text, abstained=False, citations=tuple(citations), candidate=text)
-    if (
-        conf >= tentative_at or at_least_tentative
-    ):  # the best sentence alone, marked as uncertain; `candidate` stays the full answer
+    if conf >= tentative_at or at_least_tentative:
+        # the best sentence alone, marked as uncertain; `candidate` stays the full answer
         closest, _ = _cite([best], best, q_terms, config=config)
         return replace(
             refusal, text=tentative_text(closest[0].quote), tentative=True, citations=tuple(closest), candidate=text

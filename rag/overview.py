@@ -159,12 +159,13 @@ def byline(answer: Answer, index: Store, sources: Collection[str] | None) -> Ans
     edges = [(chunks[0], span, "top") for span in chunks[0].sentences[:_EDGE]]
     edges += [(chunks[-1], span, "bottom") for span in chunks[-1].sentences[-_EDGE:]]
     for chunk, span, where in edges:
-        kind = _byline_kind(_sentence(chunk, span), at_bottom=where == "bottom")
+        line = _sentence(chunk, span)
+        kind = _byline_kind(line, at_bottom=where == "bottom")
         if kind is None:
             continue
         confidence = BYLINE_CONFIDENCE[kind]
-        quote = _sentence(chunk, span).strip()
-        start = span[0] + _sentence(chunk, span).index(quote)
+        quote = line.strip()
+        start = span[0] + line.index(quote)
         citation = Citation(
             n=1,
             source=chunk.source,
@@ -190,7 +191,8 @@ def byline(answer: Answer, index: Store, sources: Collection[str] | None) -> Ans
 
 
 def _byline_kind(line: str, *, at_bottom: bool) -> str | None:
-    """ "marked" ("By Jane Doe"), "signed" ("Dr. Jane Doe – Writer", at the bottom only) or None."""
+    """What byline `line` is: "marked" ("By Jane Doe"), "signed" ("Dr. Jane Doe – Writer", at the
+    bottom only), or None (none)."""
     line = line.strip()
     if not line or len(line.split()) > BYLINE_WORDS or any(ch.isdigit() for ch in line):
         return None
