@@ -67,13 +67,7 @@ def run_versions() -> dict[str, str]:
     """What a report's scores depend on besides the code: the libraries, onnxruntime and the CPU's
     int8 dot-product instructions (the int8 embedder and reader run other kernels without them, so
     two machines can score the same rows a little differently), and the commit."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        onnxruntime = version("onnxruntime")
-    except PackageNotFoundError:
-        onnxruntime = "not installed"
-    return {**library_versions(), "onnxruntime": onnxruntime, **cpu(), "git_commit": git_commit()}
+    return {**library_versions("onnxruntime"), **cpu(), "git_commit": git_commit()}
 
 
 def cpu() -> dict[str, str]:
@@ -82,8 +76,11 @@ def cpu() -> dict[str, str]:
         info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return {"cpu": "unknown", "int8_dot_product": "unknown"}
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    fields: dict[str, str] = {}
+    for line in info.splitlines():  # one block per core: the first says it
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    model, flags = fields.get("model name", "unknown"), set(fields.get("flags", "").split())
     found = [f for f in ("amx_int8", "avx512_vnni", "avx_vnni") if f in flags]
     return {"cpu": model, "int8_dot_product": ", ".join(found) or "none"}
 

@@ -78,6 +78,12 @@ class ScoredSentence:
     # without its neighbours.
     quote_logit: float | None = None
 
+    @property
+    def text(self) -> str:
+        """The sentence itself."""
+        chunk = self.hit.chunk
+        return chunk.text[self.start - chunk.start : self.end - chunk.start]
+
 
 def question_type(question: str) -> str:
     """'number', 'date', 'name', 'place' or 'other', from the question's wording."""
@@ -309,19 +315,15 @@ def _about_name(refusal: Answer, ordered: list[ScoredSentence], name: str) -> tu
     """For a question asking who or what `name` is: the read sentences naming it first, the
     confidence at least the reader's probability for the best of them, and whether any does
     (see `rag.lookup`)."""
-    naming = [s for s in ordered if s.logit is not None and mentions(_text(s), name)]
+    naming: list[ScoredSentence] = []
+    others: list[ScoredSentence] = []
+    for s in ordered:
+        (naming if s.logit is not None and mentions(s.text, name) else others).append(s)
     if not naming:
         return refusal, ordered, False
     best = max(naming, key=lambda s: s.score)
-    naming.remove(best)
-    rest = [s for s in ordered if s is not best and s not in naming]
     lifted = replace(refusal, confidence=max(refusal.confidence, round(best.score, 4)))
-    return lifted, [best, *naming, *rest], True
-
-
-def _text(s: ScoredSentence) -> str:
-    chunk = s.hit.chunk
-    return chunk.text[s.start - chunk.start : s.end - chunk.start]
+    return lifted, [best, *(s for s in naming if s is not best), *others], True
 
 
 def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:

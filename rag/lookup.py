@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 
-_WORD = r"[A-Z][\w’'.-]*"
+NAME_WORD = r"[A-Z][\w’'.-]*"  # a word of a name: a capital, then letters, apostrophes, dots, hyphens
 _PARTICLE = r"(?:of|de|del|der|van|von|al|bin|da|du|la|le)"
 _ASKED = re.compile(
-    rf"^\s*(?i:who|what)(?:'s|’s|\s+(?i:is|was|are|were))\s+(?:(?i:the)\s+)?({_WORD}(?:\s+(?:{_PARTICLE}\s+)*{_WORD})*)\s*\??\s*$"
+    rf"^\s*(?i:who|what)(?:'s|’s|\s+(?i:is|was|are|were))\s+(?:(?i:the)\s+)?({NAME_WORD}(?:\s+(?:{_PARTICLE}\s+)*{NAME_WORD})*)\s*\??\s*$"
 )
 _PRONOUNS = {"He", "She", "It", "They", "This", "That", "These", "Those", "I", "You", "We"}
 

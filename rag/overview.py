@@ -30,6 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from rag.config import RagConfig
+from rag.lookup import NAME_WORD
 from rag.store.base import Store
 from rag.types import Answer, Chunk, Citation
 
@@ -60,11 +61,10 @@ _AUTHOR = re.compile(
 # A byline marked as one: "By Jane Doe", "Written by J. Doe", "Author: Jane Doe".
 _MARKED = re.compile(r"^\W*(?i:by|written\s+by|words\s+by|reported\s+by|author:)\s+\W*[A-Z]")
 # A signature at the end: an honorific and a name, or a name, a dash or comma, and a role.
-_WORD = r"[A-Z][\w’'.-]*"
 _ROLE = r"(?i:writer|reporter|journalist|correspondent|editor|columnist|author|contributor|academic|professor)"
 _SIGNED = re.compile(
-    rf"^\W*(?:(?:Dr|Prof|Mr|Mrs|Ms)\.?(?:\s+{_WORD}){{1,4}}(?:\s*[–—|,-].*)?"
-    rf"|{_WORD}(?:\s+{_WORD}){{1,3}}\s*[–—|,-]\s*.*\b{_ROLE}s?\b.*)$"
+    rf"^\W*(?:(?:Dr|Prof|Mr|Mrs|Ms)\.?(?:\s+{NAME_WORD}){{1,4}}(?:\s*[–—|,-].*)?"
+    rf"|{NAME_WORD}(?:\s+{NAME_WORD}){{1,3}}\s*[–—|,-]\s*.*\b{_ROLE}s?\b.*)$"
 )
 BYLINE_WORDS = 12  # a byline is short; a longer line is a sentence of the text
 BYLINE_CONFIDENCE = {"marked": 0.9, "signed": 0.75}  # the rule's own, not a fitted probability

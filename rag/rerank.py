@@ -66,7 +66,7 @@ def in_context(s: ScoredSentence) -> Candidate:
         a, b = spans[i]
         return chunk.text[a - chunk.start : b - chunk.start]
 
-    sentence = chunk.text[s.start - chunk.start : s.end - chunk.start]
+    sentence = s.text
     before, after = text(k - 1), text(k + 1)
     if is_row_sentence(sentence):
         before, after = ("" if is_row_sentence(t) else t for t in (before, after))

