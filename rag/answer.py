@@ -159,6 +159,8 @@ def score_sentences(
             if (hit.chunk.source, a) in seen:
                 continue
             seen.add((hit.chunk.source, a))
+            if _asks(hit.chunk.text[a - hit.chunk.start : b - hit.chunk.start]):
+                continue  # a question answers none: it stays the context of its neighbours
             semantic = float(vecs[k] @ query_vector.reshape(-1)) if vecs is not None and k < len(vecs) else hit.dense
             candidates.append((rank, hit, a, b, semantic))
     texts = [h.chunk.text[a - h.chunk.start : b - h.chunk.start] for _, h, a, b, _ in candidates]
@@ -177,6 +179,22 @@ def score_sentences(
         scored.append(ScoredSentence(rank, hit, a, b, semantic, lexical, cue, score))
     scored.sort(key=lambda s: -s.score)
     return scored
+
+
+# A sentence that ends with a question mark (before any closing quote or bracket).
+_QUESTION_END = re.compile(r"\?[\s\"'”’»)\]]*$")
+
+
+def _asks(sentence: str) -> bool:
+    """Whether `sentence` is a question. A question is never quoted as an answer: a quiz page or
+    a FAQ heading repeats the question asked ("Which country ...?"), and the reader, reading it
+    next to the sentence that answers, scored it as if it answered.
+
+    Example:
+        >>> _asks("Where is Travis Kelce from?"), _asks('He asked: "why?"'), _asks("He won (why?) again.")
+        (True, True, False)
+    """
+    return bool(_QUESTION_END.search(sentence))
 
 
 def confidence_features(hits: Sequence[Hit], sentences: Sequence[ScoredSentence], terms: QuestionTerms) -> list[float]:

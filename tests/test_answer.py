@@ -117,3 +117,30 @@ def test_follow_up_retrieval_uses_the_history(seed_rag: RAG) -> None:
     first = "What are US officials talking to China about?"
     answer = seed_rag.ask("What about its stance?", history=[(first, "…")])
     assert answer.query.startswith(first)
+
+
+def test_a_question_in_the_documents_is_not_quoted_as_its_answer(tmp_path: Path, embedder) -> None:
+    """A quiz page repeats the question word for word; the answer quotes the sentence that answers."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "quiz.txt").write_text(
+        "This week's news quiz.\n\n"
+        "Scotland’s Orkney islands are considering proposals to become a territory of which country? "
+        "Test your knowledge of the week's news with our quiz. New questions every Friday.\n",
+        encoding="utf-8",
+    )
+    (docs / "orkney.txt").write_text(
+        "Orkney could leave the UK and become a territory of Norway under new proposals to explore "
+        "alternative forms of governance. The islands were under Norwegian and Danish control until 1472. "
+        "The council will debate the report next week.\n",
+        encoding="utf-8",
+    )
+    build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    try:
+        question = "Scotland’s Orkney islands are considering proposals to become a territory of which country?"
+        answer = rag.ask(question, config=rag.config.with_threshold(0.0))
+        assert answer.citations and "?" not in answer.text.replace("[1]", "")
+        assert answer.citations[0].source == "orkney.txt" and "Norway" in answer.citations[0].quote
+    finally:
+        rag.index.close()
