@@ -22,6 +22,7 @@ import numpy as np
 
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
+from rag.load.tables import is_row_sentence
 from rag.lookup import asked_name, mentions
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
@@ -431,6 +432,36 @@ def _close_to(s: ScoredSentence, best: ScoredSentence, ratio: float) -> bool:
     return s.heuristic is None or best.heuristic is None or s.heuristic >= ratio * best.heuristic
 
 
+# A sentence opening with a pronoun points back at the sentence before it; "It is believed that",
+# "It was shown by" point at nothing.
+_ANAPHOR = re.compile(r"[\"“‘'(]?(?:he|she|it|its|it[’']s|they|their|his|her|this|these|those)\b", re.I)
+_EXPLETIVE = re.compile(
+    r"[\"“‘'(]?it (?:is|was|has been|had been|will be|would be|seems|seemed|appears|appeared)\b", re.I
+)
+
+
+def _with_antecedent(s: ScoredSentence, lo: int, hi: int, chosen: Sequence[ScoredSentence], words_left: int) -> int:
+    """`lo` (the quote's start in `s`'s chunk), moved back to the start of the sentence before when
+    the quote is `s` whole and opens with a pronoun ("It’s up 20% over the past week."): quoted
+    alone it does not say what it speaks of. Only within the chunk and the paragraph, not for a
+    table row nor "It is/was ..." (mostly "it is believed that"), when that sentence is not quoted
+    already and both fit in `words_left`."""
+    chunk = s.hit.chunk
+    text = chunk.text
+    quote = text[lo:hi]
+    if lo != s.start - chunk.start or not _ANAPHOR.match(quote) or _EXPLETIVE.match(quote) or is_row_sentence(quote):
+        return lo
+    spans = list(chunk.sentences)
+    k = spans.index((s.start, s.end)) if (s.start, s.end) in spans else -1
+    if k <= 0 or any(c.start == spans[k - 1][0] for c in chosen):
+        return lo
+    before = spans[k - 1][0] - chunk.start
+    between = text[before:lo]
+    if "\n\n" in between or is_row_sentence(between) or len(text[before:hi].split()) > words_left:
+        return lo  # not across a paragraph break
+    return before
+
+
 def _cite(
     chosen: Sequence[ScoredSentence], best: ScoredSentence, q_terms: set[str], *, config: RagConfig
 ) -> tuple[list[Citation], list[str]]:
@@ -443,6 +474,7 @@ def _cite(
         lo, hi = s.start - chunk.start, s.end - chunk.start
         if not spans:
             lo, hi = _trim_words(chunk.text, lo, hi, q_terms, words_left)
+            lo = _with_antecedent(s, lo, hi, chosen, words_left)
         n_words = len(chunk.text[lo:hi].split())
         if spans and n_words > words_left:
             continue

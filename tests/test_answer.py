@@ -144,3 +144,37 @@ def test_a_question_in_the_documents_is_not_quoted_as_its_answer(tmp_path: Path,
         assert answer.citations[0].source == "orkney.txt" and "Norway" in answer.citations[0].quote
     finally:
         rag.index.close()
+
+
+def test_a_quote_opening_with_a_pronoun_brings_the_sentence_it_points_back_to(tmp_path: Path, embedder) -> None:
+    """ "It’s up 20% over the past week." alone does not say what is: the sentence before it does."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "markets.txt").write_text(
+        "Stocks were flat on Friday as traders waited for the jobs report. "
+        "Bitcoin rallied again as investors returned to digital assets after the summer lull. "
+        "It’s up 20% over the past week. "
+        "Oil prices fell for a third day on worries about demand in China.\n",
+        encoding="utf-8",
+    )
+    (docs / "proofs.txt").write_text(
+        "There is a prize of one million dollars for resolving the problem.\n\n"
+        "It was shown by Ladner that if P is not NP then problems of intermediate difficulty exist.\n",
+        encoding="utf-8",
+    )
+    build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
+    rag = RAG.open(tmp_path / "index", embedder=embedder)
+    try:
+        answer = rag.ask(
+            "Which cryptocurrency saw a 20% jump over the past week?", config=rag.config.with_threshold(0.0)
+        )
+        first = answer.citations[0]
+        assert first.quote.startswith("Bitcoin rallied") and first.quote.endswith("over the past week.")
+        assert "Stocks" not in answer.text  # one sentence back, no more
+        # "It was shown" points at nothing, and a new paragraph starts a new subject
+        answer = rag.ask(
+            "Who showed that problems of intermediate difficulty exist?", config=rag.config.with_threshold(0.0)
+        )
+        assert answer.citations[0].quote.startswith("It was shown by Ladner")
+    finally:
+        rag.index.close()
