@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -119,62 +121,57 @@ def test_follow_up_retrieval_uses_the_history(seed_rag: RAG) -> None:
     assert answer.query.startswith(first)
 
 
-def test_a_question_in_the_documents_is_not_quoted_as_its_answer(tmp_path: Path, embedder) -> None:
-    """A quiz page repeats the question word for word; the answer quotes the sentence that answers."""
+@contextmanager
+def _corpus(tmp_path: Path, embedder, files: dict[str, str]) -> Iterator[RAG]:
+    """`files` (name -> text) indexed in `tmp_path` and opened."""
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "quiz.txt").write_text(
-        "This week's news quiz.\n\n"
-        "Scotland’s Orkney islands are considering proposals to become a territory of which country? "
-        "Test your knowledge of the week's news with our quiz. New questions every Friday.\n",
-        encoding="utf-8",
-    )
-    (docs / "orkney.txt").write_text(
-        "Orkney could leave the UK and become a territory of Norway under new proposals to explore "
-        "alternative forms of governance. The islands were under Norwegian and Danish control until 1472. "
-        "The council will debate the report next week.\n",
-        encoding="utf-8",
-    )
+    for name, text in files.items():
+        (docs / name).write_text(text, encoding="utf-8")
     build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
     rag = RAG.open(tmp_path / "index", embedder=embedder)
     try:
+        yield rag
+    finally:
+        rag.index.close()
+
+
+def test_a_question_in_the_documents_is_not_quoted_as_its_answer(tmp_path: Path, embedder) -> None:
+    """A quiz page repeats the question word for word; the answer quotes the sentence that answers."""
+    quiz = (
+        "This week's news quiz.\n\n"
+        "Scotland’s Orkney islands are considering proposals to become a territory of which country? "
+        "Test your knowledge of the week's news with our quiz. New questions every Friday.\n"
+    )
+    orkney = (
+        "Orkney could leave the UK and become a territory of Norway under new proposals to explore "
+        "alternative forms of governance. The islands were under Norwegian and Danish control until 1472. "
+        "The council will debate the report next week.\n"
+    )
+    with _corpus(tmp_path, embedder, {"quiz.txt": quiz, "orkney.txt": orkney}) as rag:
         question = "Scotland’s Orkney islands are considering proposals to become a territory of which country?"
         answer = rag.ask(question, config=rag.config.with_threshold(0.0))
         assert answer.citations and "?" not in answer.text.replace("[1]", "")
         assert answer.citations[0].source == "orkney.txt" and "Norway" in answer.citations[0].quote
-    finally:
-        rag.index.close()
 
 
 def test_a_quote_opening_with_a_pronoun_brings_the_sentence_it_points_back_to(tmp_path: Path, embedder) -> None:
     """ "It’s up 20% over the past week." alone does not say what is: the sentence before it does."""
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "markets.txt").write_text(
+    markets = (
         "Stocks were flat on Friday as traders waited for the jobs report. "
         "Bitcoin rallied again as investors returned to digital assets after the summer lull. "
         "It’s up 20% over the past week. "
-        "Oil prices fell for a third day on worries about demand in China.\n",
-        encoding="utf-8",
+        "Oil prices fell for a third day on worries about demand in China.\n"
     )
-    (docs / "proofs.txt").write_text(
+    proofs = (
         "There is a prize of one million dollars for resolving the problem.\n\n"
-        "It was shown by Ladner that if P is not NP then problems of intermediate difficulty exist.\n",
-        encoding="utf-8",
+        "It was shown by Ladner that if P is not NP then problems of intermediate difficulty exist.\n"
     )
-    build_index([docs], index_dir=tmp_path / "index", embedder=embedder)
-    rag = RAG.open(tmp_path / "index", embedder=embedder)
-    try:
-        answer = rag.ask(
-            "Which cryptocurrency saw a 20% jump over the past week?", config=rag.config.with_threshold(0.0)
-        )
-        first = answer.citations[0]
+    with _corpus(tmp_path, embedder, {"markets.txt": markets, "proofs.txt": proofs}) as rag:
+        loose = rag.config.with_threshold(0.0)
+        first = rag.ask("Which cryptocurrency saw a 20% jump over the past week?", config=loose).citations[0]
         assert first.quote.startswith("Bitcoin rallied") and first.quote.endswith("over the past week.")
-        assert "Stocks" not in answer.text  # one sentence back, no more
+        assert "Stocks" not in first.quote  # one sentence back, no more
         # "It was shown" points at nothing, and a new paragraph starts a new subject
-        answer = rag.ask(
-            "Who showed that problems of intermediate difficulty exist?", config=rag.config.with_threshold(0.0)
-        )
+        answer = rag.ask("Who showed that problems of intermediate difficulty exist?", config=loose)
         assert answer.citations[0].quote.startswith("It was shown by Ladner")
-    finally:
-        rag.index.close()
