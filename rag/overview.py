@@ -1,4 +1,5 @@
-"""Questions about a whole document: "What is the article about?", "Summarize this document".
+"""Questions about a whole document: "What is the article about?", "Summarize this document",
+"What does the author conclude?", "Who wrote it?".
 
 Such a question names no fact to find: searched like any other it matches no passage well and is
 refused. When it can mean one document only (the index holds one, or the question's scope does),
@@ -7,10 +8,11 @@ about. Its first sentences (up to `answer_max_sentences`, within `answer_max_wor
 and cited like any answer. Over many documents the question is answered as any other: which
 document "the article" is, is for the user to say (the scope).
 
-"Who wrote the article?" is such a question too: its answer is the document's byline, where it has
-one ("By Jane Doe" near the top or the bottom, or a signature such as "Dr. Jane Doe – Writer" at the
-end). Without one the question is searched as any other (and likely refused: honestly, no author
-is named).
+"What does the author conclude?" is answered the same way with the document's closing: its last
+sentences before any signature. "Who wrote the article?" is such a question too: its answer is the
+document's byline, where it has one ("By Jane Doe" near the top or the bottom, or a signature such
+as "Dr. Jane Doe – Writer" at the end). Without one the question is searched as any other (and
+likely refused: honestly, no author is named).
 
 Example:
     >>> asks_for_overview("What is the article about?"), asks_for_overview("Summarise this report.")
@@ -18,6 +20,8 @@ Example:
     >>> asks_for_overview("What is the article about Kursk saying?")
     False
     >>> asks_for_author("Who wrote the article?"), asks_for_author("Who wrote the letter to the UN?")
+    (True, False)
+    >>> asks_for_conclusion("What does the author conclude?"), asks_for_conclusion("What did the court conclude?")
     (True, False)
 """
 
@@ -36,6 +40,7 @@ from rag.types import Answer, Chunk, Citation
 
 _DOC = r"(?:article|document|doc|text|story|report|paper|file|page|piece|post|essay|pdf|news)"
 _THIS = r"(?:the|this|that)"
+_GIST = r"(?:point|idea|message|argument|topic|subject|theme|takeaway)"
 _OVERVIEW = re.compile(
     rf"""^\s*(?:
         (?:what(?:'s|’s|\s+is)|tell\s+me\s+what(?:'s|’s|\s+is)?)\s+{_THIS}\s+{_DOC}\s+(?:is\s+)?(?:all\s+)?about
@@ -43,13 +48,24 @@ _OVERVIEW = re.compile(
       | (?:please\s+|can\s+you\s+|could\s+you\s+)?summari[sz]e(?:\s+(?:it|{_THIS}(?:\s+{_DOC})?))?
       | (?:give\s+me\s+)?(?:an?\s+)?(?:short\s+|brief\s+|quick\s+)?(?:summary|overview|gist)
         (?:\s+of\s+(?:it|{_THIS}(?:\s+{_DOC})?))?
-      | what\s+are\s+the\s+main\s+points(?:\s+of\s+{_THIS}\s+{_DOC})?
+      | what(?:'s|’s|\s+is|\s+are)\s+(?:the|{_THIS}\s+{_DOC}(?:'s|’s))\s+(?:main|key|central)\s+{_GIST}s?
+        (?:\s+of\s+{_THIS}\s+{_DOC})?
       | tl;?\s?dr
     )\s*(?:please\s*)?[?.!]*\s*$""",
     re.I | re.X,
 )
 
 
+# "What does the author conclude?": the document's closing.
+_CONCLUSION = re.compile(
+    rf"""^\s*(?:
+        what\s+(?:does|did)\s+(?:the\s+(?:author|writer)|{_THIS}\s+{_DOC})\s+conclude
+      | what(?:'s|’s|\s+is|\s+are)\s+(?:the|{_THIS}\s+{_DOC}(?:'s|’s)|the\s+(?:author|writer)(?:'s|’s))\s+conclusions?
+        (?:\s+of\s+{_THIS}\s+{_DOC})?
+      | how\s+does\s+{_THIS}\s+{_DOC}\s+(?:end|conclude)
+    )\s*[?.!]*\s*$""",
+    re.I | re.X,
+)
 _AUTHOR = re.compile(
     rf"""^\s*(?:
         who\s+(?:wrote|authored|penned|is\s+the\s+(?:author|writer)\s+of)(?:\s+(?:it|{_THIS}(?:\s+{_DOC})?))?
@@ -76,6 +92,11 @@ def asks_for_overview(question: str) -> bool:
     return bool(_OVERVIEW.match(question))
 
 
+def asks_for_conclusion(question: str) -> bool:
+    """Whether `question` asks what a document concludes, and nothing more."""
+    return bool(_CONCLUSION.match(question))
+
+
 def asks_for_author(question: str) -> bool:
     """Whether `question` asks who wrote the document, and nothing more."""
     return bool(_AUTHOR.match(question))
@@ -98,21 +119,40 @@ def overview(answer: Answer, index: Store, sources: Collection[str] | None, *, c
     if not chunks:
         return answer
     first = min(chunks, key=lambda c: c.start)
-    spans = _opening(first, config)
+    return _quoted(answer, index, chunks, first, _opening(first, config))
+
+
+def conclusion(answer: Answer, index: Store, sources: Collection[str] | None, *, config: RagConfig) -> Answer:
+    """`answer` replaced by the closing sentences of the one document the question can mean (its
+    last ones before any signature), or unchanged when it can mean several; the confidence as
+    for the opening (`centrality`)."""
+    source = the_document(index, sources)
+    chunks = index.document_chunks(source) if source is not None else []
+    if not chunks:
+        return answer
+    last = max(chunks, key=lambda c: c.start)
+    return _quoted(answer, index, chunks, last, _closing(last, config))
+
+
+def _quoted(
+    answer: Answer, index: Store, chunks: Sequence[Chunk], chunk: Chunk, spans: list[tuple[int, int]]
+) -> Answer:
+    """`answer` replaced by `spans` (sentences of `chunk`, one of the document's `chunks`) quoted
+    and cited, with their `centrality` as its confidence; unchanged without spans."""
     if not spans:
         return answer
-    confidence = centrality(index, chunks, first, len(spans))
+    confidence = centrality(index, chunks, chunk, [chunk.sentences.index(span) for span in spans])
     citations = tuple(
         Citation(
             n=n,
-            source=first.source,
+            source=chunk.source,
             start=start,
             end=end,
-            page=first.page,
-            quote=_sentence(first, (start, end)),
-            passage=first.text,
+            page=chunk.page,
+            quote=_sentence(chunk, (start, end)),
+            passage=chunk.text,
             score=round(confidence, 4),
-            passage_start=first.start,
+            passage_start=chunk.start,
         )
         for n, (start, end) in enumerate(spans, start=1)
     )
@@ -122,12 +162,12 @@ def overview(answer: Answer, index: Store, sources: Collection[str] | None, *, c
     )
 
 
-def centrality(index: Store, chunks: Sequence[Chunk], first: Chunk, n: int) -> float:
-    """The cosine, clipped to [0, 1], between the mean vector of the first `n` sentences of
-    `first` and the mean of the document's chunk vectors (`chunks`, all of one document)."""
+def centrality(index: Store, chunks: Sequence[Chunk], chunk: Chunk, positions: Sequence[int]) -> float:
+    """The cosine, clipped to [0, 1], between the mean vector of the sentences at `positions` of
+    `chunk` and the mean of the document's chunk vectors (`chunks`, all of one document)."""
     ids = [c.id for c in chunks]
     document = np.mean(np.stack(list(index.chunk_vectors(ids).values())), axis=0)
-    opening = np.mean(index.sentence_vectors([first.id])[first.id][:n], axis=0)
+    opening = np.mean(index.sentence_vectors([chunk.id])[chunk.id][list(positions)], axis=0)
     norms = float(np.linalg.norm(document) * np.linalg.norm(opening))
     return float(np.clip(document @ opening / norms, 0.0, 1.0)) if norms > 0 else 0.0
 
@@ -146,6 +186,23 @@ def _opening(chunk: Chunk, config: RagConfig) -> list[tuple[int, int]]:
         if spans and words > config.answer_max_words:
             break
         spans.append(span)
+    return spans
+
+
+def _closing(chunk: Chunk, config: RagConfig) -> list[tuple[int, int]]:
+    """The last sentences of `chunk` before any signature or byline (document offsets, in order):
+    the last whatever its length, then more up to `answer_max_sentences` while they fit in
+    `answer_max_words`."""
+    spans: list[tuple[int, int]] = []
+    words = 0
+    for span in reversed(chunk.sentences):
+        line = _sentence(chunk, span)
+        if not spans and (not line.strip() or _byline_kind(line, at_bottom=True) is not None):
+            continue  # the signature below the text
+        words += len(line.split())
+        if spans and (words > config.answer_max_words or len(spans) >= config.answer_max_sentences):
+            break
+        spans.insert(0, span)
     return spans
 
 

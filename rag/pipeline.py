@@ -22,7 +22,7 @@ from rag.embed import Embedder
 from rag.followup import Turn, condense_query
 from rag.ingest import backend_name, update_index
 from rag.load import Skipped, find_files, load_documents
-from rag.overview import asks_for_author, asks_for_overview, byline, overview
+from rag.overview import asks_for_author, asks_for_conclusion, asks_for_overview, byline, conclusion, overview
 from rag.reader import Reader
 from rag.rerank import read_and_rerank
 from rag.retrieve import scope_sources, search
@@ -450,6 +450,8 @@ class RAG:
         )
         if asks_for_overview(question):  # "What is the article about?": its opening, if one document is meant
             answer = overview(answer, index, sources, config=config)
+        elif asks_for_conclusion(question):  # "What does the author conclude?": its closing, likewise
+            answer = conclusion(answer, index, sources, config=config)
         elif asks_for_author(question):  # "Who wrote the article?": its byline, if one document is meant
             answer = byline(answer, index, sources)
         timings["answer"] = (time.perf_counter() - retrieved) * 1000

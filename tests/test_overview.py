@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.overview import _byline_kind, asks_for_author, asks_for_overview
+from rag.overview import _byline_kind, asks_for_author, asks_for_conclusion, asks_for_overview
 from rag.scope import Scope
 
 LEAD = "US Secretary of State Antony Blinken reported on Thursday that up to 8,000 North Korean soldiers"
@@ -35,6 +35,9 @@ OTHER = (
         "Give me a short summary of the document",
         "overview?",
         "What are the main points of the paper?",
+        "What is the main point of the article?",
+        "What's the article's key message?",
+        "What is the central argument of this essay?",
         "TL;DR",
     ],
 )
@@ -51,6 +54,7 @@ def test_questions_about_the_whole_document_are_recognised(question: str) -> Non
         "Summarize what Blinken said about China.",
         "What is the summary judgment in the case?",
         "What is a report?",
+        "What is the main point of contention between China and the US?",
     ],
 )
 def test_questions_about_something_in_it_are_not(question: str) -> None:
@@ -158,3 +162,31 @@ def test_a_byline_only_for_one_document_and_only_where_it_has_one(tmp_path: Path
         assert not ferry.citations or ferry.citations[0].quote not in ("Page 1 of 3", "By Jane Doe")
     finally:
         rag.index.close()
+
+
+@pytest.mark.parametrize(
+    ("question", "asks"),
+    [
+        ("What does the author conclude?", True),
+        ("What is the conclusion of the article?", True),
+        ("What's the author's conclusion?", True),
+        ("How does the article end?", True),
+        ("What did the court conclude?", False),  # a fact in the text: searched
+        ("What does the author conclude about China?", False),
+        ("What is the article about?", False),
+    ],
+)
+def test_questions_about_the_conclusion_are_recognised(question: str, asks: bool) -> None:
+    assert asks_for_conclusion(question) is asks
+
+
+def test_over_one_document_its_conclusion_is_its_closing_before_the_signature(seed_rag) -> None:
+    answer = seed_rag.ask("What does the author conclude?")
+    assert not answer.abstained and not answer.tentative
+    assert SIGNATURE not in answer.text
+    last = answer.citations[-1]
+    assert last.quote.startswith("The pressing question is whether the United States will succeed")
+    document = seed_rag.index.document(last.source).text
+    assert document[last.end :].strip() == SIGNATURE  # nothing but the signature after it
+    assert len(answer.text.split()) <= seed_rag.config.answer_max_words + 2 * len(answer.citations)
+    assert 0.3 < answer.confidence <= 1.0
