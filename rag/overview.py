@@ -110,12 +110,17 @@ def the_document(index: Store, sources: Collection[str] | None) -> str | None:
     return documents[0].source if len(documents) == 1 else None
 
 
+def _its_chunks(index: Store, sources: Collection[str] | None) -> list[Chunk]:
+    """The chunks of the one document a question within `sources` can mean; none when it can mean several."""
+    source = the_document(index, sources)
+    return list(index.document_chunks(source)) if source is not None else []
+
+
 def overview(answer: Answer, index: Store, sources: Collection[str] | None, *, config: RagConfig) -> Answer:
     """`answer` replaced by the opening of the one document the question can mean (see the
     module), or unchanged when it can mean several. Its confidence: how close the opening's
     meaning is to the whole document's (`centrality`): a boilerplate first line scores low."""
-    source = the_document(index, sources)
-    chunks = index.document_chunks(source) if source is not None else []
+    chunks = _its_chunks(index, sources)
     if not chunks:
         return answer
     first = min(chunks, key=lambda c: c.start)
@@ -126,8 +131,7 @@ def conclusion(answer: Answer, index: Store, sources: Collection[str] | None, *,
     """`answer` replaced by the closing sentences of the one document the question can mean (its
     last ones before any signature), or unchanged when it can mean several; the confidence as
     for the opening (`centrality`)."""
-    source = the_document(index, sources)
-    chunks = index.document_chunks(source) if source is not None else []
+    chunks = _its_chunks(index, sources)
     if not chunks:
         return answer
     last = max(chunks, key=lambda c: c.start)
@@ -209,8 +213,7 @@ def _closing(chunk: Chunk, config: RagConfig) -> list[tuple[int, int]]:
 def byline(answer: Answer, index: Store, sources: Collection[str] | None) -> Answer:
     """`answer` replaced by the byline of the one document the question can mean, quoted and
     cited, or unchanged when it can mean several or the document has none (see the module)."""
-    source = the_document(index, sources)
-    chunks = sorted(index.document_chunks(source), key=lambda c: c.start) if source is not None else []
+    chunks = sorted(_its_chunks(index, sources), key=lambda c: c.start)
     if not chunks:
         return answer
     edges = [(chunks[0], span, "top") for span in chunks[0].sentences[:_EDGE]]
