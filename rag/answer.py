@@ -85,6 +85,12 @@ class ScoredSentence:
         chunk = self.hit.chunk
         return chunk.text[self.start - chunk.start : self.end - chunk.start]
 
+    @property
+    def position(self) -> int:
+        """Where the sentence stands among its chunk's sentences (-1: not one of them)."""
+        spans = self.hit.chunk.sentences
+        return spans.index((self.start, self.end)) if (self.start, self.end) in spans else -1
+
 
 def question_type(question: str) -> str:
     """'number', 'date', 'name', 'place' or 'other', from the question's wording."""
@@ -153,18 +159,19 @@ def score_sentences(
     terms = terms or QuestionTerms.of(question, index)
     kind = terms.kind
     seen: set[tuple[str, int]] = set()
-    candidates: list[tuple[int, Hit, int, int, float]] = []
+    candidates: list[tuple[int, Hit, int, int, float, str]] = []
     for rank, hit in enumerate(hits):
         vecs = vectors.get(hit.chunk.id)
         for k, (a, b) in enumerate(hit.chunk.sentences):
             if (hit.chunk.source, a) in seen:
                 continue
             seen.add((hit.chunk.source, a))
-            if _asks(hit.chunk.text[a - hit.chunk.start : b - hit.chunk.start]):
+            text = hit.chunk.text[a - hit.chunk.start : b - hit.chunk.start]
+            if _asks(text):
                 continue  # a question answers none: it stays the context of its neighbours
             semantic = float(vecs[k] @ query_vector.reshape(-1)) if vecs is not None and k < len(vecs) else hit.dense
-            candidates.append((rank, hit, a, b, semantic))
-    texts = [h.chunk.text[a - h.chunk.start : b - h.chunk.start] for _, h, a, b, _ in candidates]
+            candidates.append((rank, hit, a, b, semantic, text))
+    texts = [c[-1] for c in candidates]
     sentence_terms = stem_terms(texts) if texts else []
     # A chunk that opens with its section's headings (text before its first sentence): their words
     # count for every sentence of the chunk, as the context they are.
@@ -173,7 +180,7 @@ def score_sentences(
     ]
     scored = []
     w = config.semantic_weight
-    for (rank, hit, a, b, semantic), text, s_terms in zip(candidates, texts, sentence_terms):
+    for (rank, hit, a, b, semantic, text), s_terms in zip(candidates, sentence_terms):
         lexical = terms.coverage(set(s_terms) | heading_terms[rank])
         cue = _cue(kind, text, question)
         score = w * semantic + (1 - w) * lexical + config.cue_weight * cue - config.rank_penalty * rank
@@ -453,8 +460,8 @@ def _with_antecedent(s: ScoredSentence, lo: int, hi: int, chosen: Sequence[Score
     quote = text[lo:hi]
     if lo != s.start - chunk.start or not _ANAPHOR.match(quote) or _EXPLETIVE.match(quote) or is_row_sentence(quote):
         return lo
-    spans = list(chunk.sentences)
-    k = spans.index((s.start, s.end)) if (s.start, s.end) in spans else -1
+    spans = chunk.sentences
+    k = s.position
     if k <= 0 or any(c.start == spans[k - 1][0] for c in chosen):
         return lo
     before = spans[k - 1][0] - chunk.start

@@ -160,6 +160,11 @@ def _quoted(
         )
         for n, (start, end) in enumerate(spans, start=1)
     )
+    return _cited(answer, citations, confidence)
+
+
+def _cited(answer: Answer, citations: tuple[Citation, ...], confidence: float) -> Answer:
+    """`answer` replaced by the quotes of `citations`, each marked with its number, at `confidence`."""
     text = " ".join(f"{c.quote} [{c.n}]" for c in citations)
     return replace(
         answer, text=text, abstained=False, tentative=False, confidence=confidence, citations=citations, candidate=text
@@ -237,16 +242,7 @@ def byline(answer: Answer, index: Store, sources: Collection[str] | None) -> Ans
             score=confidence,
             passage_start=chunk.start,
         )
-        text = f"{quote} [1]"
-        return replace(
-            answer,
-            text=text,
-            abstained=False,
-            tentative=False,
-            confidence=confidence,
-            citations=(citation,),
-            candidate=text,
-        )
+        return _cited(answer, (citation,), confidence)
     return answer
 
 

@@ -57,8 +57,8 @@ def in_context(s: ScoredSentence) -> Candidate:
     rows beside it: the reader, reading a row next to the one that answers, scores it as if it
     answered (the row above the one asked about quoted instead)."""
     chunk = s.hit.chunk
-    spans = list(chunk.sentences)
-    k = spans.index((s.start, s.end)) if (s.start, s.end) in spans else -1
+    spans = chunk.sentences
+    k = s.position
 
     def text(i: int) -> str:
         if k < 0 or not 0 <= i < len(spans):
