@@ -23,7 +23,7 @@ import numpy as np
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
 from rag.load.tables import is_row_sentence
-from rag.lookup import asked_name, mentions
+from rag.lookup import Asked, asked_name, asked_statement, mentions, verb_forms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
 from rag.retrieve import reciprocal_rank_fusion
@@ -336,6 +336,8 @@ def compose_answer(
     named = False
     if name is not None:  # "Who is Kurt Campbell?": the sentences naming him (rag.lookup)
         refusal, ordered, named = _about_name(refusal, ordered, name)
+    elif (asked := asked_statement(question)) is not None:  # "What did Blinken warn?" (rag.lookup)
+        refusal, ordered, named = _about_statement(refusal, ordered, asked, config=config)
     return _by_confidence(refusal, ordered, set(terms.terms), config=config, at_least_tentative=named)
 
 
@@ -352,6 +354,64 @@ def _about_name(refusal: Answer, ordered: list[ScoredSentence], name: str) -> tu
     best = max(naming, key=lambda s: s.score)
     lifted = replace(refusal, confidence=max(refusal.confidence, round(best.score, 4)))
     return lifted, [best, *(s for s in naming if s is not best), *others], True
+
+
+def _about_statement(
+    refusal: Answer, ordered: list[ScoredSentence], asked: Asked, *, config: RagConfig
+) -> tuple[Answer, list[ScoredSentence], bool]:
+    """For a question asking what was said (`rag.lookup.asked_statement`): the sentences that say
+    it first, in their order, answered (the confidence at least the answer threshold), and whether
+    any does. A sentence says it when it holds every word of the topic (stemmed; without a topic,
+    a form of the verb: "warning" for "warn") and, when a speaker is named, names them or opens
+    with "he", "she", "they" or "it" after a sentence of its paragraph that does."""
+    if asked.topic is not None:
+        wanted, verbs = set(stem_terms([asked.topic])[0]), set()
+        if not wanted:
+            return refusal, ordered, False  # "about it": no word to look for
+    else:
+        wanted, verbs = set(), {t for terms in stem_terms(list(verb_forms(asked.verb))) for t in terms}
+    stating = [
+        s
+        for s, terms in zip(ordered, stem_terms([s.text for s in ordered]))
+        if wanted <= set(terms)
+        and (not verbs or _verb_after_speaker(s.text, verbs, asked.speaker))
+        and _said_by(s, asked.speaker)
+    ]
+    if not stating:
+        return refusal, ordered, False
+    answer_at, _ = config.thresholds()
+    lifted = replace(refusal, confidence=max(refusal.confidence, answer_at))
+    return lifted, [*stating, *(s for s in ordered if s not in stating)], True
+
+
+def _verb_after_speaker(text: str, verbs: set[str], speaker: str | None) -> bool:
+    """Whether `text` holds one of the verb stems `verbs`, after the speaker's first word where it
+    names them: "Blinken reported that ..." says what Blinken reported, "The newspaper also reports
+    that Blinken spoke ..." does not."""
+    words = list(re.finditer(r"[\w’'-]+", text))
+    at = next((w.start() for w, t in zip(words, stem_terms([w.group() for w in words])) if verbs & set(t)), None)
+    if at is None:
+        return False
+    named = None if speaker is None else re.search(rf"(?<![\w-]){re.escape(speaker.split()[0])}(?![\w-])", text)
+    return named is None or named.start() < at
+
+
+# A sentence whose subject points back at someone named before it.
+_SUBJECT_PRONOUN = re.compile(r"[\"“‘'(]?(?:he|she|they|it)\b", re.I)
+
+
+def _said_by(s: ScoredSentence, speaker: str | None, *, look_back: int = 3) -> bool:
+    """Whether `s` is said by `speaker` (None: the document, which says all of it): it names them,
+    or it opens with a subject pronoun and one of the `look_back` sentences before it in its
+    paragraph names them."""
+    if speaker is None or mentions(s.text, speaker):
+        return True
+    if not _SUBJECT_PRONOUN.match(s.text) or s.position <= 0:
+        return False
+    chunk = s.hit.chunk
+    spans = chunk.sentences[max(0, s.position - look_back) : s.position]
+    before = chunk.text[spans[0][0] - chunk.start : s.start - chunk.start]
+    return mentions(before.rsplit("\n\n", 1)[-1], speaker)
 
 
 def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:

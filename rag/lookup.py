@@ -1,4 +1,6 @@
-"""Questions that ask who or what a name is: "Who is Kurt Campbell?", "What is AUKUS?".
+"""Questions about a name or a topic: who or what a name is ("Who is Kurt Campbell?", "What is
+AUKUS?"), and what someone or the document says ("What did Blinken warn?", "What does the author
+say about divide and conquer?").
 
 Such a question is short and its words are a name: its vector is far from any passage's, so the
 confidence fitted on longer questions refuses it even when the reader picks the sentence that says
@@ -15,11 +17,28 @@ Example:
     (True, False)
     >>> mentions("Daniel J. Kritenbrink, the senior official", "Daniel Kritenbrink")
     True
+
+A question asking what someone said, or what the document says about a topic, is not a factoid
+question either: the reader, trained on those, reads "He issued a warning, ..." 1.6 logits under
+even odds for "What did Blinken warn?" and the sentence naming "divide and conquer" 3.4 under for
+"What does the author say about divide and conquer?"; both were refused. A sentence that holds the
+topic's words (or the verb, said by the one named or by a "he" or "she" right after them) is what
+the question asks for (`rag.answer.compose_answer` answers with it).
+
+    >>> asked_statement("What did Blinken warn?")
+    Asked(speaker='Blinken', verb='warn', topic=None)
+    >>> asked_statement("What does the author say about divide and conquer?")
+    Asked(speaker=None, verb='say', topic='divide and conquer')
+    >>> asked_statement("What did the New York Times report?").speaker
+    'New York Times'
+    >>> asked_statement("What did Blinken warn the troops would become?"), asked_statement("What did he say?")
+    (None, None)
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 NAME_WORD = r"[A-Z][\w’'.-]*"  # a word of a name: a capital, then letters, apostrophes, dots, hyphens
 _PARTICLE = r"(?:of|de|del|der|van|von|al|bin|da|du|la|le)"
@@ -37,7 +56,80 @@ def asked_name(question: str) -> str | None:
     return found.group(1)
 
 
+# A rank before a title makes it another office: the Deputy Secretary of State is not the Secretary.
+_RANKED = re.compile(r"(?<![\w-])(?i:deputy|vice|assistant|under|associate|acting|lieutenant)\s+$")
+
+
 def mentions(text: str, name: str) -> bool:
     """Whether `text` names `name`: each of its words there, whole and with its capitals (so
-    "Daniel Kritenbrink" is named by "Daniel J. Kritenbrink")."""
-    return all(re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) for word in name.split())
+    "Daniel Kritenbrink" is named by "Daniel J. Kritenbrink"), its first word at least once without
+    a rank before it ("Deputy Secretary of State" does not name the Secretary of State).
+
+    Example:
+        >>> mentions("Kurt Campbell, the Deputy Secretary of State", "Secretary of State")
+        False
+        >>> mentions("the Deputy Secretary met the Secretary of State", "Secretary of State")
+        True
+    """
+    words = name.split()
+    if not words or not all(re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) for word in words):
+        return False
+    first = re.finditer(rf"(?<![\w-]){re.escape(words[0])}(?![\w-])", text)
+    return any(not _RANKED.search(text[: m.start()]) for m in first)
+
+
+# The document itself as the one saying: "the author", "the article", "it".
+_DOCUMENT = r"(?:the\s+|this\s+)?(?:author|writer|article|report|text|document|piece|story|essay|paper|post|page)|it"
+# Verbs of saying, with their irregular forms (`verb_forms`).
+_IRREGULAR = {
+    "say": ("say", "said"),
+    "tell": ("tell", "told"),
+    "write": ("write", "wrote", "written"),
+    "think": ("think", "thought"),
+}
+_VERBS = (
+    "say|tell|warn|report|claim|announce|state|write|argue|reveal|suggest|predict|think|believe|mention|"
+    "deny|confirm|promise|urge|note|explain|add|insist|recommend|propose"
+)
+_STATED = re.compile(
+    rf"^\s*(?i:what)\s+(?i:did|does|do|has|have|had)\s+"
+    rf"(?:(?P<document>(?i:{_DOCUMENT}))|(?:(?i:the)\s+)?(?P<name>{NAME_WORD}(?:\s+(?:{_PARTICLE}\s+)*{NAME_WORD})*))"
+    rf"\s+(?P<verb>(?i:{_VERBS}))(?:\s+(?i:us|me))?"
+    rf"(?:\s+(?i:about|on|regarding|concerning)\s+(?P<topic>[^?]+?))?\s*\??\s*$"
+)
+_SAID_ABOUT = re.compile(
+    r"^\s*what\s+(?:is|was|are|were)\s+(?:said|written|reported)\s+(?:about|on|regarding)\s+(?P<topic>[^?]+?)\s*\??\s*$",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a question asks was said: by `speaker` (a name; None: the document itself), `verb` (its
+    base form), about `topic` (None: whatever it was)."""
+
+    speaker: str | None
+    verb: str
+    topic: str | None
+
+
+def asked_statement(question: str) -> Asked | None:
+    """What `question` asks someone (or the document) said, when it asks only that: "What did NAME
+    VERB?", "What does the author/article VERB about TOPIC?", "What is said about TOPIC?"; else None.
+    The document with no topic ("What does the article say?") is an overview question
+    (`rag.overview`), a pronoun ("What did he say?") a follow-up."""
+    about = _SAID_ABOUT.match(question)
+    if about is not None:
+        return Asked(None, "say", about.group("topic"))
+    found = _STATED.match(question)
+    if found is None:
+        return None
+    name, topic = found.group("name"), found.group("topic")
+    if (name is None and topic is None) or name in _PRONOUNS:
+        return None
+    return Asked(name, found.group("verb").lower(), topic)
+
+
+def verb_forms(verb: str) -> tuple[str, ...]:
+    """The forms of a verb of saying to look for beyond what stemming finds ("said" for "say")."""
+    return _IRREGULAR.get(verb, (verb,))
