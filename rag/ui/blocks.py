@@ -38,6 +38,7 @@ EXAMPLES = [  # each answered over the demo article (tests/test_ui.py)
     "How many North Korean soldiers have arrived in Kursk?",
     "What is the article about?",
     "Who is Kurt Campbell?",
+    "What did Blinken warn?",
 ]
 SEED_FILE = "000_a8b8e53ddfe7d5e4.txt"  # the demo article (seeds/) that EXAMPLES ask about
 SYNC_POLL_S = 2.0  # how often an open page asks for the folder watch's news
