@@ -71,6 +71,11 @@ _AUTHOR = re.compile(
         who\s+(?:wrote|authored|penned|is\s+the\s+(?:author|writer)\s+of)(?:\s+(?:it|{_THIS}(?:\s+{_DOC})?))?
       | who(?:'s|’s|\s+is)\s+(?:the|its)\s+(?:author|writer)(?:\s+of\s+(?:it|{_THIS}\s+{_DOC}))?
       | (?:what\s+is\s+)?(?:the\s+)?(?:name\s+of\s+the\s+author|author(?:'s|’s)\s+name)
+      | how\s+(?:is|was)\s+(?:the|its)\s+(?:author|writer)(?:\s+of\s+(?:it|{_THIS}\s+{_DOC}))?\s+described
+        (?:\s+professionally)?
+      | what\s+(?:is|was)\s+(?:the|its)\s+(?:author|writer)(?:'s|’s)\s+
+        (?:job|profession|occupation|background|title|role|position|affiliation)
+      | what\s+(?:does|did)\s+(?:the|its)\s+(?:author|writer)\s+do(?:\s+for\s+a\s+living)?
     )\s*[?.!]*\s*$""",
     re.I | re.X,
 )

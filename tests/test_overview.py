@@ -106,6 +106,11 @@ def test_over_several_documents_only_a_scope_to_one_makes_it_an_overview(tmp_pat
         ("Who wrote the letter to the UN?", False),  # a fact in the text: searched
         ("Who is the author of the New York Times report?", False),
         ("What does the author think the US wants?", False),
+        ("How is the author of the piece described professionally?", True),  # the byline says
+        ("What is the author's background?", True),
+        ("What does the writer do?", True),
+        ("What does the author do to the argument?", False),
+        ("How is the author of the New York Times report described?", False),
     ],
 )
 def test_questions_about_the_author_are_recognised(question: str, asks: bool) -> None:
@@ -140,6 +145,8 @@ def test_over_one_document_who_wrote_it_is_answered_with_its_byline(seed_rag) ->
     cited = answer.citations[0]
     assert cited.quote == SIGNATURE and seed_rag.index.documents()[0].source == cited.source
     assert cited.passage[cited.start - cited.passage_start : cited.end - cited.passage_start] == SIGNATURE
+    described = seed_rag.ask("How is the author of the piece described professionally?")
+    assert not described.abstained and described.text == f"{SIGNATURE} [1]"  # was refused (0.008)
 
 
 def test_a_byline_only_for_one_document_and_only_where_it_has_one(tmp_path: Path, embedder, seed_path) -> None:
