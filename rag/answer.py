@@ -23,7 +23,7 @@ import numpy as np
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
 from rag.load.tables import is_row_sentence
-from rag.lookup import Asked, asked_name, asked_statement, mentions, verb_forms
+from rag.lookup import Asked, asked_name, asked_statement, mentions, plain_apostrophes, verb_forms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
 from rag.retrieve import reciprocal_rank_fusion
@@ -392,7 +392,8 @@ def _verb_after_speaker(text: str, verbs: set[str], speaker: str | None) -> bool
     at = next((w.start() for w, t in zip(words, stem_terms([w.group() for w in words])) if verbs & set(t)), None)
     if at is None:
         return False
-    named = None if speaker is None else re.search(rf"(?<![\w-]){re.escape(speaker.split()[0])}(?![\w-])", text)
+    first = None if speaker is None else plain_apostrophes(speaker).split()[0]
+    named = None if first is None else re.search(rf"(?<![\w-]){re.escape(first)}(?![\w-])", plain_apostrophes(text))
     return named is None or named.start() < at
 
 

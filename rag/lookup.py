@@ -60,18 +60,30 @@ def asked_name(question: str) -> str | None:
 _RANKED = re.compile(r"(?<![\w-])(?i:deputy|vice|assistant|under|associate|acting|lieutenant)\s+$")
 
 
+# Apostrophes a name may be typed or printed with: "O'Brien" as typed names "O’Brien" as printed.
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'"})
+
+
+def plain_apostrophes(text: str) -> str:
+    """`text` with every apostrophe-like character the ASCII one (same length, same offsets)."""
+    return text.translate(_APOSTROPHES)
+
+
 def mentions(text: str, name: str) -> bool:
     """Whether `text` names `name`: each of its words there, whole and with its capitals (so
-    "Daniel Kritenbrink" is named by "Daniel J. Kritenbrink"), its first word at least once without
-    a rank before it ("Deputy Secretary of State" does not name the Secretary of State).
+    "Daniel Kritenbrink" is named by "Daniel J. Kritenbrink"), whatever apostrophes each is written
+    with, its first word at least once without a rank before it ("Deputy Secretary of State" does
+    not name the Secretary of State).
 
     Example:
         >>> mentions("Kurt Campbell, the Deputy Secretary of State", "Secretary of State")
         False
         >>> mentions("the Deputy Secretary met the Secretary of State", "Secretary of State")
         True
+        >>> mentions("James O’Brien, the senior official", "James O'Brien")
+        True
     """
-    words = name.split()
+    text, words = plain_apostrophes(text), plain_apostrophes(name).split()
     if not words or not all(re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) for word in words):
         return False
     first = re.finditer(rf"(?<![\w-]){re.escape(words[0])}(?![\w-])", text)

@@ -142,3 +142,11 @@ def test_the_holder_of_a_title_is_not_its_deputy(seed_rag) -> None:
     assert not answer.abstained and "Antony Blinken" in answer.citations[0].quote
     deputy = seed_rag.ask("Who is the Deputy Secretary of State?")
     assert "Kurt Campbell, the Deputy Secretary of State" in deputy.citations[0].quote
+
+
+def test_a_name_typed_with_a_straight_apostrophe_names_the_printed_one(seed_rag) -> None:
+    """The article prints "James O’Brien"; a user types "O'Brien" (refused at 0.11 before)."""
+    answer = seed_rag.ask("Who is James O'Brien?")
+    assert (
+        not answer.abstained and "James O’Brien, the senior official for European affairs" in answer.citations[0].quote
+    )
