@@ -110,8 +110,12 @@ _STATED = re.compile(
     rf"(?:\s+(?i:about|on|regarding|concerning)\s+(?P<topic>[^?]+?))?\s*\??\s*$"
 )
 _SAID_ABOUT = re.compile(
-    r"^\s*what\s+(?:is|was|are|were)\s+(?:said|written|reported)\s+(?:about|on|regarding)\s+(?P<topic>[^?]+?)\s*\??\s*$",
-    re.I,
+    r"""^\s*(?:
+        what\s+(?:is|was|are|were)\s+(?:said|written|reported|known)\s+(?:about|on|regarding)
+      | (?:please\s+)?tell\s+(?:me|us)\s+(?:more\s+)?about
+      | what\s+(?:do|can)\s+(?:you|we)\s+(?:know|learn|tell\s+(?:me|us))\s+about
+    )\s+(?P<topic>[^?]+?)\s*[?.!]*\s*$""",
+    re.I | re.X,
 )
 
 
@@ -127,12 +131,15 @@ class Asked:
 
 def asked_statement(question: str) -> Asked | None:
     """What `question` asks someone (or the document) said, when it asks only that: "What did NAME
-    VERB?", "What does the author/article VERB about TOPIC?", "What is said about TOPIC?"; else None.
+    VERB?", "What does the author/article VERB about TOPIC?", "What is said about TOPIC?", "Tell me
+    about TOPIC"; else None.
     The document with no topic ("What does the article say?") is an overview question
     (`rag.overview`), a pronoun ("What did he say?") a follow-up."""
     about = _SAID_ABOUT.match(question)
     if about is not None:
-        return Asked(None, "say", about.group("topic"))
+        topic = about.group("topic")
+        # "Tell me about this article": the whole document, an overview question
+        return None if re.fullmatch(_DOCUMENT, topic, re.I) else Asked(None, "say", topic)
     found = _STATED.match(question)
     if found is None:
         return None

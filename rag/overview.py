@@ -44,6 +44,7 @@ _GIST = r"(?:point|idea|message|argument|topic|subject|theme|takeaway)"
 _OVERVIEW = re.compile(
     rf"""^\s*(?:
         (?:what(?:'s|’s|\s+is)|tell\s+me\s+what(?:'s|’s|\s+is)?)\s+{_THIS}\s+{_DOC}\s+(?:is\s+)?(?:all\s+)?about
+      | (?:please\s+)?tell\s+(?:me|us)\s+(?:more\s+)?about\s+{_THIS}\s+{_DOC}
       | what\s+(?:does|do)\s+{_THIS}\s+{_DOC}\s+(?:say|cover|discuss|describe|report)
       | (?:please\s+|can\s+you\s+|could\s+you\s+)?summari[sz]e(?:\s+(?:it|{_THIS}(?:\s+{_DOC})?))?
       | (?:give\s+me\s+)?(?:an?\s+)?(?:short\s+|brief\s+|quick\s+)?(?:summary|overview|gist)

@@ -83,6 +83,11 @@ def test_who_is_a_person_the_article_never_names_is_still_refused(seed_rag) -> N
         ("What does the article tell us about AUKUS", Asked(None, "tell", "AUKUS")),
         ("What does it say about Japan?", Asked(None, "say", "Japan")),
         ("What is said about the Quad?", Asked(None, "say", "the Quad")),
+        ("Tell me about Kurt Campbell", Asked(None, "say", "Kurt Campbell")),
+        ("please tell me more about AUKUS.", Asked(None, "say", "AUKUS")),
+        ("What do you know about the Quad?", Asked(None, "say", "the Quad")),
+        ("Tell me a joke about China", None),
+        ("Tell me about this article", None),  # the whole document: an overview question
         ("What did Antony Blinken say about the troops?", Asked("Antony Blinken", "say", "the troops")),
         ("What does the article say?", None),  # the whole article: an overview question
         ("What did he say?", None),  # a follow-up
@@ -103,6 +108,8 @@ def test_a_question_asking_only_what_was_said(question: str, asked: Asked | None
         ("What did the New York Times report?", "The New York Times reported in an article titled"),
         ("What did Blinken report?", "Antony Blinken reported on Thursday"),  # not "The newspaper reports ... Blinken"
         ("What does the article say about Taiwan?", "the Taiwan issue"),
+        ("Tell me about Kurt Campbell", "Kurt Campbell, the Deputy Secretary of State"),  # refused at 0.03
+        ("Tell me about AUKUS.", "the AUKUS nuclear partnership"),
     ],
 )
 def test_what_was_said_is_answered_with_the_sentence_that_says_it(seed_rag, question: str, said: str) -> None:
@@ -113,7 +120,12 @@ def test_what_was_said_is_answered_with_the_sentence_that_says_it(seed_rag, ques
 
 @pytest.mark.parametrize(
     "question",
-    ["What did Kim Jong Un say?", "What did Putin say about the troops?", "What does the article say about Brazil?"],
+    [
+        "What did Kim Jong Un say?",
+        "What did Putin say about the troops?",
+        "What does the article say about Brazil?",
+        "Tell me about Vladimir Putin",
+    ],
 )
 def test_what_the_documents_never_say_is_not_answered(seed_rag, question: str) -> None:
     assert seed_rag.ask(question).abstained

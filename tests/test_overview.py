@@ -38,6 +38,8 @@ OTHER = (
         "What is the main point of the article?",
         "What's the article's key message?",
         "What is the central argument of this essay?",
+        "Tell me about this article",
+        "tell me more about the report",
         "TL;DR",
     ],
 )
@@ -55,6 +57,8 @@ def test_questions_about_the_whole_document_are_recognised(question: str) -> Non
         "What is the summary judgment in the case?",
         "What is a report?",
         "What is the main point of contention between China and the US?",
+        "Tell me about Kurt Campbell",
+        "Tell me more about it",  # in a chat, about what the previous question asked (rag.followup)
     ],
 )
 def test_questions_about_something_in_it_are_not(question: str) -> None:
