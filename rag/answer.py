@@ -305,10 +305,12 @@ def compose_answer(
     config: RagConfig,
     sentences: Sequence[ScoredSentence] | None = None,
     terms: QuestionTerms | None = None,
+    previous: str | None = None,
 ) -> Answer:
     """Pick up to `answer_max_sentences` sentences (at most `answer_max_words` words in all) and
     cite each; answer when the confidence reaches the configured scorer's threshold, show the best
-    sentence marked "not sure" in the band below it, refuse under that.
+    sentence marked "not sure" in the band below it, refuse under that. `previous`: the question
+    asked before this one in a chat, whose person a "he" or "she" may be (`rag.lookup`).
 
     `sentences` are the scored candidates, best first (the reader's, from `rag.rerank`); without
     them the heuristic scores the sentences of the top `answer_hits` hits, and its confidence and
@@ -336,7 +338,7 @@ def compose_answer(
     named = False
     if name is not None:  # "Who is Kurt Campbell?": the sentences naming him (rag.lookup)
         refusal, ordered, named = _about_name(refusal, ordered, name)
-    elif (asked := asked_statement(question)) is not None:  # "What did Blinken warn?" (rag.lookup)
+    elif (asked := asked_statement(question, previous)) is not None:  # "What did Blinken warn?" (rag.lookup)
         refusal, ordered, named = _about_statement(refusal, ordered, asked, config=config)
     return _by_confidence(refusal, ordered, set(terms.terms), config=config, at_least_tentative=named)
 
@@ -405,14 +407,23 @@ def _said_by(s: ScoredSentence, speaker: str | None, *, look_back: int = 3) -> b
     """Whether `s` is said by `speaker` (None: the document, which says all of it): it names them,
     or it opens with a subject pronoun and one of the `look_back` sentences before it in its
     paragraph names them."""
-    if speaker is None or mentions(s.text, speaker):
+    if speaker is None or _names(s.text, speaker):
         return True
     if not _SUBJECT_PRONOUN.match(s.text) or s.position <= 0:
         return False
     chunk = s.hit.chunk
     spans = chunk.sentences[max(0, s.position - look_back) : s.position]
     before = chunk.text[spans[0][0] - chunk.start : s.start - chunk.start]
-    return mentions(before.rsplit("\n\n", 1)[-1], speaker)
+    return _names(before.rsplit("\n\n", 1)[-1], speaker)
+
+
+def _names(text: str, speaker: str) -> bool:
+    """Whether `text` names `speaker`, or, for a name of capitalised words only, by its last word
+    alone, as a person is named again after the first time ("Blinken stated ..." for Antony
+    Blinken; not "State" for the Secretary of State)."""
+    words = speaker.split()
+    surname = len(words) > 1 and all(w[:1].isupper() for w in words)
+    return mentions(text, speaker) or (surname and mentions(text, words[-1]))
 
 
 def quote_order(sentences: Sequence[ScoredSentence], *, config: RagConfig) -> list[ScoredSentence]:

@@ -92,6 +92,8 @@ def mentions(text: str, name: str) -> bool:
 
 # The document itself as the one saying: "the author", "the article", "it".
 _DOCUMENT = r"(?:the\s+|this\s+)?(?:author|writer|article|report|text|document|piece|story|essay|paper|post|page)|it"
+# In the speaker's place, a pronoun of a chat's follow-up: the previous question's person.
+_SPEAKER_PRONOUN = r"he|she|they"
 # Verbs of saying, with their irregular forms (`verb_forms`).
 _IRREGULAR = {
     "say": ("say", "said"),
@@ -105,7 +107,7 @@ _VERBS = (
 )
 _STATED = re.compile(
     rf"^\s*(?i:what)\s+(?i:did|does|do|has|have|had)\s+"
-    rf"(?:(?P<document>(?i:{_DOCUMENT}))|(?:(?i:the)\s+)?(?P<name>{NAME_WORD}(?:\s+(?:{_PARTICLE}\s+)*{NAME_WORD})*))"
+    rf"(?:(?P<document>(?i:{_DOCUMENT}|{_SPEAKER_PRONOUN}))|(?:(?i:the)\s+)?(?P<name>{NAME_WORD}(?:\s+(?:{_PARTICLE}\s+)*{NAME_WORD})*))"
     rf"\s+(?P<verb>(?i:{_VERBS}))(?:\s+(?i:us|me))?"
     rf"(?:\s+(?i:about|on|regarding|concerning)\s+(?P<topic>[^?]+?))?\s*\??\s*$"
 )
@@ -129,12 +131,20 @@ class Asked:
     topic: str | None
 
 
-def asked_statement(question: str) -> Asked | None:
+def asked_statement(question: str, previous: str | None = None) -> Asked | None:
     """What `question` asks someone (or the document) said, when it asks only that: "What did NAME
     VERB?", "What does the author/article VERB about TOPIC?", "What is said about TOPIC?", "Tell me
     about TOPIC"; else None.
     The document with no topic ("What does the article say?") is an overview question
-    (`rag.overview`), a pronoun ("What did he say?") a follow-up."""
+    (`rag.overview`). A pronoun ("What did he say?") is the person the `previous` question of a
+    chat asked about ("Who is Antony Blinken?", "What did Blinken report?"), if it named one.
+
+    Example:
+        >>> asked_statement("What did he warn?", "Who is Antony Blinken?")
+        Asked(speaker='Antony Blinken', verb='warn', topic=None)
+        >>> asked_statement("What did he warn?", "How many troops are there?") is None
+        True
+    """
     about = _SAID_ABOUT.match(question)
     if about is not None:
         topic = about.group("topic")
@@ -144,9 +154,24 @@ def asked_statement(question: str) -> Asked | None:
     if found is None:
         return None
     name, topic = found.group("name"), found.group("topic")
+    if name is None and found.group("document").lower() in ("he", "she", "they"):
+        name = _speaker_of(previous)
+        if name is None:
+            return None
     if (name is None and topic is None) or name in _PRONOUNS:
         return None
     return Asked(name, found.group("verb").lower(), topic)
+
+
+def _speaker_of(question: str | None) -> str | None:
+    """The person a question asked about or asked what they said, if it named one."""
+    if question is None:
+        return None
+    name = asked_name(question)
+    if name is not None:
+        return name
+    asked = asked_statement(question)
+    return None if asked is None else asked.speaker
 
 
 def verb_forms(verb: str) -> tuple[str, ...]:

@@ -322,7 +322,14 @@ class RAG:
         model = None if config.generator == "extractive" else self._chat_model(config, timings)
         query = self._standalone_query(question, history, model, config, timings)
         answer, hits = self._extract(
-            question, query, config, timings, index=index, sources=sources, generating=model is not None
+            question,
+            query,
+            config,
+            timings,
+            index=index,
+            sources=sources,
+            generating=model is not None,
+            previous=history[-1][0] if history else None,
         )
         answer = replace(answer, scope=scope, collection=self.collection)
         answered = time.perf_counter()
@@ -423,11 +430,12 @@ class RAG:
         index: Store,
         sources: frozenset[str] | None,
         generating: bool,
+        previous: str | None = None,
     ) -> tuple[Answer, list[Hit]]:
         """The extractive answer (cited sentences, or an abstention) and the hits it came from
         (`timings["answer"]`: the time after retrieval), searched among the chunks of `sources`
         (None: all). A generated answer is shown the same hits, so both agree on confidence and
-        abstention."""
+        abstention. `previous`: the chat's question before this one (`compose_answer`)."""
         query_vector = self.embedder.encode_queries([query])[0]
         n_hits = max(config.top_k, config.answer_hits)
         depth = max(n_hits, config.rerank_depth) if config.answer_scorer == "reader" else n_hits
@@ -446,7 +454,14 @@ class RAG:
             hits, read = read_and_rerank(question, query_vector, hits, index, self.reader, config=config, terms=terms)
             sentences = [s for s in read if s.hit_rank < n_hits]
         answer = compose_answer(
-            question, query_vector, hits[:n_hits], index, config=config, sentences=sentences, terms=terms
+            question,
+            query_vector,
+            hits[:n_hits],
+            index,
+            config=config,
+            sentences=sentences,
+            terms=terms,
+            previous=previous,
         )
         if asks_for_overview(question):  # "What is the article about?": its opening, if one document is meant
             answer = overview(answer, index, sources, config=config)

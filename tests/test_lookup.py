@@ -162,3 +162,20 @@ def test_a_name_typed_with_a_straight_apostrophe_names_the_printed_one(seed_rag)
     assert (
         not answer.abstained and "James O’Brien, the senior official for European affairs" in answer.citations[0].quote
     )
+
+
+@pytest.mark.parametrize(
+    ("previous", "answered"),
+    [
+        ("Who is Antony Blinken?", True),
+        ("What did Blinken report?", True),
+        ("Who is Kurt Campbell?", False),  # the article has him say nothing
+    ],
+)
+def test_a_follow_up_asking_what_he_said_means_the_person_asked_about_before(
+    seed_rag, previous: str, answered: bool
+) -> None:
+    warned = seed_rag.ask("What did he warn?" if answered else "What did he say?", history=[(previous, "...")])
+    assert warned.abstained is not answered, (warned.confidence, warned.text)
+    if answered:
+        assert "legitimate military targets" in " ".join(c.quote for c in warned.citations)
