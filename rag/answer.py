@@ -23,7 +23,7 @@ import numpy as np
 from rag.config import RagConfig
 from rag.lexical import idf, stem_terms
 from rag.load.tables import is_row_sentence
-from rag.lookup import Asked, asked_name, asked_statement, mentions, plain_apostrophes, verb_forms
+from rag.lookup import Asked, asked_name, asked_statement, mentions, named_at, verb_forms
 from rag.numeric import sigmoid
 from rag.replies import ABSTAIN_TEXT, tentative_text
 from rag.retrieve import reciprocal_rank_fusion
@@ -372,18 +372,20 @@ def _about_statement(
             return refusal, ordered, False  # "about it": no word to look for
     else:
         wanted, verbs = set(), {t for terms in stem_terms(list(verb_forms(asked.verb))) for t in terms}
-    stating = [
-        s
-        for s, terms in zip(ordered, stem_terms([s.text for s in ordered]))
-        if wanted <= set(terms)
-        and (not verbs or _verb_after_speaker(s.text, verbs, asked.speaker))
-        and _said_by(s, asked.speaker)
-    ]
+    stating: list[ScoredSentence] = []
+    others: list[ScoredSentence] = []
+    for s, terms in zip(ordered, stem_terms([s.text for s in ordered])):
+        says = (
+            wanted <= set(terms)
+            and (not verbs or _verb_after_speaker(s.text, verbs, asked.speaker))
+            and _said_by(s, asked.speaker)
+        )
+        (stating if says else others).append(s)
     if not stating:
         return refusal, ordered, False
     answer_at, _ = config.thresholds()
     lifted = replace(refusal, confidence=max(refusal.confidence, answer_at))
-    return lifted, [*stating, *(s for s in ordered if s not in stating)], True
+    return lifted, [*stating, *others], True
 
 
 def _verb_after_speaker(text: str, verbs: set[str], speaker: str | None) -> bool:
@@ -394,9 +396,8 @@ def _verb_after_speaker(text: str, verbs: set[str], speaker: str | None) -> bool
     at = next((w.start() for w, t in zip(words, stem_terms([w.group() for w in words])) if verbs & set(t)), None)
     if at is None:
         return False
-    first = None if speaker is None else plain_apostrophes(speaker).split()[0]
-    named = None if first is None else re.search(rf"(?<![\w-]){re.escape(first)}(?![\w-])", plain_apostrophes(text))
-    return named is None or named.start() < at
+    named = None if speaker is None else named_at(text, speaker)
+    return named is None or named < at
 
 
 # A sentence whose subject points back at someone named before it.

@@ -84,10 +84,22 @@ def mentions(text: str, name: str) -> bool:
         True
     """
     text, words = plain_apostrophes(text), plain_apostrophes(name).split()
-    if not words or not all(re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) for word in words):
+    if not words or not all(_whole_word(word).search(text) for word in words):
         return False
-    first = re.finditer(rf"(?<![\w-]){re.escape(words[0])}(?![\w-])", text)
-    return any(not _RANKED.search(text[: m.start()]) for m in first)
+    return any(not _RANKED.search(text[: m.start()]) for m in _whole_word(words[0]).finditer(text))
+
+
+def named_at(text: str, name: str) -> int | None:
+    """Where `text` first has the first word of `name`, whole, whatever apostrophes each is written
+    with; None where it has not."""
+    words = plain_apostrophes(name).split()
+    found = _whole_word(words[0]).search(plain_apostrophes(text)) if words else None
+    return None if found is None else found.start()
+
+
+def _whole_word(word: str) -> re.Pattern[str]:
+    """`word` as a whole word: not inside a longer word nor a hyphenated one."""
+    return re.compile(rf"(?<![\w-]){re.escape(word)}(?![\w-])")
 
 
 # The document itself as the one saying: "the author", "the article", "it".
